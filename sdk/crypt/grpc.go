@@ -1,0 +1,137 @@
+package crypt
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/internal/pb"
+	"github.com/soulpad/soulpad/sdk/internal/registry"
+	"github.com/soulpad/soulpad/sdk/internal/rpc"
+)
+
+func init() {
+	registry.Register(string(sdk.KindCrypt), func(impl any) (plugin.Plugin, error) {
+		if impl == nil {
+			return &grpcPlugin{}, nil
+		}
+		c, ok := impl.(Crypt)
+		if !ok {
+			return nil, errors.New("Info says kind crypt but the plugin does not implement crypt.Crypt")
+		}
+		return &grpcPlugin{impl: c}, nil
+	})
+}
+
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl Crypt
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
+	pb.RegisterCryptServer(s, &server{impl: p.impl})
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewCryptClient(c)}, nil
+}
+
+func toPB(c Credential) *pb.Credential {
+	return &pb.Credential{Passphrase: c.Passphrase, KeyFile: c.KeyFile}
+}
+
+func fromPB(c *pb.Credential) Credential {
+	return Credential{Passphrase: c.GetPassphrase(), KeyFile: c.GetKeyFile()}
+}
+
+type server struct {
+	pb.UnimplementedCryptServer
+	impl Crypt
+}
+
+func (s *server) Create(ctx context.Context, r *pb.CryptCreateRequest) (*pb.CryptCreateResponse, error) {
+	_, err := s.impl.Create(ctx, CreateRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), SizeBytes: r.SizeBytes})
+	return &pb.CryptCreateResponse{}, rpc.ToStatus(err)
+}
+
+func (s *server) Unlock(ctx context.Context, r *pb.UnlockRequest) (*pb.UnlockResponse, error) {
+	out, err := s.impl.Unlock(ctx, UnlockRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), MountDir: r.MountDir})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.UnlockResponse{PlaintextDir: out.PlaintextDir}, nil
+}
+
+func (s *server) Lock(ctx context.Context, r *pb.LockRequest) (*pb.LockResponse, error) {
+	_, err := s.impl.Lock(ctx, LockRequest{VaultPath: r.VaultPath})
+	return &pb.LockResponse{}, rpc.ToStatus(err)
+}
+
+func (s *server) AddCredential(ctx context.Context, r *pb.AddCredentialRequest) (*pb.AddCredentialResponse, error) {
+	m, ok := s.impl.(CredentialManager)
+	if !ok {
+		return nil, rpc.ToStatus(sdk.ErrUnsupported)
+	}
+	_, err := m.AddCredential(ctx, AddCredentialRequest{VaultPath: r.VaultPath, Existing: fromPB(r.Existing), Add: fromPB(r.Add)})
+	return &pb.AddCredentialResponse{}, rpc.ToStatus(err)
+}
+
+func (s *server) RemoveCredential(ctx context.Context, r *pb.RemoveCredentialRequest) (*pb.RemoveCredentialResponse, error) {
+	m, ok := s.impl.(CredentialManager)
+	if !ok {
+		return nil, rpc.ToStatus(sdk.ErrUnsupported)
+	}
+	_, err := m.RemoveCredential(ctx, RemoveCredentialRequest{VaultPath: r.VaultPath, Existing: fromPB(r.Existing), Remove: fromPB(r.Remove)})
+	return &pb.RemoveCredentialResponse{}, rpc.ToStatus(err)
+}
+
+// Client is the host's view of a crypt plugin. It implements Crypt and
+// CredentialManager; the latter fails with sdk.ErrUnsupported when the
+// plugin lacks it (check Info capabilities first).
+type Client struct {
+	rpc.BaseClient
+	c pb.CryptClient
+}
+
+var (
+	_ Crypt             = (*Client)(nil)
+	_ CredentialManager = (*Client)(nil)
+)
+
+// Create implements Crypt.
+func (c *Client) Create(ctx context.Context, r CreateRequest) (CreateResponse, error) {
+	_, err := c.c.Create(ctx, &pb.CryptCreateRequest{VaultPath: r.VaultPath, Credential: toPB(r.Credential), SizeBytes: r.SizeBytes})
+	return CreateResponse{}, rpc.FromStatus(err)
+}
+
+// Unlock implements Crypt.
+func (c *Client) Unlock(ctx context.Context, r UnlockRequest) (UnlockResponse, error) {
+	out, err := c.c.Unlock(ctx, &pb.UnlockRequest{VaultPath: r.VaultPath, Credential: toPB(r.Credential), MountDir: r.MountDir})
+	if err != nil {
+		return UnlockResponse{}, rpc.FromStatus(err)
+	}
+	return UnlockResponse{PlaintextDir: out.PlaintextDir}, nil
+}
+
+// Lock implements Crypt.
+func (c *Client) Lock(ctx context.Context, r LockRequest) (LockResponse, error) {
+	_, err := c.c.Lock(ctx, &pb.LockRequest{VaultPath: r.VaultPath})
+	return LockResponse{}, rpc.FromStatus(err)
+}
+
+// AddCredential implements CredentialManager.
+func (c *Client) AddCredential(ctx context.Context, r AddCredentialRequest) (AddCredentialResponse, error) {
+	_, err := c.c.AddCredential(ctx, &pb.AddCredentialRequest{VaultPath: r.VaultPath, Existing: toPB(r.Existing), Add: toPB(r.Add)})
+	return AddCredentialResponse{}, rpc.FromStatus(err)
+}
+
+// RemoveCredential implements CredentialManager.
+func (c *Client) RemoveCredential(ctx context.Context, r RemoveCredentialRequest) (RemoveCredentialResponse, error) {
+	_, err := c.c.RemoveCredential(ctx, &pb.RemoveCredentialRequest{VaultPath: r.VaultPath, Existing: toPB(r.Existing), Remove: toPB(r.Remove)})
+	return RemoveCredentialResponse{}, rpc.FromStatus(err)
+}

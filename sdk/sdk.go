@@ -1,0 +1,191 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/soulpad/soulpad/sdk/internal/registry"
+)
+
+// Kind names a plugin kind. A plugin binary serves exactly one kind.
+type Kind string
+
+// The plugin kinds.
+const (
+	KindVMM    Kind = "vmm"
+	KindCrypt  Kind = "crypt"
+	KindBackup Kind = "backup"
+	KindDetect Kind = "detect"
+)
+
+// Kinds lists every plugin kind in the order the lifecycle uses them.
+var Kinds = []Kind{KindDetect, KindCrypt, KindVMM, KindBackup}
+
+// ProtocolVersion is the go-plugin handshake version. It changes only when
+// the transport itself changes; each kind has its own API version.
+const ProtocolVersion = 1
+
+// Handshake is the go-plugin handshake shared by the core and every plugin.
+// The cookie is not a security measure; it tells a user who runs a plugin
+// binary by hand that it is not meant to be run directly.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolVersion,
+	MagicCookieKey:   "SOULPAD_PLUGIN_MAGIC_COOKIE",
+	MagicCookieValue: "a7c1d3f0-soulpad-plugin",
+}
+
+// InfoRequest asks a plugin to describe itself.
+type InfoRequest struct{}
+
+// InfoResponse describes a plugin.
+type InfoResponse struct {
+	// Name is the plugin's name, e.g. "vmm-qemu". It should match the
+	// binary's file name.
+	Name string
+	// Kind is the one kind this plugin serves.
+	Kind Kind
+	// Version is the plugin's own version (semver).
+	Version string
+	// APIVersions lists the API versions of its kind that it speaks.
+	APIVersions []int
+	// Capabilities names optional features (see each kind's package).
+	Capabilities []string
+	// Description is one line for `soulpad plugins`.
+	Description string
+}
+
+// Has reports whether the plugin announced capability c.
+func (r InfoResponse) Has(c string) bool {
+	for _, x := range r.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// ConfigureRequest carries the plugin's own block from site.hcl, as JSON.
+type ConfigureRequest struct {
+	// Config is the plugin's block encoded as a JSON object; "{}" or empty
+	// when the site config has no block for the plugin.
+	Config []byte
+}
+
+// Decode decodes the plugin's block into v, a pointer to the plugin's typed
+// config struct (with json tags). Unknown keys are an error wrapping
+// ErrInvalidConfig that names the key, so a typo in site.hcl is caught.
+func (r ConfigureRequest) Decode(v any) error {
+	if len(r.Config) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytesReader(r.Config))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, err.Error())
+	}
+	return nil
+}
+
+// ConfigureResponse is empty; a plugin that rejects its config returns an
+// error wrapping ErrInvalidConfig.
+type ConfigureResponse struct{}
+
+// Plugin is answered by every plugin whatever its kind.
+type Plugin interface {
+	// Info describes the plugin. It must work before Configure.
+	Info(ctx context.Context, req InfoRequest) (InfoResponse, error)
+	// Configure hands the plugin its config block. The host calls it once,
+	// before any call of the kind's interface; a plugin may be configured
+	// again with the same block.
+	Configure(ctx context.Context, req ConfigureRequest) (ConfigureResponse, error)
+}
+
+// Serve runs impl as a plugin process and never returns. impl must
+// implement the interface of the kind its Info names (import that kind's
+// package). When the binary is not started by a SoulPad host, or impl is
+// unusable, Serve says why on stderr and exits with status 1.
+func Serve(impl Plugin) {
+	if err := serve(impl); err != nil {
+		fmt.Fprintf(os.Stderr, "soulpad plugin: %s\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func serve(impl Plugin) error {
+	if os.Getenv(Handshake.MagicCookieKey) != Handshake.MagicCookieValue {
+		return errors.New("this is a SoulPad plugin; it is started by `soulpad`, not by hand (see `soulpad plugins`)")
+	}
+	ps, err := PluginSet(impl)
+	if err != nil {
+		return err
+	}
+	go exitWithParent()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         ps,
+		GRPCServer:      plugin.DefaultGRPCServer,
+		Logger:          Logger("plugin"),
+	})
+	return nil
+}
+
+// PluginSet returns the go-plugin set that serves impl: one entry keyed by
+// its kind. It is exported for tests that serve a plugin in-process.
+func PluginSet(impl Plugin) (plugin.PluginSet, error) {
+	info, err := impl.Info(context.Background(), InfoRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("plugin Info failed: %w", err)
+	}
+	mk := registry.Lookup(string(info.Kind))
+	if mk == nil {
+		return nil, fmt.Errorf("plugin %q names kind %q; want one of vmm, crypt, backup, detect (and import that kind's sdk package)", info.Name, info.Kind)
+	}
+	p, err := mk(impl)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: %w", info.Name, err)
+	}
+	return plugin.PluginSet{string(info.Kind): p}, nil
+}
+
+// ClientPluginSet is the set a host uses to dispense a plugin of any kind.
+func ClientPluginSet() plugin.PluginSet {
+	ps := plugin.PluginSet{}
+	for _, k := range Kinds {
+		if mk := registry.Lookup(string(k)); mk != nil {
+			p, _ := mk(nil)
+			ps[string(k)] = p
+		}
+	}
+	return ps
+}
+
+// exitWithParent ends the plugin when its host dies without stopping it, so
+// no plugin (and no child of one) outlives the core. The host also asks the
+// kernel for this (Pdeathsig); this covers hosts that could not.
+func exitWithParent() {
+	parent := os.Getppid()
+	for range time.Tick(500 * time.Millisecond) {
+		if os.Getppid() != parent {
+			os.Exit(2)
+		}
+	}
+}
+
+// Logger returns the logger a plugin should use: JSON lines on stderr, which
+// the host re-levels into its own log under the plugin's name.
+func Logger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       name,
+		Level:      hclog.Trace,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+}

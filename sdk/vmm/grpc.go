@@ -1,0 +1,206 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/internal/pb"
+	"github.com/soulpad/soulpad/sdk/internal/registry"
+	"github.com/soulpad/soulpad/sdk/internal/rpc"
+)
+
+func init() {
+	registry.Register(string(sdk.KindVMM), func(impl any) (plugin.Plugin, error) {
+		if impl == nil {
+			return &grpcPlugin{}, nil
+		}
+		v, ok := impl.(VMM)
+		if !ok {
+			return nil, errors.New("Info says kind vmm but the plugin does not implement vmm.VMM")
+		}
+		return &grpcPlugin{impl: v}, nil
+	})
+}
+
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	impl VMM
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
+	pb.RegisterVMMServer(s, &server{impl: p.impl})
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewVMMClient(c)}, nil
+}
+
+func specToPB(s Spec) *pb.MachineSpec {
+	out := &pb.MachineSpec{Name: s.Name, MemoryMib: s.MemoryMiB, Vcpus: uint32(s.VCPUs), CpuModel: s.CPUModel,
+		Accelerator: s.Accelerator, Network: s.Network, Display: s.Display, Kernel: s.Kernel, Initrd: s.Initrd,
+		Cmdline: s.Cmdline, Extra: s.Extra}
+	for _, d := range s.Disks {
+		out.Disks = append(out.Disks, &pb.Disk{Name: d.Name, Path: d.Path, Format: d.Format, SizeMib: d.SizeMiB, ReadOnly: d.ReadOnly})
+	}
+	return out
+}
+
+func specFromPB(s *pb.MachineSpec) Spec {
+	out := Spec{Name: s.GetName(), MemoryMiB: s.GetMemoryMib(), VCPUs: int(s.GetVcpus()), CPUModel: s.GetCpuModel(),
+		Accelerator: s.GetAccelerator(), Network: s.GetNetwork(), Display: s.GetDisplay(), Kernel: s.GetKernel(),
+		Initrd: s.GetInitrd(), Cmdline: s.GetCmdline(), Extra: s.GetExtra()}
+	for _, d := range s.GetDisks() {
+		out.Disks = append(out.Disks, Disk{Name: d.Name, Path: d.Path, Format: d.Format, SizeMiB: d.SizeMib, ReadOnly: d.ReadOnly})
+	}
+	return out
+}
+
+type server struct {
+	pb.UnimplementedVMMServer
+	impl VMM
+}
+
+func (s *server) Start(ctx context.Context, r *pb.StartRequest) (*pb.StartResponse, error) {
+	out, err := s.impl.Start(ctx, StartRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.StartResponse{Description: out.Description}, nil
+}
+
+func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.SuspendResponse, error) {
+	out, err := s.impl.Suspend(ctx, SuspendRequest{Name: r.Name, StateDir: r.StateDir})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.SuspendResponse{Files: out.Files, Description: out.Description}, nil
+}
+
+func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeResponse, error) {
+	_, err := s.impl.Resume(ctx, ResumeRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
+	return &pb.ResumeResponse{}, rpc.ToStatus(err)
+}
+
+func (s *server) PowerOff(ctx context.Context, r *pb.PowerOffRequest) (*pb.PowerOffResponse, error) {
+	_, err := s.impl.PowerOff(ctx, PowerOffRequest{Name: r.Name, Force: r.Force})
+	return &pb.PowerOffResponse{}, rpc.ToStatus(err)
+}
+
+func (s *server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	out, err := s.impl.Status(ctx, StatusRequest{Name: r.Name})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.StatusResponse{State: out.State, Detail: out.Detail}, nil
+}
+
+func (s *server) Events(r *pb.EventsRequest, stream pb.VMM_EventsServer) error {
+	es, ok := s.impl.(EventStreamer)
+	if !ok {
+		return rpc.ToStatus(sdk.ErrUnsupported)
+	}
+	ch, err := es.Events(stream.Context(), EventsRequest{Name: r.Name})
+	if err != nil {
+		return rpc.ToStatus(err)
+	}
+	for ev := range ch {
+		if err := stream.Send(&pb.Event{Type: ev.Type, Message: ev.Message, UnixNano: ev.Time.UnixNano()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Client is the host's view of a VMM plugin. It implements VMM and
+// EventStreamer (which fails with sdk.ErrUnsupported when the plugin lacks
+// it).
+type Client struct {
+	rpc.BaseClient
+	c pb.VMMClient
+}
+
+var (
+	_ VMM           = (*Client)(nil)
+	_ EventStreamer = (*Client)(nil)
+)
+
+// Start implements VMM.
+func (c *Client) Start(ctx context.Context, r StartRequest) (StartResponse, error) {
+	out, err := c.c.Start(ctx, &pb.StartRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir})
+	if err != nil {
+		return StartResponse{}, rpc.FromStatus(err)
+	}
+	return StartResponse{Description: out.Description}, nil
+}
+
+// Suspend implements VMM.
+func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse, error) {
+	out, err := c.c.Suspend(ctx, &pb.SuspendRequest{Name: r.Name, StateDir: r.StateDir})
+	if err != nil {
+		return SuspendResponse{}, rpc.FromStatus(err)
+	}
+	return SuspendResponse{Files: out.Files, Description: out.Description}, nil
+}
+
+// Resume implements VMM.
+func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, error) {
+	_, err := c.c.Resume(ctx, &pb.ResumeRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
+	return ResumeResponse{}, rpc.FromStatus(err)
+}
+
+// PowerOff implements VMM.
+func (c *Client) PowerOff(ctx context.Context, r PowerOffRequest) (PowerOffResponse, error) {
+	_, err := c.c.PowerOff(ctx, &pb.PowerOffRequest{Name: r.Name, Force: r.Force})
+	return PowerOffResponse{}, rpc.FromStatus(err)
+}
+
+// Status implements VMM.
+func (c *Client) Status(ctx context.Context, r StatusRequest) (StatusResponse, error) {
+	out, err := c.c.Status(ctx, &pb.StatusRequest{Name: r.Name})
+	if err != nil {
+		return StatusResponse{}, rpc.FromStatus(err)
+	}
+	return StatusResponse{State: out.State, Detail: out.Detail}, nil
+}
+
+// Events implements EventStreamer. The channel closes when ctx is done or
+// the stream ends (plugin gone); a plugin that died sends a last
+// EventCrashed.
+func (c *Client) Events(ctx context.Context, r EventsRequest) (<-chan Event, error) {
+	stream, err := c.c.Events(ctx, &pb.EventsRequest{Name: r.Name})
+	if err != nil {
+		return nil, rpc.FromStatus(err)
+	}
+	// The first Recv tells an unsupported plugin apart; it may block, so
+	// the rest happens in the goroutine.
+	ch := make(chan Event, 16)
+	go func() {
+		defer close(ch)
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				err = rpc.FromStatus(err)
+				if ctx.Err() == nil && errors.Is(err, sdk.ErrPluginExited) {
+					select {
+					case ch <- Event{Type: EventCrashed, Message: err.Error(), Time: time.Now()}:
+					case <-ctx.Done():
+					}
+				}
+				return
+			}
+			select {
+			case ch <- Event{Type: ev.Type, Message: ev.Message, Time: time.Unix(0, ev.UnixNano)}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}

@@ -1,0 +1,191 @@
+// Package vmm is the contract of VMM plugins: they run, suspend and resume
+// one machine. Bulk state (memory, device state, disks) never crosses the
+// RPC: the plugin reads and writes files in directories inside the vault.
+package vmm
+
+import (
+	"context"
+	"time"
+
+	"github.com/soulpad/soulpad/sdk"
+)
+
+// APIVersion is the version of this contract.
+const APIVersion = 1
+
+// Capabilities a VMM plugin may announce in Info.
+const (
+	// CapEvents: the plugin implements EventStreamer.
+	CapEvents = "events"
+	// CapKVM: the plugin can use hardware virtualisation when the host has it.
+	CapKVM = "kvm"
+)
+
+// Machine states reported by Status.
+const (
+	StateRunning = "running"
+	StatePaused  = "paused"
+	StateStopped = "stopped"
+)
+
+// Event types sent by EventStreamer.
+const (
+	// EventPoweredOff: the guest powered itself off; the session ends
+	// without a suspend point.
+	EventPoweredOff = "powered-off"
+	// EventSleepRequested: the guest asked to sleep (ACPI S3/S4); the host
+	// treats it as a suspend request.
+	EventSleepRequested = "sleep-requested"
+	// EventCrashed: the VMM process died.
+	EventCrashed = "crashed"
+)
+
+// Disk is one disk of a machine.
+type Disk struct {
+	// Name identifies the disk inside the machine ("root", "data").
+	Name string `json:"name"`
+	// Path is relative to the machine directory unless absolute.
+	Path string `json:"path"`
+	// Format is the image format ("qcow2", "raw").
+	Format string `json:"format,omitempty"`
+	// SizeMiB is the size to create the disk with when it does not exist.
+	SizeMiB  uint64 `json:"size_mib,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// Spec describes a machine. The core fills Accelerator and CPUModel from
+// the host profile and the site config.
+type Spec struct {
+	Name      string `json:"name"`
+	MemoryMiB uint64 `json:"memory_mib"`
+	VCPUs     int    `json:"vcpus"`
+	// CPUModel is the guest CPU model ("portable", "host", or a VMM name).
+	CPUModel string `json:"cpu_model"`
+	// Accelerator is "kvm" or "tcg".
+	Accelerator string `json:"accelerator"`
+	Disks       []Disk `json:"disks,omitempty"`
+	// Network is "user" (NAT) or "none".
+	Network string `json:"network"`
+	// Display is "none" or "auto" (a window when the host has a display).
+	Display string `json:"display"`
+	// Kernel, Initrd and Cmdline boot a kernel directly (paths relative to
+	// the machine directory unless absolute); empty boots from the disks.
+	Kernel  string            `json:"kernel,omitempty"`
+	Initrd  string            `json:"initrd,omitempty"`
+	Cmdline string            `json:"cmdline,omitempty"`
+	Extra   map[string]string `json:"extra,omitempty"`
+}
+
+// StartRequest cold-boots a machine.
+type StartRequest struct {
+	Spec Spec
+	// MachineDir is the machine's directory inside the unlocked vault; the
+	// plugin keeps disks and its own files there.
+	MachineDir string
+}
+
+// StartResponse describes the machine as started.
+type StartResponse struct {
+	// Description is the plugin's exact machine description (machine type,
+	// devices, CPU model); the core records it with each suspend point and
+	// hands it back on Resume.
+	Description string
+}
+
+// SuspendRequest stops the running machine and saves it.
+type SuspendRequest struct {
+	Name string
+	// StateDir is an empty directory inside the vault to write memory and
+	// device state (and anything else the resume needs) into.
+	StateDir string
+}
+
+// SuspendResponse lists what was written.
+type SuspendResponse struct {
+	// Files are the files written, relative to StateDir. The core fsyncs and
+	// checksums them and seals the suspend point.
+	Files []string
+	// Description is the machine description to hand back on Resume.
+	Description string
+}
+
+// ResumeRequest restores a machine from a sealed suspend point.
+type ResumeRequest struct {
+	Spec        Spec
+	MachineDir  string
+	StateDir    string
+	Description string
+}
+
+// ResumeResponse is empty.
+type ResumeResponse struct{}
+
+// PowerOffRequest stops the machine without saving it.
+type PowerOffRequest struct {
+	Name string
+	// Force kills the VMM instead of asking the guest to power off.
+	Force bool
+}
+
+// PowerOffResponse is empty.
+type PowerOffResponse struct{}
+
+// StatusRequest asks for the machine's state.
+type StatusRequest struct{ Name string }
+
+// StatusResponse gives the machine's state.
+type StatusResponse struct {
+	// State is StateRunning, StatePaused or StateStopped.
+	State  string
+	Detail string
+}
+
+// VMM is the interface every VMM plugin implements. A plugin process runs
+// at most one machine at a time.
+type VMM interface {
+	sdk.Plugin
+
+	// Start cold-boots the machine in Spec. Disks that do not exist are
+	// created with their size. It fails with sdk.ErrBusy when a machine is
+	// running, sdk.ErrIncompatibleHost when the host cannot run the spec.
+	// When Start returns nil the machine is running.
+	Start(ctx context.Context, req StartRequest) (StartResponse, error)
+
+	// Suspend stops the running machine and writes its whole state into
+	// StateDir. When it returns nil the machine is stopped and StateDir holds
+	// everything Resume needs; on error the machine keeps running if it can
+	// and StateDir may hold partial files (the core discards them).
+	// sdk.ErrNotRunning when nothing runs.
+	Suspend(ctx context.Context, req SuspendRequest) (SuspendResponse, error)
+
+	// Resume restores the machine from StateDir and lets it run. Missing or
+	// truncated state fails with sdk.ErrNotFound or sdk.ErrCorrupt, a state
+	// that does not fit Spec with sdk.ErrIncompatibleHost; on failure nothing
+	// runs and StateDir is unchanged. Resume never modifies StateDir.
+	Resume(ctx context.Context, req ResumeRequest) (ResumeResponse, error)
+
+	// PowerOff stops the machine without saving. PowerOff on a stopped
+	// machine returns nil.
+	PowerOff(ctx context.Context, req PowerOffRequest) (PowerOffResponse, error)
+
+	// Status reports the machine's state.
+	Status(ctx context.Context, req StatusRequest) (StatusResponse, error)
+}
+
+// Event is something the machine did on its own.
+type Event struct {
+	Type    string
+	Message string
+	Time    time.Time
+}
+
+// EventsRequest subscribes to a machine's events.
+type EventsRequest struct{ Name string }
+
+// EventStreamer is optional (capability "events").
+type EventStreamer interface {
+	// Events sends the machine's events until ctx is done, then closes the
+	// channel. Events that happen while nobody listens may be dropped, except
+	// EventPoweredOff, which is sent to a subscriber that arrives after it.
+	Events(ctx context.Context, req EventsRequest) (<-chan Event, error)
+}
