@@ -1,0 +1,425 @@
+// Package config loads SoulPad's site config: an HCL file read through
+// koanf, overridden by SOULPAD_* environment variables, into one typed
+// struct with defaults. Every error names the file, the line and key, and
+// what would be valid.
+package config
+
+import (
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/knadh/koanf/v2"
+)
+
+//go:embed default.hcl
+var defaultHCL []byte
+
+// DefaultHCL returns the built-in default config.
+func DefaultHCL() []byte { return append([]byte(nil), defaultHCL...) }
+
+// DefaultSource is the name the built-in config goes by in messages.
+const DefaultSource = "(built-in default config)"
+
+// Config is the whole site config.
+type Config struct {
+	// Source is the file the config came from, for messages.
+	Source string `koanf:"-"`
+	// BaseDir is what relative paths in the file are relative to.
+	BaseDir string `koanf:"-"`
+
+	Pad     Pad     `koanf:"pad"`
+	Unlock  Unlock  `koanf:"unlock"`
+	Machine Machine `koanf:"machine"`
+	Plugins Plugins `koanf:"plugins"`
+	Session Session `koanf:"session"`
+	Log     Log     `koanf:"log"`
+
+	// Plugin holds each plugin's own block, by plugin name; it is handed to
+	// the plugin as JSON by Configure.
+	Plugin map[string]map[string]any `koanf:"plugin"`
+}
+
+// Pad says where the pad is.
+type Pad struct {
+	Path         string `koanf:"path"`
+	VaultSizeMiB uint64 `koanf:"vault_size_mib"`
+}
+
+// Unlock says where the credential comes from when not from a prompt.
+type Unlock struct {
+	PassphraseFile string `koanf:"passphrase_file"`
+	KeyFile        string `koanf:"key_file"`
+}
+
+// Machine is the machine created on the pad by `soulpad init`.
+type Machine struct {
+	Name        string `koanf:"name"`
+	MemoryMiB   uint64 `koanf:"memory_mib"`
+	VCPUs       int    `koanf:"vcpus"`
+	CPUModel    string `koanf:"cpu_model"`
+	Accelerator string `koanf:"accelerator"`
+	DiskSizeMiB uint64 `koanf:"disk_size_mib"`
+	Network     string `koanf:"network"`
+	Display     string `koanf:"display"`
+	Kernel      string `koanf:"kernel"`
+	Initrd      string `koanf:"initrd"`
+	Cmdline     string `koanf:"cmdline"`
+}
+
+// Plugins chooses the plugin of each kind and where to find them.
+type Plugins struct {
+	Dirs   []string          `koanf:"dirs"`
+	Crypt  string            `koanf:"crypt"`
+	VMM    string            `koanf:"vmm"`
+	Detect string            `koanf:"detect"`
+	Backup string            `koanf:"backup"`
+	SHA256 map[string]string `koanf:"sha256"`
+}
+
+// Session tunes the run.
+type Session struct {
+	// SuspendTimeoutSeconds bounds the suspend stage.
+	SuspendTimeoutSeconds int `koanf:"suspend_timeout_seconds"`
+	// StageTimeoutSeconds bounds every other stage but run.
+	StageTimeoutSeconds int `koanf:"stage_timeout_seconds"`
+	// BackupAfterSuspend runs the backup plugin after a suspend.
+	BackupAfterSuspend bool `koanf:"backup_after_suspend"`
+}
+
+// Log sets the log level.
+type Log struct {
+	Level string `koanf:"level"`
+}
+
+// Defaults returns the config every file starts from.
+func Defaults() Config {
+	return Config{
+		Machine: Machine{Name: "soul", MemoryMiB: 256, VCPUs: 1, CPUModel: "portable", Accelerator: "auto",
+			DiskSizeMiB: 64, Network: "user", Display: "none"},
+		Pad:     Pad{VaultSizeMiB: 2048},
+		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120},
+		Log:     Log{Level: "info"},
+	}
+}
+
+// Error is one problem with a config, located.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// Load reads the config file at path (the built-in default when path is
+// empty), applies SOULPAD_* environment overrides, and validates it.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		return LoadBytes(DefaultSource, wd, defaultHCL, os.Environ())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return LoadBytes(path, filepath.Dir(abs), b, os.Environ())
+}
+
+// LoadBytes is Load on bytes: source names them in messages, baseDir is what
+// relative paths are relative to, env is the environment ("K=V").
+func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, error) {
+	p := &hclParser{}
+	k := koanf.New(".")
+	if err := k.Load(rawBytes(data), p); err != nil {
+		return nil, &Error{File: source, Line: hclErrLine(err), Msg: hclErrMsg(err)}
+	}
+	lines := p.lines
+	known := leafKeys(reflect.TypeOf(Config{}), "")
+	var errs []error
+	at := func(key, msg string, args ...any) {
+		errs = append(errs, &Error{File: source, Line: lines[key], Key: key, Msg: fmt.Sprintf(msg, args...)})
+	}
+
+	// Unknown keys, with what would be valid beside them.
+	for _, key := range k.Keys() {
+		if _, ok := known[key]; ok || strings.HasPrefix(key, "plugin.") || strings.HasPrefix(key, "plugins.sha256.") {
+			continue
+		}
+		at(key, "unknown key; valid keys here: %s", strings.Join(siblings(known, key), ", "))
+	}
+
+	// Environment overrides.
+	for _, kv := range env {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "SOULPAD_") || envIgnored[name] {
+			continue
+		}
+		key, ok := envKey(known, name)
+		if !ok {
+			errs = append(errs, &Error{File: "environment", Key: name, Msg: "matches no config key; valid: " + strings.Join(similarEnv(known, name), ", ")})
+			continue
+		}
+		var v any = val
+		if known[key] == reflect.Slice {
+			v = splitList(val)
+		}
+		if err := k.Set(key, v); err != nil {
+			return nil, err
+		}
+		lines[key] = 0
+	}
+
+	cfg := Defaults()
+	cfg.Source, cfg.BaseDir = source, baseDir
+	if err := k.Unmarshal("", &cfg); err != nil {
+		key := ""
+		if m := quotedKey.FindStringSubmatch(err.Error()); m != nil {
+			key = m[1]
+		}
+		errs = append(errs, &Error{File: source, Line: lines[key], Key: key, Msg: cleanDecodeErr(err)})
+		return nil, errors.Join(errs...)
+	}
+	if len(errs) == 0 {
+		cfg.validate(at)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg.resolvePaths()
+	return &cfg, nil
+}
+
+var envIgnored = map[string]bool{"SOULPAD_CONFIG": true, "SOULPAD_PLUGIN_MAGIC_COOKIE": true}
+
+var quotedKey = regexp.MustCompile(`'([a-z0-9_.\-]+)'`)
+
+func cleanDecodeErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, "error(s) decoding:"); i >= 0 {
+		s = strings.TrimSpace(s[i+len("error(s) decoding:"):])
+	}
+	s = strings.TrimPrefix(s, "* ")
+	return s
+}
+
+var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+func (c *Config) validate(at func(key, msg string, args ...any)) {
+	if c.Pad.Path == "" {
+		at("pad.path", "must be set: the pad's directory, e.g. pad { path = \"/media/usb/soulpad\" }")
+	}
+	if c.Machine.Name == "" || !pluginName.MatchString(c.Machine.Name) {
+		at("machine.name", "%q is not valid: use lower-case letters, digits, '-', '_' or '.'", c.Machine.Name)
+	}
+	if c.Machine.MemoryMiB < 16 || c.Machine.MemoryMiB > 1<<20 {
+		at("machine.memory_mib", "%d is out of range: between 16 and 1048576 (MiB)", c.Machine.MemoryMiB)
+	}
+	if c.Machine.VCPUs < 1 || c.Machine.VCPUs > 256 {
+		at("machine.vcpus", "%d is out of range: between 1 and 256", c.Machine.VCPUs)
+	}
+	if c.Machine.CPUModel == "" {
+		at("machine.cpu_model", "must be set: \"portable\" (resumes on any x86-64 host), \"host\" (fastest, same CPU only) or a VMM model name")
+	}
+	oneOf(at, "machine.accelerator", c.Machine.Accelerator, "auto", "kvm", "tcg")
+	oneOf(at, "machine.network", c.Machine.Network, "user", "none")
+	oneOf(at, "machine.display", c.Machine.Display, "none", "auto")
+	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
+	if c.Plugins.Crypt == "" {
+		at("plugins.crypt", "must be set: the crypt plugin, e.g. \"crypt-luks\" or \"crypt-gocryptfs\"")
+	}
+	if c.Plugins.VMM == "" {
+		at("plugins.vmm", "must be set: the VMM plugin, e.g. \"vmm-qemu\"")
+	}
+	for key, name := range map[string]string{"plugins.crypt": c.Plugins.Crypt, "plugins.vmm": c.Plugins.VMM, "plugins.detect": c.Plugins.Detect, "plugins.backup": c.Plugins.Backup} {
+		if name != "" && !pluginName.MatchString(name) {
+			at(key, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
+		}
+	}
+	for name, sum := range c.Plugins.SHA256 {
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+			at("plugins.sha256."+name, "%q is not a SHA-256: want 64 hex digits (see `soulpad plugins`)", sum)
+		}
+	}
+	if c.Session.SuspendTimeoutSeconds < 1 {
+		at("session.suspend_timeout_seconds", "must be at least 1")
+	}
+	if c.Session.StageTimeoutSeconds < 1 {
+		at("session.stage_timeout_seconds", "must be at least 1")
+	}
+	if c.Session.BackupAfterSuspend && c.Plugins.Backup == "" {
+		at("session.backup_after_suspend", "needs plugins.backup to name a backup plugin")
+	}
+}
+
+func oneOf(at func(key, msg string, args ...any), key, v string, valid ...string) {
+	for _, x := range valid {
+		if v == x {
+			return
+		}
+	}
+	at(key, "%q is not valid: want one of %s", v, strings.Join(valid, ", "))
+}
+
+func (c *Config) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.BaseDir, p)
+}
+
+func (c *Config) resolvePaths() {
+	c.Pad.Path = c.abs(c.Pad.Path)
+	c.Unlock.PassphraseFile = c.abs(c.Unlock.PassphraseFile)
+	c.Unlock.KeyFile = c.abs(c.Unlock.KeyFile)
+	for i, d := range c.Plugins.Dirs {
+		c.Plugins.Dirs[i] = c.abs(d)
+	}
+}
+
+// PluginConfigJSON returns the plugin's block as JSON ("{}" when absent).
+func (c *Config) PluginConfigJSON(name string) []byte {
+	block := c.Plugin[name]
+	if block == nil {
+		return []byte("{}")
+	}
+	b, err := json.Marshal(block)
+	if err != nil {
+		return []byte("{}")
+	}
+	return b
+}
+
+// leafKeys lists the dotted keys of t's koanf-tagged fields and their kinds.
+func leafKeys(t reflect.Type, prefix string) map[string]reflect.Kind {
+	out := map[string]reflect.Kind{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		switch f.Type.Kind() {
+		case reflect.Struct:
+			for k, v := range leafKeys(f.Type, key+".") {
+				out[k] = v
+			}
+		case reflect.Map:
+			// open maps (plugin blocks, checksums) are checked elsewhere
+		default:
+			out[key] = f.Type.Kind()
+		}
+	}
+	return out
+}
+
+func siblings(known map[string]reflect.Kind, key string) []string {
+	prefix := ""
+	if i := strings.LastIndex(key, "."); i >= 0 {
+		prefix = key[:i+1]
+	}
+	var out []string
+	seen := map[string]bool{}
+	for k := range known {
+		if strings.HasPrefix(k, prefix) {
+			rest := strings.SplitN(strings.TrimPrefix(k, prefix), ".", 2)[0]
+			if !seen[rest] {
+				seen[rest] = true
+				out = append(out, rest)
+			}
+		}
+	}
+	if len(out) == 0 {
+		for k := range known {
+			top := strings.SplitN(k, ".", 2)[0]
+			if !seen[top] {
+				seen[top] = true
+				out = append(out, top)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func envName(key string) string {
+	return "SOULPAD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func envKey(known map[string]reflect.Kind, name string) (string, bool) {
+	for k := range known {
+		if envName(k) == name {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+func envNames(known map[string]reflect.Kind) []string {
+	var out []string
+	for k := range known {
+		out = append(out, envName(k))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// similarEnv lists the valid names in the same section as name, or all.
+func similarEnv(known map[string]reflect.Kind, name string) []string {
+	all := envNames(known)
+	parts := strings.SplitN(name, "_", 3)
+	if len(parts) < 2 {
+		return all
+	}
+	var out []string
+	for _, n := range all {
+		if strings.HasPrefix(n, parts[0]+"_"+parts[1]+"_") {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return all
+	}
+	return out
+}
+
+// EnvNames lists the SOULPAD_* variables that override config keys.
+func EnvNames() []string { return envNames(leafKeys(reflect.TypeOf(Config{}), "")) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/crypt"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// InitOptions configure the creation of a pad.
+type InitOptions struct {
+	Config     *config.Config
+	Log        hclog.Logger
+	Out        io.Writer
+	Credential CredentialFunc
+	// CarryPlugins copies the configured plugins onto the pad's plugins/,
+	// so a host without them can still run the pad.
+	CarryPlugins bool
+	// PluginDirs, when set, replaces the search path derived from config.
+	PluginDirs []string
+}
+
+// SpecFromConfig is the machine spec `soulpad init` writes into the vault.
+func SpecFromConfig(c *config.Config) vmm.Spec {
+	s := vmm.Spec{
+		Name: c.Machine.Name, MemoryMiB: c.Machine.MemoryMiB, VCPUs: c.Machine.VCPUs, CPUModel: c.Machine.CPUModel,
+		Network: c.Machine.Network, Display: c.Machine.Display, Cmdline: c.Machine.Cmdline,
+	}
+	if c.Machine.DiskSizeMiB > 0 {
+		s.Disks = []vmm.Disk{{Name: "root", Path: "disk.qcow2", Format: "qcow2", SizeMiB: c.Machine.DiskSizeMiB}}
+	}
+	if c.Machine.Kernel != "" {
+		s.Kernel = "kernel"
+	}
+	if c.Machine.Initrd != "" {
+		s.Initrd = "initrd"
+	}
+	return s
+}
+
+// Init creates a pad at the config's pad.path: pad.json, the vault through
+// the crypt plugin, and the machine inside the vault. On failure nothing is
+// left behind.
+func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	cfg := o.Config
+	dir := cfg.Pad.Path
+	existed := true
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		existed = false
+	}
+	dirs := o.PluginDirs
+	if dirs == nil {
+		dirs = PluginDirs(cfg)
+	}
+	host := pluginhost.New(o.Log.Named("plugin"), dirs, cfg.Plugins.SHA256)
+	defer host.Close()
+	cp, err := host.Start(ctx, cfg.Plugins.Crypt, sdk.KindCrypt, cfg.PluginConfigJSON(cfg.Plugins.Crypt))
+	if err != nil {
+		return nil, err
+	}
+	var cred crypt.Credential
+	if !cp.Info.Has(crypt.CapNoEncryption) {
+		if o.Credential == nil {
+			return nil, fmt.Errorf("%s needs a passphrase or key file and none was given", cp.Name)
+		}
+		if cred, err = o.Credential(ctx); err != nil {
+			return nil, err
+		}
+		defer cred.Wipe()
+	} else {
+		fmt.Fprintf(o.Out, "warning: %s does not encrypt the vault\n", cp.Name)
+	}
+	meta := pad.Meta{Machine: cfg.Machine.Name, Crypt: pad.PluginRef{Name: cp.Name, Version: cp.Info.Version}, VMM: pad.PluginRef{Name: cfg.Plugins.VMM}}
+	p, err = pad.Create(dir, meta)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			// Leave the directory as it was: gone, or empty.
+			if existed {
+				ents, _ := os.ReadDir(dir)
+				for _, e := range ents {
+					_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+				}
+			} else {
+				_ = os.RemoveAll(dir)
+			}
+			p = nil
+		}
+	}()
+	fmt.Fprintf(o.Out, "creating the vault with %s…\n", cp.Name)
+	if _, err = cp.Crypt().Create(ctx, crypt.CreateRequest{VaultPath: p.VaultPath(), Credential: cred, SizeBytes: cfg.Pad.VaultSizeMiB << 20}); err != nil {
+		return nil, cp.Err("create vault", err)
+	}
+	mnt, err := os.MkdirTemp("", "soulpad-init-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(mnt)
+	u, err := cp.Crypt().Unlock(ctx, crypt.UnlockRequest{VaultPath: p.VaultPath(), Credential: cred, MountDir: mnt})
+	if err != nil {
+		return nil, cp.Err("unlock the new vault", err)
+	}
+	m := pad.MachineIn(u.PlaintextDir, cfg.Machine.Name)
+	err = m.Create(SpecFromConfig(cfg))
+	if err == nil && cfg.Machine.Kernel != "" {
+		err = copyFile(cfg.Machine.Kernel, filepath.Join(m.Dir, "kernel"))
+	}
+	if err == nil && cfg.Machine.Initrd != "" {
+		err = copyFile(cfg.Machine.Initrd, filepath.Join(m.Dir, "initrd"))
+	}
+	if _, lerr := cp.Crypt().Lock(ctx, crypt.LockRequest{VaultPath: p.VaultPath()}); err == nil && lerr != nil {
+		err = cp.Err("lock", lerr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if o.CarryPlugins {
+		for _, name := range []string{cfg.Plugins.Crypt, cfg.Plugins.VMM, cfg.Plugins.Detect, cfg.Plugins.Backup} {
+			if name == "" {
+				continue
+			}
+			b, ferr := host.Find(name)
+			if ferr != nil {
+				fmt.Fprintf(o.Out, "note: %s is not built here, so it is not carried on the pad\n", name)
+				continue
+			}
+			if err = copyFile(b.Path, filepath.Join(p.PluginDir(), name)); err != nil {
+				return nil, err
+			}
+			_ = os.Chmod(filepath.Join(p.PluginDir(), name), 0o755)
+		}
+	}
+	return p, nil
+}
+
+// copyFile copies src to dst durably.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	return pad.SyncDir(filepath.Dir(dst))
+}

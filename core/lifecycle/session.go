@@ -1,0 +1,515 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/crypt"
+	"github.com/soulpad/soulpad/sdk/detect"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// CredentialFunc supplies the credential that opens the vault (a prompt, a
+// passphrase file, a key file). The session wipes it after use.
+type CredentialFunc func(ctx context.Context) (crypt.Credential, error)
+
+// Options configure a session.
+type Options struct {
+	Config *config.Config
+	Log    hclog.Logger
+	// Out receives progress for the user; nil discards it.
+	Out io.Writer
+	// Credential supplies the vault's credential; not called for plugins
+	// that announce crypt.CapNoEncryption.
+	Credential CredentialFunc
+	// SuspendRequests asks the running session to suspend (Ctrl-C, SIGTERM,
+	// `soulpad suspend`).
+	SuspendRequests <-chan struct{}
+	// ColdBoot boots the latest disk even when a suspend point could be
+	// resumed (the point is kept).
+	ColdBoot bool
+	// OnRunning, when set, is called once the machine runs.
+	OnRunning func(s *Session)
+	// PluginDirs, when set, replaces the search path derived from config.
+	PluginDirs []string
+}
+
+// Outcome is how a session ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeSuspended  Outcome = "suspended"
+	OutcomePoweredOff Outcome = "powered-off"
+	OutcomeFailed     Outcome = "failed"
+)
+
+// Result summarises a finished session.
+type Result struct {
+	SessionID string
+	Outcome   Outcome
+	// ResumedFrom is the point resumed, empty after a cold boot.
+	ResumedFrom string
+	// ColdBootReason says why no point was resumed.
+	ColdBootReason string
+	// Point is the suspend point sealed at the end, if any.
+	Point   string
+	Timings []Timing
+}
+
+// Session is one run of a pad on this host.
+type Session struct {
+	ID   string
+	opts Options
+	cfg  *config.Config
+	log  hclog.Logger
+	r    *runner
+
+	host    *pluginhost.Host
+	pad     *pad.Pad
+	crypt   *pluginhost.Plugin
+	vmm     *pluginhost.Plugin
+	detect  *pluginhost.Plugin
+	profile detect.HostProfile
+
+	plaintext string
+	machine   *pad.Machine
+	spec      vmm.Spec
+	desc      string
+	stage     string
+	result    Result
+}
+
+// New prepares a session; Run does the work.
+func New(opts Options) *Session {
+	if opts.Log == nil {
+		opts.Log = hclog.NewNullLogger()
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	s := &Session{ID: pad.NewID()[:8], opts: opts, cfg: opts.Config, log: opts.Log}
+	s.r = &runner{progress: func(f string, a ...any) { fmt.Fprintf(opts.Out, f+"\n", a...) }}
+	s.result.SessionID = s.ID
+	return s
+}
+
+// Stage is the stage now running (for `soulpad status` over the socket).
+func (s *Session) Stage() string { return s.stage }
+
+// Pad is the opened pad (after boot).
+func (s *Session) Pad() *pad.Pad { return s.pad }
+
+// Machine is the machine in the unlocked vault (after unlock).
+func (s *Session) Machine() *pad.Machine { return s.machine }
+
+// Run runs the session to its end: suspended, powered off, or failed. On
+// failure the cleanups of the stages that succeeded run in reverse, and the
+// last sealed suspend point is untouched.
+func (s *Session) Run(ctx context.Context) (Result, error) {
+	err := s.run(ctx)
+	// Cleanups get their own deadline: a cancelled ctx must not keep the
+	// vault from being locked.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(s.cfg.Session.StageTimeoutSeconds)*time.Second)
+	defer cancel()
+	s.stage = StageShutdown
+	if serr := s.r.shutdown(sctx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		s.result.Outcome = OutcomeFailed
+	}
+	s.result.Timings = s.r.timings
+	return s.result, err
+}
+
+func (s *Session) stageTimeout() time.Duration {
+	return time.Duration(s.cfg.Session.StageTimeoutSeconds) * time.Second
+}
+
+// bounded runs a stage with the stage deadline.
+func (s *Session) bounded(ctx context.Context, name string, d time.Duration, fn func(context.Context, *string) error) error {
+	s.stage = name
+	return s.r.stage(ctx, name, func(ctx context.Context, note *string) error {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return fn(ctx, note)
+	})
+}
+
+func (s *Session) run(ctx context.Context) error {
+	if err := s.bounded(ctx, StageBoot, s.stageTimeout(), s.boot); err != nil {
+		return err
+	}
+	if err := s.bounded(ctx, StageDetect, s.stageTimeout(), s.detectStage); err != nil {
+		return err
+	}
+	if err := s.bounded(ctx, StageUnlock, s.stageTimeout(), s.unlock); err != nil {
+		return err
+	}
+	if err := s.bounded(ctx, StageResume, s.stageTimeout(), s.resume); err != nil {
+		return err
+	}
+	if s.opts.OnRunning != nil {
+		s.opts.OnRunning(s)
+	}
+	return s.runAndSuspend(ctx)
+}
+
+// boot opens the pad, the journal and the plugins.
+func (s *Session) boot(ctx context.Context, note *string) error {
+	p, err := pad.Open(s.cfg.Pad.Path)
+	if err != nil {
+		return err
+	}
+	s.pad = p
+	j, err := pad.NewJournal(p.JournalDir(), s.ID)
+	if err != nil {
+		return err
+	}
+	s.r.journal = j
+	_ = j.Append(pad.Entry{Stage: StageBoot, Event: "start", Message: "session start", Fields: map[string]any{"pad": p.Meta.ID, "config": s.cfg.Source}})
+	if p.Meta.Crypt.Name != "" && p.Meta.Crypt.Name != s.cfg.Plugins.Crypt {
+		return fmt.Errorf("the pad's vault was made by crypt plugin %s, but plugins.crypt in %s is %s: set plugins.crypt = %q",
+			p.Meta.Crypt.Name, s.cfg.Source, s.cfg.Plugins.Crypt, p.Meta.Crypt.Name)
+	}
+	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
+	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
+	if s.cfg.Plugins.Detect != "" {
+		if s.detect, err = s.host.Start(ctx, s.cfg.Plugins.Detect, sdk.KindDetect, s.cfg.PluginConfigJSON(s.cfg.Plugins.Detect)); err != nil {
+			return err
+		}
+	}
+	if s.crypt, err = s.host.Start(ctx, s.cfg.Plugins.Crypt, sdk.KindCrypt, s.cfg.PluginConfigJSON(s.cfg.Plugins.Crypt)); err != nil {
+		return err
+	}
+	if s.vmm, err = s.host.Start(ctx, s.cfg.Plugins.VMM, sdk.KindVMM, s.cfg.PluginConfigJSON(s.cfg.Plugins.VMM)); err != nil {
+		return err
+	}
+	*note = fmt.Sprintf("pad %s; plugins %s %s, %s %s", p.Meta.ID, s.crypt.Name, s.crypt.Info.Version, s.vmm.Name, s.vmm.Info.Version)
+	return nil
+}
+
+// PluginDirs is the plugin search path for cfg: plugins.dirs, then
+// plugins/ beside the soulpad executable, then the pad's plugins/.
+func PluginDirs(cfg *config.Config) []string {
+	dirs := append([]string(nil), cfg.Plugins.Dirs...)
+	if exe, err := os.Executable(); err == nil {
+		if exe, err = filepath.EvalSymlinks(exe); err == nil {
+			dirs = append(dirs, filepath.Join(filepath.Dir(exe), "plugins"))
+		}
+	}
+	return append(dirs, filepath.Join(cfg.Pad.Path, "plugins"))
+}
+
+func (s *Session) pluginDirs() []string {
+	if s.opts.PluginDirs != nil {
+		return s.opts.PluginDirs
+	}
+	return PluginDirs(s.cfg)
+}
+
+// detectStage probes the host and chooses the accelerator.
+func (s *Session) detectStage(ctx context.Context, note *string) error {
+	if s.detect != nil {
+		out, err := s.detect.Detect().Probe(ctx, detect.ProbeRequest{})
+		if err != nil {
+			return s.detect.Err("probe", err)
+		}
+		s.profile = out.Profile
+	} else {
+		s.profile = minimalProfile()
+	}
+	accel := s.cfg.Machine.Accelerator
+	switch accel {
+	case "auto":
+		accel = "tcg"
+		if s.profile.KVM {
+			accel = "kvm"
+		}
+	case "kvm":
+		if !s.profile.KVM {
+			return fmt.Errorf("machine.accelerator is \"kvm\" but /dev/kvm is not usable on this host: %w (set accelerator = \"auto\" to fall back to TCG)", sdk.ErrIncompatibleHost)
+		}
+	}
+	s.spec.Accelerator = accel
+	src := "built-in probe"
+	if s.detect != nil {
+		src = s.detect.Name
+	}
+	*note = fmt.Sprintf("%s: %d cores, KVM %v → %s", src, s.profile.CPU.Cores, s.profile.KVM, accel)
+	return nil
+}
+
+// minimalProfile is what the core can tell without a detect plugin.
+func minimalProfile() detect.HostProfile {
+	p := detect.HostProfile{Arch: runtime.GOARCH, CPU: detect.CPU{Cores: runtime.NumCPU()}}
+	p.Hostname, _ = os.Hostname()
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		p.KVM = true
+	}
+	return p
+}
+
+// unlock opens the vault and finds the machine.
+func (s *Session) unlock(ctx context.Context, note *string) error {
+	var cred crypt.Credential
+	if !s.crypt.Info.Has(crypt.CapNoEncryption) {
+		if s.opts.Credential == nil {
+			return fmt.Errorf("the vault needs a passphrase or key file and none was given")
+		}
+		c, err := s.opts.Credential(ctx)
+		if err != nil {
+			return err
+		}
+		cred = c
+		defer cred.Wipe()
+	} else {
+		s.r.progress("  warning: %s does not encrypt the vault", s.crypt.Name)
+	}
+	mnt, err := os.MkdirTemp("", "soulpad-"+s.pad.Meta.ID+"-")
+	if err != nil {
+		return err
+	}
+	out, err := s.crypt.Crypt().Unlock(ctx, crypt.UnlockRequest{VaultPath: s.pad.VaultPath(), Credential: cred, MountDir: mnt})
+	if err != nil {
+		_ = os.Remove(mnt)
+		return s.crypt.Err("unlock "+s.pad.VaultPath(), err)
+	}
+	s.r.push("lock vault", func(ctx context.Context) error {
+		_, err := s.crypt.Crypt().Lock(ctx, crypt.LockRequest{VaultPath: s.pad.VaultPath()})
+		_ = os.Remove(mnt)
+		return s.crypt.Err("lock", err)
+	})
+	s.plaintext = out.PlaintextDir
+	s.machine = pad.MachineIn(s.plaintext, s.pad.Meta.Machine)
+	spec, err := s.machine.Spec()
+	if err != nil {
+		return err
+	}
+	accel := s.spec.Accelerator
+	s.spec = spec
+	s.spec.Accelerator = accel
+	if n, err := s.machine.CleanPending(); err != nil {
+		return err
+	} else if n > 0 {
+		_ = s.r.journal.Append(pad.Entry{Stage: StageUnlock, Event: "info", Message: fmt.Sprintf("removed %d unsealed suspend point(s) left by an interrupted suspend", n)})
+	}
+	*note = "vault open"
+	return nil
+}
+
+// ErrRefusedPoint: the latest suspend point cannot be resumed here; the
+// message says why and how to cold-boot instead.
+var ErrRefusedPoint = errors.New("suspend point refused")
+
+// resume resumes the latest sealed point, or cold-boots and says why.
+func (s *Session) resume(ctx context.Context, note *string) error {
+	point, ok, err := s.machine.Latest()
+	if err != nil {
+		return err
+	}
+	sess, err := s.machine.Session()
+	if err != nil {
+		return err
+	}
+	reason := ""
+	switch {
+	case s.opts.ColdBoot:
+		reason = "cold boot asked for (--cold-boot)"
+	case !ok:
+		reason = "no suspend point yet"
+	case sess.State == pad.SessionRunning:
+		reason = fmt.Sprintf("the last session ended without suspending (crash or power loss?): the disk has moved on since point %s, so that point is not resumed (it is kept)", point.Manifest.ID)
+	case sess.State == pad.SessionStopped && sess.Point == "":
+		reason = "the guest powered off last time"
+	}
+	vm := s.vmm.VMM()
+	if reason == "" {
+		if err := point.Verify(); err != nil {
+			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
+		}
+		if err := s.compatible(point); err != nil {
+			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
+		}
+		s.spec.CPUModel = point.Manifest.CPUModel
+		_, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: point.Dir, Description: point.Manifest.Description})
+		if err != nil {
+			return s.vmm.Err("resume "+point.Manifest.ID, err)
+		}
+		s.desc = point.Manifest.Description
+		s.result.ResumedFrom = point.Manifest.ID
+		*note = "resumed " + point.Manifest.ID
+	} else {
+		out, err := vm.Start(ctx, vmm.StartRequest{Spec: s.spec, MachineDir: s.machine.Dir})
+		if err != nil {
+			return s.vmm.Err("start", err)
+		}
+		s.desc = out.Description
+		s.result.ColdBootReason = reason
+		*note = "cold boot: " + reason
+	}
+	s.r.push("power off machine", func(ctx context.Context) error {
+		st, err := vm.Status(ctx, vmm.StatusRequest{Name: s.spec.Name})
+		if err == nil && st.State == vmm.StateStopped {
+			return nil
+		}
+		_, err = vm.PowerOff(ctx, vmm.PowerOffRequest{Name: s.spec.Name, Force: true})
+		return s.vmm.Err("power off", err)
+	})
+	// From here the disk moves on: a crash must not resume the old point.
+	return s.machine.SetSession(pad.SessionState{State: pad.SessionRunning, Point: s.result.ResumedFrom})
+}
+
+// compatible checks a point against this host before the VMM sees it.
+func (s *Session) compatible(p pad.Point) error {
+	var missing []string
+	if len(s.profile.CPU.Flags) > 0 {
+		for _, f := range p.Manifest.CPUFeatures {
+			if !s.profile.HasFlag(f) {
+				missing = append(missing, f)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("suspend point %s needs CPU features this host lacks: %v: %w", p.Manifest.ID, missing, sdk.ErrIncompatibleHost)
+	}
+	if p.Manifest.Accelerator == "kvm" && s.spec.Accelerator != "kvm" && p.Manifest.CPUModel == "host" {
+		return fmt.Errorf("suspend point %s was taken with the host CPU model under KVM; this host has no KVM: %w", p.Manifest.ID, sdk.ErrIncompatibleHost)
+	}
+	return nil
+}
+
+// maxSuspendAttempts bounds how often a failed suspend sends the session
+// back to run before giving up.
+const maxSuspendAttempts = 3
+
+// runAndSuspend waits for a suspend request or the guest's power-off, then
+// suspends. A failed suspend with the machine still running goes back to
+// run, so the session is not lost.
+func (s *Session) runAndSuspend(ctx context.Context) error {
+	vm := s.vmm.VMM()
+	evctx, cancelEv := context.WithCancel(ctx)
+	defer cancelEv()
+	var events <-chan vmm.Event
+	if s.vmm.Info.Has(vmm.CapEvents) {
+		ch, err := vm.(vmm.EventStreamer).Events(evctx, vmm.EventsRequest{Name: s.spec.Name})
+		if err != nil {
+			return s.vmm.Err("events", err)
+		}
+		events = ch
+	}
+	for attempt := 1; ; attempt++ {
+		var poweredOff bool
+		err := s.bounded(ctx, StageRun, 1<<62, func(_ context.Context, note *string) error {
+			s.r.progress("  the machine is running; Ctrl-C or `soulpad suspend` suspends it")
+			for {
+				select {
+				case <-s.opts.SuspendRequests:
+					*note = "suspend requested"
+					return nil
+				case <-ctx.Done():
+					*note = "stopping: " + ctx.Err().Error()
+					return nil
+				case ev, ok := <-events:
+					if !ok {
+						events = nil
+						continue
+					}
+					switch ev.Type {
+					case vmm.EventPoweredOff:
+						poweredOff = true
+						*note = "the guest powered off"
+						return nil
+					case vmm.EventSleepRequested:
+						*note = "the guest asked to sleep"
+						return nil
+					case vmm.EventCrashed:
+						return fmt.Errorf("%s: the machine stopped unexpectedly: %s", s.vmm.Name, ev.Message)
+					}
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if poweredOff {
+			s.result.Outcome = OutcomePoweredOff
+			return s.machine.SetSession(pad.SessionState{State: pad.SessionStopped})
+		}
+		sctx := context.WithoutCancel(ctx)
+		err = s.bounded(sctx, StageSuspend, time.Duration(s.cfg.Session.SuspendTimeoutSeconds)*time.Second, s.suspend)
+		if err == nil {
+			s.result.Outcome = OutcomeSuspended
+			return nil
+		}
+		st, serr := vm.Status(sctx, vmm.StatusRequest{Name: s.spec.Name})
+		if serr != nil || st.State != vmm.StateRunning || attempt >= maxSuspendAttempts || ctx.Err() != nil {
+			return err
+		}
+		s.r.progress("  the machine is still running and nothing was lost; ask again to retry the suspend (attempt %d of %d failed)", attempt, maxSuspendAttempts)
+	}
+}
+
+// suspend writes a new suspend point and seals it.
+func (s *Session) suspend(ctx context.Context, note *string) error {
+	pend, err := s.machine.NewPending()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	out, err := s.vmm.VMM().Suspend(ctx, vmm.SuspendRequest{Name: s.spec.Name, StateDir: pend.Dir()})
+	if err != nil {
+		_ = pend.Discard()
+		return s.vmm.Err("suspend", err)
+	}
+	desc := out.Description
+	if desc == "" {
+		desc = s.desc
+	}
+	point, err := pend.Seal(out.Files, pad.Manifest{
+		CPUModel:       s.spec.CPUModel,
+		Accelerator:    s.spec.Accelerator,
+		Description:    desc,
+		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
+		Host:           s.profile,
+		Spec:           s.spec,
+		SuspendSeconds: time.Since(start).Seconds(),
+	})
+	if err != nil {
+		_ = pend.Discard()
+		return err
+	}
+	if err := s.machine.SetSession(pad.SessionState{State: pad.SessionSuspended, Point: point.Manifest.ID}); err != nil {
+		return err
+	}
+	s.result.Point = point.Manifest.ID
+	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
+	return nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

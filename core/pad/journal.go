@@ -1,0 +1,120 @@
+package pad
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Entry is one journal line. It never carries secrets.
+type Entry struct {
+	Time    time.Time `json:"time"`
+	Session string    `json:"session"`
+	Stage   string    `json:"stage,omitempty"`
+	// Event is "start", "end", "fail" or "info".
+	Event string `json:"event"`
+	// DurationMS is the stage's monotonic duration, on "end" and "fail".
+	DurationMS float64        `json:"duration_ms,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	Message    string         `json:"message,omitempty"`
+	Fields     map[string]any `json:"fields,omitempty"`
+}
+
+// Journal appends entries for one session to journal/<time>-<session>.jsonl.
+type Journal struct {
+	mu      sync.Mutex
+	path    string
+	session string
+}
+
+// NewJournal starts the journal of a new session in dir.
+func NewJournal(dir, session string) (*Journal, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	name := time.Now().UTC().Format("20060102T150405Z") + "-" + session + ".jsonl"
+	return &Journal{path: filepath.Join(dir, name), session: session}, nil
+}
+
+// Path is the journal file.
+func (j *Journal) Path() string { return j.path }
+
+// Append writes one entry and syncs it, so the journal survives a crash.
+func (j *Journal) Append(e Entry) error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	e.Session = j.session
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(j.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return f.Sync()
+}
+
+// ReadJournal reads every session's entries in dir, oldest first. A torn
+// last line (power cut mid-write) is skipped.
+func ReadJournal(dir string) ([]Entry, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []Entry
+	for _, fn := range files {
+		f, err := os.Open(fn)
+		if err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" {
+				continue
+			}
+			var e Entry
+			if json.Unmarshal([]byte(line), &e) == nil {
+				out = append(out, e)
+			}
+		}
+		f.Close()
+	}
+	sort.SliceStable(out, func(i, k int) bool { return out[i].Time.Before(out[k].Time) })
+	return out, nil
+}
+
+// LastSession returns the entries of the most recent session in dir.
+func LastSession(dir string) ([]Entry, error) {
+	all, err := ReadJournal(dir)
+	if err != nil || len(all) == 0 {
+		return nil, err
+	}
+	last := all[len(all)-1].Session
+	var out []Entry
+	for _, e := range all {
+		if e.Session == last {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}

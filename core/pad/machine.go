@@ -1,0 +1,344 @@
+package pad
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/detect"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// Machine is a machine's directory inside the unlocked vault:
+//
+//	machines/<name>/
+//	  machine.json       the spec
+//	  session.json       whether a session is running on the latest disk
+//	  points/<id>/       sealed suspend points (manifest.json last)
+//	  points/.pending-*  a suspend point being written (never resumed)
+type Machine struct {
+	Dir  string
+	Name string
+}
+
+// ManifestFile is the file that seals a suspend point.
+const ManifestFile = "manifest.json"
+
+const pendingPrefix = ".pending-"
+
+// MachineIn returns the machine called name inside the plaintext directory.
+func MachineIn(plaintextDir, name string) *Machine {
+	return &Machine{Dir: filepath.Join(plaintextDir, "machines", name), Name: name}
+}
+
+// Exists reports whether the machine has been created.
+func (m *Machine) Exists() bool {
+	_, err := os.Stat(filepath.Join(m.Dir, "machine.json"))
+	return err == nil
+}
+
+// Create writes the machine's spec; the machine must not exist.
+func (m *Machine) Create(spec vmm.Spec) error {
+	if m.Exists() {
+		return fmt.Errorf("machine %s: %w", m.Name, sdk.ErrAlreadyExists)
+	}
+	if err := os.MkdirAll(m.PointsDir(), 0o700); err != nil {
+		return fmt.Errorf("machine %s: %w", m.Name, err)
+	}
+	return m.WriteSpec(spec)
+}
+
+// WriteSpec replaces the machine's spec atomically.
+func (m *Machine) WriteSpec(spec vmm.Spec) error {
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(m.Dir, "machine.json"), append(b, '\n'), 0o600)
+}
+
+// Spec reads the machine's spec.
+func (m *Machine) Spec() (vmm.Spec, error) {
+	var s vmm.Spec
+	b, err := os.ReadFile(filepath.Join(m.Dir, "machine.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, fmt.Errorf("machine %s: no machine.json in the vault: %w", m.Name, sdk.ErrNotFound)
+	}
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("machine %s: machine.json: %v: %w", m.Name, err, sdk.ErrCorrupt)
+	}
+	return s, nil
+}
+
+// PointsDir holds the suspend points.
+func (m *Machine) PointsDir() string { return filepath.Join(m.Dir, "points") }
+
+// FileSum is one file of a suspend point.
+type FileSum struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Manifest seals a suspend point. It is written last; a point without one
+// is incomplete and is never resumed.
+type Manifest struct {
+	Format  int       `json:"format"`
+	ID      string    `json:"id"`
+	Machine string    `json:"machine"`
+	Created time.Time `json:"created"`
+	Files   []FileSum `json:"files"`
+	// CPUModel is the guest CPU model the machine ran with.
+	CPUModel string `json:"cpu_model"`
+	// CPUFeatures are the host CPU flags the point needs to resume.
+	CPUFeatures []string `json:"cpu_features,omitempty"`
+	Accelerator string   `json:"accelerator"`
+	// Description is the VMM plugin's exact machine description.
+	Description string             `json:"description"`
+	VMM         PluginRef          `json:"vmm"`
+	Host        detect.HostProfile `json:"host"`
+	Spec        vmm.Spec           `json:"spec"`
+	// Seconds spent writing the state, for status.
+	SuspendSeconds float64 `json:"suspend_seconds,omitempty"`
+}
+
+// Point is a suspend point on disk.
+type Point struct {
+	Dir      string
+	Manifest Manifest
+}
+
+// Size is the total size of the point's files.
+func (p Point) Size() int64 {
+	var n int64
+	for _, f := range p.Manifest.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Pending is a suspend point being written.
+type Pending struct {
+	m   *Machine
+	id  string
+	dir string
+}
+
+// NewPending makes an empty directory for a new suspend point.
+func (m *Machine) NewPending() (*Pending, error) {
+	id := time.Now().UTC().Format("20060102T150405.000Z") + "-" + NewID()[:6]
+	id = strings.ReplaceAll(id, ".", "")
+	dir := filepath.Join(m.PointsDir(), pendingPrefix+id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("new suspend point: %w", err)
+	}
+	return &Pending{m: m, id: id, dir: dir}, nil
+}
+
+// Dir is where the VMM writes the state.
+func (p *Pending) Dir() string { return p.dir }
+
+// ID is the point's identifier.
+func (p *Pending) ID() string { return p.id }
+
+// Discard removes the pending point.
+func (p *Pending) Discard() error { return os.RemoveAll(p.dir) }
+
+// Seal fsyncs and checksums files (relative to Dir), writes the manifest,
+// and renames the point into place: until the rename the point does not
+// exist, after it the point is complete.
+func (p *Pending) Seal(files []string, man Manifest) (Point, error) {
+	man.Format = FormatVersion
+	man.ID = p.id
+	man.Machine = p.m.Name
+	if man.Created.IsZero() {
+		man.Created = time.Now().UTC()
+	}
+	man.Files = nil
+	sort.Strings(files)
+	for _, name := range files {
+		if name == ManifestFile || strings.Contains(name, "..") || filepath.IsAbs(name) {
+			return Point{}, fmt.Errorf("seal suspend point: bad file name %q from the VMM plugin", name)
+		}
+		fs, err := sumFile(filepath.Join(p.dir, name), true)
+		if err != nil {
+			return Point{}, fmt.Errorf("seal suspend point: %w", err)
+		}
+		fs.Name = name
+		man.Files = append(man.Files, fs)
+	}
+	b, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return Point{}, err
+	}
+	if err := WriteFileAtomic(filepath.Join(p.dir, ManifestFile), append(b, '\n'), 0o600); err != nil {
+		return Point{}, fmt.Errorf("seal suspend point: %w", err)
+	}
+	final := filepath.Join(p.m.PointsDir(), p.id)
+	if err := os.Rename(p.dir, final); err != nil {
+		return Point{}, fmt.Errorf("seal suspend point: %w", err)
+	}
+	if err := SyncDir(p.m.PointsDir()); err != nil {
+		return Point{}, err
+	}
+	p.dir = final
+	return Point{Dir: final, Manifest: man}, nil
+}
+
+func sumFile(path string, sync bool) (FileSum, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return FileSum{}, err
+	}
+	defer f.Close()
+	if sync {
+		if err := f.Sync(); err != nil {
+			return FileSum{}, fmt.Errorf("sync %s: %w", path, err)
+		}
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return FileSum{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return FileSum{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// Points lists the sealed suspend points, oldest first. Directories
+// without a readable manifest are skipped (they were never sealed).
+func (m *Machine) Points() ([]Point, error) {
+	ents, err := os.ReadDir(m.PointsDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Point
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		dir := filepath.Join(m.PointsDir(), e.Name())
+		b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+		if err != nil {
+			continue
+		}
+		var man Manifest
+		if json.Unmarshal(b, &man) != nil || man.ID != e.Name() {
+			continue
+		}
+		out = append(out, Point{Dir: dir, Manifest: man})
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Manifest.Created.Before(out[k].Manifest.Created) })
+	return out, nil
+}
+
+// Latest returns the newest sealed point, or false.
+func (m *Machine) Latest() (Point, bool, error) {
+	pts, err := m.Points()
+	if err != nil || len(pts) == 0 {
+		return Point{}, false, err
+	}
+	return pts[len(pts)-1], true, nil
+}
+
+// Verify re-reads every file of the point against its manifest. A
+// mismatch is an error wrapping sdk.ErrCorrupt that names the file; the
+// point is never changed or removed.
+func (p Point) Verify() error {
+	for _, f := range p.Manifest.Files {
+		got, err := sumFile(filepath.Join(p.Dir, f.Name), false)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("suspend point %s: %s is missing: %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
+		}
+		if err != nil {
+			return fmt.Errorf("suspend point %s: %w", p.Manifest.ID, err)
+		}
+		if got.Size != f.Size {
+			return fmt.Errorf("suspend point %s: %s is %d bytes, the manifest says %d (truncated?): %w", p.Manifest.ID, f.Name, got.Size, f.Size, sdk.ErrCorrupt)
+		}
+		if got.SHA256 != f.SHA256 {
+			return fmt.Errorf("suspend point %s: %s does not match its checksum: %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+// CleanPending removes suspend points that were never sealed (a crash or
+// power cut during suspend). It returns how many it removed.
+func (m *Machine) CleanPending() (int, error) {
+	ents, err := os.ReadDir(m.PointsDir())
+	if err != nil {
+		return 0, nil
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), pendingPrefix) {
+			if err := os.RemoveAll(filepath.Join(m.PointsDir(), e.Name())); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Session states in session.json.
+const (
+	// SessionRunning: a session is (or was, if it crashed) running on the
+	// disk; the disk has moved on from the latest suspend point.
+	SessionRunning = "running"
+	// SessionSuspended: the latest suspend point matches the disk.
+	SessionSuspended = "suspended"
+	// SessionStopped: the guest powered off; cold boot next time.
+	SessionStopped = "stopped"
+)
+
+// SessionState records what the disk is paired with.
+type SessionState struct {
+	State string    `json:"state"`
+	Point string    `json:"point,omitempty"`
+	Since time.Time `json:"since"`
+}
+
+// Session reads session.json; a new machine is "stopped".
+func (m *Machine) Session() (SessionState, error) {
+	var s SessionState
+	b, err := os.ReadFile(filepath.Join(m.Dir, "session.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return SessionState{State: SessionStopped}, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("machine %s: session.json: %v: %w", m.Name, err, sdk.ErrCorrupt)
+	}
+	return s, nil
+}
+
+// SetSession writes session.json atomically.
+func (m *Machine) SetSession(s SessionState) error {
+	if s.Since.IsZero() {
+		s.Since = time.Now().UTC()
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(m.Dir, "session.json"), append(b, '\n'), 0o600)
+}

@@ -1,0 +1,273 @@
+// Package pluginhost finds plugin binaries, verifies them, starts them with
+// go-plugin (gRPC only) and hands the core typed clients. Plugins die with
+// the host, and their JSON logs are re-levelled into the host's log.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/backup"
+	"github.com/soulpad/soulpad/sdk/crypt"
+	"github.com/soulpad/soulpad/sdk/detect"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// ErrNotFound: no binary of that name in any plugin directory.
+var ErrNotFound = errors.New("plugin not found")
+
+// ErrChecksum: the binary's SHA-256 differs from the pinned one.
+var ErrChecksum = errors.New("plugin checksum does not match the pinned one")
+
+// APIVersion is the API version of each kind this core speaks.
+var APIVersion = map[sdk.Kind]int{
+	sdk.KindVMM:    vmm.APIVersion,
+	sdk.KindCrypt:  crypt.APIVersion,
+	sdk.KindBackup: backup.APIVersion,
+	sdk.KindDetect: detect.APIVersion,
+}
+
+// Host starts and tracks plugins.
+type Host struct {
+	log  hclog.Logger
+	dirs []string
+	pins map[string]string
+
+	mu      sync.Mutex
+	running []*Plugin
+}
+
+// New returns a host that looks for plugins in dirs, in order, and
+// refuses any binary whose SHA-256 differs from pins[name].
+func New(log hclog.Logger, dirs []string, pins map[string]string) *Host {
+	return &Host{log: log, dirs: dirs, pins: pins}
+}
+
+// Dirs is the search path.
+func (h *Host) Dirs() []string { return slices.Clone(h.dirs) }
+
+// Binary is a plugin binary on disk.
+type Binary struct {
+	Name   string
+	Path   string
+	SHA256 string
+	// Pinned says whether the config pins this plugin's checksum.
+	Pinned bool
+}
+
+// Find returns the first binary called name in the search path.
+func (h *Host) Find(name string) (Binary, error) {
+	for _, d := range h.dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			sum, err := fileSHA256(p)
+			if err != nil {
+				return Binary{}, fmt.Errorf("plugin %s: %w", name, err)
+			}
+			_, pinned := h.pins[name]
+			return Binary{Name: name, Path: p, SHA256: sum, Pinned: pinned}, nil
+		}
+	}
+	return Binary{}, fmt.Errorf("%w: %q is in none of %s (build it with `make build`, or add its directory to plugins.dirs)",
+		ErrNotFound, name, strings.Join(h.dirs, ", "))
+}
+
+// List returns every plugin binary in the search path (first one of a name
+// wins), sorted by name.
+func (h *Host) List() ([]Binary, error) {
+	seen := map[string]bool{}
+	var out []Binary
+	for _, d := range h.dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if seen[e.Name()] || e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			b, err := h.Find(e.Name())
+			if err != nil || b.Path != filepath.Join(d, e.Name()) {
+				continue
+			}
+			seen[e.Name()] = true
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Name < out[k].Name })
+	return out, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Plugin is a running plugin.
+type Plugin struct {
+	Binary
+	Info sdk.InfoResponse
+	// Client is the kind's client: *vmm.Client, *crypt.Client, … Use the
+	// typed accessors.
+	Client any
+
+	client *plugin.Client
+}
+
+// VMM returns the plugin as a VMM.
+func (p *Plugin) VMM() vmm.VMM { return p.Client.(vmm.VMM) }
+
+// Crypt returns the plugin as a Crypt.
+func (p *Plugin) Crypt() crypt.Crypt { return p.Client.(crypt.Crypt) }
+
+// Backup returns the plugin as a Backup.
+func (p *Plugin) Backup() backup.Backup { return p.Client.(backup.Backup) }
+
+// Detect returns the plugin as a Detect.
+func (p *Plugin) Detect() detect.Detect { return p.Client.(detect.Detect) }
+
+// Exited reports whether the plugin process is gone.
+func (p *Plugin) Exited() bool { return p.client.Exited() }
+
+// Kill stops the plugin process (gracefully first).
+func (p *Plugin) Kill() { p.client.Kill() }
+
+// Err turns an error from a call into one that names the plugin and the
+// operation, and says clearly when the plugin process died.
+func (p *Plugin) Err(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if p.client.Exited() || errors.Is(err, sdk.ErrPluginExited) {
+		return fmt.Errorf("%s: %s: the plugin process exited (see its log lines above): %w", p.Name, op, sdk.ErrPluginExited)
+	}
+	return fmt.Errorf("%s: %s: %w", p.Name, op, err)
+}
+
+// Start finds, verifies and starts the plugin called name, checks that it
+// serves kind with an API version this core speaks, and configures it
+// with cfgJSON (its block from the site config).
+func (h *Host) Start(ctx context.Context, name string, kind sdk.Kind, cfgJSON []byte) (*Plugin, error) {
+	p, err := h.Launch(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if p.Info.Kind != kind {
+		p.Kill()
+		return nil, fmt.Errorf("plugin %s is a %s plugin, not a %s plugin: check plugins.%s in the config", name, p.Info.Kind, kind, kind)
+	}
+	if want := APIVersion[kind]; !slices.Contains(p.Info.APIVersions, want) {
+		p.Kill()
+		return nil, fmt.Errorf("plugin %s speaks %s API versions %v; this soulpad speaks %d: use a matching plugin build", name, kind, p.Info.APIVersions, want)
+	}
+	if _, err := p.Client.(sdk.Plugin).Configure(ctx, sdk.ConfigureRequest{Config: cfgJSON}); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("configure plugin %s (its plugin \"%s\" { … } block): %w", name, name, err)
+	}
+	return p, nil
+}
+
+// Launch starts the plugin and asks for its Info, without configuring it.
+func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
+	bin, err := h.Find(name)
+	if err != nil {
+		return nil, err
+	}
+	var secure *plugin.SecureConfig
+	if pin, ok := h.pins[name]; ok {
+		if !strings.EqualFold(pin, bin.SHA256) {
+			return nil, fmt.Errorf("%w: refusing to start %s: its SHA-256 is %s but plugins.sha256 pins %s (a changed or replaced binary; if you rebuilt it, update the pin from `soulpad plugins`)",
+				ErrChecksum, bin.Path, bin.SHA256, pin)
+		}
+		sum, _ := hex.DecodeString(bin.SHA256)
+		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	cmd := exec.Command(bin.Path)
+	// The kernel kills the plugin if the host dies, however it dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          sdk.ClientPluginSet(),
+		Cmd:              cmd,
+		SecureConfig:     secure,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           h.log.Named(name),
+		StartTimeout:     30 * time.Second,
+		AutoMTLS:         true,
+	})
+	rpc, err := client.Client()
+	if err != nil {
+		client.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			return nil, fmt.Errorf("%w: %s changed while starting it", ErrChecksum, bin.Path)
+		}
+		return nil, fmt.Errorf("start plugin %s (%s): %w", name, bin.Path, err)
+	}
+	p := &Plugin{Binary: bin, client: client}
+	// A plugin serves one kind; any kind's client answers Info (Base).
+	for _, k := range sdk.Kinds {
+		raw, err := rpc.Dispense(string(k))
+		if err != nil {
+			continue
+		}
+		info, err := raw.(sdk.Plugin).Info(ctx, sdk.InfoRequest{})
+		if err != nil {
+			client.Kill()
+			return nil, fmt.Errorf("plugin %s: Info: %w", name, err)
+		}
+		if info.Kind != k {
+			// ask again with the kind it names
+			raw, err = rpc.Dispense(string(info.Kind))
+			if err != nil {
+				client.Kill()
+				return nil, fmt.Errorf("plugin %s names kind %q, which this soulpad does not know", name, info.Kind)
+			}
+		}
+		p.Info, p.Client = info, raw
+		break
+	}
+	if p.Client == nil {
+		client.Kill()
+		return nil, fmt.Errorf("plugin %s serves no kind this soulpad knows", name)
+	}
+	h.mu.Lock()
+	h.running = append(h.running, p)
+	h.mu.Unlock()
+	return p, nil
+}
+
+// Close stops every plugin this host started, newest first.
+func (h *Host) Close() {
+	h.mu.Lock()
+	ps := h.running
+	h.running = nil
+	h.mu.Unlock()
+	for i := len(ps) - 1; i >= 0; i-- {
+		ps[i].Kill()
+	}
+}
