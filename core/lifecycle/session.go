@@ -497,6 +497,11 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		return err
 	}
 	s.result.Point = point.Manifest.ID
+	// No secrets: what status shows without unlocking the vault.
+	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
+		"point": point.Manifest.ID, "bytes": point.Size(), "cpu_model": s.spec.CPUModel,
+		"accelerator": s.spec.Accelerator, "host": s.profile.Hostname,
+	}})
 	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
 	return nil
 }

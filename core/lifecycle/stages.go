@@ -82,6 +82,7 @@ func (r *runner) shutdown(ctx context.Context) error {
 		var errs []error
 		for i := len(r.cleanups) - 1; i >= 0; i-- {
 			c := r.cleanups[i]
+			_ = r.journal.Append(pad.Entry{Stage: StageShutdown, Event: "info", Message: "cleanup: " + c.name})
 			if err := c.fn(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
 				_ = r.journal.Append(pad.Entry{Stage: StageShutdown, Event: "info", Message: "cleanup " + c.name + " failed", Error: err.Error()})

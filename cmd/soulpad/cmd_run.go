@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/soulpad/soulpad/core/control"
+	"github.com/soulpad/soulpad/core/lifecycle"
+)
+
+func newInitCmd(g *globals) *cobra.Command {
+	var cf credFlags
+	var noCarry bool
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Create a pad: its vault (through the crypt plugin) and the machine inside",
+		Long: `Create a new pad at pad.path from the config: pad.json, an encrypted vault
+made by the configured crypt plugin, and the machine spec (machine { … })
+inside the vault. The configured plugins are copied onto the pad's plugins/
+so a host without them can still run it.
+
+The passphrase is asked on the terminal (twice, without echo), or read from
+--passphrase-file; --key-file uses the bytes of a file (e.g. on a second
+USB key) instead. Secrets are never taken from the command line.
+
+The directory must be new or empty; on any failure nothing is left behind.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			p, err := lifecycle.Init(cmd.Context(), lifecycle.InitOptions{
+				Config: cfg, Log: g.logger(cfg), Out: cmd.OutOrStdout(),
+				Credential: cf.credential(cfg, true), CarryPlugins: !noCarry,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pad %s created at %s (machine %q)\nnext: soulpad run%s\n", p.Meta.ID, p.Dir, p.Meta.Machine, configArg(g))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
+	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
+	c.Flags().BoolVar(&noCarry, "no-carry-plugins", false, "do not copy the plugins onto the pad")
+	return c
+}
+
+func configArg(g *globals) string {
+	if g.configPath == "" {
+		return ""
+	}
+	return " --config " + g.configPath
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var cf credFlags
+	var coldBoot bool
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Unlock the pad, resume the machine (or boot it), and suspend it at the end",
+		Long: `Run the whole session: boot (plugins), detect (this host), unlock (the
+vault), resume (the latest suspend point, or a cold boot with the reason),
+run, suspend (a new sealed suspend point) and shutdown (lock the vault, stop
+the plugins). Each stage is timed; the table is printed at the end and kept
+in the pad's journal.
+
+Ctrl-C, SIGTERM, or 'soulpad suspend' from another terminal asks for a
+suspend — never a kill. If the guest powers off, the session ends without a
+suspend point and the next run boots the disk.
+
+--cold-boot boots the latest disk even if a suspend point exists (the point
+is kept), e.g. after a point was refused on this host.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			requests := make(chan struct{}, 1)
+			ask := func() bool {
+				select {
+				case requests <- struct{}{}:
+					return true
+				default:
+					return false
+				}
+			}
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer signal.Stop(sigs)
+			go func() {
+				for s := range sigs {
+					if ask() {
+						fmt.Fprintf(out, "\n%s: suspending…\n", s)
+					} else {
+						fmt.Fprintf(out, "\n%s: a suspend is already on its way; the machine is being saved, please wait\n", s)
+					}
+				}
+			}()
+			var sess *lifecycle.Session
+			var ctl atomic.Pointer[control.Server]
+			sess = lifecycle.New(lifecycle.Options{
+				Config: cfg, Log: g.logger(cfg), Out: out,
+				Credential: cf.credential(cfg, false), SuspendRequests: requests, ColdBoot: coldBoot,
+				OnRunning: func(s *lifecycle.Session) {
+					srv, err := control.Listen(s.Pad().Meta.ID, func(r control.Request) control.Response {
+						switch r.Command {
+						case "suspend":
+							if ask() {
+								fmt.Fprintln(out, "\nsuspend asked for over the control socket: suspending…")
+							}
+							return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
+						case "status":
+							return control.Response{OK: true, Stage: s.Stage()}
+						}
+						return control.Response{Message: "unknown command " + r.Command}
+					})
+					if err != nil {
+						fmt.Fprintf(out, "  warning: %v ('soulpad suspend' will not reach this session; Ctrl-C still works)\n", err)
+						return
+					}
+					ctl.Store(srv)
+				},
+			})
+			res, err := sess.Run(context.Background())
+			if srv := ctl.Load(); srv != nil {
+				srv.Close()
+			}
+			printTimings(out, res)
+			if err != nil {
+				return err
+			}
+			switch res.Outcome {
+			case lifecycle.OutcomeSuspended:
+				fmt.Fprintf(out, "\nsuspended to point %s; the pad can be unplugged.\n", res.Point)
+			case lifecycle.OutcomePoweredOff:
+				fmt.Fprintln(out, "\nthe guest powered off; the next run boots the disk. The pad can be unplugged.")
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
+	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
+	c.Flags().BoolVar(&coldBoot, "cold-boot", false, "boot the latest disk instead of resuming (the suspend point is kept)")
+	return c
+}
+
+// printTimings prints the stage table.
+func printTimings(w io.Writer, r lifecycle.Result) {
+	if len(r.Timings) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tTIME\tRESULT")
+	var total time.Duration
+	for _, t := range r.Timings {
+		res := "ok"
+		if t.Note != "" {
+			res = t.Note
+		}
+		if t.Err != nil {
+			res = "FAILED: " + firstLine(t.Err.Error())
+		}
+		total += t.Duration
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Stage, fmtDur(t.Duration), res)
+	}
+	tw.Flush()
+}
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.3f s", d.Seconds())
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " …"
+	}
+	return s
+}
+
+func newSuspendCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "suspend",
+		Short: "Ask the running 'soulpad run' of this pad to suspend",
+		Long: `Tell the 'soulpad run' that is running the configured pad, over its local
+control socket, to suspend the machine. It returns once the request is
+delivered; the running session prints its progress and stage table.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			p, err := openPad(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			resp, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "suspend"})
+			if err != nil {
+				return fmt.Errorf("pad %s: %w", p.Dir, err)
+			}
+			if !resp.OK {
+				return fmt.Errorf("the session refused: %s", resp.Message)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "suspend requested (session was in stage %s)\n", resp.Stage)
+			return nil
+		},
+	}
+}

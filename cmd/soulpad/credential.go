@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/lifecycle"
+	"github.com/soulpad/soulpad/sdk/crypt"
+)
+
+type credFlags struct {
+	passphraseFile string
+	keyFile        string
+}
+
+// credential returns the credential source: --key-file, --passphrase-file,
+// the config's unlock block, or a terminal prompt without echo. Never argv.
+func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.CredentialFunc {
+	return func(context.Context) (crypt.Credential, error) {
+		keyFile := firstNonEmpty(f.keyFile, cfg.Unlock.KeyFile)
+		passFile := firstNonEmpty(f.passphraseFile, cfg.Unlock.PassphraseFile)
+		switch {
+		case keyFile != "":
+			b, err := os.ReadFile(keyFile)
+			if err != nil {
+				return crypt.Credential{}, fmt.Errorf("key file: %w", err)
+			}
+			if len(b) == 0 {
+				return crypt.Credential{}, fmt.Errorf("key file %s is empty", keyFile)
+			}
+			return crypt.Credential{KeyFile: b}, nil
+		case passFile != "":
+			b, err := os.ReadFile(passFile)
+			if err != nil {
+				return crypt.Credential{}, fmt.Errorf("passphrase file: %w", err)
+			}
+			b = bytes.TrimRight(b, "\r\n")
+			if len(b) == 0 {
+				return crypt.Credential{}, fmt.Errorf("passphrase file %s is empty", passFile)
+			}
+			return crypt.Credential{Passphrase: b}, nil
+		}
+		return prompt(confirm)
+	}
+}
+
+func prompt(confirm bool) (crypt.Credential, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil || !term.IsTerminal(int(tty.Fd())) {
+		return crypt.Credential{}, errors.New("no terminal to ask for the passphrase on: use --passphrase-file FILE or --key-file FILE (or unlock.passphrase_file in the config)")
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, "Passphrase: ")
+	p, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		return crypt.Credential{}, fmt.Errorf("read passphrase: %w", err)
+	}
+	if confirm {
+		fmt.Fprint(tty, "Passphrase again: ")
+		q, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		if err != nil {
+			return crypt.Credential{}, fmt.Errorf("read passphrase: %w", err)
+		}
+		same := bytes.Equal(p, q)
+		for i := range q {
+			q[i] = 0
+		}
+		if !same {
+			return crypt.Credential{}, errors.New("the two passphrases differ; nothing was created")
+		}
+	}
+	return crypt.Credential{Passphrase: p}, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}

@@ -1,0 +1,84 @@
+// Command soulpad carries a whole computer — an encrypted virtual machine,
+// suspended mid-session — on a pad: walk up to any PC, unlock it, resume
+// where you left off, suspend and walk away.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/soulpad/soulpad/core/config"
+)
+
+// version is set at build time.
+var version = "0.1.0-dev"
+
+type globals struct {
+	configPath string
+	logLevel   string
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			os.Exit(int(ex))
+		}
+		fmt.Fprintf(os.Stderr, "soulpad: %s\n", err)
+		os.Exit(1)
+	}
+}
+
+// exitError exits with a status and no message (already printed).
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "soulpad",
+		Short: "Carry your whole computer on a pad and resume it on any PC",
+		Long: `SoulPad keeps a virtual machine — its disk, its suspended memory, its
+settings — encrypted on a pad (a USB disk, a partition or a directory).
+On any PC: unlock it, resume exactly where you left off, then suspend and
+walk away with everything on the pad.
+
+Typical use:
+  soulpad init --config site.hcl     create a pad (vault + machine)
+  soulpad run  --config site.hcl     unlock, resume, work; Ctrl-C suspends
+  soulpad status --config site.hcl   the pad, its suspend points, timings
+
+Without --config (or SOULPAD_CONFIG) the built-in default config is used
+(see 'soulpad config default'); every key can be overridden by a SOULPAD_*
+environment variable (see 'soulpad config env').`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", os.Getenv("SOULPAD_CONFIG"), "site config file (HCL); default: $SOULPAD_CONFIG, else the built-in config")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
+	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g))
+	return root
+}
+
+// load reads the config named by --config.
+func (g *globals) load() (*config.Config, error) {
+	return config.Load(g.configPath)
+}
+
+// logger logs to stderr at the configured level.
+func (g *globals) logger(cfg *config.Config) hclog.Logger {
+	level := g.logLevel
+	if level == "" && cfg != nil {
+		level = cfg.Log.Level
+	}
+	if level == "" {
+		level = "info"
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: "soulpad", Level: hclog.LevelFromString(level), Output: os.Stderr})
+}
