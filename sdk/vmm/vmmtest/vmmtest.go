@@ -11,8 +11,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,7 +45,9 @@ func Run(t *testing.T, v vmm.VMM, opt Options) {
 	if opt.Timeout == 0 {
 		opt.Timeout = 2 * time.Minute
 	}
-	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), opt.Timeout) }
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), opt.Timeout)
+	}
 	ctx, cancel := call()
 	defer cancel()
 
