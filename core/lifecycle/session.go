@@ -330,12 +330,12 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	switch {
 	case s.opts.ColdBoot:
 		reason = "cold boot asked for (--cold-boot)"
+	case sess.State == pad.SessionStopped:
+		reason = "the guest powered off last time"
 	case !ok:
 		reason = "no suspend point yet"
 	case sess.State == pad.SessionRunning:
 		reason = fmt.Sprintf("the last session ended without suspending (crash or power loss?): the disk has moved on since point %s, so that point is not resumed (it is kept)", point.Manifest.ID)
-	case sess.State == pad.SessionStopped && sess.Point == "":
-		reason = "the guest powered off last time"
 	}
 	vm := s.vmm.VMM()
 	if reason == "" {
@@ -363,6 +363,9 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		*note = "cold boot: " + reason
 	}
 	s.r.push("power off machine", func(ctx context.Context) error {
+		if s.vmm.Exited() {
+			return nil // the machine went with its plugin
+		}
 		st, err := vm.Status(ctx, vmm.StatusRequest{Name: s.spec.Name})
 		if err == nil && st.State == vmm.StateStopped {
 			return nil
@@ -438,7 +441,7 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 						*note = "the guest asked to sleep"
 						return nil
 					case vmm.EventCrashed:
-						return fmt.Errorf("%s: the machine stopped unexpectedly: %s", s.vmm.Name, ev.Message)
+						return fmt.Errorf("%s: the machine stopped unexpectedly: the plugin process exited, and the machine with it (see its log lines above): %w", s.vmm.Name, sdk.ErrPluginExited)
 					}
 				}
 			}

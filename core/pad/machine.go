@@ -306,6 +306,8 @@ const (
 	SessionSuspended = "suspended"
 	// SessionStopped: the guest powered off; cold boot next time.
 	SessionStopped = "stopped"
+	// SessionNew: no session has run yet.
+	SessionNew = "new"
 )
 
 // SessionState records what the disk is paired with.
@@ -315,12 +317,12 @@ type SessionState struct {
 	Since time.Time `json:"since"`
 }
 
-// Session reads session.json; a new machine is "stopped".
+// Session reads session.json; a machine that never ran is "new".
 func (m *Machine) Session() (SessionState, error) {
 	var s SessionState
 	b, err := os.ReadFile(filepath.Join(m.Dir, "session.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return SessionState{State: SessionStopped}, nil
+		return SessionState{State: SessionNew}, nil
 	}
 	if err != nil {
 		return s, err

@@ -151,8 +151,20 @@ func (p *Plugin) Backup() backup.Backup { return p.Client.(backup.Backup) }
 // Detect returns the plugin as a Detect.
 func (p *Plugin) Detect() detect.Detect { return p.Client.(detect.Detect) }
 
-// Exited reports whether the plugin process is gone.
-func (p *Plugin) Exited() bool { return p.client.Exited() }
+// Exited reports whether the plugin process is gone. A process that is
+// dying is given a moment to be reaped.
+func (p *Plugin) Exited() bool {
+	if p.client.Exited() {
+		return true
+	}
+	if _, err := p.Client.(sdk.Plugin).Info(context.Background(), sdk.InfoRequest{}); err == nil {
+		return false
+	}
+	for i := 0; i < 20 && !p.client.Exited(); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p.client.Exited()
+}
 
 // Kill stops the plugin process (gracefully first).
 func (p *Plugin) Kill() { p.client.Kill() }
@@ -163,7 +175,7 @@ func (p *Plugin) Err(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if p.client.Exited() || errors.Is(err, sdk.ErrPluginExited) {
+	if errors.Is(err, sdk.ErrPluginExited) || p.client.Exited() {
 		return fmt.Errorf("%s: %s: the plugin process exited (see its log lines above): %w", p.Name, op, sdk.ErrPluginExited)
 	}
 	return fmt.Errorf("%s: %s: %w", p.Name, op, err)
