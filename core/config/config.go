@@ -170,8 +170,9 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 
 	// Unknown keys, with what would be valid beside them.
 	for _, key := range k.Keys() {
-		if _, ok := known[key]; ok || strings.HasPrefix(key, "plugin.") || strings.HasPrefix(key, "plugins.sha256.") {
-			continue
+		if _, ok := known[key]; ok || strings.HasPrefix(key, "plugin.") || strings.HasPrefix(key, "plugins.sha256.") ||
+			isSection(known, key) || key == "plugin" || key == "plugins.sha256" {
+			continue // an empty block is fine
 		}
 		at(key, "unknown key; valid keys here: %s", strings.Join(siblings(known, key), ", "))
 	}
@@ -339,6 +340,15 @@ func leafKeys(t reflect.Type, prefix string) map[string]reflect.Kind {
 		}
 	}
 	return out
+}
+
+func isSection(known map[string]reflect.Kind, key string) bool {
+	for k := range known {
+		if strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
 }
 
 func siblings(known map[string]reflect.Kind, key string) []string {

@@ -45,7 +45,11 @@ func Build(t testing.TB, pkg string) string {
 		}
 		dir = d
 	}
-	out := filepath.Join(dir, filepath.Base(pkg))
+	sub := "plugins"
+	if strings.HasPrefix(pkg, "cmd/") {
+		sub = "bin"
+	}
+	out := filepath.Join(dir, sub, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
 	cmd.Dir = Root(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -55,11 +59,15 @@ func Build(t testing.TB, pkg string) string {
 	return out
 }
 
-// Dir is the directory Build puts binaries in ("" before the first Build).
+// Dir is the directory Build puts plugins in ("" before the first
+// Build); commands (cmd/…) go to a sibling bin/.
 func Dir() string {
 	mu.Lock()
 	defer mu.Unlock()
-	return dir
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, "plugins")
 }
 
 // Cleanup removes the build directory; call it from TestMain after m.Run.

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func load(t *testing.T, hcl string, env ...string) (*Config, error) {
+	t.Helper()
+	return LoadBytes("site.hcl", "/base", []byte(hcl), env)
+}
+
+const minimal = `
+pad { path = "pad" }
+plugins {
+  crypt = "crypt-plain"
+  vmm   = "vmm-qemu"
+}
+`
+
+func TestDefaultsAndRelativePaths(t *testing.T) {
+	c, err := load(t, minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pad.Path != "/base/pad" {
+		t.Errorf("pad.path = %q; want it relative to the config's directory", c.Pad.Path)
+	}
+	d := Defaults()
+	if c.Machine != d.Machine || c.Session != d.Session || c.Log != d.Log {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestExampleSiteConfigIsValid(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "examples", "site.hcl"))
+	if err != nil {
+		t.Fatalf("examples/site.hcl: %v", err)
+	}
+	if c.Plugins.VMM == "" || c.Plugins.Crypt == "" {
+		t.Fatalf("examples/site.hcl chooses no plugins: %+v", c.Plugins)
+	}
+}
+
+func TestBuiltInDefaultIsValid(t *testing.T) {
+	if _, err := Load(""); err != nil {
+		t.Fatalf("built-in default: %v", err)
+	}
+}
+
+func TestErrorsNameFileLineKeyAndWhatIsValid(t *testing.T) {
+	cases := []struct {
+		name, hcl string
+		want      []string
+	}{
+		{"unknown key", minimal + "machine {\n  memory = 512\n}\n", []string{"site.hcl:8: machine.memory: unknown key", "memory_mib"}},
+		{"unknown block", minimal + "pda { path = \"x\" }\n", []string{"site.hcl:7: pda.path: unknown key", "pad"}},
+		{"bad enum", minimal + "machine {\n  network = \"bridge\"\n}\n", []string{"site.hcl:8: machine.network", `"bridge" is not valid`, "user, none"}},
+		{"out of range", minimal + "machine { memory_mib = 4 }\n", []string{"site.hcl:7: machine.memory_mib", "between 16 and"}},
+		{"wrong type", minimal + "machine {\n vcpus = \"many\"\n}\n", []string{"site.hcl:8: machine.vcpus"}},
+		{"syntax", "pad {\n  path = \n}\n", []string{"site.hcl:4", "HCL syntax error"}},
+		{"missing", `plugins { vmm = "vmm-qemu" }`, []string{"pad.path: must be set", "plugins.crypt: must be set"}},
+		{"bad pin", minimal + "plugins {\n sha256 { \"vmm-qemu\" = \"abc\" }\n}\n", []string{"site.hcl:8: plugins.sha256.vmm-qemu", "64 hex digits"}},
+		{"backup without plugin", minimal + "session { backup_after_suspend = true }\n", []string{"session.backup_after_suspend", "plugins.backup"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, tc.hcl)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	c, err := load(t, minimal, "SOULPAD_MACHINE_MEMORY_MIB=1024", "SOULPAD_PLUGINS_DIRS=/a, /b", "SOULPAD_PAD_PATH=/media/usb", "HOME=/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Machine.MemoryMiB != 1024 || c.Pad.Path != "/media/usb" || len(c.Plugins.Dirs) != 2 || c.Plugins.Dirs[1] != "/b" {
+		t.Fatalf("env not applied: %+v %+v %+v", c.Machine, c.Pad, c.Plugins)
+	}
+	_, err = load(t, minimal, "SOULPAD_MACHINE_MEMORY=1")
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "SOULPAD_MACHINE_MEMORY_MIB") {
+		t.Fatalf("a misspelt variable = %v; want an error naming the valid one", err)
+	}
+	if _, err := load(t, minimal, "SOULPAD_MACHINE_VCPUS=0"); err == nil || !strings.Contains(err.Error(), "machine.vcpus") {
+		t.Fatalf("an invalid override = %v; want it validated", err)
+	}
+}
+
+func TestPluginBlocksReachPluginsAsJSON(t *testing.T) {
+	c, err := load(t, minimal+`
+plugin "crypt-plain" { allow_no_encryption = true }
+plugin "vmm-qemu" {
+  binary = "/usr/bin/qemu-system-x86_64"
+  extra_args = ["-nodefaults"]
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(c.PluginConfigJSON("crypt-plain")); got != `{"allow_no_encryption":true}` {
+		t.Errorf("crypt-plain block = %s", got)
+	}
+	if got := string(c.PluginConfigJSON("vmm-qemu")); got != `{"binary":"/usr/bin/qemu-system-x86_64","extra_args":["-nodefaults"]}` {
+		t.Errorf("vmm-qemu block = %s", got)
+	}
+	if got := string(c.PluginConfigJSON("absent")); got != `{}` {
+		t.Errorf("absent block = %s", got)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.hcl"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,129 @@
+package pad
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+func TestCreateOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pad")
+	p, err := Create(dir, Meta{Machine: "soul", Crypt: PluginRef{Name: "crypt-plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Meta.ID != p.Meta.ID || q.Meta.Format != FormatVersion || q.VaultPath() != filepath.Join(dir, "vault") {
+		t.Fatalf("reopened %+v; want %+v", q.Meta, p.Meta)
+	}
+	if _, err := Create(dir, Meta{}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("create over a pad = %v", err)
+	}
+	if _, err := Open(t.TempDir()); !errors.Is(err, ErrNotAPad) {
+		t.Fatalf("open of a non-pad = %v; want ErrNotAPad", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, MetaFile), []byte(`{"format": 99}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "format version 99") {
+		t.Fatalf("open of a newer pad = %v", err)
+	}
+}
+
+func TestWriteFileAtomicLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f.json")
+	for _, s := range []string{"one", "two"} {
+		if err := WriteFileAtomic(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(p)
+	ents, _ := os.ReadDir(dir)
+	if string(b) != "two" || len(ents) != 1 {
+		t.Fatalf("content %q, %d entries; want \"two\" alone", b, len(ents))
+	}
+}
+
+func TestSealVerifyAndPending(t *testing.T) {
+	m := MachineIn(t.TempDir(), "soul")
+	if err := m.Create(vmm.Spec{Name: "soul", MemoryMiB: 64}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Create(vmm.Spec{Name: "soul"}); !errors.Is(err, sdk.ErrAlreadyExists) {
+		t.Fatalf("second create = %v", err)
+	}
+	pend, err := m.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pend.Dir(), "state.bin"), []byte("memory and devices"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Until sealed, the point does not exist.
+	if pts, _ := m.Points(); len(pts) != 0 {
+		t.Fatal("an unsealed point is listed")
+	}
+	pt, err := pend.Seal([]string{"state.bin"}, Manifest{CPUModel: "portable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.Verify(); err != nil {
+		t.Fatalf("fresh point: %v", err)
+	}
+	latest, ok, _ := m.Latest()
+	if !ok || latest.Manifest.ID != pt.Manifest.ID || latest.Size() != int64(len("memory and devices")) {
+		t.Fatalf("latest = %+v", latest)
+	}
+	// A flipped byte and a truncation are both caught, and named.
+	f := filepath.Join(pt.Dir, "state.bin")
+	_ = os.WriteFile(f, []byte("memory and devicez"), 0o600)
+	if err := pt.Verify(); !errors.Is(err, sdk.ErrCorrupt) || !strings.Contains(err.Error(), "state.bin") {
+		t.Fatalf("flipped byte: %v", err)
+	}
+	_ = os.WriteFile(f, []byte("memory"), 0o600)
+	if err := pt.Verify(); !errors.Is(err, sdk.ErrCorrupt) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncation: %v", err)
+	}
+	// Leftovers of an interrupted suspend are cleaned, sealed points kept.
+	if _, err := m.NewPending(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.CleanPending(); err != nil || n != 1 {
+		t.Fatalf("CleanPending = %d, %v; want 1", n, err)
+	}
+	if pts, _ := m.Points(); len(pts) != 1 {
+		t.Fatalf("%d points after cleaning; want 1", len(pts))
+	}
+	if _, err := pend.Seal([]string{"../escape"}, Manifest{}); err == nil {
+		t.Fatal("a file name with .. was sealed")
+	}
+}
+
+func TestJournalSkipsTornLine(t *testing.T) {
+	dir := t.TempDir()
+	j, err := NewJournal(dir, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{"boot", "detect"} {
+		if err := j.Append(Entry{Stage: st, Event: "end", DurationMS: 1.5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, _ := os.OpenFile(j.Path(), os.O_APPEND|os.O_WRONLY, 0)
+	_, _ = f.WriteString(`{"time":"2026-01-01T00:00:00Z","sess`)
+	f.Close()
+	es, err := LastSession(dir)
+	if err != nil || len(es) != 2 || es[1].Stage != "detect" || es[0].Session != "s1" {
+		t.Fatalf("entries %+v, %v", es, err)
+	}
+}

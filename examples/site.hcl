@@ -1,0 +1,117 @@
+# SoulPad site config: every key, with its default and what it does.
+#
+#   soulpad config check examples/site.hcl    validate this file
+#   soulpad init --config examples/site.hcl   create the pad it describes
+#   soulpad run  --config examples/site.hcl   run it
+#
+# Relative paths are relative to this file's directory. Any key can be
+# overridden by an environment variable: pad.path is SOULPAD_PAD_PATH,
+# machine.memory_mib is SOULPAD_MACHINE_MEMORY_MIB, and so on
+# (`soulpad config env` lists them; lists are comma-separated).
+
+pad {
+  # The pad's directory: the USB disk's mount point, a partition's mount
+  # point, or any directory. Required.
+  path = "pad"
+
+  # Capacity of the vault, for crypt plugins with fixed-size containers.
+  # Default 2048.
+  vault_size_mib = 2048
+}
+
+unlock {
+  # Where the passphrase comes from when not typed at the prompt: a file
+  # whose first line is the passphrase. Default: none (prompt).
+  # passphrase_file = "/run/secrets/soulpad"
+
+  # A key file instead of a passphrase, e.g. on a second USB key.
+  # Default: none.
+  # key_file = "/media/key/soulpad.key"
+}
+
+machine {
+  # The machine's name inside the vault. Default "soul".
+  name = "soul"
+
+  # Guest memory in MiB (16 to 1048576). Default 256.
+  memory_mib = 256
+
+  # Virtual CPUs (1 to 256). Default 1.
+  vcpus = 1
+
+  # Guest CPU model: "portable" resumes on any reasonable x86-64 host;
+  # "host" is fastest but a suspend point then resumes only on a matching
+  # CPU; or a model name the VMM knows. Default "portable".
+  cpu_model = "portable"
+
+  # "auto" uses KVM when /dev/kvm is usable and TCG otherwise; "kvm" or
+  # "tcg" forces one. Default "auto".
+  accelerator = "auto"
+
+  # Size of the machine's disk, created on first boot (0: no disk).
+  # Default 64.
+  disk_size_mib = 64
+
+  # "user" (NAT, like the original SoulPad) or "none". Default "user".
+  network = "user"
+
+  # "none", or "auto" for a window when the host has a display.
+  # Default "none".
+  display = "none"
+
+  # Boot a kernel directly instead of from the disk: these files are copied
+  # into the vault by `soulpad init`. Default: none.
+  # kernel  = "guest/vmlinuz"
+  # initrd  = "guest/initrd.img"
+  # cmdline = "console=ttyS0"
+}
+
+plugins {
+  # Where plugin binaries are looked for, in order, before plugins/ beside
+  # the soulpad executable and the pad's own plugins/. Default: none.
+  dirs = []
+
+  # The crypt plugin that makes and opens the vault. Required. crypt-plain
+  # stores the vault unencrypted and is for tests and measurements only.
+  crypt = "crypt-plain"
+
+  # The VMM plugin that runs the machine. Required.
+  vmm = "vmm-qemu"
+
+  # The hardware-detection plugin (optional; without one the core checks
+  # only CPU count and /dev/kvm).
+  detect = ""
+
+  # The backup plugin (optional).
+  backup = ""
+
+  # Pin plugin binaries by SHA-256: a binary that differs is refused.
+  # `soulpad plugins` prints each binary's SHA-256.
+  # sha256 {
+  #   "vmm-qemu" = "0123…"
+  # }
+}
+
+session {
+  # Upper bound for the suspend stage, in seconds. Default 300.
+  suspend_timeout_seconds = 300
+
+  # Upper bound for every other stage but run. Default 120.
+  stage_timeout_seconds = 120
+
+  # Back up the locked pad with plugins.backup after each suspend.
+  # Default false.
+  backup_after_suspend = false
+}
+
+log {
+  # trace, debug, info, warn or error. Default "info".
+  level = "info"
+}
+
+# Each plugin's own block, handed to the plugin as is. See the plugin's
+# documentation for its keys.
+plugin "crypt-plain" {
+  # crypt-plain refuses to work unless this is true.
+  allow_no_encryption = true
+}
