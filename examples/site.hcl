@@ -105,8 +105,9 @@ session {
 }
 
 log {
-  # trace, debug, info, warn or error. Default "info".
-  level = "info"
+  # What goes to stderr: trace, debug, info, warn or error. Progress and
+  # the stage table go to stdout whatever the level. Default "warn".
+  level = "warn"
 }
 
 # Each plugin's own block, handed to the plugin as is. See the plugin's

@@ -107,7 +107,7 @@ func Defaults() Config {
 			DiskSizeMiB: 64, Network: "user", Display: "none"},
 		Pad:     Pad{VaultSizeMiB: 2048},
 		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120},
-		Log:     Log{Level: "info"},
+		Log:     Log{Level: "warn"},
 	}
 }
 

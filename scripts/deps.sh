@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages SoulPad's build, tests and demo need, when
+# missing. Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+packages=(
+  protobuf-compiler   # make proto
+  qemu-system-x86     # vmm-qemu
+  qemu-utils          # qemu-img
+  busybox-static      # the demo guest's initramfs
+  cpio                # packing the initramfs
+  cryptsetup-bin      # crypt-luks
+  fuse3               # userspace unlock engines
+  gocryptfs           # crypt-gocryptfs
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "deps: missing ${missing[*]}; install them with your package manager" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root to install ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
