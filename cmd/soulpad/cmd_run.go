@@ -123,8 +123,9 @@ is kept), e.g. after a point was refused on this host.`,
 								fmt.Fprintln(out, "\nsuspend asked for over the control socket: suspending…")
 							}
 							return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
-						case "status":
-							return control.Response{OK: true, Stage: s.Stage()}
+						case "status", "console":
+							c := s.Console()
+							return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log}
 						}
 						return control.Response{Message: "unknown command " + r.Command}
 					})

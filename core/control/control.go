@@ -21,7 +21,7 @@ var ErrNoSession = errors.New("no `soulpad run` is running for this pad")
 
 // Request is a command to the running session.
 type Request struct {
-	// Command is "suspend" or "status".
+	// Command is "suspend", "status" or "console".
 	Command string `json:"command"`
 }
 
@@ -30,6 +30,9 @@ type Response struct {
 	OK      bool   `json:"ok"`
 	Message string `json:"message,omitempty"`
 	Stage   string `json:"stage,omitempty"`
+	// ConsoleSocket and ConsoleLog locate the machine's serial console.
+	ConsoleSocket string `json:"console_socket,omitempty"`
+	ConsoleLog    string `json:"console_log,omitempty"`
 }
 
 // SocketPath is where the session of the pad with this ID listens.

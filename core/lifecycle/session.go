@@ -88,6 +88,7 @@ type Session struct {
 	machine   *pad.Machine
 	spec      vmm.Spec
 	desc      string
+	console   vmm.Console
 	stage     string
 	result    Result
 }
@@ -108,6 +109,9 @@ func New(opts Options) *Session {
 
 // Stage is the stage now running (for `soulpad status` over the socket).
 func (s *Session) Stage() string { return s.stage }
+
+// Console is the running machine's serial console, if it has one.
+func (s *Session) Console() vmm.Console { return s.console }
 
 // Pad is the opened pad (after boot).
 func (s *Session) Pad() *pad.Pad { return s.pad }
@@ -346,10 +350,11 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
 		}
 		s.spec.CPUModel = point.Manifest.CPUModel
-		_, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: point.Dir, Description: point.Manifest.Description})
+		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: point.Dir, Description: point.Manifest.Description})
 		if err != nil {
 			return s.vmm.Err("resume "+point.Manifest.ID, err)
 		}
+		s.console = out.Console
 		s.desc = point.Manifest.Description
 		s.result.ResumedFrom = point.Manifest.ID
 		*note = "resumed " + point.Manifest.ID
@@ -359,6 +364,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 			return s.vmm.Err("start", err)
 		}
 		s.desc = out.Description
+		s.console = out.Console
 		s.result.ColdBootReason = reason
 		*note = "cold boot: " + reason
 	}

@@ -62,6 +62,10 @@ func specFromPB(s *pb.MachineSpec) Spec {
 	return out
 }
 
+func consoleToPB(c Console) *pb.Console { return &pb.Console{Socket: c.Socket, Log: c.Log} }
+
+func consoleFromPB(c *pb.Console) Console { return Console{Socket: c.GetSocket(), Log: c.GetLog()} }
+
 type server struct {
 	pb.UnimplementedVMMServer
 	impl VMM
@@ -72,7 +76,7 @@ func (s *server) Start(ctx context.Context, r *pb.StartRequest) (*pb.StartRespon
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.StartResponse{Description: out.Description}, nil
+	return &pb.StartResponse{Description: out.Description, Console: consoleToPB(out.Console)}, nil
 }
 
 func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.SuspendResponse, error) {
@@ -84,8 +88,11 @@ func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.Suspend
 }
 
 func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeResponse, error) {
-	_, err := s.impl.Resume(ctx, ResumeRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
-	return &pb.ResumeResponse{}, rpc.ToStatus(err)
+	out, err := s.impl.Resume(ctx, ResumeRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.ResumeResponse{Console: consoleToPB(out.Console)}, nil
 }
 
 func (s *server) PowerOff(ctx context.Context, r *pb.PowerOffRequest) (*pb.PowerOffResponse, error) {
@@ -137,7 +144,7 @@ func (c *Client) Start(ctx context.Context, r StartRequest) (StartResponse, erro
 	if err != nil {
 		return StartResponse{}, rpc.FromStatus(err)
 	}
-	return StartResponse{Description: out.Description}, nil
+	return StartResponse{Description: out.Description, Console: consoleFromPB(out.Console)}, nil
 }
 
 // Suspend implements VMM.
@@ -151,8 +158,11 @@ func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse
 
 // Resume implements VMM.
 func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, error) {
-	_, err := c.c.Resume(ctx, &pb.ResumeRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
-	return ResumeResponse{}, rpc.FromStatus(err)
+	out, err := c.c.Resume(ctx, &pb.ResumeRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
+	if err != nil {
+		return ResumeResponse{}, rpc.FromStatus(err)
+	}
+	return ResumeResponse{Console: consoleFromPB(out.Console)}, nil
 }
 
 // PowerOff implements VMM.

@@ -90,6 +90,18 @@ type StartResponse struct {
 	// devices, CPU model); the core records it with each suspend point and
 	// hands it back on Resume.
 	Description string
+	// Console is how to reach the machine's serial console, if it has one.
+	Console Console
+}
+
+// Console locates a running machine's serial console on this host.
+type Console struct {
+	// Socket is a unix socket: bytes written to it are typed on the
+	// console (and the console's output is sent back).
+	Socket string
+	// Log is a file that receives everything the console prints while the
+	// machine runs; it is removed when the machine stops.
+	Log string
 }
 
 // SuspendRequest stops the running machine and saves it.
@@ -117,8 +129,10 @@ type ResumeRequest struct {
 	Description string
 }
 
-// ResumeResponse is empty.
-type ResumeResponse struct{}
+// ResumeResponse describes the resumed machine.
+type ResumeResponse struct {
+	Console Console
+}
 
 // PowerOffRequest stops the machine without saving it.
 type PowerOffRequest struct {

@@ -284,6 +284,7 @@ func (x *StartRequest) GetMachineDir() string {
 type StartResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Description   string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	Console       *Console               `protobuf:"bytes,2,opt,name=console,proto3" json:"console,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +326,65 @@ func (x *StartResponse) GetDescription() string {
 	return ""
 }
 
+func (x *StartResponse) GetConsole() *Console {
+	if x != nil {
+		return x.Console
+	}
+	return nil
+}
+
+type Console struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Socket        string                 `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
+	Log           string                 `protobuf:"bytes,2,opt,name=log,proto3" json:"log,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Console) Reset() {
+	*x = Console{}
+	mi := &file_vmm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Console) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Console) ProtoMessage() {}
+
+func (x *Console) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Console.ProtoReflect.Descriptor instead.
+func (*Console) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Console) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *Console) GetLog() string {
+	if x != nil {
+		return x.Log
+	}
+	return ""
+}
+
 type SuspendRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -335,7 +395,7 @@ type SuspendRequest struct {
 
 func (x *SuspendRequest) Reset() {
 	*x = SuspendRequest{}
-	mi := &file_vmm_proto_msgTypes[4]
+	mi := &file_vmm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +407,7 @@ func (x *SuspendRequest) String() string {
 func (*SuspendRequest) ProtoMessage() {}
 
 func (x *SuspendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[4]
+	mi := &file_vmm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +420,7 @@ func (x *SuspendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendRequest.ProtoReflect.Descriptor instead.
 func (*SuspendRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{4}
+	return file_vmm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SuspendRequest) GetName() string {
@@ -387,7 +447,7 @@ type SuspendResponse struct {
 
 func (x *SuspendResponse) Reset() {
 	*x = SuspendResponse{}
-	mi := &file_vmm_proto_msgTypes[5]
+	mi := &file_vmm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +459,7 @@ func (x *SuspendResponse) String() string {
 func (*SuspendResponse) ProtoMessage() {}
 
 func (x *SuspendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[5]
+	mi := &file_vmm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +472,7 @@ func (x *SuspendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendResponse.ProtoReflect.Descriptor instead.
 func (*SuspendResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{5}
+	return file_vmm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SuspendResponse) GetFiles() []string {
@@ -441,7 +501,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_vmm_proto_msgTypes[6]
+	mi := &file_vmm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +513,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[6]
+	mi := &file_vmm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +526,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{6}
+	return file_vmm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResumeRequest) GetSpec() *MachineSpec {
@@ -499,13 +559,14 @@ func (x *ResumeRequest) GetDescription() string {
 
 type ResumeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Console       *Console               `protobuf:"bytes,1,opt,name=console,proto3" json:"console,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_vmm_proto_msgTypes[7]
+	mi := &file_vmm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +578,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[7]
+	mi := &file_vmm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +591,14 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{7}
+	return file_vmm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ResumeResponse) GetConsole() *Console {
+	if x != nil {
+		return x.Console
+	}
+	return nil
 }
 
 type PowerOffRequest struct {
@@ -543,7 +611,7 @@ type PowerOffRequest struct {
 
 func (x *PowerOffRequest) Reset() {
 	*x = PowerOffRequest{}
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +623,7 @@ func (x *PowerOffRequest) String() string {
 func (*PowerOffRequest) ProtoMessage() {}
 
 func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +636,7 @@ func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffRequest.ProtoReflect.Descriptor instead.
 func (*PowerOffRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{8}
+	return file_vmm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PowerOffRequest) GetName() string {
@@ -593,7 +661,7 @@ type PowerOffResponse struct {
 
 func (x *PowerOffResponse) Reset() {
 	*x = PowerOffResponse{}
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +673,7 @@ func (x *PowerOffResponse) String() string {
 func (*PowerOffResponse) ProtoMessage() {}
 
 func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +686,7 @@ func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffResponse.ProtoReflect.Descriptor instead.
 func (*PowerOffResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{9}
+	return file_vmm_proto_rawDescGZIP(), []int{10}
 }
 
 type StatusRequest struct {
@@ -630,7 +698,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +710,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +723,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{10}
+	return file_vmm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusRequest) GetName() string {
@@ -675,7 +743,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +755,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +768,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{11}
+	return file_vmm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusResponse) GetState() string {
@@ -726,7 +794,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +806,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +819,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{12}
+	return file_vmm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EventsRequest) GetName() string {
@@ -772,7 +840,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +852,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +865,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{13}
+	return file_vmm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Event) GetType() string {
@@ -855,9 +923,13 @@ const file_vmm_proto_rawDesc = "" +
 	"\fStartRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
-	"machineDir\"1\n" +
+	"machineDir\"`\n" +
 	"\rStartResponse\x12 \n" +
-	"\vdescription\x18\x01 \x01(\tR\vdescription\"A\n" +
+	"\vdescription\x18\x01 \x01(\tR\vdescription\x12-\n" +
+	"\aconsole\x18\x02 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\"3\n" +
+	"\aConsole\x12\x16\n" +
+	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x10\n" +
+	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"I\n" +
@@ -869,8 +941,9 @@ const file_vmm_proto_rawDesc = "" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
 	"machineDir\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x10\n" +
-	"\x0eResumeResponse\";\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"?\n" +
+	"\x0eResumeResponse\x12-\n" +
+	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\";\n" +
 	"\x0fPowerOffRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x12\n" +
@@ -906,46 +979,49 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_vmm_proto_goTypes = []any{
 	(*Disk)(nil),             // 0: soulpad.v1.Disk
 	(*MachineSpec)(nil),      // 1: soulpad.v1.MachineSpec
 	(*StartRequest)(nil),     // 2: soulpad.v1.StartRequest
 	(*StartResponse)(nil),    // 3: soulpad.v1.StartResponse
-	(*SuspendRequest)(nil),   // 4: soulpad.v1.SuspendRequest
-	(*SuspendResponse)(nil),  // 5: soulpad.v1.SuspendResponse
-	(*ResumeRequest)(nil),    // 6: soulpad.v1.ResumeRequest
-	(*ResumeResponse)(nil),   // 7: soulpad.v1.ResumeResponse
-	(*PowerOffRequest)(nil),  // 8: soulpad.v1.PowerOffRequest
-	(*PowerOffResponse)(nil), // 9: soulpad.v1.PowerOffResponse
-	(*StatusRequest)(nil),    // 10: soulpad.v1.StatusRequest
-	(*StatusResponse)(nil),   // 11: soulpad.v1.StatusResponse
-	(*EventsRequest)(nil),    // 12: soulpad.v1.EventsRequest
-	(*Event)(nil),            // 13: soulpad.v1.Event
-	nil,                      // 14: soulpad.v1.MachineSpec.ExtraEntry
+	(*Console)(nil),          // 4: soulpad.v1.Console
+	(*SuspendRequest)(nil),   // 5: soulpad.v1.SuspendRequest
+	(*SuspendResponse)(nil),  // 6: soulpad.v1.SuspendResponse
+	(*ResumeRequest)(nil),    // 7: soulpad.v1.ResumeRequest
+	(*ResumeResponse)(nil),   // 8: soulpad.v1.ResumeResponse
+	(*PowerOffRequest)(nil),  // 9: soulpad.v1.PowerOffRequest
+	(*PowerOffResponse)(nil), // 10: soulpad.v1.PowerOffResponse
+	(*StatusRequest)(nil),    // 11: soulpad.v1.StatusRequest
+	(*StatusResponse)(nil),   // 12: soulpad.v1.StatusResponse
+	(*EventsRequest)(nil),    // 13: soulpad.v1.EventsRequest
+	(*Event)(nil),            // 14: soulpad.v1.Event
+	nil,                      // 15: soulpad.v1.MachineSpec.ExtraEntry
 }
 var file_vmm_proto_depIdxs = []int32{
 	0,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
-	14, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
+	15, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
 	1,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
-	1,  // 3: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
-	2,  // 4: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	4,  // 5: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	6,  // 6: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	8,  // 7: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	10, // 8: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	12, // 9: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	3,  // 10: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	5,  // 11: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	7,  // 12: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	9,  // 13: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	11, // 14: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	13, // 15: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	4,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
+	1,  // 4: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
+	4,  // 5: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
+	2,  // 6: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	5,  // 7: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	7,  // 8: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	9,  // 9: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	11, // 10: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	13, // 11: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	3,  // 12: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	6,  // 13: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	8,  // 14: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	10, // 15: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	12, // 16: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	14, // 17: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
@@ -959,7 +1035,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/soulpad/soulpad/core/control"
+)
+
+func newConsoleCmd(g *globals) *cobra.Command {
+	var dump bool
+	c := &cobra.Command{
+		Use:   "console",
+		Short: "Attach to the running machine's serial console",
+		Long: `Show the serial console of the machine that 'soulpad run' is running for
+the configured pad: everything it printed since it started or resumed, then
+what it prints next. What you type goes to the console. Ctrl-] detaches
+(the machine keeps running).
+
+--dump prints what the console has printed so far and exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			p, err := openPad(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			resp, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "console"})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("pad %s: %w", p.Dir, err)
+			}
+			if resp.ConsoleLog == "" {
+				return fmt.Errorf("the machine has no serial console (or is not running yet: stage %s)", resp.Stage)
+			}
+			out := cmd.OutOrStdout()
+			if dump {
+				b, err := os.ReadFile(resp.ConsoleLog)
+				if err != nil {
+					return fmt.Errorf("console: %w", err)
+				}
+				_, err = out.Write(b)
+				return err
+			}
+			return follow(cmd.Context(), out, resp, p.Meta.ID)
+		},
+	}
+	c.Flags().BoolVar(&dump, "dump", false, "print what the console printed so far and exit")
+	return c
+}
+
+// follow prints the console log as it grows and sends stdin to the
+// console socket, until Ctrl-], or the machine stops.
+func follow(ctx context.Context, out io.Writer, resp control.Response, padID string) error {
+	f, err := os.Open(resp.ConsoleLog)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	defer f.Close()
+	stop := make(chan struct{})
+	if resp.ConsoleSocket != "" && term.IsTerminal(int(os.Stdin.Fd())) {
+		conn, err := net.Dial("unix", resp.ConsoleSocket)
+		if err == nil {
+			defer conn.Close()
+			go io.Copy(io.Discard, conn) // its output is read from the log
+			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+				defer term.Restore(int(os.Stdin.Fd()), st)
+			}
+			fmt.Fprint(out, "[console attached; Ctrl-] detaches]\r\n")
+			go func() {
+				buf := make([]byte, 256)
+				for {
+					n, err := os.Stdin.Read(buf)
+					if err != nil {
+						return
+					}
+					for i := 0; i < n; i++ {
+						if buf[i] == 0x1d { // Ctrl-]
+							close(stop)
+							return
+						}
+					}
+					if _, err := conn.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}
+	buf := make([]byte, 32<<10)
+	idle := 0
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			idle = 0
+			if _, werr := out.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		select {
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		if idle++; idle%20 == 0 {
+			// Still running? The log goes away with the machine.
+			if _, err := os.Stat(resp.ConsoleLog); err != nil {
+				return nil
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := control.Send(cctx, padID, control.Request{Command: "status"})
+			cancel()
+			if err != nil {
+				return nil
+			}
+		}
+	}
+}

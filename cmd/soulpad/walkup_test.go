@@ -1,0 +1,200 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testguest"
+)
+
+var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
+
+// counters returns the counter values the console printed so far.
+func (e env) counters(t *testing.T) []int {
+	t.Helper()
+	out, _, code := e.run(t, "console", "--dump")
+	if code != 0 {
+		return nil
+	}
+	var vs []int
+	for _, m := range counterRE.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		vs = append(vs, n)
+	}
+	return vs
+}
+
+// waitCounter waits until the console shows at least n ticks.
+func (e env) waitCounter(t *testing.T, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if vs := e.counters(t); len(vs) >= n {
+			return vs
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the guest printed fewer than %d counter ticks in 90 s", n)
+	return nil
+}
+
+// qemuEnv is a pad that runs the demo guest with vmm-qemu.
+func qemuEnv(t *testing.T, cmdline string) env {
+	t.Helper()
+	kernel, initrd := testguest.Build(t)
+	bin := testbin.Build(t, "cmd/soulpad")
+	testbin.Build(t, "plugins/crypt-plain")
+	testbin.Build(t, "plugins/vmm-qemu")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.hcl")
+	hcl := fmt.Sprintf(`
+pad { path = "pad" }
+machine {
+  memory_mib    = 128
+  disk_size_mib = 16
+  kernel        = %q
+  initrd        = %q
+  cmdline       = %q
+}
+plugins {
+  dirs  = [%q]
+  crypt = "crypt-plain"
+  vmm   = "vmm-qemu"
+}
+plugin "crypt-plain" { allow_no_encryption = true }
+`, kernel, initrd, cmdline, testbin.Dir())
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return env{bin: bin, cfg: cfg, pad: filepath.Join(dir, "pad")}
+}
+
+// diskSector reads a 512-byte sector of the machine's current disk.
+func diskSector(t *testing.T, padDir string, sector int) string {
+	t.Helper()
+	dir := filepath.Join(padDir, "vault", "machines", "soul", "disks", "root")
+	cur, err := os.ReadFile(filepath.Join(dir, "current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(t.TempDir(), "sector.raw")
+	cmd := exec.Command("qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=512", fmt.Sprintf("count=%d", sector+1), fmt.Sprintf("skip=%d", sector),
+		"if="+strings.TrimSpace(string(cur)), "of="+raw)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img dd: %v %s", err, b)
+	}
+	out, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > 512 {
+		out = out[len(out)-512:]
+	}
+	return strings.TrimRight(string(out), "\x00")
+}
+
+// session runs one `soulpad run` that is suspended once the console shows
+// at least minTicks ticks; it returns the ticks seen.
+func (e env) session(t *testing.T, minTicks int) ([]int, string) {
+	t.Helper()
+	_, buf, done := e.startRun(t)
+	vs := e.waitCounter(t, minTicks)
+	out, errOut, code := e.run(t, "suspend")
+	if code != 0 {
+		t.Fatalf("suspend: exit %d %s %s", code, out, errOut)
+	}
+	wait(t, done, buf)
+	if !strings.Contains(buf.String(), "suspended to point") {
+		t.Fatalf("run did not end suspended:\n%s", buf.String())
+	}
+	return vs, buf.String()
+}
+
+func TestWalkUpWithQEMU(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	first, out := e.session(t, 3)
+	if first[0] != 1 {
+		t.Fatalf("a cold boot's counter starts at %d; want 1", first[0])
+	}
+	if !strings.Contains(out, "cold boot") {
+		t.Fatalf("first run did not say it cold-booted:\n%s", out)
+	}
+	n := first[len(first)-1]
+	identity := diskSector(t, e.pad, 1)
+	if !strings.HasPrefix(identity, "soulpad-disk ") {
+		t.Fatalf("the guest did not stamp its disk: %q", identity)
+	}
+
+	// Unplug, walk, plug in elsewhere: the pad moves, the old path is gone.
+	moved := filepath.Join(t.TempDir(), "usb")
+	if b, err := exec.Command("cp", "-a", e.pad, moved).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, b)
+	}
+	if err := os.RemoveAll(e.pad); err != nil {
+		t.Fatal(err)
+	}
+	e.pad = moved
+	t.Setenv("SOULPAD_PAD_PATH", moved)
+
+	second, out := e.session(t, 3)
+	if !strings.Contains(out, "resumed ") {
+		t.Fatalf("second run did not resume:\n%s", out)
+	}
+	if second[0] <= n {
+		t.Fatalf("after resume the counter printed %d first; want above %d (it must continue, not restart)", second[0], n)
+	}
+	n2 := second[len(second)-1]
+	if got := diskSector(t, e.pad, 1); got != identity {
+		t.Fatalf("disk identity changed across suspend/resume: %q → %q", identity, got)
+	}
+	if c := diskSector(t, e.pad, 0); !strings.HasPrefix(c, "soulpad-counter ") {
+		t.Fatalf("sector 0 = %q; want the guest's last counter", c)
+	} else if v, _ := strconv.Atoi(strings.Fields(c)[1]); v < n2-2 {
+		t.Fatalf("the disk's counter %d lags the console's %d: disk writes were lost", v, n2)
+	}
+
+	// A second cycle.
+	third, _ := e.session(t, 2)
+	if third[0] <= n2 {
+		t.Fatalf("after the second resume the counter printed %d; want above %d", third[0], n2)
+	}
+	st, _, _ := e.run(t, "status", "--json")
+	if n := strings.Count(st, `"cpu_model": "portable"`); n != 3 {
+		t.Fatalf("status lists %d suspend points; want 3:\n%s", n, st)
+	}
+}
+
+func TestGuestPowerOffEndsTheSession(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1 soulpad.poweroff_after=3")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, buf, done := e.startRun(t)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, buf.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the session did not end when the guest powered off:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "the guest powered off") {
+		t.Fatalf("run output:\n%s", buf.String())
+	}
+	out, _, _ := e.run(t, "status")
+	if !strings.Contains(out, "none yet") {
+		t.Fatalf("a powered-off session left a suspend point:\n%s", out)
+	}
+}

@@ -1,0 +1,159 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// Config is the plugin's block in site.hcl.
+type Config struct {
+	// QEMU is the emulator binary (default qemu-system-x86_64 from PATH).
+	QEMU string `json:"qemu"`
+	// QEMUImg is the image tool (default qemu-img from PATH).
+	QEMUImg string `json:"qemu_img"`
+	// MachineType is the QEMU machine type; default: the versioned type
+	// that "q35" stands for in this QEMU (e.g. pc-q35-7.2). It is recorded
+	// with every suspend point: resume needs the same one.
+	MachineType string `json:"machine_type"`
+	// MaxBandwidthMiBps caps the suspend stream; 0 means as fast as the
+	// disk goes (QEMU's own default is 128 MiB/s).
+	MaxBandwidthMiBps int `json:"max_bandwidth_mibps"`
+	// ExtraArgs are appended to QEMU's command line; they must not change
+	// the machine's devices, or suspend points will not resume.
+	ExtraArgs []string `json:"extra_args"`
+}
+
+// Description is what a suspend point records of the machine, as JSON:
+// resume needs the same machine type, CPU, memory, vCPUs and devices.
+type Description struct {
+	Format      int    `json:"format"`
+	QEMUVersion string `json:"qemu_version"`
+	MachineType string `json:"machine_type"`
+	CPU         string `json:"cpu"`
+	MemoryMiB   uint64 `json:"memory_mib"`
+	VCPUs       int    `json:"vcpus"`
+	Devices     string `json:"devices"`
+	// Disks maps each disk to the overlay (in disks/<name>/) that holds its
+	// state at the suspend point.
+	Disks map[string]string `json:"disks,omitempty"`
+}
+
+func (d Description) String() string {
+	b, _ := json.Marshal(d)
+	return string(b)
+}
+
+// compatible explains how d differs from want, or returns "".
+func (d Description) compatible(want Description) string {
+	var diffs []string
+	if d.MachineType != want.MachineType {
+		diffs = append(diffs, fmt.Sprintf("machine type %s (this host would use %s)", d.MachineType, want.MachineType))
+	}
+	if d.CPU != want.CPU {
+		diffs = append(diffs, fmt.Sprintf("CPU %s, the spec says %s", d.CPU, want.CPU))
+	}
+	if d.MemoryMiB != want.MemoryMiB {
+		diffs = append(diffs, fmt.Sprintf("memory %d MiB, the spec says %d MiB", d.MemoryMiB, want.MemoryMiB))
+	}
+	if d.VCPUs != want.VCPUs {
+		diffs = append(diffs, fmt.Sprintf("%d vCPUs, the spec says %d", d.VCPUs, want.VCPUs))
+	}
+	if d.Devices != want.Devices {
+		diffs = append(diffs, fmt.Sprintf("devices %q, the spec gives %q", d.Devices, want.Devices))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// cpuModel maps the spec's CPU model to QEMU's.
+func cpuModel(spec vmm.Spec) string {
+	switch spec.CPUModel {
+	case "", "portable":
+		return "qemu64"
+	case "host":
+		if spec.Accelerator == "kvm" {
+			return "host"
+		}
+		return "max"
+	}
+	return spec.CPUModel
+}
+
+var aliasRE = regexp.MustCompile(`(?m)^q35\s+.*\(alias of (\S+)\)`)
+var versionRE = regexp.MustCompile(`QEMU emulator version (\S+)`)
+
+// probe finds the binaries and this QEMU's version and default q35 type.
+func (p *Plugin) probe(ctx context.Context) error {
+	if p.qemuPath != "" {
+		return nil
+	}
+	bin := p.cfg.QEMU
+	if bin == "" {
+		bin = "qemu-system-x86_64"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("vmm-qemu: %s not found (install qemu-system-x86, or set qemu = \"/path/to/qemu-system-x86_64\" in plugin \"vmm-qemu\" { … }): %w", bin, sdk.ErrIncompatibleHost)
+	}
+	img := p.cfg.QEMUImg
+	if img == "" {
+		img = "qemu-img"
+	}
+	imgPath, err := exec.LookPath(img)
+	if err != nil {
+		return fmt.Errorf("vmm-qemu: %s not found (install qemu-utils, or set qemu_img in plugin \"vmm-qemu\" { … }): %w", img, sdk.ErrIncompatibleHost)
+	}
+	out, err := exec.CommandContext(ctx, path, "-version").Output()
+	if err != nil {
+		return fmt.Errorf("vmm-qemu: %s -version: %w", path, err)
+	}
+	ver := ""
+	if m := versionRE.FindSubmatch(out); m != nil {
+		ver = string(m[1])
+	}
+	mt := p.cfg.MachineType
+	if mt == "" {
+		out, err := exec.CommandContext(ctx, path, "-machine", "help").Output()
+		if err != nil {
+			return fmt.Errorf("vmm-qemu: %s -machine help: %w", path, err)
+		}
+		m := aliasRE.FindSubmatch(out)
+		if m == nil {
+			return fmt.Errorf("vmm-qemu: %s has no q35 machine type: %w", path, sdk.ErrIncompatibleHost)
+		}
+		mt = string(m[1])
+	}
+	p.qemuPath, p.imgPath, p.version, p.machineType = path, imgPath, ver, mt
+	return nil
+}
+
+// hasMachineType reports whether this QEMU knows machine type mt.
+func (p *Plugin) hasMachineType(ctx context.Context, mt string) bool {
+	out, err := exec.CommandContext(ctx, p.qemuPath, "-machine", "help").Output()
+	if err != nil {
+		return false
+	}
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if f := bytes.Fields(line); len(f) > 0 && string(f[0]) == mt {
+			return true
+		}
+	}
+	return false
+}
+
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}

@@ -1,0 +1,731 @@
+// Package qemu implements vmm-qemu, the SoulPad VMM plugin that drives
+// qemu-system-x86_64 over QMP.
+//
+// Suspend stops the guest and streams its memory and device state over a
+// file descriptor passed to QEMU (migrate to "fd:") straight into the
+// state directory inside the vault, then fsyncs it. Resume starts QEMU with
+// the same machine and "-incoming defer", feeds the state file back the same
+// way, and continues. QEMU is a child that cannot outlive the plugin
+// (Pdeathsig) and its stderr goes to the plugin's log.
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// Version is the plugin's version.
+const Version = "0.1.0"
+
+// StateFile holds the memory and device state in a suspend point.
+const StateFile = "memory.state"
+
+// Plugin is vmm-qemu.
+type Plugin struct {
+	log hclog.Logger
+
+	mu          sync.Mutex
+	cfg         Config
+	qemuPath    string
+	imgPath     string
+	version     string
+	machineType string
+	vm          *proc
+	subs        []chan vmm.Event
+	lastOff     *vmm.Event
+}
+
+// New returns the plugin.
+func New() *Plugin { return &Plugin{log: sdk.Logger("vmm-qemu")} }
+
+var (
+	_ vmm.VMM           = (*Plugin)(nil)
+	_ vmm.EventStreamer = (*Plugin)(nil)
+)
+
+// Info implements sdk.Plugin.
+func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
+	return sdk.InfoResponse{Name: "vmm-qemu", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
+		Capabilities: []string{vmm.CapEvents, vmm.CapKVM},
+		Description:  "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
+}
+
+// Configure implements sdk.Plugin.
+func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) (sdk.ConfigureResponse, error) {
+	var c Config
+	if err := req.Decode(&c); err != nil {
+		return sdk.ConfigureResponse{}, fmt.Errorf("vmm-qemu: %w", err)
+	}
+	if c.MaxBandwidthMiBps < 0 {
+		return sdk.ConfigureResponse{}, fmt.Errorf("vmm-qemu: max_bandwidth_mibps must not be negative: %w", sdk.ErrInvalidConfig)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg = c
+	p.qemuPath = ""
+	return sdk.ConfigureResponse{}, nil
+}
+
+// proc is a running QEMU.
+type proc struct {
+	cmd        *exec.Cmd
+	qmp        *qmp.Conn
+	runDir     string
+	spec       vmm.Spec
+	machineDir string
+	desc       Description
+	tops       map[string]string
+	exited     chan struct{}
+	waitErr    error
+
+	mu         sync.Mutex
+	stderr     []string
+	expectExit bool
+	guestOff   bool
+}
+
+func (v *proc) stderrTail() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return strings.Join(v.stderr, "; ")
+}
+
+func (v *proc) alive() bool {
+	select {
+	case <-v.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// expected is the description this plugin would give spec.
+func (p *Plugin) expected(spec vmm.Spec) Description {
+	return Description{Format: 1, QEMUVersion: p.version, MachineType: p.machineType, CPU: cpuModel(spec),
+		MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, Devices: devices(spec)}
+}
+
+// devices is the canonical device list: it must be identical on resume.
+func devices(spec vmm.Spec) string {
+	var d []string
+	for _, disk := range spec.Disks {
+		d = append(d, "virtio-blk:"+disk.Name)
+	}
+	if spec.Network == "user" {
+		d = append(d, "virtio-net:user")
+	}
+	d = append(d, "vga:std", "serial:1")
+	return strings.Join(d, ",")
+}
+
+// mac derives a stable MAC address from the machine name.
+func mac(name string) string {
+	h := sha256.Sum256([]byte(name))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+}
+
+func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
+	spec := v.spec
+	accel := "tcg"
+	if spec.Accelerator == "kvm" {
+		accel = "kvm"
+	}
+	a := []string{
+		"-nodefaults", "-no-user-config", "-no-reboot",
+		"-name", spec.Name,
+		"-machine", p.machineType + ",accel=" + accel,
+		"-cpu", v.desc.CPU,
+		"-m", strconv.FormatUint(spec.MemoryMiB, 10),
+		"-smp", strconv.Itoa(spec.VCPUs),
+		"-rtc", "base=utc",
+		"-vga", "std",
+		"-chardev", "socket,id=qmp,path=" + filepath.Join(v.runDir, "qmp.sock") + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-chardev", "socket,id=ser0,path=" + filepath.Join(v.runDir, "console.sock") + ",server=on,wait=off,logfile=" + filepath.Join(v.runDir, "console.log") + ",logappend=on",
+		"-serial", "chardev:ser0",
+	}
+	if spec.Display == "auto" && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+		a = append(a, "-display", "gtk")
+	} else {
+		a = append(a, "-display", "none")
+	}
+	for _, d := range spec.Disks {
+		top := v.tops[d.Name]
+		a = append(a, "-drive", fmt.Sprintf("file=%s,if=none,id=disk-%s,format=qcow2,cache=writeback,discard=unmap",
+			filepath.Join(diskDir(v.machineDir, d), top), d.Name),
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk-%s,id=vblk-%s", d.Name, d.Name))
+	}
+	if spec.Network == "user" {
+		a = append(a, "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,mac="+mac(spec.Name))
+	}
+	path := func(f string) string {
+		if filepath.IsAbs(f) {
+			return f
+		}
+		return filepath.Join(v.machineDir, f)
+	}
+	if spec.Kernel != "" {
+		a = append(a, "-kernel", path(spec.Kernel))
+		if spec.Initrd != "" {
+			a = append(a, "-initrd", path(spec.Initrd))
+		}
+		cmdline := spec.Cmdline
+		if cmdline == "" {
+			cmdline = "console=ttyS0"
+		}
+		a = append(a, "-append", cmdline)
+	}
+	if incoming {
+		a = append(a, "-S", "-incoming", "defer")
+	}
+	return append(a, p.cfg.ExtraArgs...), nil
+}
+
+// launch starts QEMU for v and connects QMP; p.mu is held.
+func (p *Plugin) launch(ctx context.Context, v *proc, incoming bool) error {
+	dir, err := os.MkdirTemp("", "soulpad-qemu-")
+	if err != nil {
+		return err
+	}
+	v.runDir = dir
+	args, err := p.args(v, incoming)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.qemuPath, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	p.log.Debug("starting QEMU", "args", strings.Join(args, " "))
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("vmm-qemu: start %s: %w", p.qemuPath, err)
+	}
+	v.cmd, v.exited = cmd, make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.log.Warn("qemu: " + line)
+			v.mu.Lock()
+			v.stderr = append(v.stderr, line)
+			if len(v.stderr) > 8 {
+				v.stderr = v.stderr[1:]
+			}
+			v.mu.Unlock()
+		}
+		v.waitErr = cmd.Wait()
+		close(v.exited)
+		p.reap(v)
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-v.exited:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	q, err := qmp.Dial(dctx, filepath.Join(dir, "qmp.sock"))
+	if err != nil {
+		p.kill(v)
+		<-v.exited
+		if tail := v.stderrTail(); tail != "" {
+			return fmt.Errorf("vmm-qemu: QEMU did not start: %s", tail)
+		}
+		return fmt.Errorf("vmm-qemu: QEMU did not start: %w", err)
+	}
+	v.qmp = q
+	go p.watch(v)
+	return nil
+}
+
+// watch turns QMP events into vmm events.
+func (p *Plugin) watch(v *proc) {
+	for ev := range v.qmp.Events() {
+		switch ev.Name {
+		case "SHUTDOWN":
+			var d struct {
+				Guest bool `json:"guest"`
+			}
+			_ = json.Unmarshal(ev.Data, &d)
+			if d.Guest {
+				v.mu.Lock()
+				v.guestOff = true
+				v.mu.Unlock()
+			}
+		case "SUSPEND":
+			p.emit(vmm.Event{Type: vmm.EventSleepRequested, Message: "the guest asked to sleep", Time: ev.Time})
+		}
+	}
+}
+
+// reap runs when QEMU has exited.
+func (p *Plugin) reap(v *proc) {
+	v.mu.Lock()
+	expected, guestOff := v.expectExit, v.guestOff
+	v.mu.Unlock()
+	if v.qmp != nil {
+		v.qmp.Close()
+	}
+	os.RemoveAll(v.runDir)
+	p.mu.Lock()
+	if p.vm == v {
+		p.vm = nil
+	}
+	p.mu.Unlock()
+	switch {
+	case expected:
+	case guestOff:
+		p.emit(vmm.Event{Type: vmm.EventPoweredOff, Message: "the guest powered off", Time: time.Now()})
+	default:
+		p.emit(vmm.Event{Type: vmm.EventCrashed, Message: fmt.Sprintf("QEMU exited (%v): %s", v.waitErr, v.stderrTail()), Time: time.Now()})
+	}
+}
+
+func (p *Plugin) kill(v *proc) {
+	v.mu.Lock()
+	v.expectExit = true
+	v.mu.Unlock()
+	if v.cmd != nil && v.cmd.Process != nil {
+		_ = v.cmd.Process.Kill()
+	}
+}
+
+// quit asks QEMU to exit and waits; it kills QEMU if it does not.
+func (p *Plugin) quit(ctx context.Context, v *proc) {
+	v.mu.Lock()
+	v.expectExit = true
+	v.mu.Unlock()
+	if v.qmp != nil {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = v.qmp.Execute(qctx, "quit", nil, nil)
+		cancel()
+	}
+	select {
+	case <-v.exited:
+	case <-time.After(10 * time.Second):
+		p.kill(v)
+		<-v.exited
+	}
+}
+
+func (p *Plugin) emit(ev vmm.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ev.Type == vmm.EventPoweredOff {
+		p.lastOff = &ev
+	}
+	for _, s := range p.subs {
+		select {
+		case s <- ev:
+		default:
+		}
+	}
+}
+
+func (p *Plugin) console(v *proc) vmm.Console {
+	return vmm.Console{Socket: filepath.Join(v.runDir, "console.sock"), Log: filepath.Join(v.runDir, "console.log")}
+}
+
+// check validates spec against this host; p.mu is held.
+func (p *Plugin) check(ctx context.Context, spec vmm.Spec, machineDir string) error {
+	if err := p.probe(ctx); err != nil {
+		return err
+	}
+	if spec.MemoryMiB == 0 || spec.VCPUs < 1 {
+		return fmt.Errorf("vmm-qemu: memory_mib and vcpus must be positive: %w", sdk.ErrInvalidArgument)
+	}
+	if spec.Accelerator == "kvm" && !kvmUsable() {
+		return fmt.Errorf("vmm-qemu: KVM asked for but /dev/kvm is not usable here: %w", sdk.ErrIncompatibleHost)
+	}
+	for _, f := range []string{spec.Kernel, spec.Initrd} {
+		if f == "" {
+			continue
+		}
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(machineDir, f)
+		}
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("vmm-qemu: %s: %w", f, sdk.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+// Start implements vmm.VMM.
+func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vm != nil {
+		return vmm.StartResponse{}, fmt.Errorf("vmm-qemu: start: machine %s is running: %w", p.vm.spec.Name, sdk.ErrBusy)
+	}
+	if err := p.check(ctx, req.Spec, req.MachineDir); err != nil {
+		return vmm.StartResponse{}, err
+	}
+	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: p.expected(req.Spec), tops: map[string]string{}}
+	for _, d := range req.Spec.Disks {
+		cur, err := current(req.MachineDir, d)
+		if err != nil {
+			return vmm.StartResponse{}, err
+		}
+		top, err := p.newOverlay(ctx, req.MachineDir, d, cur)
+		if err != nil {
+			p.dropOverlays(v)
+			return vmm.StartResponse{}, err
+		}
+		v.tops[d.Name] = top
+	}
+	p.lastOff = nil
+	if err := p.launch(ctx, v, false); err != nil {
+		p.dropOverlays(v)
+		return vmm.StartResponse{}, err
+	}
+	if err := p.commitTops(v); err != nil {
+		p.quit(ctx, v)
+		return vmm.StartResponse{}, err
+	}
+	p.vm = v
+	return vmm.StartResponse{Description: v.desc.String(), Console: p.console(v)}, nil
+}
+
+// commitTops makes v's overlays the disks' current state.
+func (p *Plugin) commitTops(v *proc) error {
+	for _, d := range v.spec.Disks {
+		if err := setCurrent(v.machineDir, d, v.tops[d.Name]); err != nil {
+			return fmt.Errorf("vmm-qemu: disk %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// dropOverlays removes overlays made for a machine that did not start.
+func (p *Plugin) dropOverlays(v *proc) {
+	for _, d := range v.spec.Disks {
+		if top := v.tops[d.Name]; top != "" {
+			_ = os.Remove(filepath.Join(diskDir(v.machineDir, d), top))
+		}
+	}
+}
+
+type migrateInfo struct {
+	Status   string `json:"status"`
+	ErrorMsg string `json:"error-desc"`
+	RAM      *struct {
+		Transferred int64 `json:"transferred"`
+	} `json:"ram"`
+}
+
+// waitMigration polls until the migration completes or fails.
+func waitMigration(ctx context.Context, v *proc) error {
+	for {
+		var mi migrateInfo
+		if err := v.qmp.Execute(ctx, "query-migrate", nil, &mi); err != nil {
+			return err
+		}
+		switch mi.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("migration %s: %s", mi.Status, mi.ErrorMsg)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.exited:
+			return errors.New("QEMU exited")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Suspend implements vmm.VMM.
+func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.SuspendResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v := p.vm
+	if v == nil || !v.alive() {
+		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", sdk.ErrNotRunning)
+	}
+	fail := func(err error) (vmm.SuspendResponse, error) {
+		// Keep the session: the guest goes on running.
+		if v.alive() {
+			_ = v.qmp.Execute(context.WithoutCancel(ctx), "cont", nil, nil)
+		}
+		_ = os.Remove(filepath.Join(req.StateDir, StateFile))
+		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", err)
+	}
+	if err := v.qmp.Execute(ctx, "stop", nil, nil); err != nil {
+		return fail(err)
+	}
+	bw := int64(p.cfg.MaxBandwidthMiBps) << 20
+	if bw == 0 {
+		bw = 1 << 40 // no cap: the disk is the limit
+	}
+	if err := v.qmp.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": bw}, nil); err != nil {
+		return fail(err)
+	}
+	f, err := os.OpenFile(filepath.Join(req.StateDir, StateFile), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-suspend"}, int(f.Fd())); err != nil {
+		return fail(err)
+	}
+	if err := v.qmp.Execute(ctx, "migrate", map[string]any{"uri": "fd:soulpad-suspend"}, nil); err != nil {
+		return fail(err)
+	}
+	if err := waitMigration(ctx, v); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	p.quit(ctx, v)
+	desc := v.desc
+	desc.Disks = map[string]string{}
+	files := []string{StateFile}
+	for _, d := range v.spec.Disks {
+		top := v.tops[d.Name]
+		if err := linkOrCopy(filepath.Join(diskDir(v.machineDir, d), top), filepath.Join(req.StateDir, stateDiskName(d))); err != nil {
+			return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: keep disk %s with the point: %w", d.Name, err)
+		}
+		desc.Disks[d.Name] = top
+		files = append(files, stateDiskName(d))
+	}
+	p.vm = nil
+	return vmm.SuspendResponse{Files: files, Description: desc.String()}, nil
+}
+
+// Resume implements vmm.VMM.
+func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vm != nil {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: machine %s is running: %w", p.vm.spec.Name, sdk.ErrBusy)
+	}
+	if err := p.check(ctx, req.Spec, req.MachineDir); err != nil {
+		return vmm.ResumeResponse{}, err
+	}
+	var desc Description
+	if err := json.Unmarshal([]byte(req.Description), &desc); err != nil || desc.Format != 1 {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the point's machine description is not one of vmm-qemu's: %w", sdk.ErrIncompatibleHost)
+	}
+	want := p.expected(req.Spec)
+	want.MachineType = desc.MachineType
+	if diff := desc.compatible(want); diff != "" {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the state is from a different machine: %s: %w", diff, sdk.ErrIncompatibleHost)
+	}
+	if !p.hasMachineType(ctx, desc.MachineType) {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: this QEMU (%s) has no machine type %s, which the point needs: %w", p.version, desc.MachineType, sdk.ErrIncompatibleHost)
+	}
+	state := filepath.Join(req.StateDir, StateFile)
+	st, err := os.Stat(state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: no %s in %s: %w", StateFile, req.StateDir, sdk.ErrNotFound)
+	}
+	if err != nil {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: %w", err)
+	}
+	if st.Size() == 0 {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: %s is empty: %w", state, sdk.ErrCorrupt)
+	}
+	saved := p.machineType
+	p.machineType = desc.MachineType
+	defer func() { p.machineType = saved }()
+
+	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: want, tops: map[string]string{}}
+	for _, d := range req.Spec.Disks {
+		frozen := desc.Disks[d.Name]
+		if frozen == "" {
+			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the point has no state for disk %s: %w", d.Name, sdk.ErrCorrupt)
+		}
+		inChain := filepath.Join(diskDir(req.MachineDir, d), frozen)
+		if _, err := os.Stat(inChain); errors.Is(err, fs.ErrNotExist) {
+			// The chain lost it (a restore that broke hard links): take the
+			// point's own copy.
+			if err := os.MkdirAll(diskDir(req.MachineDir, d), 0o700); err != nil {
+				return vmm.ResumeResponse{}, err
+			}
+			if err := linkOrCopy(filepath.Join(req.StateDir, stateDiskName(d)), inChain); err != nil {
+				p.dropOverlays(v)
+				return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: disk %s: %v: %w", d.Name, err, sdk.ErrNotFound)
+			}
+		}
+		top, err := p.newOverlay(ctx, req.MachineDir, d, frozen)
+		if err != nil {
+			p.dropOverlays(v)
+			return vmm.ResumeResponse{}, err
+		}
+		v.tops[d.Name] = top
+	}
+	p.lastOff = nil
+	if err := p.launch(ctx, v, true); err != nil {
+		p.dropOverlays(v)
+		return vmm.ResumeResponse{}, err
+	}
+	fail := func(err error) (vmm.ResumeResponse, error) {
+		alive := v.alive()
+		p.quit(context.WithoutCancel(ctx), v)
+		p.dropOverlays(v)
+		if tail := v.stderrTail(); !alive && tail != "" {
+			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the saved state did not load (%s): %w", tail, sdk.ErrCorrupt)
+		}
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: %w", err)
+	}
+	f, err := os.Open(state)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, int(f.Fd())); err != nil {
+		return fail(err)
+	}
+	if err := v.qmp.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:soulpad-resume"}, nil); err != nil {
+		return fail(err)
+	}
+	if err := waitIncoming(ctx, v); err != nil {
+		return fail(err)
+	}
+	if err := v.qmp.Execute(ctx, "cont", nil, nil); err != nil {
+		return fail(err)
+	}
+	if err := p.commitTops(v); err != nil {
+		return fail(err)
+	}
+	p.vm = v
+	return vmm.ResumeResponse{Console: p.console(v)}, nil
+}
+
+// waitIncoming waits until the incoming state has loaded (the machine is
+// then paused, because of -S) or QEMU gave up.
+func waitIncoming(ctx context.Context, v *proc) error {
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := v.qmp.Execute(ctx, "query-status", nil, &st); err != nil {
+			return err
+		}
+		switch st.Status {
+		case "paused", "running", "postmigrate":
+			return nil
+		case "inmigrate", "prelaunch":
+		default:
+			return fmt.Errorf("unexpected state %q while loading", st.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.exited:
+			return errors.New("QEMU exited while loading the state")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// PowerOff implements vmm.VMM.
+func (p *Plugin) PowerOff(ctx context.Context, req vmm.PowerOffRequest) (vmm.PowerOffResponse, error) {
+	p.mu.Lock()
+	v := p.vm
+	p.mu.Unlock()
+	if v == nil || !v.alive() {
+		return vmm.PowerOffResponse{}, nil
+	}
+	if !req.Force {
+		_ = v.qmp.Execute(ctx, "system_powerdown", nil, nil)
+		select {
+		case <-v.exited:
+		case <-time.After(30 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+	p.quit(ctx, v)
+	p.mu.Lock()
+	if p.vm == v {
+		p.vm = nil
+	}
+	p.mu.Unlock()
+	return vmm.PowerOffResponse{}, nil
+}
+
+// Status implements vmm.VMM.
+func (p *Plugin) Status(ctx context.Context, _ vmm.StatusRequest) (vmm.StatusResponse, error) {
+	p.mu.Lock()
+	v := p.vm
+	p.mu.Unlock()
+	if v == nil || !v.alive() {
+		return vmm.StatusResponse{State: vmm.StateStopped}, nil
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := v.qmp.Execute(ctx, "query-status", nil, &st); err != nil {
+		return vmm.StatusResponse{State: vmm.StateStopped, Detail: err.Error()}, nil
+	}
+	if st.Status == "running" {
+		return vmm.StatusResponse{State: vmm.StateRunning, Detail: "qemu " + st.Status}, nil
+	}
+	return vmm.StatusResponse{State: vmm.StatePaused, Detail: "qemu " + st.Status}, nil
+}
+
+// Events implements vmm.EventStreamer.
+func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
+	in := make(chan vmm.Event, 8)
+	out := make(chan vmm.Event, 8)
+	p.mu.Lock()
+	p.subs = append(p.subs, in)
+	if p.lastOff != nil && p.vm == nil {
+		in <- *p.lastOff
+	}
+	p.mu.Unlock()
+	go func() {
+		defer close(out)
+		defer func() {
+			p.mu.Lock()
+			for i, s := range p.subs {
+				if s == in {
+					p.subs = append(p.subs[:i], p.subs[i+1:]...)
+					break
+				}
+			}
+			p.mu.Unlock()
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev := <-in:
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
