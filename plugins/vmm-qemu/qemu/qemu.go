@@ -588,6 +588,15 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return vmm.ResumeResponse{}, err
 	}
 	fail := func(err error) (vmm.ResumeResponse, error) {
+		select {
+		case <-v.qmp.Done():
+			// QEMU is going away: let it finish so its last words are read.
+			select {
+			case <-v.exited:
+			case <-time.After(5 * time.Second):
+			}
+		default:
+		}
 		alive := v.alive()
 		p.quit(context.WithoutCancel(ctx), v)
 		p.dropOverlays(v)

@@ -1,7 +1,10 @@
 package qemu_test
 
 import (
+	"context"
+	"errors"
 	"os"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testguest"
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qemu"
+	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/sdktest"
 	"github.com/soulpad/soulpad/sdk/vmm"
 	"github.com/soulpad/soulpad/sdk/vmm/vmmtest"
@@ -51,4 +55,120 @@ func TestConformanceInProcess(t *testing.T) {
 func TestConformanceBinary(t *testing.T) {
 	testguest.RequireQEMU(t)
 	vmmtest.Run(t, sdktest.Binary(t, testbin.Build(t, "plugins/vmm-qemu")).(vmm.VMM), opts)
+}
+
+// treeSums maps each file under dir to its content.
+func treeSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(p)
+			out[p] = string(b)
+		}
+		return nil
+	})
+	return out
+}
+
+func same(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	testguest.RequireQEMU(t)
+	ctx := context.Background()
+	p := sdktest.InProcess(t, qemu.New()).(vmm.VMM)
+	if _, err := p.Configure(ctx, sdk.ConfigureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	mdir := t.TempDir()
+	spec := guestSpec(t, mdir)
+	start, err := p.Start(ctx, vmm.StartRequest{Spec: spec, MachineDir: mdir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	sdir := t.TempDir()
+	sus, err := p.Suspend(ctx, vmm.SuspendRequest{Name: spec.Name, StateDir: sdir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sus.Description == start.Description {
+		t.Fatal("the suspend description does not record the disk state")
+	}
+	before := treeSums(t, mdir)
+	stateBefore := treeSums(t, sdir)
+	check := func(name string, err error, want error, words ...string) {
+		t.Helper()
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: %v; want %v", name, err, want)
+		}
+		for _, w := range words {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("%s: %q does not say %q", name, err, w)
+			}
+		}
+		if st, _ := p.Status(ctx, vmm.StatusRequest{}); st.State != vmm.StateStopped {
+			t.Fatalf("%s: the machine is %s after a failed resume", name, st.State)
+		}
+		if !same(before, treeSums(t, mdir)) || !same(stateBefore, treeSums(t, sdir)) {
+			t.Fatalf("%s: a failed resume changed the machine or state files", name)
+		}
+	}
+
+	other := spec
+	other.MemoryMiB = 256
+	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: other, MachineDir: mdir, StateDir: sdir, Description: sus.Description})
+	check("different memory", err, sdk.ErrIncompatibleHost, "memory 128 MiB, the spec says 256 MiB")
+
+	other = spec
+	other.Network = "none"
+	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: other, MachineDir: mdir, StateDir: sdir, Description: sus.Description})
+	check("different devices", err, sdk.ErrIncompatibleHost, "devices")
+
+	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: t.TempDir(), Description: sus.Description})
+	check("missing state file", err, sdk.ErrNotFound, "memory.state")
+
+	bad := t.TempDir()
+	for name, content := range stateBefore {
+		if filepath.Base(name) == qemu.StateFile {
+			content = content[:len(content)/3]
+		}
+		if err := os.WriteFile(filepath.Join(bad, filepath.Base(name)), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	badBefore := treeSums(t, bad)
+	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: bad, Description: sus.Description})
+	check("truncated state file", err, sdk.ErrCorrupt, "did not load")
+	if !same(badBefore, treeSums(t, bad)) {
+		t.Fatal("a failed resume changed the truncated state")
+	}
+
+	// QEMU missing from PATH.
+	if _, err := p.Configure(ctx, sdk.ConfigureRequest{Config: []byte(`{"qemu": "qemu-system-nowhere"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: sdir, Description: sus.Description})
+	check("QEMU missing", err, sdk.ErrIncompatibleHost, "qemu-system-nowhere not found", "install qemu-system-x86")
+
+	// And the good state still resumes.
+	if _, err := p.Configure(ctx, sdk.ConfigureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: sdir, Description: sus.Description}); err != nil {
+		t.Fatalf("resume after the refusals: %v", err)
+	}
+	if _, err := p.PowerOff(ctx, vmm.PowerOffRequest{Force: true}); err != nil {
+		t.Fatal(err)
+	}
 }
