@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: all build test demo proto deps vet fmt clean
+.PHONY: all build test demo proto deps vet fmt clean bench
 
 all: build
 
@@ -25,6 +25,10 @@ test: deps
 ## demo: install what is missing, build, run the walk-up demo
 demo: deps build
 	@scripts/demo.sh
+
+## bench: benchmarks that print ratios against a baseline measured in the same run
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./plugins/vmm-qemu/...
 
 ## proto: regenerate the gRPC code in sdk/internal/pb with the pinned tools
 proto:
