@@ -46,17 +46,28 @@ func (e env) waitCounter(t *testing.T, n int) []int {
 	return nil
 }
 
-// qemuEnv is a pad that runs the demo guest with vmm-qemu.
-func qemuEnv(t *testing.T, cmdline string) env {
+// cryptBlocks configures each crypt plugin for the walk-up tests.
+var cryptBlocks = map[string]string{
+	"crypt-plain":     `plugin "crypt-plain" { allow_no_encryption = true }`,
+	"crypt-gocryptfs": `plugin "crypt-gocryptfs" { scrypt_logn = 12 }`,
+}
+
+// qemuEnv is a pad that runs the demo guest with vmm-qemu and the given
+// crypt plugin (its passphrase in a file beside the config).
+func qemuEnv(t *testing.T, cmdline, cryptPlugin string) env {
 	t.Helper()
 	kernel, initrd := testguest.Build(t)
 	bin := testbin.Build(t, "cmd/soulpad")
-	testbin.Build(t, "plugins/crypt-plain")
+	testbin.Build(t, "plugins/"+cryptPlugin)
 	testbin.Build(t, "plugins/vmm-qemu")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "site.hcl")
+	if err := os.WriteFile(filepath.Join(dir, "passphrase"), []byte("a long walk-up test passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	hcl := fmt.Sprintf(`
 pad { path = "pad" }
+unlock { passphrase_file = "passphrase" }
 machine {
   memory_mib    = 128
   disk_size_mib = 16
@@ -66,11 +77,11 @@ machine {
 }
 plugins {
   dirs  = [%q]
-  crypt = "crypt-plain"
+  crypt = %q
   vmm   = "vmm-qemu"
 }
-plugin "crypt-plain" { allow_no_encryption = true }
-`, kernel, initrd, cmdline, testbin.Dir())
+%s
+`, kernel, initrd, cmdline, testbin.Dir(), cryptPlugin, cryptBlocks[cryptPlugin])
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +89,10 @@ plugin "crypt-plain" { allow_no_encryption = true }
 }
 
 // diskSector reads a 512-byte sector of the machine's current disk.
-func diskSector(t *testing.T, padDir string, sector int) string {
+// For an encrypted vault, plainDir is where the test mounted it.
+func diskSector(t *testing.T, plainDir string, sector int) string {
 	t.Helper()
-	dir := filepath.Join(padDir, "vault", "machines", "soul", "disks", "root")
+	dir := filepath.Join(plainDir, "machines", "soul", "disks", "root")
 	cur, err := os.ReadFile(filepath.Join(dir, "current"))
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +132,34 @@ func (e env) session(t *testing.T, minTicks int) ([]int, string) {
 }
 
 func TestWalkUpWithQEMU(t *testing.T) {
-	e := qemuEnv(t, "console=ttyS0 quiet panic=-1")
+	for _, c := range []string{"crypt-plain", "crypt-gocryptfs"} {
+		t.Run(c, func(t *testing.T) { walkUp(t, c) })
+	}
+}
+
+// plain gives the vault's plaintext directory while the pad is locked:
+// the vault itself for crypt-plain, a read-only look otherwise.
+func (e env) plain(t *testing.T, cryptPlugin string) (string, func()) {
+	t.Helper()
+	vault := filepath.Join(e.pad, "vault")
+	switch cryptPlugin {
+	case "crypt-plain":
+		return vault, func() {}
+	case "crypt-gocryptfs":
+		mnt := t.TempDir()
+		cmd := exec.Command("gocryptfs", "-q", "-ro", vault, mnt)
+		cmd.Stdin = strings.NewReader("a long walk-up test passphrase\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("gocryptfs: %v %s", err, out)
+		}
+		return mnt, func() { exec.Command("fusermount3", "-u", mnt).Run() }
+	}
+	t.Fatalf("no way to look into %s", cryptPlugin)
+	return "", nil
+}
+
+func walkUp(t *testing.T, cryptPlugin string) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", cryptPlugin)
 	if out, errOut, code := e.run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
@@ -132,7 +171,9 @@ func TestWalkUpWithQEMU(t *testing.T) {
 		t.Fatalf("first run did not say it cold-booted:\n%s", out)
 	}
 	n := first[len(first)-1]
-	identity := diskSector(t, e.pad, 1)
+	dir, done := e.plain(t, cryptPlugin)
+	identity := diskSector(t, dir, 1)
+	done()
 	if !strings.HasPrefix(identity, "soulpad-disk ") {
 		t.Fatalf("the guest did not stamp its disk: %q", identity)
 	}
@@ -156,10 +197,12 @@ func TestWalkUpWithQEMU(t *testing.T) {
 		t.Fatalf("after resume the counter printed %d first; want above %d (it must continue, not restart)", second[0], n)
 	}
 	n2 := second[len(second)-1]
-	if got := diskSector(t, e.pad, 1); got != identity {
+	dir, done = e.plain(t, cryptPlugin)
+	defer done()
+	if got := diskSector(t, dir, 1); got != identity {
 		t.Fatalf("disk identity changed across suspend/resume: %q → %q", identity, got)
 	}
-	if c := diskSector(t, e.pad, 0); !strings.HasPrefix(c, "soulpad-counter ") {
+	if c := diskSector(t, dir, 0); !strings.HasPrefix(c, "soulpad-counter ") {
 		t.Fatalf("sector 0 = %q; want the guest's last counter", c)
 	} else if v, _ := strconv.Atoi(strings.Fields(c)[1]); v < n2-2 {
 		t.Fatalf("the disk's counter %d lags the console's %d: disk writes were lost", v, n2)
@@ -177,7 +220,7 @@ func TestWalkUpWithQEMU(t *testing.T) {
 }
 
 func TestGuestPowerOffEndsTheSession(t *testing.T) {
-	e := qemuEnv(t, "console=ttyS0 quiet panic=-1 soulpad.poweroff_after=3")
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1 soulpad.poweroff_after=3", "crypt-plain")
 	if out, errOut, code := e.run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
