@@ -71,9 +71,11 @@ plugins {
   # the soulpad executable and the pad's own plugins/. Default: none.
   dirs = []
 
-  # The crypt plugin that makes and opens the vault. Required. crypt-plain
-  # stores the vault unencrypted and is for tests and measurements only.
-  crypt = "crypt-plain"
+  # The crypt plugin that makes and opens the vault. Required.
+  # crypt-gocryptfs: a gocryptfs cipher directory over FUSE (no
+  # device-mapper needed). crypt-plain stores the vault unencrypted and is
+  # for tests and measurements only.
+  crypt = "crypt-gocryptfs"
 
   # The VMM plugin that runs the machine. Required.
   vmm = "vmm-qemu"
@@ -112,7 +114,29 @@ log {
 
 # Each plugin's own block, handed to the plugin as is. See the plugin's
 # documentation for its keys.
+plugin "crypt-gocryptfs" {
+  # scrypt cost (log2 N) for new vaults: higher is slower to unlock and
+  # harder to guess. Default 16.
+  scrypt_logn = 16
+
+  # The gocryptfs binary. Default: gocryptfs from PATH.
+  # binary = "/usr/bin/gocryptfs"
+}
+
+plugin "vmm-qemu" {
+  # The emulator and image tool. Default: from PATH.
+  # qemu     = "/usr/bin/qemu-system-x86_64"
+  # qemu_img = "/usr/bin/qemu-img"
+
+  # QEMU machine type; default: the versioned type "q35" stands for here.
+  # Suspend points record it and need it to resume.
+  # machine_type = "pc-q35-7.2"
+
+  # Cap on the suspend stream in MiB/s; 0 (default) means no cap.
+  max_bandwidth_mibps = 0
+}
+
 plugin "crypt-plain" {
-  # crypt-plain refuses to work unless this is true.
-  allow_no_encryption = true
+  # crypt-plain (no encryption) refuses to work unless this is true.
+  allow_no_encryption = false
 }

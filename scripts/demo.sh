@@ -22,6 +22,10 @@ export SOULPAD_MACHINE_KERNEL="$root/.cache/guest/vmlinuz"
 export SOULPAD_MACHINE_INITRD="$root/.cache/guest/initrd.img"
 export SOULPAD_MACHINE_CMDLINE="console=ttyS0 quiet panic=-1"
 unset SOULPAD_CONFIG
+# The vault's passphrase; a person types it at the prompt instead.
+printf 'correct horse battery staple walks up\n' >"$demo/passphrase"
+chmod 600 "$demo/passphrase"
+export SOULPAD_UNLOCK_PASSPHRASE_FILE="$demo/passphrase"
 
 say "soulpad init: a new pad at $SOULPAD_PAD_PATH"
 "$soulpad" init

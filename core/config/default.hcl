@@ -15,10 +15,6 @@ machine {
 }
 
 plugins {
-  crypt = "crypt-plain"
+  crypt = "crypt-gocryptfs"
   vmm   = "vmm-qemu"
-}
-
-plugin "crypt-plain" {
-  allow_no_encryption = true
 }
