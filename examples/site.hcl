@@ -73,7 +73,9 @@ plugins {
 
   # The crypt plugin that makes and opens the vault. Required.
   # crypt-gocryptfs: a gocryptfs cipher directory over FUSE (no
-  # device-mapper needed). crypt-plain stores the vault unencrypted and is
+  # device-mapper needed). crypt-luks: a LUKS2 container with ext4 inside,
+  # opened by cryptsetup on any Linux (a fixed size: pad.vault_size_mib).
+  # crypt-plain stores the vault unencrypted and is
   # for tests and measurements only.
   crypt = "crypt-gocryptfs"
 
@@ -121,6 +123,20 @@ plugin "crypt-gocryptfs" {
 
   # The gocryptfs binary. Default: gocryptfs from PATH.
   # binary = "/usr/bin/gocryptfs"
+}
+
+plugin "crypt-luks" {
+  # "kernel" (dm-crypt; needs device-mapper), "userspace" (decrypts in the
+  # plugin and serves the payload over FUSE; needs /dev/fuse), or "auto"
+  # (default): kernel where device-mapper exists.
+  engine = "auto"
+
+  # argon2id cost of new key slots: memory in KiB (8192..4194304),
+  # iterations (4..1000), threads (1..16). The defaults unlock in about a
+  # second on a small host; cryptsetup can raise them later.
+  argon2_memory_kib = 65536
+  argon2_iterations = 4
+  argon2_threads    = 2
 }
 
 plugin "vmm-qemu" {

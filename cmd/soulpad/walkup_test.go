@@ -50,6 +50,10 @@ func (e env) waitCounter(t *testing.T, n int) []int {
 var cryptBlocks = map[string]string{
 	"crypt-plain":     `plugin "crypt-plain" { allow_no_encryption = true }`,
 	"crypt-gocryptfs": `plugin "crypt-gocryptfs" { scrypt_logn = 12 }`,
+	"crypt-luks": `plugin "crypt-luks" {
+  argon2_memory_kib = 8192
+  argon2_iterations = 4
+}`,
 }
 
 // qemuEnv is a pad that runs the demo guest with vmm-qemu and the given
@@ -66,7 +70,10 @@ func qemuEnv(t *testing.T, cmdline, cryptPlugin string) env {
 		t.Fatal(err)
 	}
 	hcl := fmt.Sprintf(`
-pad { path = "pad" }
+pad {
+  path           = "pad"
+  vault_size_mib = 512
+}
 unlock { passphrase_file = "passphrase" }
 machine {
   memory_mib    = 128
@@ -132,7 +139,7 @@ func (e env) session(t *testing.T, minTicks int) ([]int, string) {
 }
 
 func TestWalkUpWithQEMU(t *testing.T) {
-	for _, c := range []string{"crypt-plain", "crypt-gocryptfs"} {
+	for _, c := range []string{"crypt-plain", "crypt-gocryptfs", "crypt-luks"} {
 		t.Run(c, func(t *testing.T) { walkUp(t, c) })
 	}
 }
@@ -153,6 +160,30 @@ func (e env) plain(t *testing.T, cryptPlugin string) (string, func()) {
 			t.Fatalf("gocryptfs: %v %s", err, out)
 		}
 		return mnt, func() { exec.Command("fusermount3", "-u", mnt).Run() }
+	case "crypt-luks":
+		// cryptsetup alone decrypts a copy (no device-mapper needed).
+		dir := t.TempDir()
+		img := filepath.Join(dir, "plain.img")
+		if b, err := exec.Command("cp", "--sparse=always", vault, img).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, b)
+		}
+		lo, err := exec.Command("losetup", "--find", "--show", img).Output()
+		if err != nil {
+			t.Fatalf("losetup: %v", err)
+		}
+		cmd := exec.Command("cryptsetup", "reencrypt", "--decrypt", "--header", filepath.Join(dir, "hdr"), "--batch-mode", "--key-file", "-", strings.TrimSpace(string(lo)))
+		cmd.Stdin = strings.NewReader("a long walk-up test passphrase")
+		out, err := cmd.CombinedOutput()
+		exec.Command("losetup", "-d", strings.TrimSpace(string(lo))).Run()
+		if err != nil {
+			t.Fatalf("cryptsetup reencrypt --decrypt: %v %s", err, out)
+		}
+		mnt := filepath.Join(dir, "mnt")
+		os.Mkdir(mnt, 0o700)
+		if b, err := exec.Command("mount", "-o", "loop,ro", img, mnt).CombinedOutput(); err != nil {
+			t.Fatalf("mount: %v %s", err, b)
+		}
+		return mnt, func() { exec.Command("umount", mnt).Run() }
 	}
 	t.Fatalf("no way to look into %s", cryptPlugin)
 	return "", nil

@@ -1,0 +1,72 @@
+package luks
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"unsafe"
+
+	luksgo "github.com/anatol/luks.go"
+
+	"github.com/soulpad/soulpad/sdk"
+)
+
+// unsealed is an opened LUKS volume: where the payload is and its key.
+type unsealed struct {
+	vol *luksgo.Volume
+	key []byte
+}
+
+func (u *unsealed) wipe() {
+	for i := range u.key {
+		u.key[i] = 0
+	}
+}
+
+// unseal opens the LUKS header at path and recovers the volume key with
+// secret (a passphrase, or a key file's bytes), trying every key slot.
+func unseal(path string, secret []byte) (*unsealed, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("crypt-luks: %s: %w", path, sdk.ErrNotFound)
+	}
+	dev, err := luksgo.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("crypt-luks: %s: not a readable LUKS header (%v): %w", path, err, sdk.ErrCorrupt)
+	}
+	defer dev.Close()
+	if dev.Version() != 2 {
+		return nil, fmt.Errorf("crypt-luks: %s is LUKS%d; this plugin opens LUKS2: %w", path, dev.Version(), sdk.ErrCorrupt)
+	}
+	var lastErr error
+	for _, slot := range dev.Slots() {
+		vol, err := dev.UnsealVolume(slot, secret)
+		if errors.Is(err, luksgo.ErrPassphraseDoesNotMatch) {
+			continue
+		}
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if vol.StorageEncryption != "aes-xts-plain64" {
+			return nil, fmt.Errorf("crypt-luks: %s uses %s; this plugin reads aes-xts-plain64: %w", path, vol.StorageEncryption, sdk.ErrIncompatibleHost)
+		}
+		return &unsealed{vol: vol, key: volumeKey(vol)}, nil
+	}
+	if lastErr != nil {
+		return nil, fmt.Errorf("crypt-luks: %s: %v: %w", path, lastErr, sdk.ErrCorrupt)
+	}
+	return nil, fmt.Errorf("crypt-luks: unlock %s: %w", path, sdk.ErrWrongPassphrase)
+}
+
+// volumeKey copies the volume key out of luks.go's Volume. luks.go keeps it
+// unexported and hands it only to its kernel device-mapper path; the
+// userspace engine needs it to serve the payload itself. The module
+// version is pinned in go.mod, and TestUserspaceMatchesCryptsetup checks
+// the result against cryptsetup's own decryption.
+func volumeKey(v *luksgo.Volume) []byte {
+	f := reflect.ValueOf(v).Elem().FieldByName("key")
+	b := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Bytes()
+	return append([]byte(nil), b...)
+}

@@ -1,0 +1,267 @@
+package luks_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/plugins/crypt-luks/luks"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/crypt"
+	"github.com/soulpad/soulpad/sdk/crypt/crypttest"
+	"github.com/soulpad/soulpad/sdk/sdktest"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(guestRoleEnv) != "" {
+		os.Exit(guestMain())
+	}
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
+}
+
+// requireHost skips (or, in CI, fails) when this host cannot run the
+// userspace engine: it needs root for mount, /dev/fuse and cryptsetup.
+func requireHost(t testing.TB) {
+	t.Helper()
+	miss := func(why string) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s; `make test` installs what is needed and runs as root", why)
+		}
+		t.Skip(why)
+	}
+	for _, b := range []string{"cryptsetup", "mkfs.ext4", "losetup", "mount"} {
+		if _, err := exec.LookPath(b); err != nil {
+			miss(b + " is missing (scripts/deps.sh installs it)")
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		miss("no /dev/fuse on this host")
+	}
+	if os.Geteuid() != 0 {
+		miss("mounting a vault needs root")
+	}
+}
+
+// fast keeps argon2 cheap in tests; the userspace engine is what this
+// host can run.
+var (
+	fast     = []byte(`{"engine": "userspace", "argon2_memory_kib": 8192, "argon2_iterations": 4, "argon2_threads": 1}`)
+	goodPass = []byte("correct horse battery staple 42")
+)
+
+func TestConformanceInProcess(t *testing.T) {
+	requireHost(t)
+	crypttest.Run(t, sdktest.InProcess(t, luks.New()).(crypt.Crypt), crypttest.Options{Config: fast})
+}
+
+func TestConformanceBinary(t *testing.T) {
+	requireHost(t)
+	crypttest.Run(t, sdktest.Binary(t, testbin.Build(t, "plugins/crypt-luks")).(crypt.Crypt), crypttest.Options{Config: fast})
+}
+
+func newPlugin(t testing.TB) crypt.Crypt {
+	t.Helper()
+	c := sdktest.InProcess(t, luks.New()).(crypt.Crypt)
+	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestConfigureRefusesBadSettings(t *testing.T) {
+	c := sdktest.InProcess(t, luks.New()).(crypt.Crypt)
+	for _, cfg := range []string{`{"engine": "magic"}`, `{"argon2_memory_kib": 16}`, `{"argon2_threads": 0}`, `{"argon_memory": 1}`} {
+		if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(cfg)}); !errors.Is(err, sdk.ErrInvalidConfig) {
+			t.Errorf("Configure(%s) = %v; want sdk.ErrInvalidConfig", cfg, err)
+		}
+	}
+}
+
+func fileHash(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func TestShortPassphraseAndKeyFile(t *testing.T) {
+	requireHost(t)
+	ctx := context.Background()
+	c := newPlugin(t)
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	_, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: []byte("only nineteen chars")}, SizeBytes: 64 << 20})
+	if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "20") {
+		t.Fatalf("19-character passphrase: %v; want sdk.ErrInvalidArgument naming the minimum", err)
+	}
+	if _, err := os.Stat(vault); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused create left a vault behind")
+	}
+	if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: 16 << 20}); !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Fatalf("16 MiB vault: %v; want sdk.ErrInvalidArgument", err)
+	}
+	key := make([]byte, 4096)
+	rand.Read(key)
+	if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{KeyFile: key}, SizeBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o700)
+	before := fileHash(t, vault)
+	other := append([]byte(nil), key...)
+	other[100] ^= 1
+	if _, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: crypt.Credential{KeyFile: other}, MountDir: mnt}); !errors.Is(err, sdk.ErrWrongPassphrase) {
+		t.Fatalf("wrong key file: %v; want sdk.ErrWrongPassphrase", err)
+	}
+	if fileHash(t, vault) != before {
+		t.Fatal("a wrong key file changed the container's bytes")
+	}
+	u, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: crypt.Credential{KeyFile: key}, MountDir: mnt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(u.PlaintextDir, "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Lock(ctx, crypt.LockRequest{VaultPath: vault}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "f")); err == nil {
+		t.Fatal("the plaintext is still visible after lock")
+	}
+	// The key file's slot really is a LUKS key slot: cryptsetup agrees.
+	cmd := exec.Command("cryptsetup", "open", "--test-passphrase", "--key-file", "-", vault)
+	cmd.Stdin = bytes.NewReader(key)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cryptsetup --test-passphrase with the key file: %v: %s", err, out)
+	}
+}
+
+func TestDamagedHeaderGetsClearError(t *testing.T) {
+	requireHost(t)
+	ctx := context.Background()
+	c := newPlugin(t)
+	dir := t.TempDir()
+	vault := filepath.Join(dir, "vault")
+	if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func([]byte) []byte{
+		"truncated to 4 KiB": func(b []byte) []byte { return b[:4096] },
+		"empty":              func(b []byte) []byte { return nil },
+		"truncated to 8 MiB": func(b []byte) []byte { return b[:8<<20] },
+		"both headers overwritten": func(b []byte) []byte {
+			b = append([]byte(nil), b...)
+			copy(b, bytes.Repeat([]byte("garbage!"), 32<<10/8))
+			return b
+		},
+	}
+	for name, damage := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, "damaged")
+			if err := os.WriteFile(p, damage(orig), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: p, Credential: crypt.Credential{Passphrase: goodPass}, MountDir: t.TempDir()})
+			if err == nil {
+				c.Lock(ctx, crypt.LockRequest{VaultPath: p})
+				t.Fatal("a damaged container unlocked")
+			}
+			if !errors.Is(err, sdk.ErrCorrupt) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("Unlock = %v; want sdk.ErrCorrupt naming %s", err, p)
+			}
+			t.Logf("error: %v", err)
+		})
+	}
+}
+
+// A canary written inside the unlocked vault is found nowhere on the host
+// disk after lock: not in the container, not in the plugin's temporary
+// directory (TMPDIR points into the test's directory, which is scanned
+// whole).
+func TestCanaryNotOnHostAfterLock(t *testing.T) {
+	requireHost(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	c := newPlugin(t)
+	vault, plain := createOpen(t, c, dir, 64<<20)
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	canary := []byte("soulpad-canary-" + hex.EncodeToString(nonce))
+	if err := os.WriteFile(filepath.Join(plain, "secret.txt"), bytes.Repeat(append(canary, '\n'), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Seen through the mount while unlocked: the scan below can find it.
+	if b, _ := os.ReadFile(filepath.Join(plain, "secret.txt")); !bytes.Contains(b, canary) {
+		t.Fatal("canary not readable in the unlocked vault")
+	}
+	if _, err := c.Lock(ctx, crypt.LockRequest{VaultPath: vault}); err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		scanned += len(b)
+		if bytes.Contains(b, canary) {
+			t.Errorf("canary found in %s after lock", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scanned < 64<<20 {
+		t.Fatalf("scanned %d bytes; the container alone has 64 MiB", scanned)
+	}
+	if entries, _ := os.ReadDir(plain); len(entries) != 0 {
+		t.Fatalf("the mount directory still shows %d entries after lock", len(entries))
+	}
+}
+
+// createOpen creates a vault of size bytes in dir with goodPass, unlocks
+// it at dir/mnt and returns the vault's path and the plaintext directory.
+func createOpen(t testing.TB, c crypt.Crypt, dir string, size uint64) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	vault := filepath.Join(dir, "vault")
+	if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: size}); err != nil {
+		t.Fatal(err)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o700)
+	u, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, MountDir: mnt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vault, u.PlaintextDir
+}

@@ -1,0 +1,295 @@
+package luks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// payload serves the decrypted payload of a LUKS container as one file,
+// "volume", on a private FUSE mount. Nothing decrypted is written to disk:
+// the kernel's loop driver mounts the ext4 inside from it.
+type payload struct {
+	f      *os.File // buffered
+	wf     *os.File // for whole-sector writes: O_DIRECT where it works, else f
+	x      *xtsCipher
+	offset int64 // payload offset in the container
+	size   int64
+	ss     int64
+	rmw    sync.RWMutex // unaligned writes take it exclusively
+	server *fuse.Server
+	dir    string
+}
+
+// servePayload mounts the payload of u (container file at path) at a new
+// directory and returns it; the file is dir/volume.
+func servePayload(path string, u *unsealed) (*payload, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	// Whole-sector writes go through a second descriptor with O_DIRECT
+	// where the file system allows it: they skip the page cache (and a
+	// copy), and cipher text is not cached beside the vault's own page
+	// cache. Reads stay buffered for the kernel's read-ahead; a direct
+	// write invalidates the cached range, so they stay coherent.
+	// 512-byte-sector containers (cryptsetup's default) may be misaligned
+	// for O_DIRECT and are written through f.
+	wf := f
+	if u.vol.StorageSectorSize%4096 == 0 && u.vol.StorageOffset%4096 == 0 {
+		if d, err := os.OpenFile(path, os.O_RDWR|syscall.O_DIRECT, 0); err == nil {
+			wf = d
+		}
+	}
+	closeFiles := func() {
+		f.Close()
+		if wf != f {
+			wf.Close()
+		}
+	}
+	x, err := newXTS(u.key, int(u.vol.StorageSectorSize), u.vol.StorageIvTweak)
+	if err != nil {
+		closeFiles()
+		return nil, err
+	}
+	size := int64(u.vol.StorageSize)
+	if size == 0 {
+		st, err := f.Stat()
+		if err != nil {
+			closeFiles()
+			return nil, err
+		}
+		size = st.Size() - int64(u.vol.StorageOffset)
+	}
+	dir, err := os.MkdirTemp("", "soulpad-luks-")
+	if err != nil {
+		closeFiles()
+		return nil, err
+	}
+	p := &payload{f: f, wf: wf, x: x, offset: int64(u.vol.StorageOffset), size: size, ss: int64(u.vol.StorageSectorSize), dir: dir}
+	root := &rootNode{p: p}
+	srv, err := fs.Mount(dir, root, &fs.Options{MountOptions: fuse.MountOptions{
+		FsName: "soulpad-luks", Name: "soulpad-luks", MaxWrite: 1 << 20, DisableXAttrs: true,
+		DirectMount: true,
+	}})
+	if err != nil {
+		closeFiles()
+		os.Remove(dir)
+		return nil, fmt.Errorf("crypt-luks: FUSE mount: %w", err)
+	}
+	p.server = srv
+	return p, nil
+}
+
+// File is the payload's path.
+func (p *payload) File() string { return p.dir + "/volume" }
+
+// close unmounts and closes; the key schedule goes with the cipher.
+func (p *payload) close() error {
+	err := p.server.Unmount()
+	p.server.Wait()
+	p.f.Sync()
+	p.f.Close()
+	if p.wf != p.f {
+		p.wf.Close()
+	}
+	os.Remove(p.dir)
+	p.x = nil
+	return err
+}
+
+func (p *payload) readAt(dst []byte, off int64) (int, error) {
+	if off >= p.size {
+		return 0, nil
+	}
+	if off+int64(len(dst)) > p.size {
+		dst = dst[:p.size-off]
+	}
+	if off%p.ss == 0 && int64(len(dst))%p.ss == 0 {
+		// The loop device's case: read and decrypt in place, chunks in
+		// parallel so that the copy from the page cache overlaps the cipher.
+		buf, put := getBuf(len(dst))
+		defer put()
+		err := p.chunks(len(dst), func(a, b int) error {
+			if _, err := p.f.ReadAt(buf[a:b], p.offset+off+int64(a)); err != nil {
+				return err
+			}
+			p.x.cryptSerial(dst[a:b], buf[a:b], uint64((off+int64(a))/p.ss), false)
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		return len(dst), nil
+	}
+	start := off / p.ss * p.ss
+	end := (off + int64(len(dst)) + p.ss - 1) / p.ss * p.ss
+	buf, put := getBuf(int(end - start))
+	defer put()
+	if _, err := p.f.ReadAt(buf, p.offset+start); err != nil {
+		return 0, err
+	}
+	p.x.crypt(buf, buf, uint64(start/p.ss), false)
+	n := copy(dst, buf[off-start:])
+	clear(buf) // it held plaintext
+	return n, nil
+}
+
+// chunks splits n bytes (whole sectors) into one run of sectors per CPU
+// and calls f on each in parallel; small requests run in one piece.
+func (p *payload) chunks(n int, f func(a, b int) error) error {
+	ss := int(p.ss)
+	sectors := n / ss
+	workers := runtime.GOMAXPROCS(0)
+	if sectors < 32 || workers < 2 {
+		return f(0, n)
+	}
+	per := (sectors + workers - 1) / workers * ss
+	errs := make(chan error, workers)
+	for a := 0; a < n; a += per {
+		b := min(a+per, n)
+		go func() { errs <- f(a, b) }()
+	}
+	var first error
+	for a := 0; a < n; a += per {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (p *payload) writeAt(src []byte, off int64) (int, error) {
+	if off+int64(len(src)) > p.size {
+		return 0, syscall.ENOSPC
+	}
+	aligned := off%p.ss == 0 && int64(len(src))%p.ss == 0
+	if aligned {
+		p.rmw.RLock()
+		defer p.rmw.RUnlock()
+		buf, put := getBuf(len(src))
+		defer put()
+		err := p.chunks(len(src), func(a, b int) error {
+			p.x.cryptSerial(buf[a:b], src[a:b], uint64((off+int64(a))/p.ss), true)
+			_, err := p.wf.WriteAt(buf[a:b], p.offset+off+int64(a))
+			return err
+		})
+		if err != nil {
+			return 0, err
+		}
+		return len(src), nil
+	}
+	p.rmw.Lock()
+	defer p.rmw.Unlock()
+	start := off / p.ss * p.ss
+	end := (off + int64(len(src)) + p.ss - 1) / p.ss * p.ss
+	buf, put := getBuf(int(end - start))
+	defer put()
+	if _, err := p.f.ReadAt(buf, p.offset+start); err != nil {
+		return 0, err
+	}
+	p.x.crypt(buf, buf, uint64(start/p.ss), false)
+	copy(buf[off-start:], src)
+	p.x.crypt(buf, buf, uint64(start/p.ss), true)
+	if _, err := p.f.WriteAt(buf, p.offset+start); err != nil {
+		return 0, err
+	}
+	return len(src), nil
+}
+
+// bufPool holds 4096-aligned buffers (as O_DIRECT wants) for cipher text;
+// one that held plaintext is cleared before it goes back.
+var bufPool = sync.Pool{New: func() any { return alignedBuf(1 << 20) }}
+
+func alignedBuf(n int) *[]byte {
+	b := make([]byte, n+4096)
+	a := int(4096 - uintptr(unsafe.Pointer(&b[0]))%4096)
+	b = b[a%4096 : a%4096+n]
+	return &b
+}
+
+// getBuf returns an aligned buffer of n bytes and the func that returns it.
+func getBuf(n int) ([]byte, func()) {
+	if n > 1<<20 {
+		return *alignedBuf(n), func() {}
+	}
+	bp := bufPool.Get().(*[]byte)
+	return (*bp)[:n], func() { bufPool.Put(bp) }
+}
+
+type rootNode struct {
+	fs.Inode
+	p *payload
+}
+
+var _ fs.NodeOnAdder = (*rootNode)(nil)
+
+func (r *rootNode) OnAdd(ctx context.Context) {
+	ch := r.NewPersistentInode(ctx, &volumeNode{p: r.p}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: 2})
+	r.AddChild("volume", ch, false)
+}
+
+type volumeNode struct {
+	fs.Inode
+	p *payload
+}
+
+var (
+	_ fs.NodeOpener    = (*volumeNode)(nil)
+	_ fs.NodeReader    = (*volumeNode)(nil)
+	_ fs.NodeWriter    = (*volumeNode)(nil)
+	_ fs.NodeGetattrer = (*volumeNode)(nil)
+	_ fs.NodeSetattrer = (*volumeNode)(nil)
+	_ fs.NodeFsyncer   = (*volumeNode)(nil)
+	_ fs.NodeFlusher   = (*volumeNode)(nil)
+)
+
+func (v *volumeNode) Open(context.Context, uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	// Direct I/O: the loop device's requests reach the payload whole,
+	// and no decrypted page is cached twice.
+	return nil, fuse.FOPEN_DIRECT_IO, 0
+}
+
+func (v *volumeNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFREG | 0o600
+	out.Size = uint64(v.p.size)
+	out.Blksize = uint32(v.p.ss)
+	out.Blocks = uint64(v.p.size) / 512
+	return 0
+}
+
+func (v *volumeNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); ok && int64(sz) != v.p.size {
+		return syscall.EPERM // the payload's size is fixed
+	}
+	return v.Getattr(ctx, fh, out)
+}
+
+func (v *volumeNode) Read(_ context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := v.p.readAt(dest, off)
+	if err != nil {
+		return nil, fs.ToErrno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (v *volumeNode) Write(_ context.Context, _ fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := v.p.writeAt(data, off)
+	if err != nil {
+		return 0, fs.ToErrno(err)
+	}
+	return uint32(n), 0
+}
+
+func (v *volumeNode) Fsync(context.Context, fs.FileHandle, uint32) syscall.Errno {
+	return fs.ToErrno(v.p.f.Sync())
+}
+
+func (v *volumeNode) Flush(context.Context, fs.FileHandle) syscall.Errno { return 0 }
