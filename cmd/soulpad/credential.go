@@ -50,20 +50,23 @@ func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.Crede
 	}
 }
 
+// promptLabel names what the terminal prompt asks for.
+var promptLabel = "Passphrase"
+
 func prompt(confirm bool) (crypt.Credential, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
 		return crypt.Credential{}, errors.New("no terminal to ask for the passphrase on: use --passphrase-file FILE or --key-file FILE (or unlock.passphrase_file in the config)")
 	}
 	defer tty.Close()
-	fmt.Fprint(tty, "Passphrase: ")
+	fmt.Fprint(tty, promptLabel+": ")
 	p, err := term.ReadPassword(int(tty.Fd()))
 	fmt.Fprintln(tty)
 	if err != nil {
 		return crypt.Credential{}, fmt.Errorf("read passphrase: %w", err)
 	}
 	if confirm {
-		fmt.Fprint(tty, "Passphrase again: ")
+		fmt.Fprint(tty, promptLabel+" again: ")
 		q, err := term.ReadPassword(int(tty.Fd()))
 		fmt.Fprintln(tty)
 		if err != nil {

@@ -1,0 +1,118 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/internal/testbin"
+)
+
+// credEnv is a pad whose vault is made by crypt-luks.
+func credEnv(t *testing.T) (env, string) {
+	t.Helper()
+	for _, b := range []string{"cryptsetup", "mkfs.ext4"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s missing", b)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("crypt-luks mounts its vault: needs root")
+	}
+	bin := testbin.Build(t, "cmd/soulpad")
+	testbin.Build(t, "plugins/crypt-luks")
+	testbin.Build(t, "internal/testplugins/vmm-counter")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.hcl")
+	hcl := fmt.Sprintf(`
+pad {
+  path           = "pad"
+  vault_size_mib = 64
+}
+machine { memory_mib = 64 }
+plugins {
+  dirs  = [%q]
+  crypt = "crypt-luks"
+  vmm   = "vmm-counter"
+}
+plugin "crypt-luks" {
+  argon2_memory_kib = 8192
+  argon2_iterations = 4
+}
+`, testbin.Dir())
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return env{bin: bin, cfg: cfg, pad: filepath.Join(dir, "pad")}, dir
+}
+
+// opens reports whether cryptsetup itself accepts the secret in file.
+func opens(t *testing.T, vault, file string) bool {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("cryptsetup", "open", "--test-passphrase", "--key-file", "-", vault)
+	cmd.Stdin = strings.NewReader(strings.TrimRight(string(b), "\n"))
+	return cmd.Run() == nil
+}
+
+func TestCredentialAddChangeRemove(t *testing.T) {
+	e, dir := credEnv(t)
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pass := write("pass", "the first passphrase of this pad\n")
+	key := write("usb.key", "bytes on the second USB key, any length")
+	pass2 := write("pass2", "a second passphrase, changed later\n")
+	vault := filepath.Join(e.pad, "vault")
+	must := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := e.run(t, args...)
+		if code != 0 {
+			t.Fatalf("soulpad %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	must("init", "--passphrase-file", pass)
+
+	out := must("credential", "add", "--passphrase-file", pass, "--new-key-file", key)
+	if !strings.Contains(out, "added a key file") || !opens(t, vault, key) || !opens(t, vault, pass) {
+		t.Fatalf("after add: %q; key opens %v, passphrase opens %v", out, opens(t, vault, key), opens(t, vault, pass))
+	}
+	// The wrong current credential changes nothing.
+	if _, errOut, code := e.run(t, "credential", "add", "--passphrase-file", pass2, "--new-passphrase-file", pass2); code == 0 || !strings.Contains(errOut, "passphrase") {
+		t.Fatalf("add with a wrong current passphrase: exit %d %s", code, errOut)
+	}
+	if opens(t, vault, pass2) {
+		t.Fatal("a refused add added a key slot")
+	}
+
+	out = must("credential", "change", "--passphrase-file", pass, "--new-passphrase-file", pass2)
+	if !opens(t, vault, pass2) || opens(t, vault, pass) {
+		t.Fatalf("after change: %q; new opens %v, old opens %v", out, opens(t, vault, pass2), opens(t, vault, pass))
+	}
+
+	must("credential", "remove", "--key-file", key, "--remove-passphrase-file", pass2)
+	if opens(t, vault, pass2) || !opens(t, vault, key) {
+		t.Fatal("remove: the passphrase still opens the vault, or the key file no longer does")
+	}
+	_, errOut, code := e.run(t, "credential", "remove", "--key-file", key, "--remove-key-file", key)
+	if code == 0 || !strings.Contains(errOut, "last one") {
+		t.Fatalf("removing the last credential: exit %d %s", code, errOut)
+	}
+	if !opens(t, vault, key) {
+		t.Fatal("the refused removal of the last credential removed it")
+	}
+	if j := must("journal"); !strings.Contains(j, "removed a passphrase") {
+		t.Fatalf("journal lacks the credential changes:\n%s", j)
+	}
+}
