@@ -67,7 +67,9 @@ func (p HostProfile) HasFlag(f string) bool {
 // ProbeRequest asks for the host profile.
 type ProbeRequest struct {
 	// StorageProbe asks for a bounded sequential-read measurement of each
-	// device in StoragePaths (or of every device when empty).
+	// path in StoragePaths (block devices or files; a path that is not a
+	// listed device is added to the profile's storage under its path), or
+	// of every listed device when StoragePaths is empty.
 	StorageProbe bool
 	StoragePaths []string
 }
