@@ -39,9 +39,14 @@ machine {
   # Virtual CPUs (1 to 256). Default 1.
   vcpus = 1
 
-  # Guest CPU model: "portable" resumes on any reasonable x86-64 host;
-  # "host" is fastest but a suspend point then resumes only on a matching
-  # CPU; or a model name the VMM knows. Default "portable".
+  # Guest CPU model. "portable" (QEMU's qemu64) resumes on any x86-64
+  # host. "host" (KVM) or "max" give the guest every feature of this CPU:
+  # fastest, but a suspend point then resumes only on a host with all of
+  # those features, and a resume elsewhere is refused before the VMM
+  # starts, naming what is missing (`soulpad run --cold-boot` boots the
+  # latest disk instead). Any other name is passed to the VMM unchecked.
+  # Each suspend point records its model and the features it needs.
+  # Default "portable".
   cpu_model = "portable"
 
   # "auto" uses KVM when /dev/kvm is usable and TCG otherwise; "kvm" or
@@ -82,9 +87,14 @@ plugins {
   # The VMM plugin that runs the machine. Required.
   vmm = "vmm-qemu"
 
-  # The hardware-detection plugin (optional; without one the core checks
-  # only CPU count and /dev/kvm).
-  detect = ""
+  # The hardware-detection plugin: detect-linux reads CPU, KVM, memory,
+  # storage, network and display from /proc and /sys; the core uses it to
+  # choose KVM or TCG, fit the machine's memory, and check a suspend
+  # point's CPU features. "" uses a minimal built-in probe (CPU count and
+  # /dev/kvm only; CPU features are then not checked). Default "" (the
+  # built-in config that `soulpad` uses without --config sets
+  # "detect-linux").
+  detect = "detect-linux"
 
   # The backup plugin (optional).
   backup = ""
@@ -137,6 +147,15 @@ plugin "crypt-luks" {
   argon2_memory_kib = 65536
   argon2_iterations = 4
   argon2_threads    = 2
+}
+
+plugin "detect-linux" {
+  # Where /proc, /sys and /dev are read. Default "/".
+  # root = "/"
+
+  # Bounds of the optional storage read test, per device.
+  probe_mib     = 256
+  probe_seconds = 1
 }
 
 plugin "vmm-qemu" {

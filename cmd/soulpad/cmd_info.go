@@ -16,6 +16,7 @@ import (
 	"github.com/soulpad/soulpad/core/lifecycle"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/sdk/detect"
 )
 
 func openPad(cfg *config.Config) (*pad.Pad, error) {
@@ -30,6 +31,9 @@ type StatusReport struct {
 	RunningStage string        `json:"running_stage,omitempty"`
 	Points       []PointInfo   `json:"suspend_points"`
 	LastSession  []StageTiming `json:"last_session"`
+	// ThisHost is the profile of the host status runs on.
+	ThisHost        *detect.HostProfile `json:"this_host,omitempty"`
+	ThisHostSummary string              `json:"this_host_summary"`
 }
 
 // PointInfo is a suspend point as the journal recorded it (the points
@@ -41,6 +45,7 @@ type PointInfo struct {
 	CPUModel    string    `json:"cpu_model"`
 	Accelerator string    `json:"accelerator"`
 	Host        string    `json:"host"`
+	HostSummary string    `json:"host_summary,omitempty"`
 }
 
 // StageTiming is one stage of the last session.
@@ -81,12 +86,17 @@ the encrypted vault) and the stage timings of the last session.`,
 			}
 			for _, e := range all {
 				if e.Event == "info" && e.Fields != nil && e.Fields["point"] != nil {
-					pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"])}
+					pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
 					if n, ok := e.Fields["bytes"].(float64); ok {
 						pi.Bytes = int64(n)
 					}
 					rep.Points = append(rep.Points, pi)
 				}
+			}
+			if prof, src, err := lifecycle.ProbeHost(ctx, cfg, g.logger(cfg)); err == nil {
+				rep.ThisHost, rep.ThisHostSummary = &prof, lifecycle.HostSummary(prof)+" ("+src+")"
+			} else {
+				rep.ThisHostSummary = "unknown: " + err.Error()
 			}
 			last, _ := pad.LastSession(p.JournalDir())
 			for _, e := range last {
@@ -106,6 +116,7 @@ the encrypted vault) and the stage timings of the last session.`,
 			}
 			fmt.Fprintf(out, "pad        %s\nid         %s (format %d, created %s)\nmachine    %s\nplugins    crypt %s, vmm %s\n",
 				p.Dir, p.Meta.ID, p.Meta.Format, p.Meta.Created.Local().Format(time.DateTime), p.Meta.Machine, p.Meta.Crypt.Name, p.Meta.VMM.Name)
+			fmt.Fprintf(out, "this host  %s\n", rep.ThisHostSummary)
 			if rep.Running {
 				fmt.Fprintf(out, "running    yes, stage %s\n", rep.RunningStage)
 			} else {
@@ -121,6 +132,12 @@ the encrypted vault) and the stage timings of the last session.`,
 					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.Time.Local().Format(time.DateTime), human(pi.Bytes), pi.CPUModel, pi.Accelerator, pi.Host)
 				}
 				tw.Flush()
+				fmt.Fprintln(out, "  taken on:")
+				for _, pi := range rep.Points {
+					if pi.HostSummary != "" {
+						fmt.Fprintf(out, "    %s  %s\n", pi.ID, pi.HostSummary)
+					}
+				}
 			}
 			fmt.Fprintln(out, "\nLast session:")
 			if len(rep.LastSession) == 0 {

@@ -1,6 +1,10 @@
 package main_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +17,9 @@ import (
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testguest"
+	"github.com/soulpad/soulpad/plugins/detect-linux/linux"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/detect"
 )
 
 var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
@@ -271,4 +278,128 @@ func TestGuestPowerOffEndsTheSession(t *testing.T) {
 	if !strings.Contains(out, "none yet") {
 		t.Fatalf("a powered-off session left a suspend point:\n%s", out)
 	}
+}
+
+// recordedProfile writes the profile detect-linux reads from one of its
+// recorded host trees (plugins/detect-linux/linux/testdata) as JSON, for
+// detect-static to report; kvm overrides the recorded KVM.
+func recordedProfile(t *testing.T, host string, kvm bool) string {
+	t.Helper()
+	d := linux.New()
+	root := filepath.Join(testbin.Root(t), "plugins", "detect-linux", "linux", "testdata", host)
+	cfg, _ := json.Marshal(map[string]string{"root": root})
+	if _, err := d.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Probe(context.Background(), detect.ProbeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Profile.KVM = kvm
+	b, _ := json.Marshal(out.Profile)
+	path := filepath.Join(t.TempDir(), host+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// onHost makes the next sessions see a recorded host (detect-static with
+// its profile) or, with profile "", this host (detect-linux).
+func (e env) onHost(t *testing.T, profile string) {
+	t.Helper()
+	if profile == "" {
+		t.Setenv("SOULPAD_PLUGINS_DETECT", "detect-linux")
+		return
+	}
+	t.Setenv("SOULPAD_PLUGINS_DETECT", "detect-static")
+	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "plugin \"detect-static\" {\n  profile_file = %q\n}\n", profile)
+}
+
+// A point taken with the portable CPU model on another host (a recorded
+// AMD EPYC without KVM) resumes here.
+func TestWalkUpToAnotherHostWithThePortableModel(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	testbin.Build(t, "plugins/detect-linux")
+	testbin.Build(t, "internal/testplugins/detect-static")
+	e.onHost(t, recordedProfile(t, "amd-nokvm", false))
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	first, _ := e.session(t, 3)
+	e.onHost(t, "")
+	second, out := e.session(t, 2)
+	if !strings.Contains(out, "resumed ") || second[0] <= first[len(first)-1] {
+		t.Fatalf("no resume on this host (counter %v after %v):\n%s", second, first, out)
+	}
+	st, _, _ := e.run(t, "status")
+	here, _ := os.Hostname()
+	if !strings.Contains(st, "build-epyc: AMD EPYC 7302") || !strings.Contains(st, here+":") {
+		t.Fatalf("status does not show both hosts (build-epyc and %s):\n%s", here, st)
+	}
+}
+
+// A point taken with CPU model "max" on a host with AMX (a recorded Xeon
+// Sapphire Rapids) is refused here before QEMU starts, naming what this
+// host lacks, and the pad is left as it was.
+func TestPointNeedingMissingFeaturesIsRefused(t *testing.T) {
+	if b, _ := os.ReadFile("/proc/cpuinfo"); strings.Contains(string(b), " amx_tile") {
+		t.Skip("this host has AMX: the recorded host's features are all here")
+	}
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	testbin.Build(t, "plugins/detect-linux")
+	testbin.Build(t, "internal/testplugins/detect-static")
+	t.Setenv("SOULPAD_MACHINE_CPU_MODEL", "max")
+	t.Setenv("SOULPAD_MACHINE_ACCELERATOR", "tcg")
+	e.onHost(t, recordedProfile(t, "intel-kvm", false))
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, out := e.session(t, 2)
+	if !strings.Contains(out, `CPU model "max"`) {
+		t.Fatalf("a cold boot with cpu_model max gave no warning:\n%s", out)
+	}
+	before := treeHash(t, filepath.Join(e.pad, "vault"))
+	e.onHost(t, "")
+	stdout, stderr, code := e.run(t, "run")
+	if code == 0 {
+		t.Fatalf("run resumed a point that needs AMX:\n%s", stdout)
+	}
+	for _, want := range []string{"needs CPU features this host", "amx_tile", "lab-xeon-07", "--cold-boot", "nothing was changed"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the refusal does not say %q:\n%s", want, stderr)
+		}
+	}
+	if after := treeHash(t, filepath.Join(e.pad, "vault")); after != before {
+		t.Fatal("the refused resume changed the vault")
+	}
+}
+
+// treeHash hashes every path and file under root.
+func treeHash(t *testing.T, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(h, p)
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

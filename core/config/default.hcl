@@ -15,6 +15,7 @@ machine {
 }
 
 plugins {
-  crypt = "crypt-gocryptfs"
-  vmm   = "vmm-qemu"
+  crypt  = "crypt-gocryptfs"
+  vmm    = "vmm-qemu"
+  detect = "detect-linux"
 }

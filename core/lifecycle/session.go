@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -253,7 +254,7 @@ func (s *Session) detectStage(ctx context.Context, note *string) error {
 	if s.detect != nil {
 		src = s.detect.Name
 	}
-	*note = fmt.Sprintf("%s: %d cores, KVM %v → %s", src, s.profile.CPU.Cores, s.profile.KVM, accel)
+	*note = fmt.Sprintf("%s → %s (%s)", HostSummary(s.profile), accel, src)
 	return nil
 }
 
@@ -346,6 +347,9 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		if err := point.Verify(); err != nil {
 			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
 		}
+		if m := point.Manifest.Spec.MemoryMiB; m > 0 {
+			s.spec.MemoryMiB = m // what the point's machine had, whatever machine.json says now
+		}
 		if err := s.compatible(point); err != nil {
 			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
 		}
@@ -359,6 +363,17 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		s.result.ResumedFrom = point.Manifest.ID
 		*note = "resumed " + point.Manifest.ID
 	} else {
+		mib, warn, err := fitMemory(s.spec.MemoryMiB, s.profile, false)
+		if err != nil {
+			return err
+		}
+		if warn != "" {
+			s.spec.MemoryMiB = mib
+			s.r.progress("  warning: %s", warn)
+		}
+		if s.spec.CPUModel == CPUHost || s.spec.CPUModel == CPUMax {
+			s.r.progress("  warning: CPU model %q: the suspend points of this session resume only on hosts with this CPU's features (cpu_model = \"portable\" resumes anywhere)", s.spec.CPUModel)
+		}
 		out, err := vm.Start(ctx, vmm.StartRequest{Spec: s.spec, MachineDir: s.machine.Dir})
 		if err != nil {
 			return s.vmm.Err("start", err)
@@ -383,21 +398,18 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	return s.machine.SetSession(pad.SessionState{State: pad.SessionRunning, Point: s.result.ResumedFrom})
 }
 
-// compatible checks a point against this host before the VMM sees it.
+// compatible checks a point against this host before the VMM sees it:
+// the CPU features the point needs, and the memory it needs.
 func (s *Session) compatible(p pad.Point) error {
-	var missing []string
-	if len(s.profile.CPU.Flags) > 0 {
-		for _, f := range p.Manifest.CPUFeatures {
-			if !s.profile.HasFlag(f) {
-				missing = append(missing, f)
-			}
-		}
+	if missing := MissingFeatures(p.Manifest.CPUFeatures, s.profile); len(missing) > 0 {
+		return fmt.Errorf("suspend point %s (CPU model %q, taken on %s) needs CPU features this host (%s) lacks: %s: %w",
+			p.Manifest.ID, p.Manifest.CPUModel, HostSummary(p.Manifest.Host), HostSummary(s.profile), strings.Join(missing, ", "), sdk.ErrIncompatibleHost)
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("suspend point %s needs CPU features this host lacks: %v: %w", p.Manifest.ID, missing, sdk.ErrIncompatibleHost)
-	}
-	if p.Manifest.Accelerator == "kvm" && s.spec.Accelerator != "kvm" && p.Manifest.CPUModel == "host" {
+	if p.Manifest.Accelerator == "kvm" && s.spec.Accelerator != "kvm" && p.Manifest.CPUModel == CPUHost {
 		return fmt.Errorf("suspend point %s was taken with the host CPU model under KVM; this host has no KVM: %w", p.Manifest.ID, sdk.ErrIncompatibleHost)
+	}
+	if _, _, err := fitMemory(s.spec.MemoryMiB, s.profile, true); err != nil {
+		return fmt.Errorf("suspend point %s: %w", p.Manifest.ID, err)
 	}
 	return nil
 }
@@ -491,6 +503,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
 		CPUModel:       s.spec.CPUModel,
+		CPUFeatures:    NeededFeatures(s.spec.CPUModel, s.profile),
 		Accelerator:    s.spec.Accelerator,
 		Description:    desc,
 		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
@@ -510,6 +523,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
 		"point": point.Manifest.ID, "bytes": point.Size(), "cpu_model": s.spec.CPUModel,
 		"accelerator": s.spec.Accelerator, "host": s.profile.Hostname,
+		"host_summary": HostSummary(s.profile), "host_fingerprint": s.profile.Fingerprint,
 	}})
 	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
 	return nil

@@ -588,14 +588,18 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return vmm.ResumeResponse{}, err
 	}
 	fail := func(err error) (vmm.ResumeResponse, error) {
+		gone := errors.Is(err, qmp.ErrClosed)
 		select {
 		case <-v.qmp.Done():
+			gone = true
+		default:
+		}
+		if gone {
 			// QEMU is going away: let it finish so its last words are read.
 			select {
 			case <-v.exited:
 			case <-time.After(5 * time.Second):
 			}
-		default:
 		}
 		alive := v.alive()
 		p.quit(context.WithoutCancel(ctx), v)
