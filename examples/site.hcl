@@ -84,7 +84,8 @@ plugins {
   # for tests and measurements only.
   crypt = "crypt-gocryptfs"
 
-  # The VMM plugin that runs the machine. Required.
+  # The VMM plugin that runs the machine. Required. vmm-qemu drives QEMU
+  # itself; vmm-libvirt runs the same machine through libvirt.
   vmm = "vmm-qemu"
 
   # The hardware-detection plugin: detect-linux reads CPU, KVM, memory,
@@ -169,6 +170,21 @@ plugin "vmm-qemu" {
 
   # Cap on the suspend stream in MiB/s; 0 (default) means no cap.
   max_bandwidth_mibps = 0
+}
+
+plugin "vmm-libvirt" {
+  # The libvirt connection. Default "qemu:///system".
+  uri = "qemu:///system"
+
+  # Save and restore without the host's page cache. Default false.
+  bypass_cache = false
+
+  # Domain machine type; libvirt records the versioned type in each save
+  # image. Default "q35".
+  # machine_type = "q35"
+
+  # The tool that makes disk overlays. Default: qemu-img from PATH.
+  # qemu_img = "/usr/bin/qemu-img"
 }
 
 plugin "crypt-plain" {

@@ -11,6 +11,16 @@ demo="$root/.cache/demo"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# `make demo VMM=vmm-libvirt` runs the same demo on libvirt: a libvirtd is
+# started for it (scripts/libvirtd.sh) and stopped at the end.
+if [ "${VMM:-vmm-qemu}" = vmm-libvirt ]; then
+  say "starting libvirtd (scripts/libvirtd.sh)"
+  export LIBVIRTD_SH_USER=$$  # counted as one user of the daemon
+  scripts/libvirtd.sh start
+  trap 'scripts/libvirtd.sh stop' EXIT
+  export SOULPAD_PLUGINS_VMM=vmm-libvirt
+fi
+
 say "building the demo guest (Debian cloud kernel + busybox; cached)"
 examples/guest/build.sh "$root/.cache/guest"
 

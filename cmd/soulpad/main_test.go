@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testlibvirt"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testbin.Cleanup()
+	testlibvirt.Stop()
 	os.Exit(code)
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testguest"
+	"github.com/soulpad/soulpad/internal/testlibvirt"
 	"github.com/soulpad/soulpad/plugins/detect-linux/linux"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
@@ -143,6 +144,15 @@ func (e env) session(t *testing.T, minTicks int) ([]int, string) {
 		t.Fatalf("run did not end suspended:\n%s", buf.String())
 	}
 	return vs, buf.String()
+}
+
+// The same walk-up with the libvirt backend: the config names it
+// (plugins.vmm, here through SOULPAD_PLUGINS_VMM) and nothing else changes.
+func TestWalkUpWithLibvirt(t *testing.T) {
+	testlibvirt.Require(t)
+	testbin.Build(t, "plugins/vmm-libvirt")
+	t.Setenv("SOULPAD_PLUGINS_VMM", "vmm-libvirt")
+	walkUp(t, "crypt-gocryptfs")
 }
 
 func TestWalkUpWithQEMU(t *testing.T) {
@@ -402,4 +412,30 @@ func treeHash(t *testing.T, root string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// libvirtd down (here: a URI whose socket does not exist): one clear
+// error naming the URI and what to check, and the pad as it was.
+func TestLibvirtDownIsClearAndPadUntouched(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	testbin.Build(t, "plugins/vmm-libvirt")
+	t.Setenv("SOULPAD_PLUGINS_VMM", "vmm-libvirt")
+	const bad = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "plugin \"vmm-libvirt\" {\n  uri = %q\n}\n", bad)
+	f.Close()
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	before := treeHash(t, filepath.Join(e.pad, "vault"))
+	_, stderr, code := e.run(t, "run")
+	if code == 0 || !strings.Contains(stderr, bad) || !strings.Contains(stderr, "libvirtd running") {
+		t.Fatalf("run with libvirtd unreachable: exit %d\n%s", code, stderr)
+	}
+	if after := treeHash(t, filepath.Join(e.pad, "vault")); after != before {
+		t.Fatal("the failed run changed the vault")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
 var (
@@ -50,4 +51,24 @@ func Build(t testing.TB) (string, string) {
 		t.Fatalf("examples/guest/build.sh: %s\n%s", buildErr, output)
 	}
 	return kernel, initrd
+}
+
+// Spec puts the guest's kernel and initrd in machineDir and describes the
+// machine the VMM plugins' tests run: 128 MiB, the portable CPU under TCG,
+// a 16 MiB qcow2 root disk, user networking, the console on ttyS0.
+func Spec(t *testing.T, machineDir string) vmm.Spec {
+	t.Helper()
+	k, i := Build(t)
+	for src, dst := range map[string]string{k: "kernel", i: "initrd"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(machineDir, dst), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return vmm.Spec{Name: "conformance", MemoryMiB: 128, VCPUs: 1, CPUModel: "portable", Accelerator: "tcg",
+		Disks:   []vmm.Disk{{Name: "root", Path: "disk.qcow2", Format: "qcow2", SizeMiB: 16}},
+		Network: "user", Display: "none", Kernel: "kernel", Initrd: "initrd", Cmdline: "console=ttyS0 quiet panic=-1"}
 }

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/eventhub"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
@@ -55,8 +56,7 @@ type Plugin struct {
 	dir     string
 	stop    chan struct{}
 	done    chan struct{}
-	subs    []chan vmm.Event
-	offSent bool
+	events  eventhub.Hub
 }
 
 // New returns the plugin.
@@ -111,7 +111,8 @@ func (p *Plugin) Start(_ context.Context, req vmm.StartRequest) (vmm.StartRespon
 
 // begin starts counting from n; p.mu is held.
 func (p *Plugin) begin(spec vmm.Spec, dir string, n uint64) {
-	p.spec, p.dir, p.counter, p.running, p.offSent = spec, dir, n, true, false
+	p.spec, p.dir, p.counter, p.running = spec, dir, n, true
+	p.events.Reset()
 	p.stop, p.done = make(chan struct{}), make(chan struct{})
 	tick := time.Duration(p.cfg.TickMS) * time.Millisecond
 	offAfter := time.Duration(p.cfg.PowerOffAfterMS) * time.Millisecond
@@ -159,17 +160,7 @@ func (p *Plugin) writeDisk() {
 }
 
 // emit sends ev to subscribers; p.mu is held.
-func (p *Plugin) emit(ev vmm.Event) {
-	if ev.Type == vmm.EventPoweredOff {
-		p.offSent = true
-	}
-	for _, s := range p.subs {
-		select {
-		case s <- ev:
-		default:
-		}
-	}
-}
+func (p *Plugin) emit(ev vmm.Event) { p.events.Publish(ev) }
 
 // halt stops the loop; p.mu is held and is released while waiting.
 func (p *Plugin) halt() {
@@ -264,38 +255,5 @@ func (p *Plugin) Status(context.Context, vmm.StatusRequest) (vmm.StatusResponse,
 
 // Events implements vmm.EventStreamer.
 func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
-	in := make(chan vmm.Event, 8)
-	out := make(chan vmm.Event, 8)
-	p.mu.Lock()
-	p.subs = append(p.subs, in)
-	if p.offSent && !p.running {
-		in <- vmm.Event{Type: vmm.EventPoweredOff, Message: "the guest powered off", Time: time.Now()}
-	}
-	p.mu.Unlock()
-	go func() {
-		defer close(out)
-		defer func() {
-			p.mu.Lock()
-			for i, s := range p.subs {
-				if s == in {
-					p.subs = append(p.subs[:i], p.subs[i+1:]...)
-					break
-				}
-			}
-			p.mu.Unlock()
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev := <-in:
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return p.events.Subscribe(ctx), nil
 }

@@ -28,6 +28,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/soulpad/soulpad/internal/diskchain"
+	"github.com/soulpad/soulpad/internal/eventhub"
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -50,8 +52,7 @@ type Plugin struct {
 	version     string
 	machineType string
 	vm          *proc
-	subs        []chan vmm.Event
-	lastOff     *vmm.Event
+	events      eventhub.Hub
 }
 
 // New returns the plugin.
@@ -171,7 +172,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 	for _, d := range spec.Disks {
 		top := v.tops[d.Name]
 		a = append(a, "-drive", fmt.Sprintf("file=%s,if=none,id=disk-%s,format=qcow2,cache=writeback,discard=unmap",
-			filepath.Join(diskDir(v.machineDir, d), top), d.Name),
+			filepath.Join(diskchain.DiskDir(v.machineDir, d), top), d.Name),
 			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk-%s,id=vblk-%s", d.Name, d.Name))
 	}
 	if spec.Network == "user" {
@@ -332,19 +333,7 @@ func (p *Plugin) quit(ctx context.Context, v *proc) {
 	}
 }
 
-func (p *Plugin) emit(ev vmm.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ev.Type == vmm.EventPoweredOff {
-		p.lastOff = &ev
-	}
-	for _, s := range p.subs {
-		select {
-		case s <- ev:
-		default:
-		}
-	}
-}
+func (p *Plugin) emit(ev vmm.Event) { p.events.Publish(ev) }
 
 func (p *Plugin) console(v *proc) vmm.Console {
 	return vmm.Console{Socket: filepath.Join(v.runDir, "console.sock"), Log: filepath.Join(v.runDir, "console.log")}
@@ -385,20 +374,12 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 	if err := p.check(ctx, req.Spec, req.MachineDir); err != nil {
 		return vmm.StartResponse{}, err
 	}
-	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: p.expected(req.Spec), tops: map[string]string{}}
-	for _, d := range req.Spec.Disks {
-		cur, err := current(req.MachineDir, d)
-		if err != nil {
-			return vmm.StartResponse{}, err
-		}
-		top, err := p.newOverlay(ctx, req.MachineDir, d, cur)
-		if err != nil {
-			p.dropOverlays(v)
-			return vmm.StartResponse{}, err
-		}
-		v.tops[d.Name] = top
+	tops, err := p.chain().StartTops(ctx, req.MachineDir, req.Spec.Disks)
+	if err != nil {
+		return vmm.StartResponse{}, err
 	}
-	p.lastOff = nil
+	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: p.expected(req.Spec), tops: tops}
+	p.events.Reset()
 	if err := p.launch(ctx, v, false); err != nil {
 		p.dropOverlays(v)
 		return vmm.StartResponse{}, err
@@ -413,22 +394,11 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 
 // commitTops makes v's overlays the disks' current state.
 func (p *Plugin) commitTops(v *proc) error {
-	for _, d := range v.spec.Disks {
-		if err := setCurrent(v.machineDir, d, v.tops[d.Name]); err != nil {
-			return fmt.Errorf("vmm-qemu: disk %s: %w", d.Name, err)
-		}
-	}
-	return nil
+	return p.chain().Commit(v.machineDir, v.spec.Disks, v.tops)
 }
 
 // dropOverlays removes overlays made for a machine that did not start.
-func (p *Plugin) dropOverlays(v *proc) {
-	for _, d := range v.spec.Disks {
-		if top := v.tops[d.Name]; top != "" {
-			_ = os.Remove(filepath.Join(diskDir(v.machineDir, d), top))
-		}
-	}
-}
+func (p *Plugin) dropOverlays(v *proc) { diskchain.Drop(v.machineDir, v.spec.Disks, v.tops) }
 
 type migrateInfo struct {
 	Status   string `json:"status"`
@@ -506,16 +476,12 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	}
 	p.quit(ctx, v)
 	desc := v.desc
-	desc.Disks = map[string]string{}
-	files := []string{StateFile}
-	for _, d := range v.spec.Disks {
-		top := v.tops[d.Name]
-		if err := linkOrCopy(filepath.Join(diskDir(v.machineDir, d), top), filepath.Join(req.StateDir, stateDiskName(d))); err != nil {
-			return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: keep disk %s with the point: %w", d.Name, err)
-		}
-		desc.Disks[d.Name] = top
-		files = append(files, stateDiskName(d))
+	files, frozen, err := p.chain().Freeze(v.machineDir, req.StateDir, v.spec.Disks, v.tops)
+	if err != nil {
+		return vmm.SuspendResponse{}, err
 	}
+	desc.Disks = frozen
+	files = append([]string{StateFile}, files...)
 	p.vm = nil
 	return vmm.SuspendResponse{Files: files, Description: desc.String()}, nil
 }
@@ -557,32 +523,12 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	p.machineType = desc.MachineType
 	defer func() { p.machineType = saved }()
 
-	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: want, tops: map[string]string{}}
-	for _, d := range req.Spec.Disks {
-		frozen := desc.Disks[d.Name]
-		if frozen == "" {
-			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the point has no state for disk %s: %w", d.Name, sdk.ErrCorrupt)
-		}
-		inChain := filepath.Join(diskDir(req.MachineDir, d), frozen)
-		if _, err := os.Stat(inChain); errors.Is(err, fs.ErrNotExist) {
-			// The chain lost it (a restore that broke hard links): take the
-			// point's own copy.
-			if err := os.MkdirAll(diskDir(req.MachineDir, d), 0o700); err != nil {
-				return vmm.ResumeResponse{}, err
-			}
-			if err := linkOrCopy(filepath.Join(req.StateDir, stateDiskName(d)), inChain); err != nil {
-				p.dropOverlays(v)
-				return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: disk %s: %v: %w", d.Name, err, sdk.ErrNotFound)
-			}
-		}
-		top, err := p.newOverlay(ctx, req.MachineDir, d, frozen)
-		if err != nil {
-			p.dropOverlays(v)
-			return vmm.ResumeResponse{}, err
-		}
-		v.tops[d.Name] = top
+	tops, err := p.chain().ResumeTops(ctx, req.MachineDir, req.StateDir, req.Spec.Disks, desc.Disks)
+	if err != nil {
+		return vmm.ResumeResponse{}, err
 	}
-	p.lastOff = nil
+	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: want, tops: tops}
+	p.events.Reset()
 	if err := p.launch(ctx, v, true); err != nil {
 		p.dropOverlays(v)
 		return vmm.ResumeResponse{}, err
@@ -707,38 +653,5 @@ func (p *Plugin) Status(ctx context.Context, _ vmm.StatusRequest) (vmm.StatusRes
 
 // Events implements vmm.EventStreamer.
 func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
-	in := make(chan vmm.Event, 8)
-	out := make(chan vmm.Event, 8)
-	p.mu.Lock()
-	p.subs = append(p.subs, in)
-	if p.lastOff != nil && p.vm == nil {
-		in <- *p.lastOff
-	}
-	p.mu.Unlock()
-	go func() {
-		defer close(out)
-		defer func() {
-			p.mu.Lock()
-			for i, s := range p.subs {
-				if s == in {
-					p.subs = append(p.subs[:i], p.subs[i+1:]...)
-					break
-				}
-			}
-			p.mu.Unlock()
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case ev := <-in:
-				select {
-				case out <- ev:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
+	return p.events.Subscribe(ctx), nil
 }

@@ -24,26 +24,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// guestSpec puts the demo guest in dir and describes it.
-func guestSpec(t *testing.T, dir string) vmm.Spec {
-	k, i := testguest.Build(t)
-	copyFile(t, k, filepath.Join(dir, "kernel"))
-	copyFile(t, i, filepath.Join(dir, "initrd"))
-	return vmm.Spec{Name: "conformance", MemoryMiB: 128, VCPUs: 1, CPUModel: "portable", Accelerator: "tcg",
-		Disks:   []vmm.Disk{{Name: "root", Path: "disk.qcow2", Format: "qcow2", SizeMiB: 16}},
-		Network: "user", Display: "none", Kernel: "kernel", Initrd: "initrd", Cmdline: "console=ttyS0 quiet panic=-1"}
-}
+// guestSpec is the demo guest, as every VMM plugin's tests run it.
+var guestSpec = testguest.Spec
 
 var opts = vmmtest.Options{Spec: guestSpec, Settle: 2 * time.Second}
 

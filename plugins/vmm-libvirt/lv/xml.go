@@ -1,0 +1,91 @@
+package lv
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// esc escapes s for an XML attribute or text.
+func esc(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '&':
+			b.WriteString("&amp;")
+		case '<':
+			b.WriteString("&lt;")
+		case '>':
+			b.WriteString("&gt;")
+		case '\'':
+			b.WriteString("&apos;")
+		case '"':
+			b.WriteString("&quot;")
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// cpuXML maps the spec's CPU model onto libvirt's.
+func cpuXML(model string) string {
+	switch model {
+	case "", "portable":
+		return `<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>`
+	case "host":
+		return `<cpu mode='host-passthrough' check='none'/>`
+	case "max":
+		return `<cpu mode='maximum' check='none'/>`
+	}
+	return fmt.Sprintf(`<cpu mode='custom' match='exact'><model fallback='forbid'>%s</model></cpu>`, esc(model))
+}
+
+// domainXML describes the machine as a libvirt domain: the same devices
+// as vmm-qemu gives it (q35, virtio disks and network, serial console on
+// a unix socket with a log file, no reboot).
+func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir string, tops map[string]string, diskDir func(vmm.Disk) string) string {
+	typ := "qemu"
+	if spec.Accelerator == "kvm" {
+		typ = "kvm"
+	}
+	path := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(machineDir, p)
+	}
+	vcpus := spec.VCPUs
+	if vcpus < 1 {
+		vcpus = 1
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "<domain type='%s'>\n  <name>%s</name>\n  <memory unit='MiB'>%d</memory>\n  <vcpu>%d</vcpu>\n", typ, esc(name), spec.MemoryMiB, vcpus)
+	fmt.Fprintf(&b, "  <os>\n    <type arch='x86_64' machine='%s'>hvm</type>\n", esc(machineType))
+	if spec.Kernel != "" {
+		fmt.Fprintf(&b, "    <kernel>%s</kernel>\n", esc(path(spec.Kernel)))
+		if spec.Initrd != "" {
+			fmt.Fprintf(&b, "    <initrd>%s</initrd>\n", esc(path(spec.Initrd)))
+		}
+		fmt.Fprintf(&b, "    <cmdline>%s</cmdline>\n", esc(spec.Cmdline))
+	}
+	b.WriteString("  </os>\n  <features><acpi/></features>\n  " + cpuXML(spec.CPUModel) + "\n")
+	b.WriteString("  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n")
+	for i, d := range spec.Disks {
+		ro := ""
+		if d.ReadOnly {
+			ro = "<readonly/>"
+		}
+		fmt.Fprintf(&b, "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='writeback' discard='unmap'/><source file='%s'/><target dev='vd%c' bus='virtio'/><alias name='ua-disk-%s'/>%s</disk>\n",
+			esc(filepath.Join(diskDir(d), tops[d.Name])), 'a'+i, esc(d.Name), ro)
+	}
+	if spec.Network == "user" {
+		b.WriteString("    <interface type='user'><model type='virtio'/></interface>\n")
+	}
+	fmt.Fprintf(&b, "    <serial type='unix'><source mode='bind' path='%s'/><log file='%s' append='on'/><target port='0'/></serial>\n",
+		esc(filepath.Join(runDir, "console.sock")), esc(filepath.Join(runDir, "console.log")))
+	b.WriteString("    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n</domain>\n")
+	return b.String()
+}
