@@ -12,6 +12,12 @@ packages=(
   cryptsetup-bin      # crypt-luks
   fuse3               # userspace unlock engines
   gocryptfs           # crypt-gocryptfs
+  restic              # backup-restic
+  libvirt-daemon      # vmm-libvirt: libvirtd (scripts/libvirtd.sh runs it)
+  libvirt-daemon-driver-qemu
+  libvirt-clients     # virsh
+  libvirt-dev         # cgo headers for libvirt.org/go/libvirt
+  pkg-config
 )
 
 missing=()

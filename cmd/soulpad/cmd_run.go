@@ -147,6 +147,10 @@ is kept), e.g. after a point was refused on this host.`,
 			switch res.Outcome {
 			case lifecycle.OutcomeSuspended:
 				fmt.Fprintf(out, "\nsuspended to point %s; the pad can be unplugged.\n", res.Point)
+				if cfg.Session.BackupAfterSuspend {
+					signal.Stop(sigs)
+					backupAfterSuspend(g, cfg, out)
+				}
 			case lifecycle.OutcomePoweredOff:
 				fmt.Fprintln(out, "\nthe guest powered off; the next run boots the disk. The pad can be unplugged.")
 			}

@@ -1,0 +1,103 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/sdk/backup"
+)
+
+// backupBlocks configure each backup plugin against a fresh target in dir.
+var backupBlocks = map[string]func(t *testing.T, dir string) string{
+	"backup-restic": func(t *testing.T, dir string) string {
+		requireTool(t, "restic")
+		pw := filepath.Join(dir, "restic-password")
+		if err := os.WriteFile(pw, []byte("backup password for the drill\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("plugin \"backup-restic\" {\n  repository    = %q\n  password_file = %q\n}\n", filepath.Join(dir, "repo"), pw)
+	},
+}
+
+func requireTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed; `make test` installs it", name)
+		}
+		t.Skipf("%s is not installed (scripts/deps.sh installs it)", name)
+	}
+}
+
+// The restore drill: run the guest, suspend (the backup after suspend
+// runs), back up again by hand, lose the pad, restore the snapshot to a
+// new path, resume there: the counter goes on.
+func TestRestoreDrill(t *testing.T) {
+	for _, name := range []string{"backup-restic"} {
+		t.Run(name, func(t *testing.T) { restoreDrill(t, name) })
+	}
+}
+
+func restoreDrill(t *testing.T, plugin string) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	testbin.Build(t, "plugins/"+plugin)
+	block := backupBlocks[plugin](t, t.TempDir())
+	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(block)
+	f.Close()
+	t.Setenv("SOULPAD_PLUGINS_BACKUP", plugin)
+	t.Setenv("SOULPAD_SESSION_BACKUP_AFTER_SUSPEND", "true")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	first, out := e.session(t, 3)
+	if !strings.Contains(out, "backing up") || !strings.Contains(out, "sent") {
+		t.Fatalf("no backup after suspend:\n%s", out)
+	}
+	n := first[len(first)-1]
+	stdout, stderr, code := e.run(t, "backup")
+	if code != 0 || !strings.Contains(stdout, "scanned") || !strings.Contains(stdout, "sent") {
+		t.Fatalf("backup: exit %d\n%s%s", code, stdout, stderr)
+	}
+	t.Logf("second backup, nothing changed: %s", lastLine(stdout))
+	list, _, code := e.run(t, "backups", "--json")
+	var snaps []backup.Snapshot
+	if code != 0 || json.Unmarshal([]byte(list), &snaps) != nil || len(snaps) != 2 {
+		t.Fatalf("backups: exit %d, want 2 snapshots:\n%s", code, list)
+	}
+
+	// The pad is lost.
+	if err := os.RemoveAll(e.pad); err != nil {
+		t.Fatal(err)
+	}
+	busy := t.TempDir()
+	os.WriteFile(filepath.Join(busy, "something"), []byte("x"), 0o600)
+	if _, stderr, code := e.run(t, "restore", snaps[1].ID, busy); code == 0 || !strings.Contains(stderr, "not empty") {
+		t.Fatalf("restore into a non-empty directory: exit %d %s", code, stderr)
+	}
+	newPad := filepath.Join(t.TempDir(), "new-usb", "pad")
+	if stdout, stderr, code := e.run(t, "restore", snaps[1].ID, newPad); code != 0 {
+		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
+	}
+	e.pad = newPad
+	t.Setenv("SOULPAD_PAD_PATH", newPad)
+	t.Setenv("SOULPAD_SESSION_BACKUP_AFTER_SUSPEND", "false")
+	second, out := e.session(t, 2)
+	if !strings.Contains(out, "resumed ") || second[0] <= n {
+		t.Fatalf("after restore the counter printed %v; want it to go on from %d:\n%s", second, n, out)
+	}
+}
+
+func lastLine(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return l[len(l)-1]
+}

@@ -1,0 +1,167 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/control"
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/backup"
+)
+
+// BackupOptions configure backup, list and restore.
+type BackupOptions struct {
+	Config *config.Config
+	Log    hclog.Logger
+	// Out receives progress for the user; nil discards it.
+	Out io.Writer
+	// PluginDirs, when set, replaces the search path derived from config.
+	PluginDirs []string
+}
+
+// ErrPadInUse: a session runs the pad; back it up once it is suspended.
+var ErrPadInUse = errors.New("the pad is in use by a running session")
+
+func (o *BackupOptions) defaults() {
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.PluginDirs == nil {
+		o.PluginDirs = PluginDirs(o.Config)
+	}
+}
+
+// startBackup starts the configured backup plugin.
+func startBackup(ctx context.Context, o BackupOptions) (*pluginhost.Host, *pluginhost.Plugin, error) {
+	if o.Config.Plugins.Backup == "" {
+		return nil, nil, fmt.Errorf("no backup plugin configured: set plugins.backup (e.g. \"backup-restic\") and its plugin block: %w", sdk.ErrInvalidConfig)
+	}
+	host := pluginhost.New(o.Log.Named("plugin"), o.PluginDirs, o.Config.Plugins.SHA256)
+	bp, err := host.Start(ctx, o.Config.Plugins.Backup, sdk.KindBackup, o.Config.PluginConfigJSON(o.Config.Plugins.Backup))
+	if err != nil {
+		host.Close()
+		return nil, nil, err
+	}
+	return host, bp, nil
+}
+
+// progressPrinter prints progress at most twice a second.
+func progressPrinter(out io.Writer) func(backup.Progress) {
+	var last time.Time
+	return func(p backup.Progress) {
+		if time.Since(last) < 500*time.Millisecond && p.Phase != "done" {
+			return
+		}
+		last = time.Now()
+		switch {
+		case p.BytesTotal > 0:
+			fmt.Fprintf(out, "  %s: %s of %s (%.0f%%), %d of %d files\n", p.Phase, humanBytes(int64(p.BytesDone)), humanBytes(int64(p.BytesTotal)),
+				100*float64(p.BytesDone)/float64(p.BytesTotal), p.FilesDone, p.FilesTotal)
+		case p.Current != "":
+			fmt.Fprintf(out, "  %s: %s\n", p.Phase, p.Current)
+		default:
+			fmt.Fprintf(out, "  %s\n", p.Phase)
+		}
+	}
+}
+
+// Backup backs the pad up as it sits locked: pad.json, the journal and
+// the vault's cipher text with its sealed suspend points. The target
+// never needs the key. A pad a session is running is refused.
+func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error) {
+	o.defaults()
+	p, err := pad.Open(o.Config.Pad.Path)
+	if err != nil {
+		return backup.BackupResponse{}, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	r, err := control.Send(cctx, p.Meta.ID, control.Request{Command: "status"})
+	cancel()
+	if err == nil && r.OK {
+		return backup.BackupResponse{}, fmt.Errorf("%w (stage %s): suspend it first (`soulpad suspend`); the backup takes the pad locked", ErrPadInUse, r.Stage)
+	}
+	host, bp, err := startBackup(ctx, o)
+	if err != nil {
+		return backup.BackupResponse{}, err
+	}
+	defer host.Close()
+	j, err := pad.NewJournal(p.JournalDir(), "backup-"+pad.NewID())
+	if err != nil {
+		return backup.BackupResponse{}, err
+	}
+	fmt.Fprintf(o.Out, "backing up pad %s (%s) with %s…\n", p.Meta.ID, p.Dir, bp.Name)
+	start := time.Now()
+	res, err := bp.Backup().Backup(ctx, backup.BackupRequest{SourceDir: p.Dir, Tags: map[string]string{"pad": p.Meta.ID, "machine": p.Meta.Machine},
+		OnProgress: progressPrinter(o.Out)})
+	if err != nil {
+		_ = j.Append(pad.Entry{Stage: "backup", Event: "fail", Error: err.Error(), DurationMS: msSince(start)})
+		return backup.BackupResponse{}, bp.Err("backup", err)
+	}
+	share := 0.0
+	if res.BytesScanned > 0 {
+		share = 100 * float64(res.BytesSent) / float64(res.BytesScanned)
+	}
+	msg := fmt.Sprintf("snapshot %s: %s scanned, %s sent (%.1f%%), %d files, %.1f s", res.SnapshotID, humanBytes(int64(res.BytesScanned)),
+		humanBytes(int64(res.BytesSent)), share, res.Files, time.Since(start).Seconds())
+	_ = j.Append(pad.Entry{Stage: "backup", Event: "end", Message: msg, DurationMS: msSince(start), Fields: map[string]any{
+		"snapshot": res.SnapshotID, "bytes_scanned": res.BytesScanned, "bytes_sent": res.BytesSent, "plugin": bp.Name}})
+	fmt.Fprintln(o.Out, msg)
+	return res, nil
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
+
+// Backups lists the snapshots in the backup target, oldest first.
+func Backups(ctx context.Context, o BackupOptions) ([]backup.Snapshot, error) {
+	o.defaults()
+	host, bp, err := startBackup(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
+	l, err := bp.Backup().List(ctx, backup.ListRequest{})
+	if err != nil {
+		return nil, bp.Err("list", err)
+	}
+	return l.Snapshots, nil
+}
+
+// Restore writes snapshot id into target, a new pad directory (absent or
+// empty; anything else is refused), and checks that a pad came back.
+func Restore(ctx context.Context, o BackupOptions, id, target string) (backup.RestoreResponse, error) {
+	o.defaults()
+	if ents, err := os.ReadDir(target); err == nil && len(ents) > 0 {
+		return backup.RestoreResponse{}, fmt.Errorf("restore into %s: the directory is not empty; restore into a new one: %w", target, sdk.ErrAlreadyExists)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return backup.RestoreResponse{}, err
+	}
+	host, bp, err := startBackup(ctx, o)
+	if err != nil {
+		return backup.RestoreResponse{}, err
+	}
+	defer host.Close()
+	fmt.Fprintf(o.Out, "restoring snapshot %s into %s with %s…\n", id, target, bp.Name)
+	res, err := bp.Backup().Restore(ctx, backup.RestoreRequest{SnapshotID: id, TargetDir: target, OnProgress: progressPrinter(o.Out)})
+	if err != nil {
+		return backup.RestoreResponse{}, bp.Err("restore", err)
+	}
+	p, err := pad.Open(target)
+	if err != nil {
+		return res, fmt.Errorf("the restored snapshot is not a pad: %w", err)
+	}
+	fmt.Fprintf(o.Out, "restored pad %s: %d files, %s\n", p.Meta.ID, res.Files, humanBytes(int64(res.BytesRestored)))
+	return res, nil
+}
