@@ -23,6 +23,19 @@ var backupBlocks = map[string]func(t *testing.T, dir string) string{
 		}
 		return fmt.Sprintf("plugin \"backup-restic\" {\n  repository    = %q\n  password_file = %q\n}\n", filepath.Join(dir, "repo"), pw)
 	},
+	// backup-tsm against the dsmc STAND-IN (no TSM server can run here):
+	// a local directory plays the server.
+	"backup-tsm": func(t *testing.T, dir string) string {
+		dsmc := testbin.Build(t, "internal/testplugins/dsmc-standin")
+		server := filepath.Join(dir, "server")
+		os.Mkdir(server, 0o700)
+		opt := filepath.Join(dir, "dsm.opt")
+		os.WriteFile(opt, []byte("TCPSERVERADDRESS "+server+"\nNODENAME SOULPAD-DRILL\nPASSWORDACCESS PROMPT\n"), 0o600)
+		pw := filepath.Join(dir, "node-password")
+		os.WriteFile(pw, []byte("node password\n"), 0o600)
+		return fmt.Sprintf("plugin \"backup-tsm\" {\n  dsmc = %q\n  optfile = %q\n  password_file = %q\n  staging_dir = %q\n  chunk_mib = 1\n  large_file_mib = 8\n}\n",
+			dsmc, opt, pw, filepath.Join(dir, "staging"))
+	},
 }
 
 func requireTool(t *testing.T, name string) {
@@ -39,7 +52,7 @@ func requireTool(t *testing.T, name string) {
 // runs), back up again by hand, lose the pad, restore the snapshot to a
 // new path, resume there: the counter goes on.
 func TestRestoreDrill(t *testing.T) {
-	for _, name := range []string{"backup-restic"} {
+	for _, name := range []string{"backup-restic", "backup-tsm"} {
 		t.Run(name, func(t *testing.T) { restoreDrill(t, name) })
 	}
 }
