@@ -102,7 +102,7 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 // Summary is what dsmc's closing lines say.
 type Summary struct {
 	Inspected, BackedUp, Expired, Failed, Restored uint64
-	BytesInspected, BytesTransferred                uint64
+	BytesInspected, BytesTransferred               uint64
 }
 
 var (
