@@ -97,7 +97,11 @@ plugins {
   # "detect-linux").
   detect = "detect-linux"
 
-  # The backup plugin (optional).
+  # The backup plugin (optional): backup-restic (a restic repository on a
+  # second disk or a LAN path) or backup-tsm (IBM Storage Protect through
+  # dsmc). `soulpad backup`, `soulpad backups` and `soulpad restore` use
+  # it. What is backed up is the locked pad: the target never needs the
+  # vault's key.
   backup = ""
 
   # Pin plugin binaries by SHA-256: a binary that differs is refused.
@@ -114,7 +118,9 @@ session {
   # Upper bound for every other stage but run. Default 120.
   stage_timeout_seconds = 120
 
-  # Back up the locked pad with plugins.backup after each suspend.
+  # Back up the locked pad with plugins.backup after each suspend. It
+  # runs after the pad is locked and can be skipped with Ctrl-C (or by
+  # unplugging); the next backup catches up.
   # Default false.
   backup_after_suspend = false
 }
@@ -186,6 +192,36 @@ plugin "vmm-libvirt" {
   # The tool that makes disk overlays. Default: qemu-img from PATH.
   # qemu_img = "/usr/bin/qemu-img"
 }
+
+# plugin "backup-restic" {
+#   # The restic repository: a directory on a second disk, or a location
+#   # restic takes (sftp:host:/path, rest:http://…).
+#   repository = "/media/backup/soulpad"
+#   # The repository's password, handed to restic by file. Required.
+#   password_file = "/media/backup/soulpad.password"
+#   # Create the repository when it is missing. Default true.
+#   init = true
+#   # The restic binary. Default: restic from PATH.
+#   # restic = "/usr/bin/restic"
+# }
+
+# plugin "backup-tsm" {
+#   # The client option file (server address, NODENAME, PASSWORDACCESS).
+#   optfile = "/opt/tivoli/tsm/client/ba/bin/dsm.opt"
+#   # The node password, typed at the client's prompt (never on its
+#   # command line); leave it out with PASSWORDACCESS GENERATE.
+#   password_file = "/etc/soulpad/tsm.password"
+#   # The chunked mirror kept between backups: unchanged chunks are
+#   # unchanged files, so dsmc incremental sends only what changed.
+#   # Default "/var/tmp/soulpad-tsm".
+#   staging_dir = "/var/tmp/soulpad-tsm"
+#   # Files of large_file_mib or more are split into chunk_mib chunks.
+#   # Defaults 64 and 4.
+#   large_file_mib = 64
+#   chunk_mib      = 4
+#   # The client binary. Default: dsmc from PATH.
+#   # dsmc = "/usr/bin/dsmc"
+# }
 
 plugin "crypt-plain" {
   # crypt-plain (no encryption) refuses to work unless this is true.

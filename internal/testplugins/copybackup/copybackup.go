@@ -79,7 +79,11 @@ func (p *Plugin) Backup(ctx context.Context, req backup.BackupRequest) (backup.B
 			return err
 		}
 		rel, _ := filepath.Rel(req.SourceDir, path)
-		sum, size, err := copyFile(path, filepath.Join(tmp, rel))
+		sum, size, err := copyFile(ctx, path, filepath.Join(tmp, rel), func(k uint64) {
+			if req.OnProgress != nil {
+				req.OnProgress(backup.Progress{Phase: "copy", BytesDone: n + k, FilesDone: uint64(len(m.Files)), Current: rel})
+			}
+		})
 		if err != nil {
 			return err
 		}
@@ -107,7 +111,27 @@ func (p *Plugin) Backup(ctx context.Context, req backup.BackupRequest) (backup.B
 	return backup.BackupResponse{SnapshotID: id, BytesScanned: n, BytesSent: n, Files: uint64(len(m.Files))}, nil
 }
 
-func copyFile(src, dst string) (string, uint64, error) {
+// ctxReader stops reading once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	n   uint64
+	on  func(uint64)
+}
+
+func (c *ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(b)
+	c.n += uint64(n)
+	if c.on != nil && c.n%(8<<20) < uint64(n) {
+		c.on(c.n) // about every 8 MiB
+	}
+	return n, err
+}
+
+func copyFile(ctx context.Context, src, dst string, onBytes func(uint64)) (string, uint64, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return "", 0, err
@@ -121,7 +145,7 @@ func copyFile(src, dst string) (string, uint64, error) {
 		return "", 0, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), in)
+	n, err := io.Copy(io.MultiWriter(out, h), &ctxReader{ctx: ctx, r: in, on: onBytes})
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -164,7 +188,7 @@ func (p *Plugin) List(context.Context, backup.ListRequest) (backup.ListResponse,
 }
 
 // Restore implements backup.Backup.
-func (p *Plugin) Restore(_ context.Context, req backup.RestoreRequest) (backup.RestoreResponse, error) {
+func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup.RestoreResponse, error) {
 	m, err := p.read(req.SnapshotID)
 	if err != nil {
 		return backup.RestoreResponse{}, err
@@ -174,7 +198,7 @@ func (p *Plugin) Restore(_ context.Context, req backup.RestoreRequest) (backup.R
 	}
 	var n uint64
 	for rel, want := range m.Files {
-		sum, size, err := copyFile(filepath.Join(p.cfg.Target, m.ID, rel), filepath.Join(req.TargetDir, rel))
+		sum, size, err := copyFile(ctx, filepath.Join(p.cfg.Target, m.ID, rel), filepath.Join(req.TargetDir, rel), nil)
 		if err != nil {
 			return backup.RestoreResponse{}, err
 		}

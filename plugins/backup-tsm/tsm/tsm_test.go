@@ -28,6 +28,16 @@ func TestMain(m *testing.M) {
 // fresh "server" directory, node and password.
 func StandinConfig(t testing.TB, password string) []byte {
 	t.Helper()
+	return standinConfig(t, password, 1, 2)
+}
+
+// StandinConfigChunks is StandinConfig with the given chunking.
+func StandinConfigChunks(t testing.TB, chunkMiB, largeMiB int) []byte {
+	t.Helper()
+	return standinConfig(t, "node password", chunkMiB, largeMiB)
+}
+
+func standinConfig(t testing.TB, password string, chunkMiB, largeMiB int) []byte {
 	dsmc := testbin.Build(t, "internal/testplugins/dsmc-standin")
 	dir := t.TempDir()
 	server := filepath.Join(dir, "server")
@@ -37,7 +47,7 @@ func StandinConfig(t testing.TB, password string) []byte {
 	pw := filepath.Join(dir, "password")
 	os.WriteFile(pw, []byte(password+"\n"), 0o600)
 	b, _ := json.Marshal(map[string]any{"dsmc": dsmc, "optfile": opt, "password_file": pw, "staging_dir": filepath.Join(dir, "staging"),
-		"chunk_mib": 1, "large_file_mib": 2})
+		"chunk_mib": chunkMiB, "large_file_mib": largeMiB})
 	return b
 }
 

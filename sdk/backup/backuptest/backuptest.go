@@ -4,10 +4,12 @@ package backuptest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +114,37 @@ func Run(t *testing.T, b backup.Backup, opt Options) {
 			t.Fatalf("Verify: %v", err)
 		}
 	}
+
+	t.Run("InterruptedBackupKeepsEarlierSnapshots", func(t *testing.T) {
+		// Enough data that the backup is still at work when it is cut off.
+		big := make([]byte, 256<<20)
+		rand.Read(big)
+		if err := os.WriteFile(filepath.Join(src, "vault", "big.img"), big, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Cut off (the plugin's helper processes killed with it) once the
+		// progress names the new file: the backup is under way.
+		ictx, cut := context.WithCancel(ctx)
+		_, err := b.Backup(ictx, backup.BackupRequest{SourceDir: src, OnProgress: func(p backup.Progress) {
+			if strings.Contains(p.Current, "big.img") {
+				cut()
+			}
+		}})
+		cut()
+		if err == nil {
+			t.Fatal("the backup finished although it was cut off while at big.img (does its progress name the file at work?)")
+		}
+		d := restore(second.SnapshotID)
+		if got, _ := os.ReadFile(filepath.Join(d, "vault/blob")); !bytes.HasPrefix(got, []byte("CIPHERCIPHER")) {
+			t.Fatal("after an interrupted backup the previous snapshot no longer restores")
+		}
+		next, err := b.Backup(ctx, backup.BackupRequest{SourceDir: src})
+		if err != nil {
+			t.Fatalf("the backup after an interrupted one: %v", err)
+		}
+		got, err := os.ReadFile(filepath.Join(restore(next.SnapshotID), "vault", "big.img"))
+		if err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("the backup after an interrupted one does not restore the new data (%d bytes, %v)", len(got), err)
+		}
+	})
 }
