@@ -72,8 +72,17 @@ func restoreDrill(t *testing.T, plugin string) {
 	if out, errOut, code := e.run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
-	first, out := e.session(t, 3)
-	if !strings.Contains(out, "backing up") || !strings.Contains(out, "sent") {
+	_, buf, done := e.startRun(t)
+	first := e.waitCounter(t, 3)
+	// A running pad is not backed up: the backup takes it locked.
+	if _, stderr, code := e.run(t, "backup"); code == 0 || !strings.Contains(stderr, "in use by a running session") {
+		t.Fatalf("backup of a running pad: exit %d %s", code, stderr)
+	}
+	if out, errOut, code := e.run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend: exit %d %s %s", code, out, errOut)
+	}
+	wait(t, done, buf)
+	if out := buf.String(); !strings.Contains(out, "backing up") || !strings.Contains(out, "sent") {
 		t.Fatalf("no backup after suspend:\n%s", out)
 	}
 	n := first[len(first)-1]
