@@ -10,6 +10,7 @@ package chunkstage
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -62,8 +63,9 @@ type Stats struct {
 
 func chunkName(i int) string { return fmt.Sprintf("chunk-%06d", i) }
 
-// Stage makes staging mirror src. It never touches src.
-func Stage(src, staging string, o Options) (Stats, error) {
+// Stage makes staging mirror src. It never touches src, and stops with
+// ctx's error once ctx is done (what was staged stays valid).
+func Stage(ctx context.Context, src, staging string, o Options) (Stats, error) {
 	var st Stats
 	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return st, err
@@ -71,6 +73,9 @@ func Stage(src, staging string, o Options) (Stats, error) {
 	keep := map[string]bool{}
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(src, p)
@@ -97,7 +102,7 @@ func Stage(src, staging string, o Options) (Stats, error) {
 			}
 			if info.Size() >= o.Threshold {
 				keep[rel+Suffix] = true
-				n, err := stageChunked(p, dst+Suffix, info, o.ChunkSize)
+				n, err := stageChunked(ctx, p, dst+Suffix, info, o.ChunkSize)
 				st.BytesWritten += uint64(n)
 				return err
 			}
@@ -166,7 +171,7 @@ func stageSmall(src, dst string, info fs.FileInfo) (int64, error) {
 }
 
 // stageChunked writes the chunks of src that changed into dir.
-func stageChunked(src, dir string, info fs.FileInfo, chunk int64) (int64, error) {
+func stageChunked(ctx context.Context, src, dir string, info fs.FileInfo, chunk int64) (int64, error) {
 	if di, err := os.Stat(strings.TrimSuffix(dir, Suffix)); err == nil && !di.IsDir() {
 		os.Remove(strings.TrimSuffix(dir, Suffix)) // it was small before
 	}
@@ -190,6 +195,9 @@ func stageChunked(src, dir string, info fs.FileInfo, chunk int64) (int64, error)
 	buf := make([]byte, chunk)
 	var written int64
 	for i := 0; ; i++ {
+		if err := ctx.Err(); err != nil {
+			return written, err // the old manifest stays: chunks it names may be newer, never older than src was
+		}
 		n, err := io.ReadFull(f, buf)
 		if n == 0 {
 			break

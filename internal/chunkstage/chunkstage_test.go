@@ -2,6 +2,7 @@ package chunkstage
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"os"
@@ -40,7 +41,7 @@ func TestStageChunksLargeFilesAndRewritesOnlyChangedChunks(t *testing.T) {
 	rand.Read(big)
 	write(t, filepath.Join(src, "vault", "disk.img"), big)
 	write(t, filepath.Join(src, "pad.json"), []byte(`{"id":"x"}`))
-	st, err := Stage(src, stage, opts)
+	st, err := Stage(context.Background(), src, stage, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestStageChunksLargeFilesAndRewritesOnlyChangedChunks(t *testing.T) {
 	// One byte in chunk 5 changes.
 	big[5*(16<<10)+7] ^= 0xff
 	write(t, filepath.Join(src, "vault", "disk.img"), big)
-	st, err = Stage(src, stage, opts)
+	st, err = Stage(context.Background(), src, stage, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestAssembleRefusesADamagedChunk(t *testing.T) {
 	big := make([]byte, 100<<10)
 	rand.Read(big)
 	write(t, filepath.Join(src, "disk.img"), big)
-	if _, err := Stage(src, stage, opts); err != nil {
+	if _, err := Stage(context.Background(), src, stage, opts); err != nil {
 		t.Fatal(err)
 	}
 	c := filepath.Join(stage, "disk.img"+Suffix, "chunk-000002")
@@ -112,14 +113,14 @@ func TestStageFollowsRemovalsAndSizeChanges(t *testing.T) {
 	src, stage := t.TempDir(), t.TempDir()
 	write(t, filepath.Join(src, "a", "gone.txt"), []byte("x"))
 	write(t, filepath.Join(src, "grows"), []byte("small"))
-	if _, err := Stage(src, stage, opts); err != nil {
+	if _, err := Stage(context.Background(), src, stage, opts); err != nil {
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Join(src, "a"))
 	big := make([]byte, 80<<10)
 	write(t, filepath.Join(src, "grows"), big)
 	write(t, filepath.Join(stage, ".soulpad-snapshot"), []byte("kept"))
-	if _, err := Stage(src, stage, opts); err != nil {
+	if _, err := Stage(context.Background(), src, stage, opts); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(stage, "a")); err == nil {

@@ -29,8 +29,9 @@ func Root(t testing.TB) string {
 
 // Build builds the main package at pkg (relative to the module root, e.g.
 // "plugins/crypt-plain") and returns the binary's path; the binary is named
-// after the package's last element. Binaries go to one directory per test
-// process (Dir), so it can serve as a plugin directory.
+// after the package's last element. Plugins (named crypt-…, vmm-…,
+// detect-…, backup-…) go to one directory per test process (Dir), so it
+// can serve as a plugin directory; other programs to a sibling bin/.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	mu.Lock()
@@ -45,9 +46,13 @@ func Build(t testing.TB, pkg string) string {
 		}
 		dir = d
 	}
-	sub := "plugins"
-	if strings.HasPrefix(pkg, "cmd/") {
-		sub = "bin"
+	// Plugins are named after their kind; anything else (commands, test
+	// stand-ins for outside tools) goes beside them, not among them.
+	sub := "bin"
+	for _, k := range []string{"crypt-", "vmm-", "detect-", "backup-"} {
+		if strings.HasPrefix(filepath.Base(pkg), k) {
+			sub = "plugins"
+		}
 	}
 	out := filepath.Join(dir, sub, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
@@ -60,7 +65,7 @@ func Build(t testing.TB, pkg string) string {
 }
 
 // Dir is the directory Build puts plugins in ("" before the first
-// Build); commands (cmd/…) go to a sibling bin/.
+// Build); other programs go to a sibling bin/.
 func Dir() string {
 	mu.Lock()
 	defer mu.Unlock()

@@ -29,6 +29,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/soulpad/soulpad/internal/chunkstage"
@@ -66,7 +67,10 @@ type Config struct {
 }
 
 // Plugin is backup-tsm.
-type Plugin struct{ cfg Config }
+type Plugin struct {
+	cfg Config
+	mu  sync.Mutex
+}
 
 // New returns the plugin.
 func New() *Plugin { return &Plugin{cfg: defaults()} }
@@ -209,7 +213,9 @@ func (p *Plugin) Backup(ctx context.Context, req backup.BackupRequest) (backup.B
 			req.OnProgress(backup.Progress{Phase: phase, Current: cur, BytesDone: n})
 		}
 	}
-	st, err := chunkstage.Stage(req.SourceDir, stage, chunkstage.Options{
+	p.mu.Lock() // one backup or restore at a time: they share the staging tree
+	defer p.mu.Unlock()
+	st, err := chunkstage.Stage(ctx, req.SourceDir, stage, chunkstage.Options{
 		Threshold: int64(p.cfg.LargeFileMiB) << 20, ChunkSize: int64(p.cfg.ChunkMiB) << 20,
 		OnFile: func(rel string, size int64) { done += uint64(size); progress("staging", rel, done) },
 	})
@@ -342,6 +348,8 @@ func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup
 	if stage == "" {
 		return backup.RestoreResponse{}, fmt.Errorf("backup-tsm: no snapshot %s: %w", req.SnapshotID, sdk.ErrNotFound)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if req.OnProgress != nil {
 		req.OnProgress(backup.Progress{Phase: "dsmc restore", Current: req.SnapshotID})
 	}
