@@ -14,7 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"time"
 
@@ -156,6 +159,7 @@ func (p *Plugin) connect() error {
 		return fmt.Errorf("vmm-libvirt: lifecycle events: %s", lverr(err))
 	}
 	p.conn, p.cbID = c, id
+	p.reap()
 	return nil
 }
 
@@ -217,7 +221,44 @@ func newMachine(spec vmm.Spec, machineDir string) (*machine, error) {
 }
 
 func (p *Plugin) xml(m *machine) string {
-	return domainXML(m.name, p.cfg.MachineType, m.spec, m.machineDir, m.runDir, m.tops, func(d vmm.Disk) string { return diskchain.DiskDir(m.machineDir, d) })
+	x := domainXML(m.name, p.cfg.MachineType, m.spec, m.machineDir, m.runDir, m.tops, func(d vmm.Disk) string { return diskchain.DiskDir(m.machineDir, d) })
+	return strings.Replace(x, "</name>\n", "</name>\n  <metadata>"+ownerElement()+"</metadata>\n", 1)
+}
+
+// OwnerNS is the namespace of the metadata element that names the
+// plugin process owning a domain.
+const OwnerNS = "https://soulpad.dev/xmlns/vmm-libvirt/owner/1"
+
+var ownerRE = regexp.MustCompile(`<(\w+:)?owner [^>]*pid=['"](\d+)['"][^>]*host=['"]([^'"]*)['"]`)
+
+func ownerElement() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("<soulpad:owner xmlns:soulpad='%s' pid='%d' host='%s'/>", OwnerNS, os.Getpid(), esc(host))
+}
+
+// reap destroys domains this plugin started in a process that is gone
+// (a crash, a kill): a domain outlives its plugin in libvirtd, and a
+// machine nobody can suspend must not keep running and writing its disk.
+// Domains of live soulpad processes, and of other hosts, are left alone.
+func (p *Plugin) reap() {
+	doms, err := p.conn.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_ACTIVE)
+	if err != nil {
+		return
+	}
+	host, _ := os.Hostname()
+	for _, d := range doms {
+		name, _ := d.GetName()
+		meta, err := d.GetMetadata(libvirt.DOMAIN_METADATA_ELEMENT, OwnerNS, libvirt.DOMAIN_AFFECT_LIVE)
+		if err == nil && strings.HasPrefix(name, "soulpad-") {
+			if m := ownerRE.FindStringSubmatch(meta); m != nil && m[3] == host {
+				pid, _ := strconv.Atoi(m[2])
+				if pid > 0 && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+					_ = d.Destroy()
+				}
+			}
+		}
+		d.Free()
+	}
 }
 
 func (p *Plugin) console(m *machine) vmm.Console {
@@ -364,6 +405,8 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		}
 		xml = strings.ReplaceAll(xml, old, filepath.Join(diskchain.DiskDir(req.MachineDir, d), m.tops[d.Name]))
 	}
+	// The domain is this process's now.
+	xml = ownerRE.ReplaceAllStringFunc(xml, func(string) string { return strings.TrimSuffix(ownerElement(), "/>") })
 	// Paths under the old machine directory (kernel, initrd) move too.
 	xml = strings.ReplaceAll(xml, desc.MachineDir+"/", req.MachineDir+"/")
 	var flags libvirt.DomainSaveRestoreFlags = libvirt.DOMAIN_SAVE_RUNNING
