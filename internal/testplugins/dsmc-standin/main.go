@@ -9,7 +9,8 @@
 //
 // with -dateformat=3 (yyyy-mm-dd) and -timeformat=1 (hh:mm:ss). The
 // option file's TCPSERVERADDRESS is the directory that plays the server
-// and NODENAME the node; with PASSWORDACCESS PROMPT the password is read
+// and NODENAME the node (-virtualnodename overrides it; -servername must
+// match SERVERNAME when both are given); with PASSWORDACCESS PROMPT the password is read
 // from stdin after the client's prompt, as the real client does. The
 // first session of a node registers its password. Output lines and
 // return codes (0 ok, 4 files skipped, 8 warnings, 12 errors) follow the
@@ -123,6 +124,12 @@ func connect(opts map[string]string) *server {
 		}
 	}
 	addr, node := conf["TCPSERVERADDRESS"], strings.ToUpper(conf["NODENAME"])
+	if v := opts["virtualnodename"]; v != "" {
+		node = strings.ToUpper(v)
+	}
+	if s := opts["servername"]; s != "" && conf["SERVERNAME"] != "" && !strings.EqualFold(s, conf["SERVERNAME"]) {
+		die(12, "ANS1217E Server name %s not found in the option file", s)
+	}
 	if addr == "" || node == "" {
 		die(12, "ANS1036S The option file needs TCPSERVERADDRESS and NODENAME")
 	}

@@ -53,6 +53,12 @@ type Config struct {
 	// OptFile is the client option file (dsm.opt: server address, node
 	// name, PASSWORDACCESS). Required.
 	OptFile string `json:"optfile"`
+	// Server names the server stanza of dsm.sys to use (-servername);
+	// empty takes the option file's default.
+	Server string `json:"server"`
+	// Node backs up as this node (-virtualnodename); empty takes the
+	// option file's NODENAME.
+	Node string `json:"node"`
 	// PasswordFile holds the node's password; it is typed at the
 	// client's prompt on stdin, never put on its command line. Leave it
 	// empty with PASSWORDACCESS GENERATE.
@@ -154,6 +160,12 @@ func ParseSummary(out []byte) Summary {
 // and for a client that could not run.
 func (p *Plugin) dsmc(ctx context.Context, args ...string) ([]byte, int, error) {
 	args = append(args, "-optfile="+p.cfg.OptFile, "-dateformat=3", "-timeformat=1")
+	if p.cfg.Server != "" {
+		args = append(args, "-servername="+p.cfg.Server)
+	}
+	if p.cfg.Node != "" {
+		args = append(args, "-virtualnodename="+p.cfg.Node)
+	}
 	cmd := exec.CommandContext(ctx, p.cfg.Dsmc, args...)
 	cmd.Env = append(os.Environ(), "LANG=C", "LC_ALL=C")
 	cmd.WaitDelay = 5 * time.Second

@@ -47,6 +47,7 @@ func standinConfig(t testing.TB, password string, chunkMiB, largeMiB int) []byte
 	pw := filepath.Join(dir, "password")
 	os.WriteFile(pw, []byte(password+"\n"), 0o600)
 	b, _ := json.Marshal(map[string]any{"dsmc": dsmc, "optfile": opt, "password_file": pw, "staging_dir": filepath.Join(dir, "staging"),
+		"server": "STANDIN", "node": "SOULPAD-PAD1",
 		"chunk_mib": chunkMiB, "large_file_mib": largeMiB})
 	return b
 }
@@ -70,6 +71,27 @@ Total number of bytes transferred:       41.50 MB
 	s := tsm.ParseSummary(out)
 	if s.Inspected != 1024 || s.BackedUp != 17 || s.Expired != 2 || s.BytesInspected != 4<<30 || s.BytesTransferred != uint64(41.5*(1<<20)) {
 		t.Fatalf("ParseSummary = %+v", s)
+	}
+}
+
+// The node given in the config is the one the server stores under.
+func TestNodeFromConfig(t *testing.T) {
+	cfg := StandinConfig(t, "pw")
+	p := sdktest.InProcess(t, tsm.New()).(backup.Backup)
+	ctx := context.Background()
+	if _, err := p.Configure(ctx, sdk.ConfigureRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o600)
+	if _, err := p.Backup(ctx, backup.BackupRequest{SourceDir: src}); err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	json.Unmarshal(cfg, &c)
+	server := filepath.Join(filepath.Dir(c["optfile"].(string)), "server")
+	if _, err := os.Stat(filepath.Join(server, "SOULPAD-PAD1")); err != nil {
+		t.Fatalf("the stand-in server has no node SOULPAD-PAD1: %v", err)
 	}
 }
 
