@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/sdk/backup"
@@ -122,4 +123,49 @@ func restoreDrill(t *testing.T, plugin string) {
 func lastLine(s string) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
 	return l[len(l)-1]
+}
+
+// The backup after a suspend never keeps the user from leaving: with a
+// backup that does not finish (a hung TSM server, played by a dsmc that
+// only sleeps), Ctrl-C skips it, soulpad run exits 0 with the pad
+// suspended, and the journal says the backup was not made.
+func TestBackupAfterSuspendCanBeSkipped(t *testing.T) {
+	e := setup(t)
+	testbin.Build(t, "plugins/backup-tsm")
+	dir := t.TempDir()
+	hung := filepath.Join(dir, "hung-dsmc")
+	if err := os.WriteFile(hung, []byte("#!/bin/sh\nexec sleep 300\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opt := filepath.Join(dir, "dsm.opt")
+	os.WriteFile(opt, []byte("TCPSERVERADDRESS /nonexistent\nNODENAME X\n"), 0o600)
+	f, _ := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintf(f, "plugin \"backup-tsm\" {\n  dsmc = %q\n  optfile = %q\n  staging_dir = %q\n}\n", hung, opt, filepath.Join(dir, "staging"))
+	f.Close()
+	t.Setenv("SOULPAD_PLUGINS_BACKUP", "backup-tsm")
+	t.Setenv("SOULPAD_SESSION_BACKUP_AFTER_SUSPEND", "true")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	cmd, buf, done := e.startRun(t)
+	if out, errOut, code := e.run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend: exit %d %s %s", code, out, errOut)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(buf.String(), "Ctrl-C skips it") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no backup after suspend started:\n%s", buf.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the backup is under way, hung in dsmc
+	cmd.Process.Signal(os.Interrupt)
+	wait(t, done, buf)
+	out := buf.String()
+	if !strings.Contains(out, "suspended to point") || !strings.Contains(out, "backup not made (skipped)") {
+		t.Fatalf("Ctrl-C during the backup after suspend:\n%s", out)
+	}
+	if j, _, _ := e.run(t, "journal"); !strings.Contains(j, "backup after suspend not made: skipped") {
+		t.Fatalf("the journal does not say the backup was skipped:\n%s", j)
+	}
 }
