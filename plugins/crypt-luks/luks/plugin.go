@@ -278,7 +278,13 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 	if err != nil {
 		return crypt.UnlockResponse{}, err
 	}
-	out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop,nosuid,nodev", pl.File(), req.MountDir).CombinedOutput()
+	lo, err := exec.CommandContext(ctx, "losetup", "--find", "--show", "--direct-io=on", pl.File()).CombinedOutput()
+	if err != nil {
+		pl.close()
+		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: losetup: %v: %s", err, lo)
+	}
+	pl.loop = strings.TrimSpace(string(lo))
+	out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "nosuid,nodev", pl.loop, req.MountDir).CombinedOutput()
 	if err != nil {
 		pl.close()
 		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: mount the vault's ext4: %v: %s", err, strings.TrimSpace(string(out)))
@@ -305,6 +311,7 @@ func (p *Plugin) Lock(_ context.Context, req crypt.LockRequest) (crypt.LockRespo
 		if err := unmountRetry(o.plain); err != nil {
 			return crypt.LockResponse{}, fmt.Errorf("crypt-luks: lock %s: unmount %s: %w", req.VaultPath, o.plain, err)
 		}
+		o.payload.detachLoop()
 		// The loop device lets go of the payload asynchronously.
 		var err error
 		for i := 0; i < 50; i++ {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync"
 	"syscall"
@@ -26,6 +27,15 @@ type payload struct {
 	rmw    sync.RWMutex // unaligned writes take it exclusively
 	server *fuse.Server
 	dir    string
+	loop   string // the loop device over the payload, once set up
+}
+
+// detachLoop lets go of the loop device.
+func (p *payload) detachLoop() {
+	if p.loop != "" {
+		_ = exec.Command("losetup", "-d", p.loop).Run()
+		p.loop = ""
+	}
 }
 
 // servePayload mounts the payload of u (container file at path) at a new
@@ -78,6 +88,9 @@ func servePayload(path string, u *unsealed) (*payload, error) {
 	srv, err := fs.Mount(dir, root, &fs.Options{MountOptions: fuse.MountOptions{
 		FsName: "soulpad-luks", Name: "soulpad-luks", MaxWrite: 1 << 20, DisableXAttrs: true,
 		DirectMount: true,
+		// With the loop device in direct-I/O mode, async direct I/O lets
+		// the kernel keep many requests in flight, served in parallel.
+		ExtraCapabilities: fuse.CAP_ASYNC_DIO, MaxBackground: 64,
 	}})
 	if err != nil {
 		closeFiles()
@@ -93,6 +106,7 @@ func (p *payload) File() string { return p.dir + "/volume" }
 
 // close unmounts and closes; the key schedule goes with the cipher.
 func (p *payload) close() error {
+	p.detachLoop()
 	err := p.server.Unmount()
 	p.server.Wait()
 	p.f.Sync()
