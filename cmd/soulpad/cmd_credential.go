@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
-
 	"github.com/spf13/cobra"
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
-	"github.com/soulpad/soulpad/sdk/crypt"
 )
 
 func newCredentialCmd(g *globals) *cobra.Command {
@@ -33,7 +30,9 @@ A vault keeps at least one credential: the last one cannot be removed.`,
 }
 
 func credentialSub(g *globals, use, short string, add, change bool) *cobra.Command {
-	var cur, next, rm credFlags
+	cur := credFlags{}
+	next := credFlags{label: "New passphrase"}
+	rm := credFlags{label: "Passphrase to remove"}
 	c := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -47,9 +46,9 @@ func credentialSub(g *globals, use, short string, add, change bool) *cobra.Comma
 				Existing: cur.credential(cfg, false), RemoveExisting: change}
 			none := &config.Config{}
 			if add {
-				o.Add = prompted("New passphrase", next.credential(none, true))
+				o.Add = next.credential(none, true)
 			} else {
-				o.Remove = prompted("Passphrase to remove", rm.credential(none, false))
+				o.Remove = rm.credential(none, false)
 			}
 			return lifecycle.Credentials(cmd.Context(), o)
 		},
@@ -64,13 +63,4 @@ func credentialSub(g *globals, use, short string, add, change bool) *cobra.Comma
 		c.Flags().StringVar(&rm.keyFile, "remove-key-file", "", "the key file to remove")
 	}
 	return c
-}
-
-// prompted labels a terminal prompt; the credential source is unchanged.
-func prompted(label string, f lifecycle.CredentialFunc) lifecycle.CredentialFunc {
-	return func(ctx context.Context) (crypt.Credential, error) {
-		promptLabel = label
-		defer func() { promptLabel = "Passphrase" }()
-		return f(ctx)
-	}
 }

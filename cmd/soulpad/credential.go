@@ -17,6 +17,8 @@ import (
 type credFlags struct {
 	passphraseFile string
 	keyFile        string
+	// label names what the terminal prompt asks for (default "Passphrase").
+	label string
 }
 
 // credential returns the credential source: --key-file, --passphrase-file,
@@ -46,27 +48,28 @@ func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.Crede
 			}
 			return crypt.Credential{Passphrase: b}, nil
 		}
-		return prompt(confirm)
+		label := f.label
+		if label == "" {
+			label = "Passphrase"
+		}
+		return prompt(label, confirm)
 	}
 }
 
-// promptLabel names what the terminal prompt asks for.
-var promptLabel = "Passphrase"
-
-func prompt(confirm bool) (crypt.Credential, error) {
+func prompt(label string, confirm bool) (crypt.Credential, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {
 		return crypt.Credential{}, errors.New("no terminal to ask for the passphrase on: use --passphrase-file FILE or --key-file FILE (or unlock.passphrase_file in the config)")
 	}
 	defer tty.Close()
-	fmt.Fprint(tty, promptLabel+": ")
+	fmt.Fprint(tty, label+": ")
 	p, err := term.ReadPassword(int(tty.Fd()))
 	fmt.Fprintln(tty)
 	if err != nil {
 		return crypt.Credential{}, fmt.Errorf("read passphrase: %w", err)
 	}
 	if confirm {
-		fmt.Fprint(tty, promptLabel+" again: ")
+		fmt.Fprint(tty, label+" again: ")
 		q, err := term.ReadPassword(int(tty.Fd()))
 		fmt.Fprintln(tty)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testguest"
 	"github.com/soulpad/soulpad/internal/testlibvirt"
+	"github.com/soulpad/soulpad/internal/testluks"
 	"github.com/soulpad/soulpad/plugins/detect-linux/linux"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
@@ -179,28 +180,7 @@ func (e env) plain(t *testing.T, cryptPlugin string) (string, func()) {
 		return mnt, func() { exec.Command("fusermount3", "-u", mnt).Run() }
 	case "crypt-luks":
 		// cryptsetup alone decrypts a copy (no device-mapper needed).
-		dir := t.TempDir()
-		img := filepath.Join(dir, "plain.img")
-		if b, err := exec.Command("cp", "--sparse=always", vault, img).CombinedOutput(); err != nil {
-			t.Fatalf("cp: %v %s", err, b)
-		}
-		lo, err := exec.Command("losetup", "--find", "--show", img).Output()
-		if err != nil {
-			t.Fatalf("losetup: %v", err)
-		}
-		cmd := exec.Command("cryptsetup", "reencrypt", "--decrypt", "--header", filepath.Join(dir, "hdr"), "--batch-mode", "--key-file", "-", strings.TrimSpace(string(lo)))
-		cmd.Stdin = strings.NewReader("a long walk-up test passphrase")
-		out, err := cmd.CombinedOutput()
-		exec.Command("losetup", "-d", strings.TrimSpace(string(lo))).Run()
-		if err != nil {
-			t.Fatalf("cryptsetup reencrypt --decrypt: %v %s", err, out)
-		}
-		mnt := filepath.Join(dir, "mnt")
-		os.Mkdir(mnt, 0o700)
-		if b, err := exec.Command("mount", "-o", "loop,ro", img, mnt).CombinedOutput(); err != nil {
-			t.Fatalf("mount: %v %s", err, b)
-		}
-		return mnt, func() { exec.Command("umount", mnt).Run() }
+		return testluks.Decrypt(t, vault, []byte("a long walk-up test passphrase")), func() {}
 	}
 	t.Fatalf("no way to look into %s", cryptPlugin)
 	return "", nil

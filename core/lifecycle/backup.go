@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,6 +13,7 @@ import (
 	"github.com/soulpad/soulpad/core/control"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/backup"
 )
@@ -49,13 +48,7 @@ func startBackup(ctx context.Context, o BackupOptions) (*pluginhost.Host, *plugi
 	if o.Config.Plugins.Backup == "" {
 		return nil, nil, fmt.Errorf("no backup plugin configured: set plugins.backup (e.g. \"backup-restic\") and its plugin block: %w", sdk.ErrInvalidConfig)
 	}
-	host := pluginhost.New(o.Log.Named("plugin"), o.PluginDirs, o.Config.Plugins.SHA256)
-	bp, err := host.Start(ctx, o.Config.Plugins.Backup, sdk.KindBackup, o.Config.PluginConfigJSON(o.Config.Plugins.Backup))
-	if err != nil {
-		host.Close()
-		return nil, nil, err
-	}
-	return host, bp, nil
+	return startOne(ctx, o.Config, o.Log, o.PluginDirs, o.Config.Plugins.Backup, sdk.KindBackup)
 }
 
 // progressPrinter prints progress at most twice a second.
@@ -107,7 +100,7 @@ func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error)
 	res, err := bp.Backup().Backup(ctx, backup.BackupRequest{SourceDir: p.Dir, Tags: map[string]string{"pad": p.Meta.ID, "machine": p.Meta.Machine},
 		OnProgress: progressPrinter(o.Out)})
 	if err != nil {
-		_ = j.Append(pad.Entry{Stage: "backup", Event: "fail", Error: err.Error(), DurationMS: msSince(start)})
+		_ = j.Append(pad.Entry{Stage: "backup", Event: "fail", Error: err.Error(), DurationMS: ms(time.Since(start))})
 		return backup.BackupResponse{}, bp.Err("backup", err)
 	}
 	share := 0.0
@@ -116,13 +109,11 @@ func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error)
 	}
 	msg := fmt.Sprintf("snapshot %s: %s scanned, %s sent (%.1f%%), %d files, %.1f s", res.SnapshotID, humanBytes(int64(res.BytesScanned)),
 		humanBytes(int64(res.BytesSent)), share, res.Files, time.Since(start).Seconds())
-	_ = j.Append(pad.Entry{Stage: "backup", Event: "end", Message: msg, DurationMS: msSince(start), Fields: map[string]any{
+	_ = j.Append(pad.Entry{Stage: "backup", Event: "end", Message: msg, DurationMS: ms(time.Since(start)), Fields: map[string]any{
 		"snapshot": res.SnapshotID, "bytes_scanned": res.BytesScanned, "bytes_sent": res.BytesSent, "plugin": bp.Name}})
 	fmt.Fprintln(o.Out, msg)
 	return res, nil
 }
-
-func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
 // Backups lists the snapshots in the backup target, oldest first.
 func Backups(ctx context.Context, o BackupOptions) ([]backup.Snapshot, error) {
@@ -143,9 +134,7 @@ func Backups(ctx context.Context, o BackupOptions) ([]backup.Snapshot, error) {
 // empty; anything else is refused), and checks that a pad came back.
 func Restore(ctx context.Context, o BackupOptions, id, target string) (backup.RestoreResponse, error) {
 	o.defaults()
-	if ents, err := os.ReadDir(target); err == nil && len(ents) > 0 {
-		return backup.RestoreResponse{}, fmt.Errorf("restore into %s: the directory is not empty; restore into a new one: %w", target, sdk.ErrAlreadyExists)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := fstree.CheckRestoreTarget(target); err != nil {
 		return backup.RestoreResponse{}, err
 	}
 	host, bp, err := startBackup(ctx, o)

@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/soulpad/soulpad/core/config"
-	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
 )
@@ -154,12 +153,11 @@ func ProbeHost(ctx context.Context, cfg *config.Config, log hclog.Logger) (detec
 	if cfg.Plugins.Detect == "" {
 		return minimalProfile(), "built-in probe", nil
 	}
-	host := pluginhost.New(log.Named("plugin"), PluginDirs(cfg), cfg.Plugins.SHA256)
-	defer host.Close()
-	dp, err := host.Start(ctx, cfg.Plugins.Detect, sdk.KindDetect, cfg.PluginConfigJSON(cfg.Plugins.Detect))
+	host, dp, err := startOne(ctx, cfg, log, nil, cfg.Plugins.Detect, sdk.KindDetect)
 	if err != nil {
 		return detect.HostProfile{}, "", err
 	}
+	defer host.Close()
 	out, err := dp.Detect().Probe(ctx, detect.ProbeRequest{})
 	if err != nil {
 		return detect.HostProfile{}, "", dp.Err("probe", err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
-	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
 )
@@ -47,12 +46,11 @@ func Credentials(ctx context.Context, o CredentialOptions) error {
 	if err != nil {
 		return err
 	}
-	host := pluginhost.New(o.Log.Named("plugin"), PluginDirs(o.Config), o.Config.Plugins.SHA256)
-	defer host.Close()
-	cp, err := host.Start(ctx, p.Meta.Crypt.Name, sdk.KindCrypt, o.Config.PluginConfigJSON(p.Meta.Crypt.Name))
+	host, cp, err := startOne(ctx, o.Config, o.Log, nil, p.Meta.Crypt.Name, sdk.KindCrypt)
 	if err != nil {
 		return err
 	}
+	defer host.Close()
 	m, ok := cp.Crypt().(crypt.CredentialManager)
 	if !cp.Info.Has(crypt.CapCredentials) || !ok {
 		return fmt.Errorf("%s cannot add or remove credentials of its vaults: %w", cp.Name, sdk.ErrUnsupported)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
-	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -66,16 +65,11 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		existed = false
 	}
-	dirs := o.PluginDirs
-	if dirs == nil {
-		dirs = PluginDirs(cfg)
-	}
-	host := pluginhost.New(o.Log.Named("plugin"), dirs, cfg.Plugins.SHA256)
-	defer host.Close()
-	cp, err := host.Start(ctx, cfg.Plugins.Crypt, sdk.KindCrypt, cfg.PluginConfigJSON(cfg.Plugins.Crypt))
+	host, cp, err := startOne(ctx, cfg, o.Log, o.PluginDirs, cfg.Plugins.Crypt, sdk.KindCrypt)
 	if err != nil {
 		return nil, err
 	}
+	defer host.Close()
 	var cred crypt.Credential
 	if !cp.Info.Has(crypt.CapNoEncryption) {
 		if o.Credential == nil {

@@ -56,7 +56,7 @@ func Build(t testing.TB) (string, string) {
 // Spec puts the guest's kernel and initrd in machineDir and describes the
 // machine the VMM plugins' tests run: 128 MiB, the portable CPU under TCG,
 // a 16 MiB qcow2 root disk, user networking, the console on ttyS0.
-func Spec(t *testing.T, machineDir string) vmm.Spec {
+func Spec(t testing.TB, machineDir string) vmm.Spec {
 	t.Helper()
 	k, i := Build(t)
 	for src, dst := range map[string]string{k: "kernel", i: "initrd"} {

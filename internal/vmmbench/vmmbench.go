@@ -36,20 +36,10 @@ func Cycle(b *testing.B, v vmm.VMM, config []byte, stateFile string, mib uint64)
 		b.Fatal(err)
 	}
 	mdir := b.TempDir()
-	k, i := testguest.Build(b)
-	for src, dst := range map[string]string{k: "kernel", i: "initrd"} {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(mdir, dst), data, 0o600); err != nil {
-			b.Fatal(err)
-		}
-	}
 	dirty := mib * 5 / 8 // more, and the 256 MiB guest runs out of memory
-	spec := vmm.Spec{Name: "bench", MemoryMiB: mib, VCPUs: 1, CPUModel: "portable", Accelerator: "tcg",
-		Disks: []vmm.Disk{{Name: "root", Path: "disk.qcow2", SizeMiB: 16}}, Network: "user", Display: "none",
-		Kernel: "kernel", Initrd: "initrd", Cmdline: fmt.Sprintf("console=ttyS0 quiet panic=-1 soulpad.dirty_mib=%d", dirty)}
+	spec := testguest.Spec(b, mdir)
+	spec.Name, spec.MemoryMiB = "bench", mib
+	spec.Cmdline += fmt.Sprintf(" soulpad.dirty_mib=%d", dirty)
 	start, err := v.Start(ctx, vmm.StartRequest{Spec: spec, MachineDir: mdir})
 	if err != nil {
 		b.Fatal(err)

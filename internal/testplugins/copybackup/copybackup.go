@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/backup"
 )
@@ -193,8 +194,8 @@ func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup
 	if err != nil {
 		return backup.RestoreResponse{}, err
 	}
-	if ents, err := os.ReadDir(req.TargetDir); err == nil && len(ents) > 0 {
-		return backup.RestoreResponse{}, fmt.Errorf("backup-copy: restore into %s: not empty: %w", req.TargetDir, sdk.ErrAlreadyExists)
+	if err := fstree.CheckRestoreTarget(req.TargetDir); err != nil {
+		return backup.RestoreResponse{}, fmt.Errorf("backup-copy: %w", err)
 	}
 	var n uint64
 	for rel, want := range m.Files {

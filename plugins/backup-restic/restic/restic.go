@@ -12,13 +12,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/backup"
 )
@@ -41,7 +42,14 @@ type Config struct {
 }
 
 // Plugin is backup-restic.
-type Plugin struct{ cfg Config }
+type Plugin struct {
+	cfg Config
+
+	mu sync.Mutex
+	// found is the repository found (or made) already: it is not asked
+	// for again until the config names another.
+	found string
+}
 
 // New returns the plugin.
 func New() *Plugin { return &Plugin{cfg: Config{Restic: "restic"}} }
@@ -115,18 +123,26 @@ func (p *Plugin) run(ctx context.Context, dir string, onLine func([]byte), args 
 	return all.Bytes(), nil
 }
 
-// ready makes sure the repository exists (creating it when allowed) and
-// clears locks left by a restic that was killed on this host.
-func (p *Plugin) ready(ctx context.Context) error {
-	if _, err := p.run(ctx, "", nil, "cat", "config"); err == nil {
+// ready makes sure the repository exists (creating it when allowed),
+// once per repository. Before a write (clear), it also clears locks left
+// by a restic that was killed on this host.
+func (p *Plugin) ready(ctx context.Context, clear bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.found != p.cfg.Repository {
+		if _, err := p.run(ctx, "", nil, "cat", "config"); err != nil {
+			if p.cfg.Init != nil && !*p.cfg.Init {
+				return fmt.Errorf("backup-restic: no restic repository at %s (set init = true, or run `restic init`): %w", p.cfg.Repository, sdk.ErrNotFound)
+			}
+			if _, err := p.run(ctx, "", nil, "init"); err != nil {
+				return fmt.Errorf("backup-restic: create the repository at %s: %w", p.cfg.Repository, err)
+			}
+			clear = false // a new repository has no locks
+		}
+		p.found = p.cfg.Repository
+	}
+	if clear {
 		_, _ = p.run(ctx, "", nil, "unlock")
-		return nil
-	}
-	if p.cfg.Init != nil && !*p.cfg.Init {
-		return fmt.Errorf("backup-restic: no restic repository at %s (set init = true, or run `restic init`): %w", p.cfg.Repository, sdk.ErrNotFound)
-	}
-	if _, err := p.run(ctx, "", nil, "init"); err != nil {
-		return fmt.Errorf("backup-restic: create the repository at %s: %w", p.cfg.Repository, err)
 	}
 	return nil
 }
@@ -136,7 +152,7 @@ func (p *Plugin) Backup(ctx context.Context, req backup.BackupRequest) (backup.B
 	if st, err := os.Stat(req.SourceDir); err != nil || !st.IsDir() {
 		return backup.BackupResponse{}, fmt.Errorf("backup-restic: source %s is not a directory: %w", req.SourceDir, sdk.ErrNotFound)
 	}
-	if err := p.ready(ctx); err != nil {
+	if err := p.ready(ctx, true); err != nil {
 		return backup.BackupResponse{}, err
 	}
 	args := []string{"backup", "--json", "--host", "soulpad"}
@@ -199,7 +215,7 @@ type snapshot struct {
 }
 
 func (p *Plugin) snapshots(ctx context.Context) ([]snapshot, error) {
-	if err := p.ready(ctx); err != nil {
+	if err := p.ready(ctx, false); err != nil {
 		return nil, err
 	}
 	out, err := p.run(ctx, "", nil, "snapshots", "--json", "--host", "soulpad")
@@ -245,10 +261,8 @@ func find(ss []snapshot, id string) (snapshot, bool) {
 // Restore implements backup.Backup: restic restores and verifies what it
 // wrote (--verify).
 func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup.RestoreResponse, error) {
-	if ents, err := os.ReadDir(req.TargetDir); err == nil && len(ents) > 0 {
-		return backup.RestoreResponse{}, fmt.Errorf("backup-restic: restore into %s: it is not empty: %w", req.TargetDir, sdk.ErrAlreadyExists)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return backup.RestoreResponse{}, fmt.Errorf("backup-restic: restore into %s: %w", req.TargetDir, err)
+	if err := fstree.CheckRestoreTarget(req.TargetDir); err != nil {
+		return backup.RestoreResponse{}, fmt.Errorf("backup-restic: %w", err)
 	}
 	ss, err := p.snapshots(ctx)
 	if err != nil {
@@ -265,17 +279,7 @@ func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup
 		return backup.RestoreResponse{}, err
 	}
 	var res backup.RestoreResponse
-	err = fs.WalkDir(os.DirFS(req.TargetDir), ".", func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			res.Files++
-			res.BytesRestored += uint64(info.Size())
-		}
-		return err
-	})
+	res.Files, res.BytesRestored, err = fstree.Count(req.TargetDir)
 	return res, err
 }
 
@@ -304,6 +308,9 @@ func (p *Plugin) Prune(ctx context.Context, req backup.PruneRequest) (backup.Pru
 	}
 	before, err := p.snapshots(ctx)
 	if err != nil {
+		return backup.PruneResponse{}, err
+	}
+	if err := p.ready(ctx, true); err != nil {
 		return backup.PruneResponse{}, err
 	}
 	if _, err := p.run(ctx, "", nil, "forget", "--host", "soulpad", "--keep-last", fmt.Sprint(req.KeepLast), "--prune"); err != nil {

@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +32,7 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/chunkstage"
+	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/backup"
 )
@@ -336,10 +336,8 @@ func (p *Plugin) List(ctx context.Context, _ backup.ListRequest) (backup.ListRes
 // Restore implements backup.Backup: a point-in-time restore of the
 // staging tree at the snapshot's time, then reassembly.
 func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup.RestoreResponse, error) {
-	if ents, err := os.ReadDir(req.TargetDir); err == nil && len(ents) > 0 {
-		return backup.RestoreResponse{}, fmt.Errorf("backup-tsm: restore into %s: it is not empty: %w", req.TargetDir, sdk.ErrAlreadyExists)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return backup.RestoreResponse{}, err
+	if err := fstree.CheckRestoreTarget(req.TargetDir); err != nil {
+		return backup.RestoreResponse{}, fmt.Errorf("backup-tsm: %w", err)
 	}
 	at, err := time.ParseInLocation(idLayout, req.SnapshotID, time.Local)
 	if err != nil {
@@ -393,16 +391,6 @@ func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup
 		return backup.RestoreResponse{}, err
 	}
 	var res backup.RestoreResponse
-	err = filepath.WalkDir(req.TargetDir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		info, err := d.Info()
-		if err == nil {
-			res.Files++
-			res.BytesRestored += uint64(info.Size())
-		}
-		return err
-	})
+	res.Files, res.BytesRestored, err = fstree.Count(req.TargetDir)
 	return res, err
 }

@@ -74,9 +74,10 @@ Total number of bytes transferred:       41.50 MB
 	}
 }
 
-// The node given in the config is the one the server stores under.
-func TestNodeFromConfig(t *testing.T) {
-	cfg := StandinConfig(t, "pw")
+// backedUpOnce configures the plugin with cfg and backs a one-file tree
+// up; it returns the plugin, the tree, and cfg decoded.
+func backedUpOnce(t *testing.T, cfg []byte) (backup.Backup, string, map[string]any) {
+	t.Helper()
 	p := sdktest.InProcess(t, tsm.New()).(backup.Backup)
 	ctx := context.Background()
 	if _, err := p.Configure(ctx, sdk.ConfigureRequest{Config: cfg}); err != nil {
@@ -89,6 +90,12 @@ func TestNodeFromConfig(t *testing.T) {
 	}
 	var c map[string]any
 	json.Unmarshal(cfg, &c)
+	return p, src, c
+}
+
+// The node given in the config is the one the server stores under.
+func TestNodeFromConfig(t *testing.T) {
+	_, _, c := backedUpOnce(t, StandinConfig(t, "pw"))
 	server := filepath.Join(filepath.Dir(c["optfile"].(string)), "server")
 	if _, err := os.Stat(filepath.Join(server, "SOULPAD-PAD1")); err != nil {
 		t.Fatalf("the stand-in server has no node SOULPAD-PAD1: %v", err)
@@ -97,19 +104,8 @@ func TestNodeFromConfig(t *testing.T) {
 
 // A wrong node password: the client's authentication failure, clearly.
 func TestWrongPasswordIsClear(t *testing.T) {
-	cfg := StandinConfig(t, "right password")
-	p := sdktest.InProcess(t, tsm.New()).(backup.Backup)
+	p, src, c := backedUpOnce(t, StandinConfig(t, "right password"))
 	ctx := context.Background()
-	if _, err := p.Configure(ctx, sdk.ConfigureRequest{Config: cfg}); err != nil {
-		t.Fatal(err)
-	}
-	src := t.TempDir()
-	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o600)
-	if _, err := p.Backup(ctx, backup.BackupRequest{SourceDir: src}); err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	json.Unmarshal(cfg, &c)
 	os.WriteFile(c["password_file"].(string), []byte("wrong password\n"), 0o600)
 	_, err := p.Backup(ctx, backup.BackupRequest{SourceDir: src})
 	if err == nil || !strings.Contains(err.Error(), "ANS1025E") || !strings.Contains(err.Error(), "rc 12") {

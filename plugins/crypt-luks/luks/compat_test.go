@@ -5,52 +5,18 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/soulpad/soulpad/internal/testluks"
 	"github.com/soulpad/soulpad/sdk/crypt"
 )
 
-// run runs a command with stdin and fails the test on error.
-func run(t *testing.T, stdin []byte, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdin = bytes.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// withLoop runs f with a loop device over file; cryptsetup's offline
-// re-encryption wants a block device.
-func withLoop(t *testing.T, file string, f func(dev string)) {
-	t.Helper()
-	dev := run(t, nil, "losetup", "--find", "--show", file)
-	defer run(t, nil, "losetup", "-d", dev)
-	f(dev)
-}
-
-// cryptsetupDecrypt decrypts a copy of container in place with cryptsetup
-// alone (`reencrypt --decrypt`, no device-mapper needed: it moves the
-// plaintext to offset 0) and mounts the ext4 inside read-only.
-func cryptsetupDecrypt(t *testing.T, container string, pass []byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	plain := filepath.Join(dir, "plain.img")
-	run(t, nil, "cp", "--sparse=always", container, plain)
-	withLoop(t, plain, func(dev string) {
-		run(t, pass, "cryptsetup", "reencrypt", "--decrypt", "--header", filepath.Join(dir, "header"), "--batch-mode", "--key-file", "-", dev)
-	})
-	mnt := filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o700)
-	run(t, nil, "mount", "-o", "loop,ro", plain, mnt)
-	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
-	return mnt
-}
+var (
+	run      = testluks.Run
+	withLoop = testluks.WithLoop
+)
 
 // fill writes files of several sizes (odd ones included) under dir and
 // returns their contents by name.
@@ -103,7 +69,7 @@ func TestUserspaceVaultDecryptsWithCryptsetup(t *testing.T) {
 			t.Errorf("luksDump lacks %q:\n%s", want, dump)
 		}
 	}
-	same(t, cryptsetupDecrypt(t, vault, goodPass), files)
+	same(t, testluks.Decrypt(t, vault, goodPass), files)
 }
 
 // A container made by cryptsetup alone (an mkfs.ext4 image encrypted in
@@ -140,7 +106,7 @@ func TestCryptsetupVaultUnlocks(t *testing.T) {
 	if _, err := c.Lock(ctx, crypt.LockRequest{VaultPath: vault}); err != nil {
 		t.Fatal(err)
 	}
-	back := cryptsetupDecrypt(t, vault, goodPass)
+	back := testluks.Decrypt(t, vault, goodPass)
 	same(t, back, files)
 	same(t, filepath.Join(back, "more"), more)
 }

@@ -311,19 +311,9 @@ func (p *Plugin) Lock(_ context.Context, req crypt.LockRequest) (crypt.LockRespo
 		if err := unmountRetry(o.plain); err != nil {
 			return crypt.LockResponse{}, fmt.Errorf("crypt-luks: lock %s: unmount %s: %w", req.VaultPath, o.plain, err)
 		}
-		o.payload.detachLoop()
-		// The loop device lets go of the payload asynchronously.
-		var err error
-		for i := 0; i < 50; i++ {
-			if err = o.payload.server.Unmount(); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
+		if err := o.payload.close(); err != nil {
 			return crypt.LockResponse{}, fmt.Errorf("crypt-luks: lock %s: %w", req.VaultPath, err)
 		}
-		o.payload.close()
 	}
 	delete(p.open, req.VaultPath)
 	return crypt.LockResponse{}, nil

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -105,9 +106,21 @@ func servePayload(path string, u *unsealed) (*payload, error) {
 func (p *payload) File() string { return p.dir + "/volume" }
 
 // close unmounts and closes; the key schedule goes with the cipher.
+// The FUSE mount is kept, serving, if it cannot be unmounted: close
+// can be tried again.
 func (p *payload) close() error {
 	p.detachLoop()
-	err := p.server.Unmount()
+	// The loop device lets go of the payload asynchronously.
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = p.server.Unmount(); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
 	p.server.Wait()
 	p.f.Sync()
 	p.f.Close()
@@ -116,7 +129,7 @@ func (p *payload) close() error {
 	}
 	os.Remove(p.dir)
 	p.x = nil
-	return err
+	return nil
 }
 
 func (p *payload) readAt(dst []byte, off int64) (int, error) {

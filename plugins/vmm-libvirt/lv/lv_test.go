@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 // guestSpec is the demo guest, as every VMM plugin's tests run it.
-var guestSpec = testguest.Spec
+func guestSpec(t *testing.T, dir string) vmm.Spec { return testguest.Spec(t, dir) }
 
 func opts(t *testing.T) vmmtest.Options {
 	uri := testlibvirt.Require(t)

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 }
 
 // guestSpec is the demo guest, as every VMM plugin's tests run it.
-var guestSpec = testguest.Spec
+func guestSpec(t *testing.T, dir string) vmm.Spec { return testguest.Spec(t, dir) }
 
 var opts = vmmtest.Options{Spec: guestSpec, Settle: 2 * time.Second}
 

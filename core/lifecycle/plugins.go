@@ -1,0 +1,28 @@
+package lifecycle
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/sdk"
+)
+
+// startOne starts the one plugin a command needs (name, of kind), found
+// in dirs (nil: the config's search path) and configured with its block.
+// The caller closes the host, which stops the plugin; on error nothing
+// is left running.
+func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []string, name string, kind sdk.Kind) (*pluginhost.Host, *pluginhost.Plugin, error) {
+	if dirs == nil {
+		dirs = PluginDirs(cfg)
+	}
+	host := pluginhost.New(log.Named("plugin"), dirs, cfg.Plugins.SHA256)
+	p, err := host.Start(ctx, name, kind, cfg.PluginConfigJSON(name))
+	if err != nil {
+		host.Close()
+		return nil, nil, err
+	}
+	return host, p, nil
+}
