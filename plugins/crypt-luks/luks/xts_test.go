@@ -3,41 +3,92 @@ package luks
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"testing"
 
 	"golang.org/x/crypto/xts"
 )
 
-// The fast path must give the same bytes as the reference XTS.
+// Both paths (AES-NI where the CPU has it, and crypto/aes) must give the
+// same bytes as the reference XTS, for AES-128 and AES-256 keys.
 func TestXTSMatchesReference(t *testing.T) {
-	key := make([]byte, 64)
+	for _, asm := range []bool{true, false} {
+		if asm && !haveAESNI {
+			t.Log("no AES-NI here: only the crypto/aes path is tested")
+			continue
+		}
+		for _, keyLen := range []int{32, 64} {
+			for _, ss := range []int{512, 4096} {
+				t.Run(fmt.Sprintf("aesni=%v/key=%d/sector=%d", asm, keyLen*8, ss), func(t *testing.T) {
+					noAsm = !asm
+					defer func() { noAsm = false }()
+					checkXTS(t, keyLen, ss, asm)
+				})
+			}
+		}
+	}
+}
+
+func checkXTS(t *testing.T, keyLen, ss int, asm bool) {
+	key := make([]byte, keyLen)
 	rand.Read(key)
 	ref, err := xts.NewCipher(aesNew, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ss := range []int{512, 4096} {
-		x, err := newXTS(key, ss, 0)
-		if err != nil {
-			t.Fatal(err)
+	x, err := newXTS(key, ss, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (x.ek != nil) != asm {
+		t.Fatalf("AES-NI path in use: %v, want %v", x.ek != nil, asm)
+	}
+	src := make([]byte, ss*40)
+	rand.Read(src)
+	got := make([]byte, len(src))
+	x.crypt(got, src, 7, true)
+	for i := 0; i < 40; i++ {
+		want := make([]byte, ss)
+		// x/crypto/xts takes the IV as the sector number in its own units.
+		ref.Encrypt(want, src[i*ss:(i+1)*ss], uint64(7+i)*uint64(ss/512))
+		if !bytes.Equal(got[i*ss:(i+1)*ss], want) {
+			t.Fatalf("sector %d differs from the reference", i)
 		}
-		src := make([]byte, ss*40)
-		rand.Read(src)
-		got := make([]byte, len(src))
-		x.crypt(got, src, 7, true)
-		for i := 0; i < 40; i++ {
-			want := make([]byte, ss)
-			// x/crypto/xts takes the IV as the sector number in its own units.
-			ref.Encrypt(want, src[i*ss:(i+1)*ss], uint64(7+i)*uint64(ss/512))
-			if !bytes.Equal(got[i*ss:(i+1)*ss], want) {
-				t.Fatalf("sector size %d: sector %d differs from the reference", ss, i)
-			}
-		}
-		back := make([]byte, len(src))
-		x.crypt(back, got, 7, false)
-		if !bytes.Equal(back, src) {
-			t.Fatalf("sector size %d: decrypt(encrypt(x)) != x", ss)
-		}
+	}
+	back := make([]byte, len(src))
+	x.crypt(back, got, 7, false)
+	if !bytes.Equal(back, src) {
+		t.Fatal("decrypt(encrypt(x)) != x")
+	}
+	// In place, as the payload decrypts.
+	x.crypt(got, got, 7, false)
+	if !bytes.Equal(got, src) {
+		t.Fatal("decrypting in place differs")
+	}
+	x.wipe()
+	if x.ek != nil || x.dk != nil {
+		t.Fatal("round keys kept after wipe")
+	}
+}
+
+// The key schedule gives FIPS-197's published last round keys (the XTS
+// test above checks every round through the cipher's output).
+func TestExpandKeyKnownAnswer(t *testing.T) {
+	// FIPS-197 Appendix A.3: the last round key of the AES-256 example.
+	key := []byte{0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae, 0xf0, 0x85, 0x7d, 0x77, 0x81,
+		0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61, 0x08, 0xd7, 0x2d, 0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4}
+	xk, nr := expandKey(key)
+	if nr != 14 || len(xk) != 15*16 {
+		t.Fatalf("%d rounds, %d bytes of keys", nr, len(xk))
+	}
+	if got, want := fmt.Sprintf("%x", xk[14*16:]), "fe4890d1e6188d0b046df344706c631e"; got != want {
+		t.Fatalf("last round key %s, want %s", got, want)
+	}
+	// FIPS-197 Appendix A.1: AES-128.
+	key = []byte{0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c}
+	xk, nr = expandKey(key)
+	if got, want := fmt.Sprintf("%x", xk[10*16:]), "d014f9a8c9ee2589e13f0cc8b6630ca6"; nr != 10 || got != want {
+		t.Fatalf("%d rounds, last round key %s, want 10 and %s", nr, got, want)
 	}
 }
 
@@ -51,6 +102,15 @@ func BenchmarkXTS(b *testing.B) {
 		b.SetBytes(int64(len(buf)))
 		for i := 0; i < b.N; i++ {
 			x.crypt(out, buf, 0, true)
+		}
+	})
+	b.Run("crypto-aes", func(b *testing.B) {
+		noAsm = true
+		y, _ := newXTS(key, 4096, 0)
+		noAsm = false
+		b.SetBytes(int64(len(buf)))
+		for i := 0; i < b.N; i++ {
+			y.crypt(out, buf, 0, true)
 		}
 	})
 	b.Run("x-crypto-xts-baseline", func(b *testing.B) {
