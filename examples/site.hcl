@@ -154,6 +154,11 @@ plugin "crypt-luks" {
   argon2_memory_kib = 65536
   argon2_iterations = 4
   argon2_threads    = 2
+
+  # Create writes the whole container (encrypted zeros, about 1 GB/s
+  # here), so it shows nothing of which blocks hold data and later writes
+  # overwrite in place, which is faster. false makes a sparse container.
+  fill = true
 }
 
 plugin "detect-linux" {

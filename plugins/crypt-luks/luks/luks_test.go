@@ -7,11 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/soulpad/soulpad/internal/testbin"
@@ -264,4 +266,66 @@ func createOpen(t testing.TB, c crypt.Crypt, dir string, size uint64) (string, s
 		t.Fatal(err)
 	}
 	return vault, u.PlaintextDir
+}
+
+// A new container is written end to end by default: no holes, and its
+// payload looks like cipher text, not zeros. With fill = false it starts
+// sparse (the file system shows which blocks are used).
+func TestCreateFillsTheContainer(t *testing.T) {
+	requireHost(t)
+	ctx := context.Background()
+	const size = 96 << 20
+	for _, fill := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fill=%v", fill), func(t *testing.T) {
+			dir := t.TempDir()
+			c := sdktest.InProcess(t, luks.New()).(crypt.Crypt)
+			cfg := bytes.Replace(fast, []byte(`"engine"`), []byte(fmt.Sprintf(`"fill": %v, "engine"`, fill)), 1)
+			if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: cfg}); err != nil {
+				t.Fatal(err)
+			}
+			vault := filepath.Join(dir, "vault")
+			if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: size}); err != nil {
+				t.Fatal(err)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(vault, &st); err != nil {
+				t.Fatal(err)
+			}
+			allocated := st.Blocks * 512
+			// The last MiB of the payload: ext4 leaves it unused.
+			f, err := os.Open(vault)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			tail := make([]byte, 1<<20)
+			if _, err := f.ReadAt(tail, size-1<<20); err != nil {
+				t.Fatal(err)
+			}
+			zero := bytes.Count(tail, []byte{0})
+			t.Logf("%d of %d bytes allocated; %d zero bytes in the last MiB", allocated, st.Size, zero)
+			if fill {
+				if allocated < st.Size {
+					t.Fatalf("only %d of %d bytes allocated: the container has holes", allocated, st.Size)
+				}
+				if zero > 1<<20/128 { // random bytes: about 1/256 are zero
+					t.Fatalf("%d zero bytes in the payload's last MiB: not filled with cipher text", zero)
+				}
+			} else if allocated > st.Size/2 {
+				t.Fatalf("%d of %d bytes allocated with fill = false: want a sparse container", allocated, st.Size)
+			}
+			// Either way the vault opens and holds ext4.
+			mnt := filepath.Join(dir, "mnt")
+			os.Mkdir(mnt, 0o700)
+			if _, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, MountDir: mnt}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(mnt, "lost+found")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Lock(ctx, crypt.LockRequest{VaultPath: vault}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

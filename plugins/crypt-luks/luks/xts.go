@@ -109,7 +109,10 @@ func (x *xtsCipher) sector(dst, src, t []byte, sectorNo uint64, enc bool) {
 // cryptSerial processes whole sectors of src into dst on this goroutine.
 func (x *xtsCipher) cryptSerial(dst, src []byte, first uint64, enc bool) {
 	ss := x.sectorSize
-	t := make([]byte, ss)
+	var t []byte
+	if x.ek == nil {
+		t = make([]byte, ss) // the crypto/aes path's tweak scratch
+	}
 	for i := 0; i < len(src)/ss; i++ {
 		x.sector(dst[i*ss:(i+1)*ss], src[i*ss:(i+1)*ss], t, first+uint64(i), enc)
 	}
