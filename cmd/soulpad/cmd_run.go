@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/soulpad/soulpad/core/control"
 	"github.com/soulpad/soulpad/core/lifecycle"
+	"github.com/soulpad/soulpad/sdk/crypt"
 )
 
 func newInitCmd(g *globals) *cobra.Command {
@@ -40,11 +42,25 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 			if err != nil {
 				return err
 			}
-			p, err := lifecycle.Init(cmd.Context(), lifecycle.InitOptions{
+			// Once the passphrase is in, Ctrl-C stops the creation and
+			// removes what was made instead of killing soulpad half-way
+			// (before, it leaves the prompt as usual).
+			ctx, arm, stop := interruptible(cmd.Context(), cmd.ErrOrStderr())
+			defer stop()
+			cred := cf.credential(cfg, true)
+			p, err := lifecycle.Init(ctx, lifecycle.InitOptions{
 				Config: cfg, Log: g.logger(cfg), Out: cmd.OutOrStdout(),
-				Credential: cf.credential(cfg, true), CarryPlugins: !noCarry,
+				Credential: func(ctx context.Context) (crypt.Credential, error) {
+					c, err := cred(ctx)
+					arm()
+					return c, err
+				},
+				CarryPlugins: !noCarry,
 			})
 			if err != nil {
+				if ctx.Err() != nil {
+					return fmt.Errorf("interrupted: the pad was not created and nothing of it is left (%w)", err)
+				}
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pad %s created at %s (machine %q)\nnext: soulpad run%s\n", p.Meta.ID, p.Dir, p.Meta.Machine, configArg(g))
@@ -55,6 +71,28 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&noCarry, "no-carry-plugins", false, "do not copy the plugins onto the pad")
 	return c
+}
+
+// interruptible returns a context that Ctrl-C or SIGTERM cancels once arm
+// has been called, saying so on w; stop lets go of the signals.
+func interruptible(parent context.Context, w io.Writer) (ctx context.Context, arm, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 1)
+	var once sync.Once
+	arm = func() {
+		once.Do(func() {
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			go func() {
+				select {
+				case s := <-sigs:
+					fmt.Fprintf(w, "\n%s: stopping and cleaning up…\n", s)
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+		})
+	}
+	return ctx, arm, func() { signal.Stop(sigs); cancel() }
 }
 
 func configArg(g *globals) string {

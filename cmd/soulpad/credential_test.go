@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 )
@@ -114,5 +115,76 @@ func TestCredentialAddChangeRemove(t *testing.T) {
 	}
 	if j := must("journal"); !strings.Contains(j, "removed a passphrase") {
 		t.Fatalf("journal lacks the credential changes:\n%s", j)
+	}
+}
+
+// Ctrl-C while init fills a big crypt-luks vault stops it and leaves
+// nothing behind: no pad directory, no plugin process, no FUSE mount.
+func TestInitInterruptedLeavesNothing(t *testing.T) {
+	e, dir := credEnv(t)
+	hcl, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 GiB: the fill alone takes far longer than the test waits.
+	if err := os.WriteFile(e.cfg, []byte(strings.Replace(string(hcl), "vault_size_mib = 64", "vault_size_mib = 16384", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pass := filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte("the first passphrase of this pad\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp") // where the plugin mounts its payload
+	os.Mkdir(tmp, 0o700)
+	cmd := exec.Command(e.bin, "init", "--passphrase-file", pass)
+	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg, "TMPDIR="+tmp)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupt once the container is being filled: luksFormat has run.
+	creating := filepath.Join(e.pad, "vault.creating")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if st, err := os.Stat(creating); err == nil && st.Size() > 0 {
+			if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tmp) {
+				break // the payload is served: the fill is on
+			}
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the vault's fill did not start in 60 s:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("init did not stop within 30 s of Ctrl-C:\n%s", out.String())
+	}
+	t.Logf("init after Ctrl-C: %v\n%s", err, out.String())
+	if err == nil {
+		t.Fatal("init exited 0 after Ctrl-C")
+	}
+	if !strings.Contains(out.String(), "interrupted: the pad was not created") {
+		t.Errorf("init did not say it was interrupted:\n%s", out.String())
+	}
+	if _, err := os.Stat(e.pad); !os.IsNotExist(err) {
+		ents, _ := os.ReadDir(e.pad)
+		t.Errorf("the pad directory is still there (%v): %v", err, ents)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tmp) {
+		t.Errorf("the plugin's FUSE mount is still there:\n%s", b)
+	}
+	if ps, _ := exec.Command("pgrep", "-f", filepath.Join(testbin.Dir(), "plugins", "crypt-luks")).Output(); len(ps) > 0 {
+		t.Errorf("crypt-luks still running: %s", ps)
 	}
 }

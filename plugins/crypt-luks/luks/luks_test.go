@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/plugins/crypt-luks/luks"
@@ -327,5 +328,40 @@ func TestCreateFillsTheContainer(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// Create cancelled while it fills the container leaves nothing behind:
+// no vault, no half-made file, no FUSE mount.
+func TestCreateCancelledLeavesNothing(t *testing.T) {
+	requireHost(t)
+	dir := t.TempDir()
+	c := newPlugin(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	vault := filepath.Join(dir, "vault")
+	go func() {
+		// Cancel once the fill has begun: the half-made file is there.
+		for i := 0; i < 600; i++ {
+			if st, err := os.Stat(vault + ".creating"); err == nil && st.Size() > 0 {
+				time.Sleep(300 * time.Millisecond) // luksFormat, then the fill
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: 8 << 30})
+	if err == nil {
+		t.Fatal("Create of 8 GiB finished before it was cancelled")
+	}
+	t.Logf("cancelled: %v", err)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v does not say it was cancelled", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind in the pad directory: %v", ents)
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte("soulpad-luks")) {
+		t.Error("a soulpad-luks FUSE mount is still there")
 	}
 }
