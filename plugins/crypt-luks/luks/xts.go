@@ -29,6 +29,11 @@ func newXTS(key []byte, sectorSize int, ivTweak uint64) (*xtsCipher, error) {
 	if len(key)%2 != 0 || (len(key) != 32 && len(key) != 64) {
 		return nil, fmt.Errorf("aes-xts: key of %d bytes", len(key))
 	}
+	// LUKS2 sectors are 512 to 4096 bytes, a power of two: whole groups
+	// of eight blocks, as the AES-NI code takes them.
+	if sectorSize < 512 || sectorSize > 4096 || sectorSize&(sectorSize-1) != 0 {
+		return nil, fmt.Errorf("aes-xts: sector size %d (want 512, 1024, 2048 or 4096)", sectorSize)
+	}
 	k1, err := aes.NewCipher(key[:len(key)/2])
 	if err != nil {
 		return nil, err

@@ -72,6 +72,14 @@ func checkXTS(t *testing.T, keyLen, ss int, asm bool) {
 	}
 }
 
+func TestXTSRefusesOddSectorSizes(t *testing.T) {
+	for _, ss := range []int{0, 256, 520, 3072, 8192} {
+		if _, err := newXTS(make([]byte, 64), ss, 0); err == nil {
+			t.Errorf("sector size %d accepted", ss)
+		}
+	}
+}
+
 // The key schedule gives FIPS-197's published last round keys (the XTS
 // test above checks every round through the cipher's output).
 func TestExpandKeyKnownAnswer(t *testing.T) {
