@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -107,6 +108,26 @@ type Plugin interface {
 	Configure(ctx context.Context, req ConfigureRequest) (ConfigureResponse, error)
 }
 
+// Shutdowner is implemented by a plugin that must finish or undo work
+// before its process ends (a FUSE server it runs, a half-made file). Serve
+// calls Shutdown once, when the host has let go of the plugin or has died,
+// after the host's calls were cancelled. A host that lets go waits about
+// two seconds for the process to end, so Shutdown should be quick then.
+type Shutdowner interface {
+	Shutdown()
+}
+
+// shutdown calls impl's Shutdown, once, if it has one.
+func shutdown(impl Plugin) {
+	shutdownOnce.Do(func() {
+		if s, ok := impl.(Shutdowner); ok {
+			s.Shutdown()
+		}
+	})
+}
+
+var shutdownOnce sync.Once
+
 // Serve runs impl as a plugin process and never returns. impl must
 // implement the interface of the kind its Info names (import that kind's
 // package). When the binary is not started by a SoulPad host, or impl is
@@ -127,13 +148,14 @@ func serve(impl Plugin) error {
 	if err != nil {
 		return err
 	}
-	go exitWithParent()
+	go exitWithParent(impl)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         ps,
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          Logger("plugin"),
 	})
+	shutdown(impl)
 	return nil
 }
 
@@ -170,10 +192,11 @@ func ClientPluginSet() plugin.PluginSet {
 // exitWithParent ends the plugin when its host dies without stopping it, so
 // no plugin (and no child of one) outlives the core. The host also asks the
 // kernel for this (Pdeathsig); this covers hosts that could not.
-func exitWithParent() {
+func exitWithParent(impl Plugin) {
 	parent := os.Getppid()
 	for range time.Tick(500 * time.Millisecond) {
 		if os.Getppid() != parent {
+			shutdown(impl)
 			os.Exit(2)
 		}
 	}

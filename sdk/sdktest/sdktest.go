@@ -42,6 +42,15 @@ func InProcess(t testing.TB, impl sdk.Plugin) any {
 // of its kind. The process is killed when the test ends.
 func Binary(t testing.TB, path string) any {
 	t.Helper()
+	impl, _ := BinaryStop(t, path)
+	return impl
+}
+
+// BinaryStop is Binary, and also returns the func that lets go of the
+// plugin the way a host does at exit: it asks the plugin to stop, waits
+// up to two seconds for the process to end, then kills it.
+func BinaryStop(t testing.TB, path string) (any, func()) {
+	t.Helper()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.ClientPluginSet(),
@@ -66,11 +75,11 @@ func Binary(t testing.TB, path string) any {
 		info, err := p.Info(ctx, sdk.InfoRequest{})
 		cancel()
 		if err == nil && info.Kind == k {
-			return raw
+			return raw, client.Kill
 		}
 	}
 	t.Fatalf("sdktest: %s serves no known plugin kind", path)
-	return nil
+	return nil, nil
 }
 
 // testWriter sends plugin logs to the test log until the test ends.

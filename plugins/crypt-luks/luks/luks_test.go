@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testluks"
 	"github.com/soulpad/soulpad/plugins/crypt-luks/luks"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
@@ -331,37 +332,98 @@ func TestCreateFillsTheContainer(t *testing.T) {
 	}
 }
 
-// Create cancelled while it fills the container leaves nothing behind:
-// no vault, no half-made file, no FUSE mount.
+// Create cancelled while it fills the container, and the plugin let go
+// of at once (as soulpad does when Ctrl-C stops init), leaves nothing
+// behind: no vault, no half-made file, no FUSE mount, no temp directory.
 func TestCreateCancelledLeavesNothing(t *testing.T) {
 	requireHost(t)
 	dir := t.TempDir()
-	c := newPlugin(t)
+	tmp := filepath.Join(dir, "tmp") // the plugin's temp area
+	os.Mkdir(tmp, 0o700)
+	bin := testbin.Build(t, "plugins/crypt-luks")
+	t.Setenv("TMPDIR", tmp)
+	pads := filepath.Join(dir, "pad")
+	os.Mkdir(pads, 0o700)
+	impl, stop := sdktest.BinaryStop(t, bin)
+	c := impl.(crypt.Crypt)
+	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	vault := filepath.Join(dir, "vault")
+	vault := filepath.Join(pads, "vault")
 	go func() {
-		// Cancel once the fill has begun: the half-made file is there.
-		for i := 0; i < 600; i++ {
-			if st, err := os.Stat(vault + ".creating"); err == nil && st.Size() > 0 {
-				time.Sleep(300 * time.Millisecond) // luksFormat, then the fill
+		// Cancel once the payload is served: the fill is on.
+		for i := 0; i < 3000; i++ {
+			if mountedUnder(tmp) {
+				time.Sleep(200 * time.Millisecond)
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		cancel()
 	}()
-	_, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: 8 << 30})
+	_, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: 16 << 30})
 	if err == nil {
-		t.Fatal("Create of 8 GiB finished before it was cancelled")
+		t.Fatal("Create of 16 GiB finished before it was cancelled")
 	}
 	t.Logf("cancelled: %v", err)
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("error %v does not say it was cancelled", err)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+	start := time.Now()
+	stop()
+	t.Logf("the plugin ended %v after it was let go of", time.Since(start).Round(time.Millisecond))
+	if ents, _ := os.ReadDir(pads); len(ents) != 0 {
 		t.Errorf("left behind in the pad directory: %v", ents)
 	}
-	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mounts, []byte("soulpad-luks")) {
-		t.Error("a soulpad-luks FUSE mount is still there")
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("left behind in the plugin's temp area: %v", ents)
 	}
+	if mountedUnder(tmp) {
+		t.Error("a FUSE mount is still there")
+	}
+}
+
+// A plugin let go of with a vault still unlocked locks it as it ends:
+// ext4 unmounted with its data written, no FUSE mount left dead.
+func TestPluginEndingLocksOpenVault(t *testing.T) {
+	requireHost(t)
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	os.Mkdir(tmp, 0o700)
+	bin := testbin.Build(t, "plugins/crypt-luks")
+	t.Setenv("TMPDIR", tmp)
+	impl, stop := sdktest.BinaryStop(t, bin)
+	c := impl.(crypt.Crypt)
+	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
+		t.Fatal(err)
+	}
+	vault, plain := createOpen(t, c, dir, 64<<20)
+	data := bytes.Repeat([]byte("written just before the plugin ended\n"), 10000)
+	if err := os.WriteFile(filepath.Join(plain, "last.txt"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stop()
+	t.Logf("the plugin ended %v after it was let go of", time.Since(start).Round(time.Millisecond))
+	if mountedUnder(dir) {
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		t.Fatalf("still mounted after the plugin ended:\n%s", b)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("left behind in the plugin's temp area: %v", ents)
+	}
+	// cryptsetup alone finds the file, whole.
+	got, err := os.ReadFile(filepath.Join(testluks.Decrypt(t, vault, goodPass), "last.txt"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the file written before the plugin ended: %d bytes, %v; want %d bytes", len(got), err, len(data))
+	}
+}
+
+// mountedUnder reports whether anything is mounted at or below dir.
+func mountedUnder(dir string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			return true
+		}
+	}
+	return false
 }

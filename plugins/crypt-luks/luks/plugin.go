@@ -82,6 +82,7 @@ func defaults() Config {
 var (
 	_ crypt.Crypt             = (*Plugin)(nil)
 	_ crypt.CredentialManager = (*Plugin)(nil)
+	_ sdk.Shutdowner          = (*Plugin)(nil)
 )
 
 // Info implements sdk.Plugin.
@@ -333,6 +334,26 @@ func (p *Plugin) Lock(_ context.Context, req crypt.LockRequest) (crypt.LockRespo
 	}
 	delete(p.open, req.VaultPath)
 	return crypt.LockResponse{}, nil
+}
+
+// Shutdown implements sdk.Shutdowner. It waits for a call in flight (a
+// cancelled create removes its half-made file and unmounts) and locks any
+// vault still open: the userspace engine's FUSE server ends with this
+// process, and ext4 must be unmounted, its data written, before it does.
+func (p *Plugin) Shutdown() {
+	p.mu.Lock()
+	var open []string
+	for path := range p.open {
+		open = append(open, path)
+	}
+	p.mu.Unlock()
+	for _, path := range open {
+		if _, err := p.Lock(context.Background(), crypt.LockRequest{VaultPath: path}); err != nil {
+			p.log.Error("the plugin is ending with the vault still open", "vault", path, "error", err)
+			continue
+		}
+		p.log.Warn("vault locked as the plugin ends (the host let go of it unlocked)", "vault", path)
+	}
 }
 
 // slots counts the active key slots.
