@@ -1,11 +1,13 @@
 package main_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,27 +140,20 @@ func TestInitInterruptedLeavesNothing(t *testing.T) {
 	os.Mkdir(tmp, 0o700)
 	cmd := exec.Command(e.bin, "init", "--passphrase-file", pass)
 	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg, "TMPDIR="+tmp)
-	var out strings.Builder
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Interrupt once the container is being filled: luksFormat has run.
-	creating := filepath.Join(e.pad, "vault.creating")
+	// Interrupt once init shows the container being filled.
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if st, err := os.Stat(creating); err == nil && st.Size() > 0 {
-			if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tmp) {
-				break // the payload is served: the fill is on
-			}
-		}
+	for !strings.Contains(out.String(), "writing the container end to end: ") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("the vault's fill did not start in 60 s:\n%s", out.String())
+			t.Fatalf("init showed no progress of the vault's fill in 60 s:\n%s", out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -187,4 +182,22 @@ func TestInitInterruptedLeavesNothing(t *testing.T) {
 	if ps, _ := exec.Command("pgrep", "-f", filepath.Join(testbin.Dir(), "plugins", "crypt-luks")).Output(); len(ps) > 0 {
 		t.Errorf("crypt-luks still running: %s", ps)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a command writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

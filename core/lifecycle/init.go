@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -102,7 +103,8 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		}
 	}()
 	fmt.Fprintf(o.Out, "creating the vault with %s…\n", cp.Name)
-	if _, err = cp.Crypt().Create(ctx, crypt.CreateRequest{VaultPath: p.VaultPath(), Credential: cred, SizeBytes: cfg.Pad.VaultSizeMiB << 20}); err != nil {
+	if _, err = cp.Crypt().Create(ctx, crypt.CreateRequest{VaultPath: p.VaultPath(), Credential: cred, SizeBytes: cfg.Pad.VaultSizeMiB << 20,
+		OnProgress: createProgress(o.Out)}); err != nil {
 		return nil, cp.Err("create vault", err)
 	}
 	mnt, err := os.MkdirTemp("", "soulpad-init-")
@@ -176,4 +178,23 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return pad.SyncDir(filepath.Dir(dst))
+}
+
+// createProgress prints a crypt plugin's progress at most every two
+// seconds, and its end.
+func createProgress(out io.Writer) func(crypt.Progress) {
+	var last time.Time
+	return func(p crypt.Progress) {
+		end := p.BytesTotal > 0 && p.BytesDone >= p.BytesTotal
+		if time.Since(last) < 2*time.Second && !end {
+			return
+		}
+		last = time.Now()
+		if p.BytesTotal == 0 {
+			fmt.Fprintf(out, "  %s: %s\n", p.Phase, humanBytes(int64(p.BytesDone)))
+			return
+		}
+		fmt.Fprintf(out, "  %s: %s of %s (%.0f%%)\n", p.Phase, humanBytes(int64(p.BytesDone)), humanBytes(int64(p.BytesTotal)),
+			100*float64(p.BytesDone)/float64(p.BytesTotal))
+	}
 }

@@ -53,6 +53,17 @@ type CreateRequest struct {
 	Credential Credential
 	// SizeBytes is the capacity wanted, for fixed-size containers.
 	SizeBytes uint64
+	// OnProgress, when set, is called as long work goes on (a fixed-size
+	// container being written end to end). It does not cross the RPC;
+	// the adapters carry the progress stream.
+	OnProgress func(Progress) `json:"-"`
+}
+
+// Progress reports long work in Create. BytesTotal may be 0 when unknown.
+type Progress struct {
+	Phase      string
+	BytesDone  uint64
+	BytesTotal uint64
 }
 
 // CreateResponse is empty.

@@ -3,9 +3,12 @@ package crypt
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/internal/pb"
@@ -59,6 +62,18 @@ func (s *server) Create(ctx context.Context, r *pb.CryptCreateRequest) (*pb.Cryp
 	return &pb.CryptCreateResponse{}, rpc.ToStatus(err)
 }
 
+func (s *server) CreateStream(r *pb.CryptCreateRequest, stream pb.Crypt_CreateStreamServer) error {
+	_, err := s.impl.Create(stream.Context(), CreateRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), SizeBytes: r.SizeBytes,
+		OnProgress: func(p Progress) {
+			_ = stream.Send(&pb.CryptCreateMessage{Msg: &pb.CryptCreateMessage_Progress{Progress: &pb.CryptProgress{
+				Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}}})
+		}})
+	if err != nil {
+		return rpc.ToStatus(err)
+	}
+	return stream.Send(&pb.CryptCreateMessage{Msg: &pb.CryptCreateMessage_Result{Result: &pb.CryptCreateResponse{}}})
+}
+
 func (s *server) Unlock(ctx context.Context, r *pb.UnlockRequest) (*pb.UnlockResponse, error) {
 	out, err := s.impl.Unlock(ctx, UnlockRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), MountDir: r.MountDir})
 	if err != nil {
@@ -103,9 +118,31 @@ var (
 	_ CredentialManager = (*Client)(nil)
 )
 
-// Create implements Crypt.
+// Create implements Crypt. With OnProgress set it takes the progress
+// stream, falling back to the plain call for a plugin without it.
 func (c *Client) Create(ctx context.Context, r CreateRequest) (CreateResponse, error) {
-	_, err := c.c.Create(ctx, &pb.CryptCreateRequest{VaultPath: r.VaultPath, Credential: toPB(r.Credential), SizeBytes: r.SizeBytes})
+	req := &pb.CryptCreateRequest{VaultPath: r.VaultPath, Credential: toPB(r.Credential), SizeBytes: r.SizeBytes}
+	if r.OnProgress != nil {
+		stream, err := c.c.CreateStream(ctx, req)
+		for err == nil {
+			var m *pb.CryptCreateMessage
+			if m, err = stream.Recv(); err != nil {
+				break
+			}
+			switch x := m.Msg.(type) {
+			case *pb.CryptCreateMessage_Progress:
+				r.OnProgress(Progress{Phase: x.Progress.Phase, BytesDone: x.Progress.BytesDone, BytesTotal: x.Progress.BytesTotal})
+			case *pb.CryptCreateMessage_Result:
+				return CreateResponse{}, nil
+			default:
+				return CreateResponse{}, fmt.Errorf("crypt: unexpected message %T from plugin", m.Msg)
+			}
+		}
+		if status.Code(err) != codes.Unimplemented {
+			return CreateResponse{}, rpc.FromStatus(err)
+		}
+	}
+	_, err := c.c.Create(ctx, req)
 	return CreateResponse{}, rpc.FromStatus(err)
 }
 

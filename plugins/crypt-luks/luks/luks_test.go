@@ -286,8 +286,19 @@ func TestCreateFillsTheContainer(t *testing.T) {
 				t.Fatal(err)
 			}
 			vault := filepath.Join(dir, "vault")
-			if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: size}); err != nil {
+			var seen []crypt.Progress // the progress stream, over gRPC
+			if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, SizeBytes: size,
+				OnProgress: func(p crypt.Progress) { seen = append(seen, p) }}); err != nil {
 				t.Fatal(err)
+			}
+			t.Logf("progress: %+v", seen)
+			if fill {
+				// 80 MiB of payload: at 64 MiB and at the end.
+				if len(seen) != 2 || seen[1].BytesDone != seen[1].BytesTotal || seen[0].BytesDone >= seen[1].BytesDone || seen[1].BytesTotal != size-16<<20 {
+					t.Fatalf("progress %+v: want 64 MiB, then all %d bytes of the payload", seen, size-16<<20)
+				}
+			} else if len(seen) != 0 {
+				t.Fatalf("progress %+v without a fill", seen)
 			}
 			var st syscall.Stat_t
 			if err := syscall.Stat(vault, &st); err != nil {

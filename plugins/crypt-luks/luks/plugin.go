@@ -235,7 +235,10 @@ func (p *Plugin) Create(ctx context.Context, req crypt.CreateRequest) (crypt.Cre
 	if p.cfg.Fill {
 		start := time.Now()
 		err := pl.fill(ctx, func(done, total int64) {
-			p.log.Info("filling the new container", "path", req.VaultPath, "done_mib", done>>20, "total_mib", total>>20)
+			p.log.Debug("filling the new container", "path", req.VaultPath, "done_mib", done>>20, "total_mib", total>>20)
+			if req.OnProgress != nil {
+				req.OnProgress(crypt.Progress{Phase: "writing the container end to end", BytesDone: uint64(done), BytesTotal: uint64(total)})
+			}
 		})
 		if err != nil {
 			pl.close()

@@ -240,13 +240,26 @@ func (p *payload) writeAt(src []byte, off int64) (int, error) {
 // FAQ advises for a new container: the container then shows nothing of
 // which blocks hold data (a sparse file would), and later writes
 // overwrite blocks in place, which file systems run in parallel (writes
-// that allocate are serialized). progress gets the bytes written so far.
+// that allocate are serialized). progress gets the bytes written so far,
+// every 64 MiB and at the end.
 func (p *payload) fill(ctx context.Context, progress func(done, total int64)) error {
 	const chunk = 1 << 20
 	zero := make([]byte, chunk) // writeAt leaves its source alone
 	var next, done atomic.Int64
 	workers := 2 * runtime.GOMAXPROCS(0) // keep the disk busy while others encrypt
 	errs := make(chan error, workers)
+	// progress is called from one goroutine at a time, with counts that
+	// only grow.
+	var mu sync.Mutex
+	var reported int64
+	report := func(d int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if d > reported {
+			reported = d
+			progress(d, p.size)
+		}
+	}
 	for w := 0; w < workers; w++ {
 		go func() {
 			for {
@@ -264,8 +277,8 @@ func (p *payload) fill(ctx context.Context, progress func(done, total int64)) er
 					errs <- fmt.Errorf("fill the container at payload offset %d: %w", off, err)
 					return
 				}
-				if d := done.Add(n); progress != nil && (d%(256<<20) < chunk || d == p.size) {
-					progress(d, p.size)
+				if d := done.Add(n); progress != nil && (d%(64<<20) < chunk || d == p.size) {
+					report(d)
 				}
 			}
 		}()

@@ -169,6 +169,148 @@ func (*CryptCreateResponse) Descriptor() ([]byte, []int) {
 	return file_crypt_proto_rawDescGZIP(), []int{2}
 }
 
+type CryptProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phase         string                 `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	BytesDone     uint64                 `protobuf:"varint,2,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	BytesTotal    uint64                 `protobuf:"varint,3,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CryptProgress) Reset() {
+	*x = CryptProgress{}
+	mi := &file_crypt_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CryptProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CryptProgress) ProtoMessage() {}
+
+func (x *CryptProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_crypt_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CryptProgress.ProtoReflect.Descriptor instead.
+func (*CryptProgress) Descriptor() ([]byte, []int) {
+	return file_crypt_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CryptProgress) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *CryptProgress) GetBytesDone() uint64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *CryptProgress) GetBytesTotal() uint64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
+}
+
+type CryptCreateMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*CryptCreateMessage_Progress
+	//	*CryptCreateMessage_Result
+	Msg           isCryptCreateMessage_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CryptCreateMessage) Reset() {
+	*x = CryptCreateMessage{}
+	mi := &file_crypt_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CryptCreateMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CryptCreateMessage) ProtoMessage() {}
+
+func (x *CryptCreateMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_crypt_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CryptCreateMessage.ProtoReflect.Descriptor instead.
+func (*CryptCreateMessage) Descriptor() ([]byte, []int) {
+	return file_crypt_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CryptCreateMessage) GetMsg() isCryptCreateMessage_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *CryptCreateMessage) GetProgress() *CryptProgress {
+	if x != nil {
+		if x, ok := x.Msg.(*CryptCreateMessage_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+func (x *CryptCreateMessage) GetResult() *CryptCreateResponse {
+	if x != nil {
+		if x, ok := x.Msg.(*CryptCreateMessage_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isCryptCreateMessage_Msg interface {
+	isCryptCreateMessage_Msg()
+}
+
+type CryptCreateMessage_Progress struct {
+	Progress *CryptProgress `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type CryptCreateMessage_Result struct {
+	Result *CryptCreateResponse `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+func (*CryptCreateMessage_Progress) isCryptCreateMessage_Msg() {}
+
+func (*CryptCreateMessage_Result) isCryptCreateMessage_Msg() {}
+
 type UnlockRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	VaultPath     string                 `protobuf:"bytes,1,opt,name=vault_path,json=vaultPath,proto3" json:"vault_path,omitempty"`
@@ -180,7 +322,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_crypt_proto_msgTypes[3]
+	mi := &file_crypt_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +334,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[3]
+	mi := &file_crypt_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +347,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{3}
+	return file_crypt_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UnlockRequest) GetVaultPath() string {
@@ -238,7 +380,7 @@ type UnlockResponse struct {
 
 func (x *UnlockResponse) Reset() {
 	*x = UnlockResponse{}
-	mi := &file_crypt_proto_msgTypes[4]
+	mi := &file_crypt_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +392,7 @@ func (x *UnlockResponse) String() string {
 func (*UnlockResponse) ProtoMessage() {}
 
 func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[4]
+	mi := &file_crypt_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +405,7 @@ func (x *UnlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockResponse.ProtoReflect.Descriptor instead.
 func (*UnlockResponse) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{4}
+	return file_crypt_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UnlockResponse) GetPlaintextDir() string {
@@ -282,7 +424,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_crypt_proto_msgTypes[5]
+	mi := &file_crypt_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +436,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[5]
+	mi := &file_crypt_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +449,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{5}
+	return file_crypt_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LockRequest) GetVaultPath() string {
@@ -325,7 +467,7 @@ type LockResponse struct {
 
 func (x *LockResponse) Reset() {
 	*x = LockResponse{}
-	mi := &file_crypt_proto_msgTypes[6]
+	mi := &file_crypt_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +479,7 @@ func (x *LockResponse) String() string {
 func (*LockResponse) ProtoMessage() {}
 
 func (x *LockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[6]
+	mi := &file_crypt_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +492,7 @@ func (x *LockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
 func (*LockResponse) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{6}
+	return file_crypt_proto_rawDescGZIP(), []int{8}
 }
 
 type AddCredentialRequest struct {
@@ -364,7 +506,7 @@ type AddCredentialRequest struct {
 
 func (x *AddCredentialRequest) Reset() {
 	*x = AddCredentialRequest{}
-	mi := &file_crypt_proto_msgTypes[7]
+	mi := &file_crypt_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +518,7 @@ func (x *AddCredentialRequest) String() string {
 func (*AddCredentialRequest) ProtoMessage() {}
 
 func (x *AddCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[7]
+	mi := &file_crypt_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +531,7 @@ func (x *AddCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCredentialRequest.ProtoReflect.Descriptor instead.
 func (*AddCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{7}
+	return file_crypt_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AddCredentialRequest) GetVaultPath() string {
@@ -421,7 +563,7 @@ type AddCredentialResponse struct {
 
 func (x *AddCredentialResponse) Reset() {
 	*x = AddCredentialResponse{}
-	mi := &file_crypt_proto_msgTypes[8]
+	mi := &file_crypt_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +575,7 @@ func (x *AddCredentialResponse) String() string {
 func (*AddCredentialResponse) ProtoMessage() {}
 
 func (x *AddCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[8]
+	mi := &file_crypt_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +588,7 @@ func (x *AddCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddCredentialResponse.ProtoReflect.Descriptor instead.
 func (*AddCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{8}
+	return file_crypt_proto_rawDescGZIP(), []int{10}
 }
 
 type RemoveCredentialRequest struct {
@@ -460,7 +602,7 @@ type RemoveCredentialRequest struct {
 
 func (x *RemoveCredentialRequest) Reset() {
 	*x = RemoveCredentialRequest{}
-	mi := &file_crypt_proto_msgTypes[9]
+	mi := &file_crypt_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +614,7 @@ func (x *RemoveCredentialRequest) String() string {
 func (*RemoveCredentialRequest) ProtoMessage() {}
 
 func (x *RemoveCredentialRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[9]
+	mi := &file_crypt_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +627,7 @@ func (x *RemoveCredentialRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveCredentialRequest.ProtoReflect.Descriptor instead.
 func (*RemoveCredentialRequest) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{9}
+	return file_crypt_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RemoveCredentialRequest) GetVaultPath() string {
@@ -517,7 +659,7 @@ type RemoveCredentialResponse struct {
 
 func (x *RemoveCredentialResponse) Reset() {
 	*x = RemoveCredentialResponse{}
-	mi := &file_crypt_proto_msgTypes[10]
+	mi := &file_crypt_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +671,7 @@ func (x *RemoveCredentialResponse) String() string {
 func (*RemoveCredentialResponse) ProtoMessage() {}
 
 func (x *RemoveCredentialResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crypt_proto_msgTypes[10]
+	mi := &file_crypt_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +684,7 @@ func (x *RemoveCredentialResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveCredentialResponse.ProtoReflect.Descriptor instead.
 func (*RemoveCredentialResponse) Descriptor() ([]byte, []int) {
-	return file_crypt_proto_rawDescGZIP(), []int{10}
+	return file_crypt_proto_rawDescGZIP(), []int{12}
 }
 
 var File_crypt_proto protoreflect.FileDescriptor
@@ -565,7 +707,17 @@ const file_crypt_proto_rawDesc = "" +
 	"credential\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x04R\tsizeBytes\"\x15\n" +
-	"\x13CryptCreateResponse\"\x83\x01\n" +
+	"\x13CryptCreateResponse\"e\n" +
+	"\rCryptProgress\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\x02 \x01(\x04R\tbytesDone\x12\x1f\n" +
+	"\vbytes_total\x18\x03 \x01(\x04R\n" +
+	"bytesTotal\"\x8f\x01\n" +
+	"\x12CryptCreateMessage\x127\n" +
+	"\bprogress\x18\x01 \x01(\v2\x19.soulpad.v1.CryptProgressH\x00R\bprogress\x129\n" +
+	"\x06result\x18\x02 \x01(\v2\x1f.soulpad.v1.CryptCreateResponseH\x00R\x06resultB\x05\n" +
+	"\x03msg\"\x83\x01\n" +
 	"\rUnlockRequest\x12\x1d\n" +
 	"\n" +
 	"vault_path\x18\x01 \x01(\tR\tvaultPath\x126\n" +
@@ -590,9 +742,10 @@ const file_crypt_proto_rawDesc = "" +
 	"vault_path\x18\x01 \x01(\tR\tvaultPath\x122\n" +
 	"\bexisting\x18\x02 \x01(\v2\x16.soulpad.v1.CredentialR\bexisting\x12.\n" +
 	"\x06remove\x18\x03 \x01(\v2\x16.soulpad.v1.CredentialR\x06remove\"\x1a\n" +
-	"\x18RemoveCredentialResponse2\x83\x03\n" +
+	"\x18RemoveCredentialResponse2\xd5\x03\n" +
 	"\x05Crypt\x12I\n" +
-	"\x06Create\x12\x1e.soulpad.v1.CryptCreateRequest\x1a\x1f.soulpad.v1.CryptCreateResponse\x12?\n" +
+	"\x06Create\x12\x1e.soulpad.v1.CryptCreateRequest\x1a\x1f.soulpad.v1.CryptCreateResponse\x12P\n" +
+	"\fCreateStream\x12\x1e.soulpad.v1.CryptCreateRequest\x1a\x1e.soulpad.v1.CryptCreateMessage0\x01\x12?\n" +
 	"\x06Unlock\x12\x19.soulpad.v1.UnlockRequest\x1a\x1a.soulpad.v1.UnlockResponse\x129\n" +
 	"\x04Lock\x12\x17.soulpad.v1.LockRequest\x1a\x18.soulpad.v1.LockResponse\x12T\n" +
 	"\rAddCredential\x12 .soulpad.v1.AddCredentialRequest\x1a!.soulpad.v1.AddCredentialResponse\x12]\n" +
@@ -610,42 +763,48 @@ func file_crypt_proto_rawDescGZIP() []byte {
 	return file_crypt_proto_rawDescData
 }
 
-var file_crypt_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_crypt_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_crypt_proto_goTypes = []any{
 	(*Credential)(nil),               // 0: soulpad.v1.Credential
 	(*CryptCreateRequest)(nil),       // 1: soulpad.v1.CryptCreateRequest
 	(*CryptCreateResponse)(nil),      // 2: soulpad.v1.CryptCreateResponse
-	(*UnlockRequest)(nil),            // 3: soulpad.v1.UnlockRequest
-	(*UnlockResponse)(nil),           // 4: soulpad.v1.UnlockResponse
-	(*LockRequest)(nil),              // 5: soulpad.v1.LockRequest
-	(*LockResponse)(nil),             // 6: soulpad.v1.LockResponse
-	(*AddCredentialRequest)(nil),     // 7: soulpad.v1.AddCredentialRequest
-	(*AddCredentialResponse)(nil),    // 8: soulpad.v1.AddCredentialResponse
-	(*RemoveCredentialRequest)(nil),  // 9: soulpad.v1.RemoveCredentialRequest
-	(*RemoveCredentialResponse)(nil), // 10: soulpad.v1.RemoveCredentialResponse
+	(*CryptProgress)(nil),            // 3: soulpad.v1.CryptProgress
+	(*CryptCreateMessage)(nil),       // 4: soulpad.v1.CryptCreateMessage
+	(*UnlockRequest)(nil),            // 5: soulpad.v1.UnlockRequest
+	(*UnlockResponse)(nil),           // 6: soulpad.v1.UnlockResponse
+	(*LockRequest)(nil),              // 7: soulpad.v1.LockRequest
+	(*LockResponse)(nil),             // 8: soulpad.v1.LockResponse
+	(*AddCredentialRequest)(nil),     // 9: soulpad.v1.AddCredentialRequest
+	(*AddCredentialResponse)(nil),    // 10: soulpad.v1.AddCredentialResponse
+	(*RemoveCredentialRequest)(nil),  // 11: soulpad.v1.RemoveCredentialRequest
+	(*RemoveCredentialResponse)(nil), // 12: soulpad.v1.RemoveCredentialResponse
 }
 var file_crypt_proto_depIdxs = []int32{
 	0,  // 0: soulpad.v1.CryptCreateRequest.credential:type_name -> soulpad.v1.Credential
-	0,  // 1: soulpad.v1.UnlockRequest.credential:type_name -> soulpad.v1.Credential
-	0,  // 2: soulpad.v1.AddCredentialRequest.existing:type_name -> soulpad.v1.Credential
-	0,  // 3: soulpad.v1.AddCredentialRequest.add:type_name -> soulpad.v1.Credential
-	0,  // 4: soulpad.v1.RemoveCredentialRequest.existing:type_name -> soulpad.v1.Credential
-	0,  // 5: soulpad.v1.RemoveCredentialRequest.remove:type_name -> soulpad.v1.Credential
-	1,  // 6: soulpad.v1.Crypt.Create:input_type -> soulpad.v1.CryptCreateRequest
-	3,  // 7: soulpad.v1.Crypt.Unlock:input_type -> soulpad.v1.UnlockRequest
-	5,  // 8: soulpad.v1.Crypt.Lock:input_type -> soulpad.v1.LockRequest
-	7,  // 9: soulpad.v1.Crypt.AddCredential:input_type -> soulpad.v1.AddCredentialRequest
-	9,  // 10: soulpad.v1.Crypt.RemoveCredential:input_type -> soulpad.v1.RemoveCredentialRequest
-	2,  // 11: soulpad.v1.Crypt.Create:output_type -> soulpad.v1.CryptCreateResponse
-	4,  // 12: soulpad.v1.Crypt.Unlock:output_type -> soulpad.v1.UnlockResponse
-	6,  // 13: soulpad.v1.Crypt.Lock:output_type -> soulpad.v1.LockResponse
-	8,  // 14: soulpad.v1.Crypt.AddCredential:output_type -> soulpad.v1.AddCredentialResponse
-	10, // 15: soulpad.v1.Crypt.RemoveCredential:output_type -> soulpad.v1.RemoveCredentialResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 1: soulpad.v1.CryptCreateMessage.progress:type_name -> soulpad.v1.CryptProgress
+	2,  // 2: soulpad.v1.CryptCreateMessage.result:type_name -> soulpad.v1.CryptCreateResponse
+	0,  // 3: soulpad.v1.UnlockRequest.credential:type_name -> soulpad.v1.Credential
+	0,  // 4: soulpad.v1.AddCredentialRequest.existing:type_name -> soulpad.v1.Credential
+	0,  // 5: soulpad.v1.AddCredentialRequest.add:type_name -> soulpad.v1.Credential
+	0,  // 6: soulpad.v1.RemoveCredentialRequest.existing:type_name -> soulpad.v1.Credential
+	0,  // 7: soulpad.v1.RemoveCredentialRequest.remove:type_name -> soulpad.v1.Credential
+	1,  // 8: soulpad.v1.Crypt.Create:input_type -> soulpad.v1.CryptCreateRequest
+	1,  // 9: soulpad.v1.Crypt.CreateStream:input_type -> soulpad.v1.CryptCreateRequest
+	5,  // 10: soulpad.v1.Crypt.Unlock:input_type -> soulpad.v1.UnlockRequest
+	7,  // 11: soulpad.v1.Crypt.Lock:input_type -> soulpad.v1.LockRequest
+	9,  // 12: soulpad.v1.Crypt.AddCredential:input_type -> soulpad.v1.AddCredentialRequest
+	11, // 13: soulpad.v1.Crypt.RemoveCredential:input_type -> soulpad.v1.RemoveCredentialRequest
+	2,  // 14: soulpad.v1.Crypt.Create:output_type -> soulpad.v1.CryptCreateResponse
+	4,  // 15: soulpad.v1.Crypt.CreateStream:output_type -> soulpad.v1.CryptCreateMessage
+	6,  // 16: soulpad.v1.Crypt.Unlock:output_type -> soulpad.v1.UnlockResponse
+	8,  // 17: soulpad.v1.Crypt.Lock:output_type -> soulpad.v1.LockResponse
+	10, // 18: soulpad.v1.Crypt.AddCredential:output_type -> soulpad.v1.AddCredentialResponse
+	12, // 19: soulpad.v1.Crypt.RemoveCredential:output_type -> soulpad.v1.RemoveCredentialResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_crypt_proto_init() }
@@ -653,13 +812,17 @@ func file_crypt_proto_init() {
 	if File_crypt_proto != nil {
 		return
 	}
+	file_crypt_proto_msgTypes[4].OneofWrappers = []any{
+		(*CryptCreateMessage_Progress)(nil),
+		(*CryptCreateMessage_Result)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crypt_proto_rawDesc), len(file_crypt_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

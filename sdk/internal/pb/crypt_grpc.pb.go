@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Crypt_Create_FullMethodName           = "/soulpad.v1.Crypt/Create"
+	Crypt_CreateStream_FullMethodName     = "/soulpad.v1.Crypt/CreateStream"
 	Crypt_Unlock_FullMethodName           = "/soulpad.v1.Crypt/Unlock"
 	Crypt_Lock_FullMethodName             = "/soulpad.v1.Crypt/Lock"
 	Crypt_AddCredential_FullMethodName    = "/soulpad.v1.Crypt/AddCredential"
@@ -31,6 +32,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type CryptClient interface {
 	Create(ctx context.Context, in *CryptCreateRequest, opts ...grpc.CallOption) (*CryptCreateResponse, error)
+	// CreateStream is Create with progress; hosts fall back to Create when
+	// a plugin built before it answers Unimplemented.
+	CreateStream(ctx context.Context, in *CryptCreateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CryptCreateMessage], error)
 	Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error)
 	Lock(ctx context.Context, in *LockRequest, opts ...grpc.CallOption) (*LockResponse, error)
 	AddCredential(ctx context.Context, in *AddCredentialRequest, opts ...grpc.CallOption) (*AddCredentialResponse, error)
@@ -54,6 +58,25 @@ func (c *cryptClient) Create(ctx context.Context, in *CryptCreateRequest, opts .
 	}
 	return out, nil
 }
+
+func (c *cryptClient) CreateStream(ctx context.Context, in *CryptCreateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CryptCreateMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Crypt_ServiceDesc.Streams[0], Crypt_CreateStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CryptCreateRequest, CryptCreateMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Crypt_CreateStreamClient = grpc.ServerStreamingClient[CryptCreateMessage]
 
 func (c *cryptClient) Unlock(ctx context.Context, in *UnlockRequest, opts ...grpc.CallOption) (*UnlockResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -100,6 +123,9 @@ func (c *cryptClient) RemoveCredential(ctx context.Context, in *RemoveCredential
 // for forward compatibility.
 type CryptServer interface {
 	Create(context.Context, *CryptCreateRequest) (*CryptCreateResponse, error)
+	// CreateStream is Create with progress; hosts fall back to Create when
+	// a plugin built before it answers Unimplemented.
+	CreateStream(*CryptCreateRequest, grpc.ServerStreamingServer[CryptCreateMessage]) error
 	Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error)
 	Lock(context.Context, *LockRequest) (*LockResponse, error)
 	AddCredential(context.Context, *AddCredentialRequest) (*AddCredentialResponse, error)
@@ -116,6 +142,9 @@ type UnimplementedCryptServer struct{}
 
 func (UnimplementedCryptServer) Create(context.Context, *CryptCreateRequest) (*CryptCreateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Create not implemented")
+}
+func (UnimplementedCryptServer) CreateStream(*CryptCreateRequest, grpc.ServerStreamingServer[CryptCreateMessage]) error {
+	return status.Error(codes.Unimplemented, "method CreateStream not implemented")
 }
 func (UnimplementedCryptServer) Unlock(context.Context, *UnlockRequest) (*UnlockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Unlock not implemented")
@@ -167,6 +196,17 @@ func _Crypt_Create_Handler(srv interface{}, ctx context.Context, dec func(interf
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Crypt_CreateStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CryptCreateRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CryptServer).CreateStream(m, &grpc.GenericServerStream[CryptCreateRequest, CryptCreateMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Crypt_CreateStreamServer = grpc.ServerStreamingServer[CryptCreateMessage]
 
 func _Crypt_Unlock_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UnlockRequest)
@@ -268,6 +308,12 @@ var Crypt_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Crypt_RemoveCredential_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CreateStream",
+			Handler:       _Crypt_CreateStream_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "crypt.proto",
 }

@@ -1,0 +1,91 @@
+package crypt
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/internal/pb"
+)
+
+// dial serves register's services on an in-memory connection and returns
+// a host-side Client for them.
+func dial(t *testing.T, register func(*grpc.Server)) *Client {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	s := grpc.NewServer()
+	register(s)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	conn, err := grpc.NewClient("passthrough:///plugin",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &Client{c: pb.NewCryptClient(conn)}
+}
+
+// progressCrypt is a crypt plugin whose Create reports three steps, or
+// fails with err.
+type progressCrypt struct {
+	Crypt // only Create is called
+	err   error
+}
+
+func (p progressCrypt) Create(_ context.Context, r CreateRequest) (CreateResponse, error) {
+	for i := uint64(1); i <= 3 && r.OnProgress != nil; i++ {
+		r.OnProgress(Progress{Phase: "step", BytesDone: i, BytesTotal: 3})
+	}
+	return CreateResponse{}, p.err
+}
+
+func TestCreateCarriesProgressAndErrors(t *testing.T) {
+	c := dial(t, func(s *grpc.Server) { pb.RegisterCryptServer(s, &server{impl: progressCrypt{}}) })
+	var seen []Progress
+	if _, err := c.Create(context.Background(), CreateRequest{VaultPath: "/v", OnProgress: func(p Progress) { seen = append(seen, p) }}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 3 || seen[2] != (Progress{Phase: "step", BytesDone: 3, BytesTotal: 3}) {
+		t.Fatalf("progress across the RPC: %+v", seen)
+	}
+	c = dial(t, func(s *grpc.Server) {
+		pb.RegisterCryptServer(s, &server{impl: progressCrypt{err: sdk.ErrAlreadyExists}})
+	})
+	_, err := c.Create(context.Background(), CreateRequest{VaultPath: "/v", OnProgress: func(Progress) {}})
+	if !errors.Is(err, sdk.ErrAlreadyExists) {
+		t.Fatalf("error across the progress stream: %v, want sdk.ErrAlreadyExists", err)
+	}
+}
+
+// oldServer is a crypt plugin built before CreateStream: plain Create only.
+type oldServer struct {
+	pb.UnimplementedCryptServer
+	created []string
+}
+
+func (o *oldServer) Create(_ context.Context, r *pb.CryptCreateRequest) (*pb.CryptCreateResponse, error) {
+	o.created = append(o.created, r.VaultPath)
+	return &pb.CryptCreateResponse{}, nil
+}
+
+// A host asking for progress still creates with a plugin that has none
+// (a pad carries its plugins, which may be older than the host).
+func TestCreateFallsBackForOlderPlugins(t *testing.T) {
+	old := &oldServer{}
+	c := dial(t, func(s *grpc.Server) { pb.RegisterCryptServer(s, old) })
+	called := false
+	if _, err := c.Create(context.Background(), CreateRequest{VaultPath: "/v", OnProgress: func(Progress) { called = true }}); err != nil {
+		t.Fatal(err)
+	}
+	if len(old.created) != 1 || old.created[0] != "/v" || called {
+		t.Fatalf("created %v, progress called %v: want one plain Create of /v and no progress", old.created, called)
+	}
+}
