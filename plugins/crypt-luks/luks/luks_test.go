@@ -438,3 +438,73 @@ func mountedUnder(dir string) bool {
 	}
 	return false
 }
+
+// A crypt-luks killed outright with its vault open leaves a dead FUSE
+// mount, with a loop device and ext4 over it. The next unlock clears them
+// away and opens the vault again, with what was synced before the kill.
+func TestDeadMountsSweptAtNextUnlock(t *testing.T) {
+	requireHost(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	tmp := filepath.Join(dir, "tmp")
+	os.Mkdir(tmp, 0o700)
+	bin := testbin.Build(t, "plugins/crypt-luks")
+	t.Setenv("TMPDIR", tmp)
+	impl, _ := sdktest.BinaryStop(t, bin)
+	c := impl.(crypt.Crypt)
+	if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: fast}); err != nil {
+		t.Fatal(err)
+	}
+	vault, plain := createOpen(t, c, dir, 64<<20)
+	data := []byte("synced before the plugin was killed\n")
+	f, err := os.Create(filepath.Join(plain, "synced.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(data)
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := exec.Command("pkill", "-KILL", "-f", bin).Run(); err != nil {
+		t.Fatalf("pkill the plugin: %v", err)
+	}
+	// The state a killed plugin leaves: a payload mount that answers ENOTCONN.
+	var dead string
+	for i := 0; i < 100 && dead == ""; i++ {
+		ents, _ := os.ReadDir(tmp)
+		for _, e := range ents {
+			if _, err := os.Stat(filepath.Join(tmp, e.Name())); errors.Is(err, syscall.ENOTCONN) {
+				dead = filepath.Join(tmp, e.Name())
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dead == "" {
+		t.Fatal("killing the plugin left no dead payload mount: the test does not set up what it means to")
+	}
+	if !mountedUnder(plain) {
+		t.Fatal("the killed plugin's ext4 mount is gone already: the test does not set up what it means to")
+	}
+
+	c2 := newPlugin(t)
+	mnt2 := filepath.Join(dir, "mnt2")
+	os.Mkdir(mnt2, 0o700)
+	if _, err := c2.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: crypt.Credential{Passphrase: goodPass}, MountDir: mnt2}); err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Lock(ctx, crypt.LockRequest{VaultPath: vault})
+	if mountedUnder(dead) || mountedUnder(plain) {
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		t.Fatalf("the dead mounts are still there:\n%s", b)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the dead payload's directory is still there: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt2, "synced.txt")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("synced.txt after the kill: %q, %v", got, err)
+	}
+	if out, _ := exec.Command("losetup", "-a").Output(); strings.Contains(string(out), dead) {
+		t.Errorf("a loop device over the dead payload is still there:\n%s", out)
+	}
+}

@@ -293,6 +293,7 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 	if err != nil {
 		return crypt.UnlockResponse{}, err
 	}
+	sweepDead(p.log)
 	pl, err := servePayload(req.VaultPath, u)
 	u.wipe()
 	if err != nil {
