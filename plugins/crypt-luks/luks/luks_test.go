@@ -349,17 +349,9 @@ func TestCreateFillsTheContainer(t *testing.T) {
 func TestCreateCancelledLeavesNothing(t *testing.T) {
 	requireHost(t)
 	dir := t.TempDir()
-	tmp := filepath.Join(dir, "tmp") // the plugin's temp area
-	os.Mkdir(tmp, 0o700)
-	bin := testbin.Build(t, "plugins/crypt-luks")
-	t.Setenv("TMPDIR", tmp)
+	c, stop, tmp, _ := binaryPlugin(t, dir)
 	pads := filepath.Join(dir, "pad")
 	os.Mkdir(pads, 0o700)
-	impl, stop := sdktest.BinaryStop(t, bin)
-	c := impl.(crypt.Crypt)
-	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	vault := filepath.Join(pads, "vault")
 	go func() {
@@ -397,15 +389,7 @@ func TestCreateCancelledLeavesNothing(t *testing.T) {
 func TestPluginEndingLocksOpenVault(t *testing.T) {
 	requireHost(t)
 	dir := t.TempDir()
-	tmp := filepath.Join(dir, "tmp")
-	os.Mkdir(tmp, 0o700)
-	bin := testbin.Build(t, "plugins/crypt-luks")
-	t.Setenv("TMPDIR", tmp)
-	impl, stop := sdktest.BinaryStop(t, bin)
-	c := impl.(crypt.Crypt)
-	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
-		t.Fatal(err)
-	}
+	c, stop, tmp, _ := binaryPlugin(t, dir)
 	vault, plain := createOpen(t, c, dir, 64<<20)
 	data := bytes.Repeat([]byte("written just before the plugin ended\n"), 10000)
 	if err := os.WriteFile(filepath.Join(plain, "last.txt"), data, 0o600); err != nil {
@@ -428,6 +412,23 @@ func TestPluginEndingLocksOpenVault(t *testing.T) {
 	}
 }
 
+// binaryPlugin starts the plugin binary, configured, with its temp area
+// at dir/tmp (returned) so the test can see all it mounts there; stop
+// lets go of it as a host does.
+func binaryPlugin(t *testing.T, dir string) (c crypt.Crypt, stop func(), tmp, bin string) {
+	t.Helper()
+	tmp = filepath.Join(dir, "tmp")
+	os.Mkdir(tmp, 0o700)
+	bin = testbin.Build(t, "plugins/crypt-luks") // before TMPDIR moves: it builds there
+	t.Setenv("TMPDIR", tmp)
+	impl, stop := sdktest.BinaryStop(t, bin)
+	c = impl.(crypt.Crypt)
+	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
+		t.Fatal(err)
+	}
+	return c, stop, tmp, bin
+}
+
 // mountedUnder reports whether anything is mounted at or below dir.
 func mountedUnder(dir string) bool {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
@@ -446,15 +447,7 @@ func TestDeadMountsSweptAtNextUnlock(t *testing.T) {
 	requireHost(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	tmp := filepath.Join(dir, "tmp")
-	os.Mkdir(tmp, 0o700)
-	bin := testbin.Build(t, "plugins/crypt-luks")
-	t.Setenv("TMPDIR", tmp)
-	impl, _ := sdktest.BinaryStop(t, bin)
-	c := impl.(crypt.Crypt)
-	if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: fast}); err != nil {
-		t.Fatal(err)
-	}
+	c, _, tmp, bin := binaryPlugin(t, dir)
 	vault, plain := createOpen(t, c, dir, 64<<20)
 	data := []byte("synced before the plugin was killed\n")
 	f, err := os.Create(filepath.Join(plain, "synced.txt"))
