@@ -58,7 +58,10 @@ func New() *Plugin {
 	return &Plugin{log: sdk.Logger("crypt-gocryptfs"), mounted: map[string]string{}}
 }
 
-var _ crypt.Crypt = (*Plugin)(nil)
+var (
+	_ crypt.Crypt    = (*Plugin)(nil)
+	_ sdk.Shutdowner = (*Plugin)(nil)
+)
 
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
@@ -237,6 +240,25 @@ func (p *Plugin) Lock(ctx context.Context, req crypt.LockRequest) (crypt.LockRes
 	}
 	delete(p.mounted, req.VaultPath)
 	return crypt.LockResponse{}, nil
+}
+
+// Shutdown implements sdk.Shutdowner: a vault still mounted when the
+// plugin ends is unmounted. gocryptfs would otherwise keep it open, key
+// and all, after soulpad is gone (say it crashed): on a borrowed PC.
+func (p *Plugin) Shutdown() {
+	p.mu.Lock()
+	var open []string
+	for vault := range p.mounted {
+		open = append(open, vault)
+	}
+	p.mu.Unlock()
+	for _, vault := range open {
+		if _, err := p.Lock(context.Background(), crypt.LockRequest{VaultPath: vault}); err != nil {
+			p.log.Error("the plugin is ending with the vault still open", "vault", vault, "error", err)
+			continue
+		}
+		p.log.Warn("vault locked as the plugin ends (the host let go of it unlocked)", "vault", vault)
+	}
 }
 
 // unmount unmounts a FUSE mount, retrying while it is busy.

@@ -1,12 +1,14 @@
 package gocryptfs_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/plugins/crypt-gocryptfs/gocryptfs"
@@ -86,5 +88,51 @@ func TestShortPassphraseRefusedAndKeyFileWorks(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(mnt, "f")); err == nil {
 		t.Fatal("the plaintext is still visible after lock")
+	}
+}
+
+// A plugin let go of with its vault mounted unmounts it as it ends: the
+// gocryptfs daemon would otherwise keep the plaintext open after soulpad.
+func TestPluginEndingLocksOpenVault(t *testing.T) {
+	requireFUSE(t)
+	ctx := context.Background()
+	impl, stop := sdktest.BinaryStop(t, testbin.Build(t, "plugins/crypt-gocryptfs"))
+	c := impl.(crypt.Crypt)
+	if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: opts.Config}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	vault, mnt := filepath.Join(dir, "vault"), filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o700)
+	cred := crypt.Credential{Passphrase: []byte("a passphrase long enough for the pad")}
+	if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: cred}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: cred, MountDir: mnt}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "last.txt"), []byte("written before the plugin ended"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stop()
+	t.Logf("the plugin ended %v after it was let go of", time.Since(start).Round(time.Millisecond))
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(mnt)) {
+		t.Fatalf("%s is still mounted after the plugin ended", mnt)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output(); len(out) > 0 {
+		t.Fatalf("gocryptfs still running for the vault: %s", out)
+	}
+	// The file made it into the cipher text.
+	c2 := sdktest.InProcess(t, gocryptfs.New()).(crypt.Crypt)
+	if _, err := c2.Configure(ctx, sdk.ConfigureRequest{Config: opts.Config}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: cred, MountDir: mnt}); err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Lock(ctx, crypt.LockRequest{VaultPath: vault})
+	if got, err := os.ReadFile(filepath.Join(mnt, "last.txt")); err != nil || string(got) != "written before the plugin ended" {
+		t.Fatalf("last.txt: %q, %v", got, err)
 	}
 }
