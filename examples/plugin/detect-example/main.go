@@ -17,7 +17,9 @@
 // Three things make a plugin: Info (who it is), Configure (its block from
 // site.hcl, decoded into a typed struct), and the methods of its kind's
 // interface (here detect.Detect: Probe). main is one line around sdk.Serve.
-// Run the kind's conformance suite against it (see main_test.go).
+// Run the kind's conformance suite against it (see main_test.go). A plugin
+// holding something that must not outlive its process (a mount it serves,
+// a half-made file) also implements sdk.Shutdowner, as crypt-luks does.
 package main
 
 import (
