@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -110,9 +112,10 @@ type Plugin interface {
 
 // Shutdowner is implemented by a plugin that must finish or undo work
 // before its process ends (a FUSE server it runs, a half-made file). Serve
-// calls Shutdown once, when the host has let go of the plugin or has died,
-// after the host's calls were cancelled. A host that lets go waits about
-// two seconds for the process to end, so Shutdown should be quick then.
+// calls Shutdown once, when the host has let go of the plugin, when the
+// host has died (the kernel sends SIGTERM), or on SIGTERM; the host's
+// calls are cancelled by then. A host that lets go waits about two
+// seconds for the process to end, so Shutdown should be quick then.
 type Shutdowner interface {
 	Shutdown()
 }
@@ -149,6 +152,15 @@ func serve(impl Plugin) error {
 		return err
 	}
 	go exitWithParent(impl)
+	// The host's kernel-sent signal when it dies (Pdeathsig), or anyone's
+	// SIGTERM: finish up, then end.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() {
+		<-term
+		shutdown(impl)
+		os.Exit(2)
+	}()
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         ps,

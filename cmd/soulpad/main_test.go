@@ -242,3 +242,58 @@ func TestSecretsNeverFromArgv(t *testing.T) {
 		t.Fatalf("a passphrase flag was accepted: exit %d %s", code, errOut)
 	}
 }
+
+// soulpad killed outright while it runs (a crash): its plugins get SIGTERM
+// from the kernel and the crypt plugin locks the vault before it ends, so
+// no plaintext stays mounted on the PC. crypt-gocryptfs, the default,
+// whose daemon would otherwise outlive everything.
+func TestCrashedRunLeavesVaultLocked(t *testing.T) {
+	for _, b := range []string{"gocryptfs", "fusermount3"} {
+		if _, err := exec.LookPath(b); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s missing; `make test` installs it", b)
+			}
+			t.Skipf("%s missing", b)
+		}
+	}
+	e := setup(t)
+	testbin.Build(t, "plugins/crypt-gocryptfs")
+	dir := filepath.Dir(e.cfg)
+	if err := os.WriteFile(filepath.Join(dir, "pass"), []byte("a passphrase long enough for the pad\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hcl, _ := os.ReadFile(e.cfg)
+	hcl = []byte(strings.NewReplacer(`crypt = "crypt-plain"`, `crypt = "crypt-gocryptfs"`,
+		`plugin "crypt-plain" { allow_no_encryption = true }`, `plugin "crypt-gocryptfs" { scrypt_logn = 12 }
+unlock { passphrase_file = "pass" }`).Replace(string(hcl)))
+	if err := os.WriteFile(e.cfg, hcl, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	vault := filepath.Join(e.pad, "vault")
+	mounted := func() bool {
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		return strings.Contains(string(b), " "+vault+" ")
+	}
+	cmd, buf, done := e.startRun(t)
+	if !mounted() {
+		t.Fatalf("the vault is not mounted while the machine runs:\n%s", buf.String())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	deadline := time.Now().Add(20 * time.Second)
+	for mounted() {
+		if time.Now().After(deadline) {
+			exec.Command("fusermount3", "-u", "-z", vault).Run()
+			t.Fatal("the vault is still mounted 20 s after soulpad was killed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output(); len(out) > 0 {
+		t.Errorf("gocryptfs still running for the vault: %s", out)
+	}
+}

@@ -220,8 +220,10 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	cmd := exec.Command(bin.Path)
-	// The kernel kills the plugin if the host dies, however it dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The kernel ends the plugin if the host dies, however it dies: with
+	// SIGTERM, so that the plugin can first lock a vault it holds open
+	// (sdk.Serve runs its Shutdown, then exits).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		Plugins:          sdk.ClientPluginSet(),
