@@ -285,7 +285,8 @@ unlock { passphrase_file = "pass" }`).Replace(string(hcl)))
 		t.Fatal(err)
 	}
 	<-done
-	deadline := time.Now().Add(20 * time.Second)
+	killed := time.Now()
+	deadline := killed.Add(20 * time.Second)
 	for mounted() {
 		if time.Now().After(deadline) {
 			exec.Command("fusermount3", "-u", "-z", vault).Run()
@@ -293,6 +294,7 @@ unlock { passphrase_file = "pass" }`).Replace(string(hcl)))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t.Logf("the vault was unmounted %v after soulpad was killed", time.Since(killed).Round(10*time.Millisecond))
 	if out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output(); len(out) > 0 {
 		t.Errorf("gocryptfs still running for the vault: %s", out)
 	}
