@@ -124,11 +124,13 @@ func (c *Client) Create(ctx context.Context, r CreateRequest) (CreateResponse, e
 	req := &pb.CryptCreateRequest{VaultPath: r.VaultPath, Credential: toPB(r.Credential), SizeBytes: r.SizeBytes}
 	if r.OnProgress != nil {
 		stream, err := c.c.CreateStream(ctx, req)
+		got := false
 		for err == nil {
 			var m *pb.CryptCreateMessage
 			if m, err = stream.Recv(); err != nil {
 				break
 			}
+			got = true
 			switch x := m.Msg.(type) {
 			case *pb.CryptCreateMessage_Progress:
 				r.OnProgress(Progress{Phase: x.Progress.Phase, BytesDone: x.Progress.BytesDone, BytesTotal: x.Progress.BytesTotal})
@@ -138,7 +140,9 @@ func (c *Client) Create(ctx context.Context, r CreateRequest) (CreateResponse, e
 				return CreateResponse{}, fmt.Errorf("crypt: unexpected message %T from plugin", m.Msg)
 			}
 		}
-		if status.Code(err) != codes.Unimplemented {
+		// gRPC's own "unknown method" (no details: a plugin's errors carry
+		// their sentinel) from a plugin that answered nothing yet.
+		if st := status.Convert(err); got || st.Code() != codes.Unimplemented || len(st.Details()) > 0 {
 			return CreateResponse{}, rpc.FromStatus(err)
 		}
 	}

@@ -63,6 +63,27 @@ func TestCreateCarriesProgressAndErrors(t *testing.T) {
 	if !errors.Is(err, sdk.ErrAlreadyExists) {
 		t.Fatalf("error across the progress stream: %v, want sdk.ErrAlreadyExists", err)
 	}
+	// A plugin's own "unsupported" is its answer, not a missing method:
+	// no second, plain Create.
+	calls := 0
+	c = dial(t, func(s *grpc.Server) {
+		pb.RegisterCryptServer(s, &server{impl: countingCrypt{calls: &calls, err: sdk.ErrUnsupported}})
+	})
+	_, err = c.Create(context.Background(), CreateRequest{VaultPath: "/v", OnProgress: func(Progress) {}})
+	if !errors.Is(err, sdk.ErrUnsupported) || calls != 1 {
+		t.Fatalf("Create answered unsupported: %v after %d calls; want sdk.ErrUnsupported after 1", err, calls)
+	}
+}
+
+type countingCrypt struct {
+	Crypt
+	calls *int
+	err   error
+}
+
+func (c countingCrypt) Create(context.Context, CreateRequest) (CreateResponse, error) {
+	*c.calls++
+	return CreateResponse{}, c.err
 }
 
 // oldServer is a crypt plugin built before CreateStream: plain Create only.
