@@ -123,6 +123,13 @@ session {
   # unplugging); the next backup catches up.
   # Default false.
   backup_after_suspend = false
+
+  # How many suspend points (memory and disk) are kept. After a new point
+  # is sealed, the oldest beyond this count are pruned, with what only
+  # they needed of the disk. Disks kept after a crash (points of kind
+  # "disk") are never pruned on their own: `soulpad points rm` or
+  # `soulpad points prune --disks` removes them. Default 3.
+  keep_points = 3
 }
 
 log {

@@ -29,6 +29,8 @@ type StatusReport struct {
 	Dir          string        `json:"dir"`
 	Running      bool          `json:"running"`
 	RunningStage string        `json:"running_stage,omitempty"`
+	// Lock is who holds the pad (or left it locked).
+	Lock pad.LockState `json:"lock"`
 	Points       []PointInfo   `json:"suspend_points"`
 	LastSession  []StageTiming `json:"last_session"`
 	// ThisHost is the profile of the host status runs on.
@@ -63,7 +65,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the pad, its suspend points and the last session's stage timings",
 		Long: `Show the pad's identity, whether a session is running it now, its suspend
 points (as recorded in the pad's journal: the points themselves stay inside
-the encrypted vault) and the stage timings of the last session.`,
+the encrypted vault; 'soulpad points' unlocks it and lists them all), who
+holds the pad's lock, and the stage timings of the last session.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -80,12 +83,23 @@ the encrypted vault) and the stage timings of the last session.`,
 			if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {
 				rep.Running, rep.RunningStage = true, r.Stage
 			}
+			if rep.Lock, err = pad.PeekLock(p.Dir); err != nil {
+				return err
+			}
 			all, err := pad.ReadJournal(p.JournalDir())
 			if err != nil {
 				return err
 			}
+			removed := map[string]bool{}
 			for _, e := range all {
-				if e.Event == "info" && e.Fields != nil && e.Fields["point"] != nil {
+				if ids, ok := e.Fields["removed"].([]any); ok && e.Event == "info" {
+					for _, id := range ids {
+						removed[fmt.Sprint(id)] = true
+					}
+				}
+			}
+			for _, e := range all {
+				if e.Event == "info" && e.Message == "suspend point sealed" && e.Fields != nil && e.Fields["point"] != nil && !removed[fmt.Sprint(e.Fields["point"])] {
 					pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
 					if n, ok := e.Fields["bytes"].(float64); ok {
 						pi.Bytes = int64(n)
@@ -121,6 +135,18 @@ the encrypted vault) and the stage timings of the last session.`,
 				fmt.Fprintf(out, "running    yes, stage %s\n", rep.RunningStage)
 			} else {
 				fmt.Fprintln(out, "running    no")
+			}
+			switch l := rep.Lock; {
+			case l.Held && l.Holder != nil:
+				fmt.Fprintf(out, "in use     by %s\n", *l.Holder)
+			case l.Held:
+				fmt.Fprintln(out, "in use     yes")
+			case l.Stale && l.Foreign:
+				fmt.Fprintf(out, "in use     left locked by %s, which never released it: if that session is gone, `soulpad break-lock`\n", *l.Holder)
+			case l.Stale:
+				fmt.Fprintf(out, "in use     no (%s ended without releasing it; the next run takes over)\n", *l.Holder)
+			default:
+				fmt.Fprintln(out, "in use     no")
 			}
 			fmt.Fprintln(out, "\nSuspend points:")
 			if len(rep.Points) == 0 {

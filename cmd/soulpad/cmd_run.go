@@ -105,6 +105,7 @@ func configArg(g *globals) string {
 func newRunCmd(g *globals) *cobra.Command {
 	var cf credFlags
 	var coldBoot bool
+	var point string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Unlock the pad, resume the machine (or boot it), and suspend it at the end",
@@ -119,7 +120,24 @@ suspend — never a kill. If the guest powers off, the session ends without a
 suspend point and the next run boots the disk.
 
 --cold-boot boots the latest disk even if a suspend point exists (the point
-is kept), e.g. after a point was refused on this host.`,
+is kept), e.g. after a point was refused on this host. --point ID resumes
+an older suspend point with the disk it was taken with (see 'soulpad
+points'), or boots a disk point; the disk's newer state is kept as a point
+of its own first, so nothing is lost.
+
+If the last session ended without suspending (soulpad, a plugin or QEMU
+was killed, or the power went), the newest sealed point is resumed with
+its own disk, the output says what work was lost, and the disk that
+session left is kept as a disk point ('soulpad run --point ID' boots it).
+
+One pad runs one session: the pad is locked from the start (before the
+passphrase) to the end, and the lock goes with the process if it dies.
+
+A passphrase typed at the prompt may be retyped twice when wrong.
+
+Exit status: 0 suspended or powered off; 1 an error; 3 the pad is in use;
+4 a plugin died and the session was stopped; 5 wrong passphrase; 6 the
+suspend point was refused (nothing was changed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -152,7 +170,7 @@ is kept), e.g. after a point was refused on this host.`,
 			var ctl atomic.Pointer[control.Server]
 			sess = lifecycle.New(lifecycle.Options{
 				Config: cfg, Log: g.logger(cfg), Out: out,
-				Credential: cf.credential(cfg, false), SuspendRequests: requests, ColdBoot: coldBoot,
+				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point,
 				OnRunning: func(s *lifecycle.Session) {
 					srv, err := control.Listen(s.Pad().Meta.ID, func(r control.Request) control.Response {
 						switch r.Command {
@@ -184,6 +202,9 @@ is kept), e.g. after a point was refused on this host.`,
 			}
 			switch res.Outcome {
 			case lifecycle.OutcomeSuspended:
+				if len(res.Pruned) > 0 {
+					fmt.Fprintf(out, "\nremoved the oldest suspend point(s) %s (session.keep_points = %d)", strings.Join(res.Pruned, ", "), cfg.Session.KeepPoints)
+				}
 				fmt.Fprintf(out, "\nsuspended to point %s; the pad can be unplugged.\n", res.Point)
 				if cfg.Session.BackupAfterSuspend {
 					signal.Stop(sigs)
@@ -198,6 +219,8 @@ is kept), e.g. after a point was refused on this host.`,
 	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
 	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&coldBoot, "cold-boot", false, "boot the latest disk instead of resuming (the suspend point is kept)")
+	c.Flags().StringVar(&point, "point", "", "resume this suspend point (ID or unique prefix, see 'soulpad points') with its own disk")
+	c.MarkFlagsMutuallyExclusive("cold-boot", "point")
 	return c
 }
 

@@ -56,6 +56,15 @@ func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.Crede
 	}
 }
 
+// tries is how often a wrong credential may be given: three times at a
+// terminal prompt (as cryptsetup does), once from a file.
+func (f *credFlags) tries(cfg *config.Config) int {
+	if firstNonEmpty(f.keyFile, cfg.Unlock.KeyFile, f.passphraseFile, cfg.Unlock.PassphraseFile) != "" {
+		return 1
+	}
+	return 3
+}
+
 func prompt(label string, confirm bool) (crypt.Credential, error) {
 	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
 	if err != nil || !term.IsTerminal(int(tty.Fd())) {

@@ -12,6 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/lifecycle"
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/sdk"
 )
 
 // version is set at build time.
@@ -29,8 +32,32 @@ func main() {
 			os.Exit(int(ex))
 		}
 		fmt.Fprintf(os.Stderr, "soulpad: %s\n", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// Exit statuses (documented in `soulpad run --help`).
+const (
+	exitFailed       = 1
+	exitPadInUse     = 3
+	exitPluginDied   = 4
+	exitWrongPass    = 5
+	exitPointRefused = 6
+)
+
+// exitCode tells scripts what kind of failure ended the command.
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, pad.ErrPadLocked):
+		return exitPadInUse
+	case errors.Is(err, sdk.ErrPluginExited):
+		return exitPluginDied
+	case errors.Is(err, sdk.ErrWrongPassphrase):
+		return exitWrongPass
+	case errors.Is(err, lifecycle.ErrRefusedPoint):
+		return exitPointRefused
+	}
+	return exitFailed
 }
 
 // exitError exits with a status and no message (already printed).
@@ -62,7 +89,7 @@ environment variable (see 'soulpad config env').`,
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", os.Getenv("SOULPAD_CONFIG"), "site config file (HCL); default: $SOULPAD_CONFIG, else the built-in config")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
-	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g))
+	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g))
 	return root
 }
 

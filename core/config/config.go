@@ -93,6 +93,9 @@ type Session struct {
 	StageTimeoutSeconds int `koanf:"stage_timeout_seconds"`
 	// BackupAfterSuspend runs the backup plugin after a suspend.
 	BackupAfterSuspend bool `koanf:"backup_after_suspend"`
+	// KeepPoints is how many suspend points with memory are kept: after a
+	// point is sealed the oldest beyond this count are pruned.
+	KeepPoints int `koanf:"keep_points"`
 }
 
 // Log sets the log level.
@@ -106,7 +109,7 @@ func Defaults() Config {
 		Machine: Machine{Name: "soul", MemoryMiB: 256, VCPUs: 1, CPUModel: "portable", Accelerator: "auto",
 			DiskSizeMiB: 64, Network: "user", Display: "none"},
 		Pad:     Pad{VaultSizeMiB: 2048},
-		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120},
+		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120, KeepPoints: 3},
 		Log:     Log{Level: "warn"},
 	}
 }
@@ -274,6 +277,9 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	}
 	if c.Session.StageTimeoutSeconds < 1 {
 		at("session.stage_timeout_seconds", "must be at least 1")
+	}
+	if c.Session.KeepPoints < 1 {
+		at("session.keep_points", "must be at least 1 (the newest suspend point is always kept)")
 	}
 	if c.Session.BackupAfterSuspend && c.Plugins.Backup == "" {
 		at("session.backup_after_suspend", "needs plugins.backup to name a backup plugin")

@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/soulpad/soulpad/core/config"
-	"github.com/soulpad/soulpad/core/control"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/internal/fstree"
@@ -80,12 +79,15 @@ func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error)
 	if err != nil {
 		return backup.BackupResponse{}, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	r, err := control.Send(cctx, p.Meta.ID, control.Request{Command: "status"})
-	cancel()
-	if err == nil && r.OK {
-		return backup.BackupResponse{}, fmt.Errorf("%w (stage %s): suspend it first (`soulpad suspend`); the backup takes the pad locked", ErrPadInUse, r.Stage)
+	lock, err := pad.LockPad(p.Dir, "backup", false)
+	if err != nil {
+		var le *pad.LockedError
+		if errors.As(err, &le) && le.Live && le.Holder.Command == "run" {
+			return backup.BackupResponse{}, fmt.Errorf("%w: %w; the backup takes the pad locked: suspend it first (`soulpad suspend`)", ErrPadInUse, err)
+		}
+		return backup.BackupResponse{}, err
 	}
+	defer lock.Release()
 	host, bp, err := startBackup(ctx, o)
 	if err != nil {
 		return backup.BackupResponse{}, err
@@ -134,6 +136,9 @@ func Backups(ctx context.Context, o BackupOptions) ([]backup.Snapshot, error) {
 // empty; anything else is refused), and checks that a pad came back.
 func Restore(ctx context.Context, o BackupOptions, id, target string) (backup.RestoreResponse, error) {
 	o.defaults()
+	if st, err := pad.PeekLock(target); err == nil && st.Held && st.Holder != nil {
+		return backup.RestoreResponse{}, &pad.LockedError{Pad: target, Holder: *st.Holder, Live: true}
+	}
 	if err := fstree.CheckRestoreTarget(target); err != nil {
 		return backup.RestoreResponse{}, err
 	}
@@ -150,6 +155,11 @@ func Restore(ctx context.Context, o BackupOptions, id, target string) (backup.Re
 	p, err := pad.Open(target)
 	if err != nil {
 		return res, fmt.Errorf("the restored snapshot is not a pad: %w", err)
+	}
+	// The snapshot was taken under the backup's own lock: the new pad is
+	// free.
+	if err := pad.ClearLock(p.Dir); err != nil {
+		return res, err
 	}
 	fmt.Fprintf(o.Out, "restored pad %s: %d files, %s\n", p.Meta.ID, res.Files, humanBytes(int64(res.BytesRestored)))
 	return res, nil

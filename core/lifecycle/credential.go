@@ -46,6 +46,11 @@ func Credentials(ctx context.Context, o CredentialOptions) error {
 	if err != nil {
 		return err
 	}
+	lock, err := pad.LockPad(p.Dir, "credential", false)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	host, cp, err := startOne(ctx, o.Config, o.Log, nil, p.Meta.Crypt.Name, sdk.KindCrypt)
 	if err != nil {
 		return err

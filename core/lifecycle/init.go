@@ -66,6 +66,9 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		existed = false
 	}
+	if st, err := pad.PeekLock(dir); err == nil && st.Held && st.Holder != nil {
+		return nil, &pad.LockedError{Pad: dir, Holder: *st.Holder, Live: true}
+	}
 	host, cp, err := startOne(ctx, cfg, o.Log, o.PluginDirs, cfg.Plugins.Crypt, sdk.KindCrypt)
 	if err != nil {
 		return nil, err
@@ -88,6 +91,7 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	if err != nil {
 		return nil, err
 	}
+
 	defer func() {
 		if err != nil {
 			// Leave the directory as it was: gone, or empty.
@@ -102,6 +106,11 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 			p = nil
 		}
 	}()
+	lock, err := pad.LockPad(p.Dir, "init", false)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
 	fmt.Fprintf(o.Out, "creating the vault with %s…\n", cp.Name)
 	if _, err = cp.Crypt().Create(ctx, crypt.CreateRequest{VaultPath: p.VaultPath(), Credential: cred, SizeBytes: cfg.Pad.VaultSizeMiB << 20,
 		OnProgress: createProgress(o.Out)}); err != nil {

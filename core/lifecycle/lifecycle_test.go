@@ -255,7 +255,7 @@ func TestWalkUpAcrossPads(t *testing.T) {
 			t.Errorf("journal has no timed end for stage %s", s)
 		}
 	}
-	if got, want := strings.Join(cleanups(t, padB), ", "), "power off machine, lock vault, stop plugins"; got != want {
+	if got, want := strings.Join(cleanups(t, padB), ", "), "power off machine, lock vault, stop plugins, release the pad"; got != want {
 		t.Errorf("cleanups ran as %q; want %q", got, want)
 	}
 }
@@ -283,17 +283,17 @@ func TestFailureInEachStageRunsCleanupsInReverseAndKeepsThePad(t *testing.T) {
 		wantErr  error
 		cleanups string
 	}{
-		{name: "boot", extra: `plugins { vmm = "vmm-nowhere" }`, stage: "boot", wantErr: pluginhost.ErrNotFound, cleanups: "stop plugins"},
-		{name: "detect", extra: `plugin "detect-static" { fail = true }`, stage: "detect", cleanups: "stop plugins"},
-		{name: "unlock", stage: "unlock", wantErr: sdk.ErrNotFound, cleanups: "lock vault, stop plugins",
+		{name: "boot", extra: `plugins { vmm = "vmm-nowhere" }`, stage: "boot", wantErr: pluginhost.ErrNotFound, cleanups: "stop plugins, release the pad"},
+		{name: "detect", extra: `plugin "detect-static" { fail = true }`, stage: "detect", cleanups: "stop plugins, release the pad"},
+		{name: "unlock", stage: "unlock", wantErr: sdk.ErrNotFound, cleanups: "lock vault, stop plugins, release the pad",
 			prepare: func(t *testing.T, padDir string) {
 				if err := os.Remove(filepath.Join(padDir, "vault/machines/soul/machine.json")); err != nil {
 					t.Fatal(err)
 				}
 			}},
-		{name: "resume", extra: `plugin "vmm-counter" { fail_resume = true }`, stage: "resume", cleanups: "lock vault, stop plugins"},
-		{name: "run", extra: `plugin "vmm-counter" { crash_after_ms = 150 }`, stage: "run", crash: true, wantErr: sdk.ErrPluginExited, cleanups: "power off machine, lock vault, stop plugins"},
-		{name: "suspend", extra: `plugin "vmm-counter" { fail_suspend_times = -1 }`, stage: "suspend", cleanups: "power off machine, lock vault, stop plugins"},
+		{name: "resume", extra: `plugin "vmm-counter" { fail_resume = true }`, stage: "resume", cleanups: "lock vault, stop plugins, release the pad"},
+		{name: "run", extra: `plugin "vmm-counter" { crash_after_ms = 150 }`, stage: "run", crash: true, wantErr: sdk.ErrPluginExited, cleanups: "power off machine, lock vault, stop plugins, release the pad"},
+		{name: "suspend", extra: `plugin "vmm-counter" { fail_suspend_times = -1 }`, stage: "suspend", cleanups: "power off machine, lock vault, stop plugins, release the pad"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

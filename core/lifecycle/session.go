@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -41,6 +42,12 @@ type Options struct {
 	// ColdBoot boots the latest disk even when a suspend point could be
 	// resumed (the point is kept).
 	ColdBoot bool
+	// Point resumes this point (or boots this disk point) instead of the
+	// newest; the disks' newer state is kept as a disk point if needed.
+	Point string
+	// CredentialTries is how often a wrong passphrase is asked again
+	// (a terminal prompt: 3); 0 or 1 means once.
+	CredentialTries int
 	// OnRunning, when set, is called once the machine runs.
 	OnRunning func(s *Session)
 	// PluginDirs, when set, replaces the search path derived from config.
@@ -65,6 +72,12 @@ type Result struct {
 	ResumedFrom string
 	// ColdBootReason says why no point was resumed.
 	ColdBootReason string
+	// Lost says what the previous session lost (it ended without
+	// suspending); KeptDisk is the disk point its disk was kept as.
+	Lost     string
+	KeptDisk string
+	// Pruned are the points removed by retention after the seal.
+	Pruned []string
 	// Point is the suspend point sealed at the end, if any.
 	Point   string
 	Timings []Timing
@@ -85,12 +98,17 @@ type Session struct {
 	detect  *pluginhost.Plugin
 	profile detect.HostProfile
 
+	lock      *pad.Lock
 	plaintext string
+	mountDir  string
 	machine   *pad.Machine
 	spec      vmm.Spec
 	desc      string
 	console   vmm.Console
-	stage     string
+	stage     atomic.Value // string
+	gen       int
+	started   time.Time
+	parent    string
 	result    Result
 }
 
@@ -102,14 +120,20 @@ func New(opts Options) *Session {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
-	s := &Session{ID: pad.NewID()[:8], opts: opts, cfg: opts.Config, log: opts.Log}
+	s := &Session{ID: pad.NewID()[:8], opts: opts, cfg: opts.Config, log: opts.Log, started: time.Now().UTC()}
 	s.r = &runner{progress: func(f string, a ...any) { fmt.Fprintf(opts.Out, f+"\n", a...) }}
 	s.result.SessionID = s.ID
 	return s
 }
 
-// Stage is the stage now running (for `soulpad status` over the socket).
-func (s *Session) Stage() string { return s.stage }
+// Stage is the stage now running (for `soulpad status` over the socket);
+// safe to call from any goroutine.
+func (s *Session) Stage() string {
+	v, _ := s.stage.Load().(string)
+	return v
+}
+
+func (s *Session) setStage(name string) { s.stage.Store(name) }
 
 // Console is the running machine's serial console, if it has one.
 func (s *Session) Console() vmm.Console { return s.console }
@@ -129,7 +153,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	// vault from being locked.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(s.cfg.Session.StageTimeoutSeconds)*time.Second)
 	defer cancel()
-	s.stage = StageShutdown
+	s.setStage(StageShutdown)
 	if serr := s.r.shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
@@ -146,7 +170,7 @@ func (s *Session) stageTimeout() time.Duration {
 
 // bounded runs a stage with the stage deadline.
 func (s *Session) bounded(ctx context.Context, name string, d time.Duration, fn func(context.Context, *string) error) error {
-	s.stage = name
+	s.setStage(name)
 	return s.r.stage(ctx, name, func(ctx context.Context, note *string) error {
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
@@ -180,12 +204,26 @@ func (s *Session) boot(ctx context.Context, note *string) error {
 		return err
 	}
 	s.pad = p
+	// One pad, one session: the lock comes before anything is changed,
+	// and the kernel lets go of it if this process dies.
+	lock, err := pad.LockPad(p.Dir, "run", false)
+	if err != nil {
+		return err
+	}
+	s.lock = lock
+	s.r.push("release the pad", func(context.Context) error { return lock.Release() })
+	_ = lock.SetSession(s.ID)
 	j, err := pad.NewJournal(p.JournalDir(), s.ID)
 	if err != nil {
 		return err
 	}
 	s.r.journal = j
 	_ = j.Append(pad.Entry{Stage: StageBoot, Event: "start", Message: "session start", Fields: map[string]any{"pad": p.Meta.ID, "config": s.cfg.Source}})
+	if prev := lock.Previous; prev != nil {
+		msg := fmt.Sprintf("the previous holder of the pad, %s, ended without releasing it (killed, crashed, or the power went)", *prev)
+		s.r.progress("  %s", msg)
+		_ = j.Append(pad.Entry{Stage: StageBoot, Event: "info", Message: msg})
+	}
 	if p.Meta.Crypt.Name != "" && p.Meta.Crypt.Name != s.cfg.Plugins.Crypt {
 		return fmt.Errorf("the pad's vault was made by crypt plugin %s, but plugins.crypt in %s is %s: set plugins.crypt = %q",
 			p.Meta.Crypt.Name, s.cfg.Source, s.cfg.Plugins.Crypt, p.Meta.Crypt.Name)
@@ -269,35 +307,63 @@ func minimalProfile() detect.HostProfile {
 	return p
 }
 
-// unlock opens the vault and finds the machine.
+// unlock opens the vault and finds the machine. A wrong passphrase from a
+// prompt is asked again, up to Options.CredentialTries times.
 func (s *Session) unlock(ctx context.Context, note *string) error {
-	var cred crypt.Credential
-	if !s.crypt.Info.Has(crypt.CapNoEncryption) {
-		if s.opts.Credential == nil {
-			return fmt.Errorf("the vault needs a passphrase or key file and none was given")
-		}
-		c, err := s.opts.Credential(ctx)
-		if err != nil {
-			return err
-		}
-		cred = c
-		defer cred.Wipe()
-	} else {
-		s.r.progress("  warning: %s does not encrypt the vault", s.crypt.Name)
-	}
 	mnt, err := os.MkdirTemp("", "soulpad-"+s.pad.Meta.ID+"-")
 	if err != nil {
 		return err
 	}
-	out, err := s.crypt.Crypt().Unlock(ctx, crypt.UnlockRequest{VaultPath: s.pad.VaultPath(), Credential: cred, MountDir: mnt})
-	if err != nil {
+	tries := max(s.opts.CredentialTries, 1)
+	var out crypt.UnlockResponse
+	for try := 1; ; try++ {
+		var cred crypt.Credential
+		if !s.crypt.Info.Has(crypt.CapNoEncryption) {
+			if s.opts.Credential == nil {
+				_ = os.Remove(mnt)
+				return fmt.Errorf("the vault needs a passphrase or key file and none was given")
+			}
+			c, err := s.opts.Credential(ctx)
+			if err != nil {
+				_ = os.Remove(mnt)
+				return err
+			}
+			cred = c
+		} else if try == 1 {
+			s.r.progress("  warning: %s does not encrypt the vault", s.crypt.Name)
+		}
+		out, err = s.crypt.Crypt().Unlock(ctx, crypt.UnlockRequest{VaultPath: s.pad.VaultPath(), Credential: cred, MountDir: mnt})
+		cred.Wipe()
+		if err == nil {
+			break
+		}
+		if errors.Is(err, sdk.ErrWrongPassphrase) && try < tries && ctx.Err() == nil {
+			s.r.progress("  wrong passphrase or key file; try again (%d of %d tries left)", tries-try, tries)
+			continue
+		}
 		_ = os.Remove(mnt)
+		if errors.Is(err, sdk.ErrWrongPassphrase) && tries > 1 {
+			return fmt.Errorf("%w (%d tries); nothing was changed", s.crypt.Err("unlock "+s.pad.VaultPath(), err), tries)
+		}
 		return s.crypt.Err("unlock "+s.pad.VaultPath(), err)
 	}
+	s.mountDir = mnt
 	s.r.push("lock vault", func(ctx context.Context) error {
+		if s.crypt.Exited() {
+			// Nobody is left to lock it: make sure its plaintext does not
+			// outlive the plugin (a helper daemon, a dead FUSE mount).
+			return detachMount(mnt)
+		}
 		_, err := s.crypt.Crypt().Lock(ctx, crypt.LockRequest{VaultPath: s.pad.VaultPath()})
-		_ = os.Remove(mnt)
-		return s.crypt.Err("lock", err)
+		if err != nil && s.crypt.Exited() {
+			err = detachMount(mnt)
+		} else {
+			err = s.crypt.Err("lock", err)
+		}
+		if err == nil {
+			_ = os.Remove(mnt)
+		}
+		return err
 	})
 	s.plaintext = out.PlaintextDir
 	s.machine = pad.MachineIn(s.plaintext, s.pad.Meta.Machine)
@@ -321,9 +387,15 @@ func (s *Session) unlock(ctx context.Context, note *string) error {
 // message says why and how to cold-boot instead.
 var ErrRefusedPoint = errors.New("suspend point refused")
 
-// resume resumes the latest sealed point, or cold-boots and says why.
+// refusal is the way out offered when a point is refused.
+func refusal(p pad.Point, err error) error {
+	return fmt.Errorf("%w: %w; nothing was changed. `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
+		ErrRefusedPoint, err, p.Manifest.ID)
+}
+
+// resume resumes the planned point, or boots, and says why.
 func (s *Session) resume(ctx context.Context, note *string) error {
-	point, ok, err := s.machine.Latest()
+	pts, err := s.machine.Points()
 	if err != nil {
 		return err
 	}
@@ -331,37 +403,63 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	if err != nil {
 		return err
 	}
-	reason := ""
-	switch {
-	case s.opts.ColdBoot:
-		reason = "cold boot asked for (--cold-boot)"
-	case sess.State == pad.SessionStopped:
-		reason = "the guest powered off last time"
-	case !ok:
-		reason = "no suspend point yet"
-	case sess.State == pad.SessionRunning:
-		reason = fmt.Sprintf("the last session ended without suspending (crash or power loss?): the disk has moved on since point %s, so that point is not resumed (it is kept)", point.Manifest.ID)
+	plan, err := PlanResume(PlanInput{Session: sess, Points: pts, ColdBoot: s.opts.ColdBoot, PointID: s.opts.Point,
+		DiskHistory: s.vmm.Info.Has(vmm.CapDiskHistory)})
+	if err != nil {
+		return err
+	}
+	if s.gen, err = s.machine.NextGeneration(); err != nil {
+		return err
 	}
 	vm := s.vmm.VMM()
-	if reason == "" {
-		if err := point.Verify(); err != nil {
-			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
+	if p := plan.Resume; p != nil {
+		// Everything that can refuse the point comes before anything changes.
+		if err := p.Verify(); err != nil {
+			return refusal(*p, err)
 		}
-		if m := point.Manifest.Spec.MemoryMiB; m > 0 {
+		if m := p.Manifest.Spec.MemoryMiB; m > 0 {
 			s.spec.MemoryMiB = m // what the point's machine had, whatever machine.json says now
 		}
-		if err := s.compatible(point); err != nil {
-			return fmt.Errorf("%w: %w; nothing was changed. To boot the latest disk instead run `soulpad run --cold-boot` (the point is kept)", ErrRefusedPoint, err)
+		if err := s.compatible(*p); err != nil {
+			return refusal(*p, err)
 		}
-		s.spec.CPUModel = point.Manifest.CPUModel
-		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: point.Dir, Description: point.Manifest.Description})
+	}
+	if plan.KeepLatestDisk {
+		id, err := s.keepLatestDisk(ctx, sess)
 		if err != nil {
-			return s.vmm.Err("resume "+point.Manifest.ID, err)
+			return err
+		}
+		s.result.KeptDisk = id
+		if plan.Lost != "" {
+			plan.Lost += fmt.Sprintf("; its disk is kept as point %s (`soulpad run --point %s` boots it)", id, id)
+		} else {
+			s.r.progress("  the disk's latest state is kept as point %s (`soulpad run --point %s` boots it)", id, id)
+		}
+	}
+	if plan.Lost != "" {
+		s.result.Lost = plan.Lost
+		s.r.progress("  %s", plan.Lost)
+		_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: plan.Lost})
+	}
+	if p := plan.Resume; p != nil {
+		s.spec.CPUModel = p.Manifest.CPUModel
+		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description})
+		if err != nil {
+			err = s.vmm.Err("resume "+p.Manifest.ID, err)
+			if errors.Is(err, sdk.ErrIncompatibleHost) && p.Manifest.VMM.Name != "" && p.Manifest.VMM.Name != s.vmm.Name {
+				return fmt.Errorf("%w: suspend point %s was made by %s %s, and %s cannot resume it: set plugins.vmm = %q to resume it (%w)",
+					ErrRefusedPoint, p.Manifest.ID, p.Manifest.VMM.Name, p.Manifest.VMM.Version, s.vmm.Name, p.Manifest.VMM.Name, err)
+			}
+			if errors.Is(err, sdk.ErrIncompatibleHost) || errors.Is(err, sdk.ErrCorrupt) {
+				return refusal(*p, err)
+			}
+			return err
 		}
 		s.console = out.Console
-		s.desc = point.Manifest.Description
-		s.result.ResumedFrom = point.Manifest.ID
-		*note = "resumed " + point.Manifest.ID
+		s.desc = p.Manifest.Description
+		s.parent = p.Manifest.ID
+		s.result.ResumedFrom = p.Manifest.ID
+		*note = "resumed " + p.Manifest.ID
 	} else {
 		mib, warn, err := fitMemory(s.spec.MemoryMiB, s.profile, false)
 		if err != nil {
@@ -374,14 +472,19 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		if s.spec.CPUModel == CPUHost || s.spec.CPUModel == CPUMax {
 			s.r.progress("  warning: CPU model %q: the suspend points of this session resume only on hosts with this CPU's features (cpu_model = \"portable\" resumes anywhere)", s.spec.CPUModel)
 		}
-		out, err := vm.Start(ctx, vmm.StartRequest{Spec: s.spec, MachineDir: s.machine.Dir})
+		req := vmm.StartRequest{Spec: s.spec, MachineDir: s.machine.Dir}
+		if b := plan.BootFrom; b != nil {
+			req.From = &vmm.PointState{StateDir: b.Dir, Description: b.Manifest.Description}
+			s.parent = b.Manifest.ID
+		}
+		out, err := vm.Start(ctx, req)
 		if err != nil {
 			return s.vmm.Err("start", err)
 		}
 		s.desc = out.Description
 		s.console = out.Console
-		s.result.ColdBootReason = reason
-		*note = "cold boot: " + reason
+		s.result.ColdBootReason = plan.Reason
+		*note = "cold boot: " + plan.Reason
 	}
 	s.r.push("power off machine", func(ctx context.Context) error {
 		if s.vmm.Exited() {
@@ -394,8 +497,41 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		_, err = vm.PowerOff(ctx, vmm.PowerOffRequest{Name: s.spec.Name, Force: true})
 		return s.vmm.Err("power off", err)
 	})
-	// From here the disk moves on: a crash must not resume the old point.
-	return s.machine.SetSession(pad.SessionState{State: pad.SessionRunning, Point: s.result.ResumedFrom})
+	// From here the disk moves on: a crash must not resume an old point
+	// against it without keeping it first (see PlanResume).
+	host, _ := os.Hostname()
+	return s.machine.SetSession(pad.SessionState{State: pad.SessionRunning, Point: s.parent, Session: s.ID, Generation: s.gen, Host: host})
+}
+
+// keepLatestDisk keeps the disks' latest state, left by the session in
+// sess that ended without suspending, as a sealed disk point.
+func (s *Session) keepLatestDisk(ctx context.Context, sess pad.SessionState) (string, error) {
+	dh, ok := s.vmm.VMM().(vmm.DiskHistory)
+	if !ok {
+		return "", fmt.Errorf("%s: keep disks: %w", s.vmm.Name, sdk.ErrUnsupported)
+	}
+	pend, err := s.machine.NewPending()
+	if err != nil {
+		return "", err
+	}
+	out, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: pend.Dir()})
+	if err != nil {
+		_ = pend.Discard()
+		return "", s.vmm.Err("keep disks", err)
+	}
+	spec := s.spec
+	point, err := pend.Seal(out.Files, pad.Manifest{
+		Kind: pad.KindDisk, Parent: sess.Point, Session: sess.Session, Generation: sess.Generation, SessionStarted: sess.Since,
+		CPUModel: s.spec.CPUModel, Accelerator: s.spec.Accelerator, Description: out.Description,
+		VMM: pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version}, Host: s.profile, Spec: spec,
+	})
+	if err != nil {
+		_ = pend.Discard()
+		return "", err
+	}
+	_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: "disk kept as a point", Fields: map[string]any{
+		"point": point.Manifest.ID, "kind": pad.KindDisk, "session": sess.Session}})
+	return point.Manifest.ID, nil
 }
 
 // compatible checks a point against this host before the VMM sees it:
@@ -439,6 +575,10 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 			s.r.progress("  the machine is running; Ctrl-C or `soulpad suspend` suspends it")
 			for {
 				select {
+				case <-s.crypt.Done():
+					return s.cryptDied()
+				case <-s.vmm.Done():
+					return fmt.Errorf("%s: the machine stopped unexpectedly: the plugin process exited, and the machine with it (see its log lines above): %w", s.vmm.Name, sdk.ErrPluginExited)
 				case <-s.opts.SuspendRequests:
 					*note = "suspend requested"
 					return nil
@@ -469,13 +609,17 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 		}
 		if poweredOff {
 			s.result.Outcome = OutcomePoweredOff
-			return s.machine.SetSession(pad.SessionState{State: pad.SessionStopped})
+			host, _ := os.Hostname()
+			return s.machine.SetSession(pad.SessionState{State: pad.SessionStopped, Point: s.parent, Session: s.ID, Generation: s.gen, Host: host})
 		}
 		sctx := context.WithoutCancel(ctx)
 		err = s.bounded(sctx, StageSuspend, time.Duration(s.cfg.Session.SuspendTimeoutSeconds)*time.Second, s.suspend)
 		if err == nil {
 			s.result.Outcome = OutcomeSuspended
 			return nil
+		}
+		if s.crypt.Exited() {
+			return errors.Join(err, s.cryptDied())
 		}
 		st, serr := vm.Status(sctx, vmm.StatusRequest{Name: s.spec.Name})
 		if serr != nil || st.State != vmm.StateRunning || attempt >= maxSuspendAttempts || ctx.Err() != nil {
@@ -502,6 +646,11 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		desc = s.desc
 	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
+		Kind:           pad.KindMemory,
+		Parent:         s.parent,
+		Session:        s.ID,
+		Generation:     s.gen,
+		SessionStarted: s.started,
 		CPUModel:       s.spec.CPUModel,
 		CPUFeatures:    NeededFeatures(s.spec.CPUModel, s.profile),
 		Accelerator:    s.spec.Accelerator,
@@ -515,10 +664,18 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		_ = pend.Discard()
 		return err
 	}
-	if err := s.machine.SetSession(pad.SessionState{State: pad.SessionSuspended, Point: point.Manifest.ID}); err != nil {
+	host, _ := os.Hostname()
+	if err := s.machine.SetSession(pad.SessionState{State: pad.SessionSuspended, Point: point.Manifest.ID, Session: s.ID, Generation: s.gen, Host: host}); err != nil {
 		return err
 	}
 	s.result.Point = point.Manifest.ID
+	// Retention: the point is sealed whatever happens here.
+	if pruned, err := Prune(ctx, s.r.journal, s.machine, s.vmm, s.spec, s.cfg.Session.KeepPoints, false, point.Manifest.ID); err != nil {
+		s.r.progress("  warning: pruning old suspend points: %v", err)
+		_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "pruning failed", Error: err.Error()})
+	} else {
+		s.result.Pruned = pruned
+	}
 	// No secrets: what status shows without unlocking the vault.
 	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
 		"point": point.Manifest.ID, "bytes": point.Size(), "cpu_model": s.spec.CPUModel,
@@ -528,6 +685,9 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
 	return nil
 }
+
+// HumanBytes prints a size in binary units ("1.5 GiB").
+func HumanBytes(n int64) string { return humanBytes(n) }
 
 func humanBytes(n int64) string {
 	const unit = 1024
@@ -540,4 +700,26 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ErrVaultLost: the crypt plugin died while the vault was open.
+var ErrVaultLost = errors.New("the vault was lost")
+
+// cryptDied stops the session after the crypt plugin died while the vault
+// was open: its plaintext cannot be trusted to reach the pad any more, so
+// the machine is stopped without a suspend point (the last sealed point
+// and the disk as the plugin last wrote it stay), and the cleanups detach
+// whatever of the vault is still mounted.
+func (s *Session) cryptDied() error {
+	s.r.progress("  %s exited while the vault was open: stopping the machine without a suspend point", s.crypt.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !s.vmm.Exited() {
+		_, _ = s.vmm.VMM().PowerOff(ctx, vmm.PowerOffRequest{Name: s.spec.Name, Force: true})
+	}
+	if s.mountDir != "" {
+		_ = detachMount(s.mountDir)
+	}
+	return fmt.Errorf("%s: the crypt plugin exited while the vault was open (see its log lines above), so the machine was stopped without a suspend point; the next `soulpad run` resumes the last sealed point and keeps the disk as it was: %w (%w)",
+		s.crypt.Name, ErrVaultLost, sdk.ErrPluginExited)
 }

@@ -46,12 +46,16 @@ type runner struct {
 	timings  []Timing
 	cleanups []cleanup
 	progress func(format string, args ...any)
+	// quiet: no stage lines (maintenance commands print their own).
+	quiet bool
 }
 
 // stage runs fn as the named stage. fn may set a note for the table.
 func (r *runner) stage(ctx context.Context, name string, fn func(ctx context.Context, note *string) error) error {
 	_ = r.journal.Append(pad.Entry{Stage: name, Event: "start"})
-	r.progress("▸ %s", name)
+	if !r.quiet {
+		r.progress("▸ %s", name)
+	}
 	start := time.Now()
 	var note string
 	err := fn(ctx, &note)
@@ -62,15 +66,17 @@ func (r *runner) stage(ctx context.Context, name string, fn func(ctx context.Con
 	}
 	_ = r.journal.Append(e)
 	r.timings = append(r.timings, Timing{Stage: name, Duration: d, Err: err, Note: note})
-	if err != nil {
+	switch {
+	case r.quiet:
+	case err != nil:
 		r.progress("  %s failed after %s: %v", name, round(d), err)
-	} else if note != "" {
+	case note != "":
 		r.progress("  %s (%s)", note, round(d))
 	}
 	return err
 }
 
-// onFail registers a cleanup.
+// push registers a cleanup; the cleanups run in reverse order.
 func (r *runner) push(name string, fn func(ctx context.Context) error) {
 	r.cleanups = append(r.cleanups, cleanup{name: name, fn: fn})
 }
@@ -79,18 +85,24 @@ func (r *runner) push(name string, fn func(ctx context.Context) error) {
 // cleanup runs even if one fails.
 func (r *runner) shutdown(ctx context.Context) error {
 	return r.stage(ctx, StageShutdown, func(ctx context.Context, note *string) error {
-		var errs []error
-		for i := len(r.cleanups) - 1; i >= 0; i-- {
-			c := r.cleanups[i]
-			_ = r.journal.Append(pad.Entry{Stage: StageShutdown, Event: "info", Message: "cleanup: " + c.name})
-			if err := c.fn(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
-				_ = r.journal.Append(pad.Entry{Stage: StageShutdown, Event: "info", Message: "cleanup " + c.name + " failed", Error: err.Error()})
-			}
-		}
-		r.cleanups = nil
-		return errors.Join(errs...)
+		return r.runCleanups(ctx)
 	})
+}
+
+// runCleanups runs and forgets the cleanups, newest first; every cleanup
+// runs even if one fails.
+func (r *runner) runCleanups(ctx context.Context) error {
+	var errs []error
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		c := r.cleanups[i]
+		_ = r.journal.Append(pad.Entry{Stage: StageShutdown, Event: "info", Message: "cleanup: " + c.name})
+		if err := c.fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+			_ = r.journal.Append(pad.Entry{Stage: StageShutdown, Event: "info", Message: "cleanup " + c.name + " failed", Error: err.Error()})
+		}
+	}
+	r.cleanups = nil
+	return errors.Join(errs...)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

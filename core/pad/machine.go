@@ -93,6 +93,17 @@ type FileSum struct {
 	SHA256 string `json:"sha256"`
 }
 
+// Point kinds.
+const (
+	// KindMemory: memory and device state with the disk state they were
+	// taken with; resuming it continues the running machine.
+	KindMemory = "memory"
+	// KindDisk: a disk state alone, kept when a session ended without
+	// suspending (a crash) and an older point was resumed instead; booting
+	// it is a cold boot of that disk.
+	KindDisk = "disk"
+)
+
 // Manifest seals a suspend point. It is written last; a point without one
 // is incomplete and is never resumed.
 type Manifest struct {
@@ -101,6 +112,19 @@ type Manifest struct {
 	Machine string    `json:"machine"`
 	Created time.Time `json:"created"`
 	Files   []FileSum `json:"files"`
+	// Kind is KindMemory (also when empty, as in older points) or KindDisk.
+	Kind string `json:"kind,omitempty"`
+	// Parent is the point the session that made this one resumed from;
+	// empty after a cold boot.
+	Parent string `json:"parent,omitempty"`
+	// Session is the ID of the session that ran the machine.
+	Session string `json:"session,omitempty"`
+	// Generation numbers the sessions of a machine: each session's disk
+	// state is a new generation; the point holds that generation's disk.
+	Generation int `json:"generation,omitempty"`
+	// SessionStarted is when that session started (for a disk point: the
+	// work it holds was done between then and Created).
+	SessionStarted time.Time `json:"session_started,omitempty"`
 	// CPUModel is the guest CPU model the machine ran with.
 	CPUModel string `json:"cpu_model"`
 	// CPUFeatures are the host CPU flags the point needs to resume.
@@ -119,6 +143,17 @@ type Manifest struct {
 type Point struct {
 	Dir      string
 	Manifest Manifest
+}
+
+// IsDisk reports whether the point holds a disk state alone.
+func (p Point) IsDisk() bool { return p.Manifest.Kind == KindDisk }
+
+// KindName is the point's kind, KindMemory for older points.
+func (p Point) KindName() string {
+	if p.Manifest.Kind == "" {
+		return KindMemory
+	}
+	return p.Manifest.Kind
 }
 
 // Size is the total size of the point's files.
@@ -247,13 +282,85 @@ func (m *Machine) Points() ([]Point, error) {
 	return out, nil
 }
 
-// Latest returns the newest sealed point, or false.
+// Latest returns the newest sealed point with memory, or false.
 func (m *Machine) Latest() (Point, bool, error) {
 	pts, err := m.Points()
-	if err != nil || len(pts) == 0 {
+	if err != nil {
 		return Point{}, false, err
 	}
-	return pts[len(pts)-1], true, nil
+	for i := len(pts) - 1; i >= 0; i-- {
+		if !pts[i].IsDisk() {
+			return pts[i], true, nil
+		}
+	}
+	return Point{}, false, nil
+}
+
+// FindPoint returns the sealed point with this ID (or a unique prefix of
+// it), or an error wrapping sdk.ErrNotFound that lists the points.
+func FindPoint(pts []Point, id string) (Point, error) {
+	var found []Point
+	for _, p := range pts {
+		if p.Manifest.ID == id {
+			return p, nil
+		}
+		if id != "" && strings.HasPrefix(p.Manifest.ID, id) {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	var ids []string
+	for _, p := range pts {
+		ids = append(ids, p.Manifest.ID)
+	}
+	list := "there are none"
+	if len(ids) > 0 {
+		list = "there are: " + strings.Join(ids, ", ")
+	}
+	if len(found) > 1 {
+		return Point{}, fmt.Errorf("suspend point %q is ambiguous (%d points start with it; %s): %w", id, len(found), list, sdk.ErrNotFound)
+	}
+	return Point{}, fmt.Errorf("no suspend point %q (%s; see `soulpad points`): %w", id, list, sdk.ErrNotFound)
+}
+
+// RemovePoint removes a sealed point: first its manifest is renamed away
+// (from then on the point does not exist, whatever happens next), then its
+// files. A removal cut short leaves an unsealed directory that the next
+// CleanPending removes.
+func (m *Machine) RemovePoint(p Point) error {
+	if filepath.Dir(p.Dir) != m.PointsDir() || p.Manifest.ID == "" {
+		return fmt.Errorf("remove suspend point %s: not a point of machine %s", p.Dir, m.Name)
+	}
+	doomed := filepath.Join(m.PointsDir(), pendingPrefix+"rm-"+p.Manifest.ID)
+	if err := os.Rename(p.Dir, doomed); err != nil {
+		return fmt.Errorf("remove suspend point %s: %w", p.Manifest.ID, err)
+	}
+	if err := SyncDir(m.PointsDir()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(doomed); err != nil {
+		return fmt.Errorf("remove suspend point %s: %w", p.Manifest.ID, err)
+	}
+	return nil
+}
+
+// NextGeneration is one more than any generation the machine has used.
+func (m *Machine) NextGeneration() (int, error) {
+	pts, err := m.Points()
+	if err != nil {
+		return 0, err
+	}
+	sess, err := m.Session()
+	if err != nil {
+		return 0, err
+	}
+	g := sess.Generation
+	for _, p := range pts {
+		g = max(g, p.Manifest.Generation)
+	}
+	return g + 1, nil
 }
 
 // Verify re-reads every file of the point against its manifest. A
@@ -279,11 +386,15 @@ func (p Point) Verify() error {
 }
 
 // CleanPending removes suspend points that were never sealed (a crash or
-// power cut during suspend). It returns how many it removed.
+// power cut during suspend) and removals that were cut short. It returns
+// how many it removed.
 func (m *Machine) CleanPending() (int, error) {
 	ents, err := os.ReadDir(m.PointsDir())
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("machine %s: %w", m.Name, err)
 	}
 	n := 0
 	for _, e := range ents {
@@ -312,9 +423,16 @@ const (
 
 // SessionState records what the disk is paired with.
 type SessionState struct {
-	State string    `json:"state"`
+	State string `json:"state"`
+	// Point is the point resumed (running) or sealed (suspended).
 	Point string    `json:"point,omitempty"`
 	Since time.Time `json:"since"`
+	// Session is the ID of the session that wrote this state.
+	Session string `json:"session,omitempty"`
+	// Generation is that session's disk generation.
+	Generation int `json:"generation,omitempty"`
+	// Host is where that session ran.
+	Host string `json:"host,omitempty"`
 }
 
 // Session reads session.json; a machine that never ran is "new".

@@ -7,6 +7,7 @@
 //	  vault…      the crypt plugin's cipher text
 //	  plugins/    plugin binaries carried on the pad
 //	  journal/    stage timings and events, JSON lines, no secrets
+//	  lock        who works on the pad now (see LockPad)
 package pad
 
 import (
@@ -95,6 +96,9 @@ func Create(dir string, meta Meta) (*Pad, error) {
 		meta.Vault = "vault"
 	}
 	p := &Pad{Dir: dir, Meta: meta}
+	if err := os.WriteFile(filepath.Join(dir, LockFile), nil, 0o600); err != nil {
+		return nil, fmt.Errorf("create pad %s: %w", dir, err)
+	}
 	if err := p.writeMeta(); err != nil {
 		return nil, err
 	}

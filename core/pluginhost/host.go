@@ -137,6 +137,28 @@ type Plugin struct {
 	Client any
 
 	client *plugin.Client
+
+	doneOnce sync.Once
+	done     chan struct{}
+}
+
+// Done is closed once the plugin process has exited, however it ended
+// (checked every 100 ms).
+func (p *Plugin) Done() <-chan struct{} {
+	p.doneOnce.Do(func() {
+		p.done = make(chan struct{})
+		go func() {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for range t.C {
+				if p.client.Exited() {
+					close(p.done)
+					return
+				}
+			}
+		}()
+	})
+	return p.done
 }
 
 // VMM returns the plugin as a VMM.
@@ -177,6 +199,11 @@ func (p *Plugin) Err(op string, err error) error {
 	}
 	if errors.Is(err, sdk.ErrPluginExited) || p.client.Exited() {
 		return fmt.Errorf("%s: %s: the plugin process exited (see its log lines above): %w", p.Name, op, sdk.ErrPluginExited)
+	}
+	// A plugin's own errors already name it (and usually the operation):
+	// keep its words rather than prefix them twice.
+	if strings.HasPrefix(err.Error(), p.Name+": ") {
+		return err
 	}
 	return fmt.Errorf("%s: %s: %w", p.Name, op, err)
 }

@@ -4,6 +4,8 @@ package diskchain
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -258,4 +260,223 @@ func (c Chain) Freeze(machineDir, stateDir string, disks []vmm.Disk, tops map[st
 		files = append(files, StateDiskName(d))
 	}
 	return files, frozen, nil
+}
+
+// Keep freezes each disk's latest state (its current overlay, written by a
+// session that ended without suspending) into stateDir, as Freeze does at
+// suspend. The chain is unchanged: the overlay is linked, not moved.
+func (c Chain) Keep(machineDir, stateDir string, disks []vmm.Disk) ([]string, map[string]string, error) {
+	tops := map[string]string{}
+	for _, d := range disks {
+		cur, err := Current(machineDir, d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: keep disk %s: %w", c.Plugin, d.Name, err)
+		}
+		if cur == "" {
+			return nil, nil, fmt.Errorf("%s: keep disk %s: it has no state yet: %w", c.Plugin, d.Name, sdk.ErrNotFound)
+		}
+		tops[d.Name] = cur
+	}
+	return c.Freeze(machineDir, stateDir, disks, tops)
+}
+
+// DisksOf reads the frozen overlays ({"disks": {name: overlay}}) from a
+// plugin's point description; both VMM plugins keep them there.
+func DisksOf(description string) (map[string]string, error) {
+	var d struct {
+		Disks map[string]string `json:"disks"`
+	}
+	if err := json.Unmarshal([]byte(description), &d); err != nil {
+		return nil, fmt.Errorf("the point's description is not JSON: %v: %w", err, sdk.ErrCorrupt)
+	}
+	for _, f := range d.Disks {
+		if !validOverlayName(f) {
+			return nil, fmt.Errorf("the point's description names overlay %q: %w", f, sdk.ErrCorrupt)
+		}
+	}
+	return d.Disks, nil
+}
+
+// validOverlayName: a plain file name in a disk's directory.
+func validOverlayName(f string) bool {
+	return f != "" && f != "." && f != ".." && !strings.ContainsAny(f, "/\x00")
+}
+
+// KeptPoint is a point whose disk state must stay: its directory and its
+// frozen overlays by disk name.
+type KeptPoint struct {
+	StateDir string
+	Disks    map[string]string
+}
+
+// Collect removes the overlays of each disk that neither the current
+// state nor any kept point needs: what is needed is each of those
+// overlays and every overlay it is backed by, read from the qcow2
+// headers (from the point's own copy when the chain lacks the file). A
+// disk whose chain cannot be read whole is left as it is. Base images and
+// files that are not overlays are never touched.
+func (c Chain) Collect(machineDir string, disks []vmm.Disk, keep []KeptPoint) ([]string, uint64, error) {
+	var removed []string
+	var freed uint64
+	for _, d := range disks {
+		dir := DiskDir(machineDir, d)
+		cur, err := Current(machineDir, d)
+		if err != nil {
+			return removed, freed, err
+		}
+		type root struct{ name, copy string }
+		var roots []root
+		if cur != "" {
+			roots = append(roots, root{name: cur})
+		}
+		for _, k := range keep {
+			if f := k.Disks[d.Name]; f != "" {
+				roots = append(roots, root{name: f, copy: filepath.Join(k.StateDir, StateDiskName(d))})
+			}
+		}
+		needed := map[string]bool{}
+		whole := true
+		for _, r := range roots {
+			name, alt := r.name, r.copy
+			for name != "" && !needed[name] {
+				needed[name] = true
+				back, err := backingName(filepath.Join(dir, name))
+				if errors.Is(err, fs.ErrNotExist) && alt != "" {
+					back, err = backingName(alt)
+				}
+				if err != nil {
+					whole = false
+					break
+				}
+				alt = ""
+				if back == "" || filepath.Base(back) != back || !isOverlayName(back) {
+					break // the base image, or something outside the chain
+				}
+				name = back
+			}
+		}
+		if !whole {
+			continue
+		}
+		ents, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, freed, err
+		}
+		n0 := len(removed)
+		for _, e := range ents {
+			n := e.Name()
+			if !isOverlayName(n) || needed[n] || !e.Type().IsRegular() {
+				continue
+			}
+			if fi, err := e.Info(); err == nil {
+				freed += uint64(fi.Size())
+			}
+			if err := os.Remove(filepath.Join(dir, n)); err != nil {
+				return removed, freed, err
+			}
+			removed = append(removed, filepath.Join("disks", d.Name, n))
+		}
+		if len(removed) > n0 {
+			if err := syncDir(dir); err != nil {
+				return removed, freed, err
+			}
+		}
+	}
+	return removed, freed, nil
+}
+
+// isOverlayName: the names NewOverlay gives (g<time>.qcow2).
+func isOverlayName(n string) bool {
+	return strings.HasPrefix(n, "g") && strings.HasSuffix(n, ".qcow2") && len(n) > len("g.qcow2")
+}
+
+// backingName reads the backing file name from a qcow2 header; "" when
+// the image has none.
+func backingName(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	hdr := make([]byte, 64<<10)
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	name, err := ParseBacking(hdr[:n])
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return name, nil
+}
+
+// ParseBacking returns the backing file name in the first bytes of a
+// qcow2 image (at least the header and the name), "" for none.
+func ParseBacking(b []byte) (string, error) {
+	if len(b) < 20 || string(b[:4]) != "QFI\xfb" {
+		return "", fmt.Errorf("not a qcow2 image: %w", sdk.ErrCorrupt)
+	}
+	if v := binary.BigEndian.Uint32(b[4:8]); v != 2 && v != 3 {
+		return "", fmt.Errorf("qcow2 version %d: %w", v, sdk.ErrCorrupt)
+	}
+	off := binary.BigEndian.Uint64(b[8:16])
+	size := binary.BigEndian.Uint32(b[16:20])
+	if off == 0 || size == 0 {
+		return "", nil
+	}
+	if size > 1023 || off > uint64(len(b)) || off+uint64(size) > uint64(len(b)) {
+		return "", fmt.Errorf("qcow2 backing file name out of range (offset %d, %d bytes): %w", off, size, sdk.ErrCorrupt)
+	}
+	return string(b[off : off+uint64(size)]), nil
+}
+
+// BootTops puts a new overlay on top of each disk for a cold boot: over
+// the disks' latest state, or over the state kept in a point when from is
+// set. On error none are left.
+func (c Chain) BootTops(ctx context.Context, machineDir string, disks []vmm.Disk, from *vmm.PointState) (map[string]string, error) {
+	if from == nil {
+		return c.StartTops(ctx, machineDir, disks)
+	}
+	frozen, err := DisksOf(from.Description)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start from %s: %w", c.Plugin, from.StateDir, err)
+	}
+	return c.ResumeTops(ctx, machineDir, from.StateDir, disks, frozen)
+}
+
+// KeepDisks implements vmm.DiskHistory for the plugins built on chains.
+func (c Chain) KeepDisks(req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
+	files, frozen, err := c.Keep(req.MachineDir, req.StateDir, req.Spec.Disks)
+	if err != nil {
+		return vmm.KeepDisksResponse{}, err
+	}
+	b, err := json.Marshal(struct {
+		Format int               `json:"format"`
+		Kind   string            `json:"kind"`
+		Disks  map[string]string `json:"disks"`
+	}{1, "disk", frozen})
+	if err != nil {
+		return vmm.KeepDisksResponse{}, err
+	}
+	return vmm.KeepDisksResponse{Files: files, Description: string(b)}, nil
+}
+
+// CollectDisks implements vmm.DiskHistory for the plugins built on chains.
+func (c Chain) CollectDisks(req vmm.CollectDisksRequest) (vmm.CollectDisksResponse, error) {
+	var keep []KeptPoint
+	for _, k := range req.Keep {
+		frozen, err := DisksOf(k.Description)
+		if err != nil {
+			return vmm.CollectDisksResponse{}, fmt.Errorf("%s: collect disks: point %s: %w", c.Plugin, filepath.Base(k.StateDir), err)
+		}
+		keep = append(keep, KeptPoint{StateDir: k.StateDir, Disks: frozen})
+	}
+	removed, freed, err := c.Collect(req.MachineDir, req.Spec.Disks, keep)
+	if err != nil {
+		return vmm.CollectDisksResponse{Removed: removed, BytesFreed: freed}, fmt.Errorf("%s: collect disks: %w", c.Plugin, err)
+	}
+	return vmm.CollectDisksResponse{Removed: removed, BytesFreed: freed}, nil
 }

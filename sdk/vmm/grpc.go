@@ -72,7 +72,11 @@ type server struct {
 }
 
 func (s *server) Start(ctx context.Context, r *pb.StartRequest) (*pb.StartResponse, error) {
-	out, err := s.impl.Start(ctx, StartRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir})
+	req := StartRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir}
+	if r.FromStateDir != "" {
+		req.From = &PointState{StateDir: r.FromStateDir, Description: r.FromDescription}
+	}
+	out, err := s.impl.Start(ctx, req)
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
@@ -125,9 +129,37 @@ func (s *server) Events(r *pb.EventsRequest, stream pb.VMM_EventsServer) error {
 	return nil
 }
 
-// Client is the host's view of a VMM plugin. It implements VMM and
-// EventStreamer (which fails with sdk.ErrUnsupported when the plugin lacks
-// it).
+func (s *server) KeepDisks(ctx context.Context, r *pb.KeepDisksRequest) (*pb.KeepDisksResponse, error) {
+	dh, ok := s.impl.(DiskHistory)
+	if !ok {
+		return nil, rpc.ToStatus(sdk.ErrUnsupported)
+	}
+	out, err := dh.KeepDisks(ctx, KeepDisksRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.KeepDisksResponse{Files: out.Files, Description: out.Description}, nil
+}
+
+func (s *server) CollectDisks(ctx context.Context, r *pb.CollectDisksRequest) (*pb.CollectDisksResponse, error) {
+	dh, ok := s.impl.(DiskHistory)
+	if !ok {
+		return nil, rpc.ToStatus(sdk.ErrUnsupported)
+	}
+	req := CollectDisksRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir}
+	for _, k := range r.Keep {
+		req.Keep = append(req.Keep, PointState{StateDir: k.StateDir, Description: k.Description})
+	}
+	out, err := dh.CollectDisks(ctx, req)
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.CollectDisksResponse{Removed: out.Removed, BytesFreed: out.BytesFreed}, nil
+}
+
+// Client is the host's view of a VMM plugin. It implements VMM,
+// EventStreamer and DiskHistory (the optional ones fail with
+// sdk.ErrUnsupported when the plugin lacks them).
 type Client struct {
 	rpc.BaseClient
 	c pb.VMMClient
@@ -136,11 +168,38 @@ type Client struct {
 var (
 	_ VMM           = (*Client)(nil)
 	_ EventStreamer = (*Client)(nil)
+	_ DiskHistory   = (*Client)(nil)
 )
+
+// KeepDisks implements DiskHistory.
+func (c *Client) KeepDisks(ctx context.Context, r KeepDisksRequest) (KeepDisksResponse, error) {
+	out, err := c.c.KeepDisks(ctx, &pb.KeepDisksRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir})
+	if err != nil {
+		return KeepDisksResponse{}, rpc.FromStatus(err)
+	}
+	return KeepDisksResponse{Files: out.Files, Description: out.Description}, nil
+}
+
+// CollectDisks implements DiskHistory.
+func (c *Client) CollectDisks(ctx context.Context, r CollectDisksRequest) (CollectDisksResponse, error) {
+	req := &pb.CollectDisksRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir}
+	for _, k := range r.Keep {
+		req.Keep = append(req.Keep, &pb.PointState{StateDir: k.StateDir, Description: k.Description})
+	}
+	out, err := c.c.CollectDisks(ctx, req)
+	if err != nil {
+		return CollectDisksResponse{}, rpc.FromStatus(err)
+	}
+	return CollectDisksResponse{Removed: out.Removed, BytesFreed: out.BytesFreed}, nil
+}
 
 // Start implements VMM.
 func (c *Client) Start(ctx context.Context, r StartRequest) (StartResponse, error) {
-	out, err := c.c.Start(ctx, &pb.StartRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir})
+	req := &pb.StartRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir}
+	if r.From != nil {
+		req.FromStateDir, req.FromDescription = r.From.StateDir, r.From.Description
+	}
+	out, err := c.c.Start(ctx, req)
 	if err != nil {
 		return StartResponse{}, rpc.FromStatus(err)
 	}

@@ -19,6 +19,10 @@ const (
 	CapEvents = "events"
 	// CapKVM: the plugin can use hardware virtualisation when the host has it.
 	CapKVM = "kvm"
+	// CapDiskHistory: the plugin implements DiskHistory (it keeps disk
+	// states apart, boots one with StartRequest.From, and removes the disk
+	// state no point needs).
+	CapDiskHistory = "disk-history"
 )
 
 // Machine states reported by Status.
@@ -82,6 +86,18 @@ type StartRequest struct {
 	// MachineDir is the machine's directory inside the unlocked vault; the
 	// plugin keeps disks and its own files there.
 	MachineDir string
+	// From, when set, boots the disk state kept in a point (a KeepDisks or
+	// Suspend result) instead of the disks' latest state; the latest state
+	// is left as it is. Only for plugins with CapDiskHistory.
+	From *PointState
+}
+
+// PointState locates what a plugin wrote for a sealed point.
+type PointState struct {
+	// StateDir is the point's directory in the vault (read only).
+	StateDir string
+	// Description is what the plugin returned when it wrote the point.
+	Description string
 }
 
 // StartResponse describes the machine as started.
@@ -202,4 +218,50 @@ type EventStreamer interface {
 	// channel. Events that happen while nobody listens may be dropped, except
 	// EventPoweredOff, which is sent to a subscriber that arrives after it.
 	Events(ctx context.Context, req EventsRequest) (<-chan Event, error)
+}
+
+// KeepDisksRequest keeps the disks' latest state in a point of its own.
+type KeepDisksRequest struct {
+	Spec       Spec
+	MachineDir string
+	// StateDir is an empty directory inside the vault.
+	StateDir string
+}
+
+// KeepDisksResponse lists what was written, as SuspendResponse does.
+type KeepDisksResponse struct {
+	Files       []string
+	Description string
+}
+
+// CollectDisksRequest names the points whose disk state must stay.
+type CollectDisksRequest struct {
+	Spec       Spec
+	MachineDir string
+	// Keep are the points still on the pad.
+	Keep []PointState
+}
+
+// CollectDisksResponse says what was removed.
+type CollectDisksResponse struct {
+	// Removed are paths relative to MachineDir.
+	Removed    []string
+	BytesFreed uint64
+}
+
+// DiskHistory is optional (capability "disk-history"): it lets the core
+// keep a newer disk state when it resumes an older point (after a crash,
+// or when the user picks a point), boot a kept disk state, and bound the
+// pad's size when points are pruned. No machine runs during these calls.
+type DiskHistory interface {
+	// KeepDisks freezes the disks' latest state (left by a session that
+	// ended without suspending) into StateDir, so that a later Start with
+	// From boots it. The latest state itself is unchanged; KeepDisks may
+	// be called again for the same state.
+	KeepDisks(ctx context.Context, req KeepDisksRequest) (KeepDisksResponse, error)
+
+	// CollectDisks removes the disk state that neither the disks' latest
+	// state nor any point in Keep needs. It never removes what a kept
+	// point or the latest state needs, whatever it is interrupted by.
+	CollectDisks(ctx context.Context, req CollectDisksRequest) (CollectDisksResponse, error)
 }

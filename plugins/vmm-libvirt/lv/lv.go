@@ -95,12 +95,13 @@ func defaults() Config {
 var (
 	_ vmm.VMM           = (*Plugin)(nil)
 	_ vmm.EventStreamer = (*Plugin)(nil)
+	_ vmm.DiskHistory   = (*Plugin)(nil)
 )
 
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-libvirt", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
-		Capabilities: []string{vmm.CapEvents},
+		Capabilities: []string{vmm.CapEvents, vmm.CapDiskHistory},
 		Description:  "libvirt domains: save into the vault with virDomainSaveFlags, restore with virDomainRestoreFlags"}, nil
 }
 
@@ -287,7 +288,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		os.RemoveAll(m.runDir)
 		return vmm.StartResponse{}, err
 	}
-	if m.tops, err = p.chain().StartTops(ctx, req.MachineDir, req.Spec.Disks); err != nil {
+	if m.tops, err = p.chain().BootTops(ctx, req.MachineDir, req.Spec.Disks, req.From); err != nil {
 		return fail(err)
 	}
 	p.events.Reset()
@@ -568,4 +569,24 @@ func (p *Plugin) onLifecycle(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.
 // Events implements vmm.EventStreamer.
 func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
 	return p.events.Subscribe(ctx), nil
+}
+
+// KeepDisks implements vmm.DiskHistory.
+func (p *Plugin) KeepDisks(_ context.Context, req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vm != nil {
+		return vmm.KeepDisksResponse{}, fmt.Errorf("vmm-libvirt: keep disks: a machine is running: %w", sdk.ErrBusy)
+	}
+	return p.chain().KeepDisks(req)
+}
+
+// CollectDisks implements vmm.DiskHistory.
+func (p *Plugin) CollectDisks(_ context.Context, req vmm.CollectDisksRequest) (vmm.CollectDisksResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vm != nil {
+		return vmm.CollectDisksResponse{}, fmt.Errorf("vmm-libvirt: collect disks: a machine is running: %w", sdk.ErrBusy)
+	}
+	return p.chain().CollectDisks(req)
 }

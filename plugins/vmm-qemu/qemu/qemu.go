@@ -61,12 +61,13 @@ func New() *Plugin { return &Plugin{log: sdk.Logger("vmm-qemu")} }
 var (
 	_ vmm.VMM           = (*Plugin)(nil)
 	_ vmm.EventStreamer = (*Plugin)(nil)
+	_ vmm.DiskHistory   = (*Plugin)(nil)
 )
 
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-qemu", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
-		Capabilities: []string{vmm.CapEvents, vmm.CapKVM},
+		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory},
 		Description:  "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
 }
 
@@ -374,7 +375,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 	if err := p.check(ctx, req.Spec, req.MachineDir); err != nil {
 		return vmm.StartResponse{}, err
 	}
-	tops, err := p.chain().StartTops(ctx, req.MachineDir, req.Spec.Disks)
+	tops, err := p.chain().BootTops(ctx, req.MachineDir, req.Spec.Disks, req.From)
 	if err != nil {
 		return vmm.StartResponse{}, err
 	}
@@ -654,4 +655,24 @@ func (p *Plugin) Status(ctx context.Context, _ vmm.StatusRequest) (vmm.StatusRes
 // Events implements vmm.EventStreamer.
 func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
 	return p.events.Subscribe(ctx), nil
+}
+
+// KeepDisks implements vmm.DiskHistory.
+func (p *Plugin) KeepDisks(_ context.Context, req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vm != nil {
+		return vmm.KeepDisksResponse{}, fmt.Errorf("vmm-qemu: keep disks: a machine is running: %w", sdk.ErrBusy)
+	}
+	return p.chain().KeepDisks(req)
+}
+
+// CollectDisks implements vmm.DiskHistory.
+func (p *Plugin) CollectDisks(_ context.Context, req vmm.CollectDisksRequest) (vmm.CollectDisksResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.vm != nil {
+		return vmm.CollectDisksResponse{}, fmt.Errorf("vmm-qemu: collect disks: a machine is running: %w", sdk.ErrBusy)
+	}
+	return p.chain().CollectDisks(req)
 }

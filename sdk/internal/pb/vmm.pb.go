@@ -230,11 +230,13 @@ func (x *MachineSpec) GetExtra() map[string]string {
 }
 
 type StartRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *MachineSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	MachineDir    string                 `protobuf:"bytes,2,opt,name=machine_dir,json=machineDir,proto3" json:"machine_dir,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Spec            *MachineSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	MachineDir      string                 `protobuf:"bytes,2,opt,name=machine_dir,json=machineDir,proto3" json:"machine_dir,omitempty"`
+	FromStateDir    string                 `protobuf:"bytes,3,opt,name=from_state_dir,json=fromStateDir,proto3" json:"from_state_dir,omitempty"`
+	FromDescription string                 `protobuf:"bytes,4,opt,name=from_description,json=fromDescription,proto3" json:"from_description,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StartRequest) Reset() {
@@ -277,6 +279,20 @@ func (x *StartRequest) GetSpec() *MachineSpec {
 func (x *StartRequest) GetMachineDir() string {
 	if x != nil {
 		return x.MachineDir
+	}
+	return ""
+}
+
+func (x *StartRequest) GetFromStateDir() string {
+	if x != nil {
+		return x.FromStateDir
+	}
+	return ""
+}
+
+func (x *StartRequest) GetFromDescription() string {
+	if x != nil {
+		return x.FromDescription
 	}
 	return ""
 }
@@ -889,6 +905,282 @@ func (x *Event) GetUnixNano() int64 {
 	return 0
 }
 
+type KeepDisksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *MachineSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	MachineDir    string                 `protobuf:"bytes,2,opt,name=machine_dir,json=machineDir,proto3" json:"machine_dir,omitempty"`
+	StateDir      string                 `protobuf:"bytes,3,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepDisksRequest) Reset() {
+	*x = KeepDisksRequest{}
+	mi := &file_vmm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepDisksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepDisksRequest) ProtoMessage() {}
+
+func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepDisksRequest.ProtoReflect.Descriptor instead.
+func (*KeepDisksRequest) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KeepDisksRequest) GetSpec() *MachineSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *KeepDisksRequest) GetMachineDir() string {
+	if x != nil {
+		return x.MachineDir
+	}
+	return ""
+}
+
+func (x *KeepDisksRequest) GetStateDir() string {
+	if x != nil {
+		return x.StateDir
+	}
+	return ""
+}
+
+type KeepDisksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []string               `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepDisksResponse) Reset() {
+	*x = KeepDisksResponse{}
+	mi := &file_vmm_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepDisksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepDisksResponse) ProtoMessage() {}
+
+func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepDisksResponse.ProtoReflect.Descriptor instead.
+func (*KeepDisksResponse) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *KeepDisksResponse) GetFiles() []string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *KeepDisksResponse) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type PointState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StateDir      string                 `protobuf:"bytes,1,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PointState) Reset() {
+	*x = PointState{}
+	mi := &file_vmm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PointState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PointState) ProtoMessage() {}
+
+func (x *PointState) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PointState.ProtoReflect.Descriptor instead.
+func (*PointState) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PointState) GetStateDir() string {
+	if x != nil {
+		return x.StateDir
+	}
+	return ""
+}
+
+func (x *PointState) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type CollectDisksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *MachineSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	MachineDir    string                 `protobuf:"bytes,2,opt,name=machine_dir,json=machineDir,proto3" json:"machine_dir,omitempty"`
+	Keep          []*PointState          `protobuf:"bytes,3,rep,name=keep,proto3" json:"keep,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectDisksRequest) Reset() {
+	*x = CollectDisksRequest{}
+	mi := &file_vmm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectDisksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectDisksRequest) ProtoMessage() {}
+
+func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectDisksRequest.ProtoReflect.Descriptor instead.
+func (*CollectDisksRequest) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CollectDisksRequest) GetSpec() *MachineSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *CollectDisksRequest) GetMachineDir() string {
+	if x != nil {
+		return x.MachineDir
+	}
+	return ""
+}
+
+func (x *CollectDisksRequest) GetKeep() []*PointState {
+	if x != nil {
+		return x.Keep
+	}
+	return nil
+}
+
+type CollectDisksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Removed       []string               `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"`
+	BytesFreed    uint64                 `protobuf:"varint,2,opt,name=bytes_freed,json=bytesFreed,proto3" json:"bytes_freed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectDisksResponse) Reset() {
+	*x = CollectDisksResponse{}
+	mi := &file_vmm_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectDisksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectDisksResponse) ProtoMessage() {}
+
+func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectDisksResponse.ProtoReflect.Descriptor instead.
+func (*CollectDisksResponse) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CollectDisksResponse) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *CollectDisksResponse) GetBytesFreed() uint64 {
+	if x != nil {
+		return x.BytesFreed
+	}
+	return 0
+}
+
 var File_vmm_proto protoreflect.FileDescriptor
 
 const file_vmm_proto_rawDesc = "" +
@@ -919,11 +1211,13 @@ const file_vmm_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\\\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x01\n" +
 	"\fStartRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
-	"machineDir\"`\n" +
+	"machineDir\x12$\n" +
+	"\x0efrom_state_dir\x18\x03 \x01(\tR\ffromStateDir\x12)\n" +
+	"\x10from_description\x18\x04 \x01(\tR\x0ffromDescription\"`\n" +
 	"\rStartResponse\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12-\n" +
 	"\aconsole\x18\x02 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\"3\n" +
@@ -958,14 +1252,37 @@ const file_vmm_proto_rawDesc = "" +
 	"\x05Event\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
-	"\tunix_nano\x18\x03 \x01(\x03R\bunixNano2\x8a\x03\n" +
+	"\tunix_nano\x18\x03 \x01(\x03R\bunixNano\"}\n" +
+	"\x10KeepDisksRequest\x12+\n" +
+	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
+	"\vmachine_dir\x18\x02 \x01(\tR\n" +
+	"machineDir\x12\x1b\n" +
+	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\"K\n" +
+	"\x11KeepDisksResponse\x12\x14\n" +
+	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"K\n" +
+	"\n" +
+	"PointState\x12\x1b\n" +
+	"\tstate_dir\x18\x01 \x01(\tR\bstateDir\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"\x8f\x01\n" +
+	"\x13CollectDisksRequest\x12+\n" +
+	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
+	"\vmachine_dir\x18\x02 \x01(\tR\n" +
+	"machineDir\x12*\n" +
+	"\x04keep\x18\x03 \x03(\v2\x16.soulpad.v1.PointStateR\x04keep\"Q\n" +
+	"\x14CollectDisksResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x03(\tR\aremoved\x12\x1f\n" +
+	"\vbytes_freed\x18\x02 \x01(\x04R\n" +
+	"bytesFreed2\xa7\x04\n" +
 	"\x03VMM\x12<\n" +
 	"\x05Start\x12\x18.soulpad.v1.StartRequest\x1a\x19.soulpad.v1.StartResponse\x12B\n" +
 	"\aSuspend\x12\x1a.soulpad.v1.SuspendRequest\x1a\x1b.soulpad.v1.SuspendResponse\x12?\n" +
 	"\x06Resume\x12\x19.soulpad.v1.ResumeRequest\x1a\x1a.soulpad.v1.ResumeResponse\x12E\n" +
 	"\bPowerOff\x12\x1b.soulpad.v1.PowerOffRequest\x1a\x1c.soulpad.v1.PowerOffResponse\x12?\n" +
 	"\x06Status\x12\x19.soulpad.v1.StatusRequest\x1a\x1a.soulpad.v1.StatusResponse\x128\n" +
-	"\x06Events\x12\x19.soulpad.v1.EventsRequest\x1a\x11.soulpad.v1.Event0\x01B,Z*github.com/soulpad/soulpad/sdk/internal/pbb\x06proto3"
+	"\x06Events\x12\x19.soulpad.v1.EventsRequest\x1a\x11.soulpad.v1.Event0\x01\x12H\n" +
+	"\tKeepDisks\x12\x1c.soulpad.v1.KeepDisksRequest\x1a\x1d.soulpad.v1.KeepDisksResponse\x12Q\n" +
+	"\fCollectDisks\x12\x1f.soulpad.v1.CollectDisksRequest\x1a .soulpad.v1.CollectDisksResponseB,Z*github.com/soulpad/soulpad/sdk/internal/pbb\x06proto3"
 
 var (
 	file_vmm_proto_rawDescOnce sync.Once
@@ -979,49 +1296,61 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_vmm_proto_goTypes = []any{
-	(*Disk)(nil),             // 0: soulpad.v1.Disk
-	(*MachineSpec)(nil),      // 1: soulpad.v1.MachineSpec
-	(*StartRequest)(nil),     // 2: soulpad.v1.StartRequest
-	(*StartResponse)(nil),    // 3: soulpad.v1.StartResponse
-	(*Console)(nil),          // 4: soulpad.v1.Console
-	(*SuspendRequest)(nil),   // 5: soulpad.v1.SuspendRequest
-	(*SuspendResponse)(nil),  // 6: soulpad.v1.SuspendResponse
-	(*ResumeRequest)(nil),    // 7: soulpad.v1.ResumeRequest
-	(*ResumeResponse)(nil),   // 8: soulpad.v1.ResumeResponse
-	(*PowerOffRequest)(nil),  // 9: soulpad.v1.PowerOffRequest
-	(*PowerOffResponse)(nil), // 10: soulpad.v1.PowerOffResponse
-	(*StatusRequest)(nil),    // 11: soulpad.v1.StatusRequest
-	(*StatusResponse)(nil),   // 12: soulpad.v1.StatusResponse
-	(*EventsRequest)(nil),    // 13: soulpad.v1.EventsRequest
-	(*Event)(nil),            // 14: soulpad.v1.Event
-	nil,                      // 15: soulpad.v1.MachineSpec.ExtraEntry
+	(*Disk)(nil),                 // 0: soulpad.v1.Disk
+	(*MachineSpec)(nil),          // 1: soulpad.v1.MachineSpec
+	(*StartRequest)(nil),         // 2: soulpad.v1.StartRequest
+	(*StartResponse)(nil),        // 3: soulpad.v1.StartResponse
+	(*Console)(nil),              // 4: soulpad.v1.Console
+	(*SuspendRequest)(nil),       // 5: soulpad.v1.SuspendRequest
+	(*SuspendResponse)(nil),      // 6: soulpad.v1.SuspendResponse
+	(*ResumeRequest)(nil),        // 7: soulpad.v1.ResumeRequest
+	(*ResumeResponse)(nil),       // 8: soulpad.v1.ResumeResponse
+	(*PowerOffRequest)(nil),      // 9: soulpad.v1.PowerOffRequest
+	(*PowerOffResponse)(nil),     // 10: soulpad.v1.PowerOffResponse
+	(*StatusRequest)(nil),        // 11: soulpad.v1.StatusRequest
+	(*StatusResponse)(nil),       // 12: soulpad.v1.StatusResponse
+	(*EventsRequest)(nil),        // 13: soulpad.v1.EventsRequest
+	(*Event)(nil),                // 14: soulpad.v1.Event
+	(*KeepDisksRequest)(nil),     // 15: soulpad.v1.KeepDisksRequest
+	(*KeepDisksResponse)(nil),    // 16: soulpad.v1.KeepDisksResponse
+	(*PointState)(nil),           // 17: soulpad.v1.PointState
+	(*CollectDisksRequest)(nil),  // 18: soulpad.v1.CollectDisksRequest
+	(*CollectDisksResponse)(nil), // 19: soulpad.v1.CollectDisksResponse
+	nil,                          // 20: soulpad.v1.MachineSpec.ExtraEntry
 }
 var file_vmm_proto_depIdxs = []int32{
 	0,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
-	15, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
+	20, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
 	1,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
 	4,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
 	1,  // 4: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
 	4,  // 5: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
-	2,  // 6: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	5,  // 7: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	7,  // 8: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	9,  // 9: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	11, // 10: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	13, // 11: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	3,  // 12: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	6,  // 13: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	8,  // 14: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	10, // 15: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	12, // 16: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	14, // 17: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 6: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	1,  // 7: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	17, // 8: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	2,  // 9: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	5,  // 10: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	7,  // 11: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	9,  // 12: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	11, // 13: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	13, // 14: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	15, // 15: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	18, // 16: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	3,  // 17: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	6,  // 18: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	8,  // 19: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	10, // 20: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	12, // 21: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	14, // 22: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	16, // 23: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	19, // 24: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	17, // [17:25] is the sub-list for method output_type
+	9,  // [9:17] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
@@ -1035,7 +1364,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VMM_Start_FullMethodName    = "/soulpad.v1.VMM/Start"
-	VMM_Suspend_FullMethodName  = "/soulpad.v1.VMM/Suspend"
-	VMM_Resume_FullMethodName   = "/soulpad.v1.VMM/Resume"
-	VMM_PowerOff_FullMethodName = "/soulpad.v1.VMM/PowerOff"
-	VMM_Status_FullMethodName   = "/soulpad.v1.VMM/Status"
-	VMM_Events_FullMethodName   = "/soulpad.v1.VMM/Events"
+	VMM_Start_FullMethodName        = "/soulpad.v1.VMM/Start"
+	VMM_Suspend_FullMethodName      = "/soulpad.v1.VMM/Suspend"
+	VMM_Resume_FullMethodName       = "/soulpad.v1.VMM/Resume"
+	VMM_PowerOff_FullMethodName     = "/soulpad.v1.VMM/PowerOff"
+	VMM_Status_FullMethodName       = "/soulpad.v1.VMM/Status"
+	VMM_Events_FullMethodName       = "/soulpad.v1.VMM/Events"
+	VMM_KeepDisks_FullMethodName    = "/soulpad.v1.VMM/KeepDisks"
+	VMM_CollectDisks_FullMethodName = "/soulpad.v1.VMM/CollectDisks"
 )
 
 // VMMClient is the client API for VMM service.
@@ -37,6 +39,8 @@ type VMMClient interface {
 	PowerOff(ctx context.Context, in *PowerOffRequest, opts ...grpc.CallOption) (*PowerOffResponse, error)
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
+	KeepDisks(ctx context.Context, in *KeepDisksRequest, opts ...grpc.CallOption) (*KeepDisksResponse, error)
+	CollectDisks(ctx context.Context, in *CollectDisksRequest, opts ...grpc.CallOption) (*CollectDisksResponse, error)
 }
 
 type vMMClient struct {
@@ -116,6 +120,26 @@ func (c *vMMClient) Events(ctx context.Context, in *EventsRequest, opts ...grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VMM_EventsClient = grpc.ServerStreamingClient[Event]
 
+func (c *vMMClient) KeepDisks(ctx context.Context, in *KeepDisksRequest, opts ...grpc.CallOption) (*KeepDisksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KeepDisksResponse)
+	err := c.cc.Invoke(ctx, VMM_KeepDisks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vMMClient) CollectDisks(ctx context.Context, in *CollectDisksRequest, opts ...grpc.CallOption) (*CollectDisksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CollectDisksResponse)
+	err := c.cc.Invoke(ctx, VMM_CollectDisks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VMMServer is the server API for VMM service.
 // All implementations must embed UnimplementedVMMServer
 // for forward compatibility.
@@ -126,6 +150,8 @@ type VMMServer interface {
 	PowerOff(context.Context, *PowerOffRequest) (*PowerOffResponse, error)
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
+	KeepDisks(context.Context, *KeepDisksRequest) (*KeepDisksResponse, error)
+	CollectDisks(context.Context, *CollectDisksRequest) (*CollectDisksResponse, error)
 	mustEmbedUnimplementedVMMServer()
 }
 
@@ -153,6 +179,12 @@ func (UnimplementedVMMServer) Status(context.Context, *StatusRequest) (*StatusRe
 }
 func (UnimplementedVMMServer) Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error {
 	return status.Error(codes.Unimplemented, "method Events not implemented")
+}
+func (UnimplementedVMMServer) KeepDisks(context.Context, *KeepDisksRequest) (*KeepDisksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KeepDisks not implemented")
+}
+func (UnimplementedVMMServer) CollectDisks(context.Context, *CollectDisksRequest) (*CollectDisksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CollectDisks not implemented")
 }
 func (UnimplementedVMMServer) mustEmbedUnimplementedVMMServer() {}
 func (UnimplementedVMMServer) testEmbeddedByValue()             {}
@@ -276,6 +308,42 @@ func _VMM_Events_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type VMM_EventsServer = grpc.ServerStreamingServer[Event]
 
+func _VMM_KeepDisks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KeepDisksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VMMServer).KeepDisks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VMM_KeepDisks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VMMServer).KeepDisks(ctx, req.(*KeepDisksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VMM_CollectDisks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CollectDisksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VMMServer).CollectDisks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VMM_CollectDisks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VMMServer).CollectDisks(ctx, req.(*CollectDisksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VMM_ServiceDesc is the grpc.ServiceDesc for VMM service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -302,6 +370,14 @@ var VMM_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Status",
 			Handler:    _VMM_Status_Handler,
+		},
+		{
+			MethodName: "KeepDisks",
+			Handler:    _VMM_KeepDisks_Handler,
+		},
+		{
+			MethodName: "CollectDisks",
+			Handler:    _VMM_CollectDisks_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
