@@ -17,6 +17,7 @@ import (
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/core/pluginhost"
+	"github.com/soulpad/soulpad/internal/kvmprobe"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
 	"github.com/soulpad/soulpad/sdk/detect"
@@ -300,10 +301,7 @@ func (s *Session) detectStage(ctx context.Context, note *string) error {
 func minimalProfile() detect.HostProfile {
 	p := detect.HostProfile{Arch: runtime.GOARCH, CPU: detect.CPU{Cores: runtime.NumCPU()}}
 	p.Hostname, _ = os.Hostname()
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
-		p.KVM = true
-	}
+	p.KVM, _ = kvmprobe.Usable("/dev/kvm")
 	return p
 }
 

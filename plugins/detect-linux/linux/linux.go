@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/kvmprobe"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
 )
@@ -123,7 +124,15 @@ func probe(root string) (detect.HostProfile, error) {
 	if p.MemTotalBytes, p.MemAvailableBytes, err = parseMemInfo(filepath.Join(root, "proc/meminfo")); err != nil {
 		return p, fmt.Errorf("detect-linux: %w", err)
 	}
-	if f, err := os.OpenFile(filepath.Join(root, "dev/kvm"), os.O_RDWR, 0); err == nil {
+	if root == "/" || root == "" {
+		// A /dev/kvm that opens may still not run guests (nested or
+		// restricted KVM): ask it to.
+		var why string
+		if p.KVM, why = kvmprobe.Usable("/dev/kvm"); !p.KVM && why != "" {
+			sdk.Logger("detect-linux").Info("KVM is not usable; machines run under TCG", "reason", why)
+		}
+	} else if f, err := os.OpenFile(filepath.Join(root, "dev/kvm"), os.O_RDWR, 0); err == nil {
+		// A recorded host tree: the device node stands for working KVM.
 		f.Close()
 		p.KVM = true
 	}

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 
+	"github.com/soulpad/soulpad/internal/kvmprobe"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
@@ -149,11 +149,8 @@ func (p *Plugin) hasMachineType(ctx context.Context, mt string) bool {
 	return false
 }
 
+// kvmUsable: /dev/kvm opens and runs guests (see kvmprobe).
 func kvmUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
+	ok, _ := kvmprobe.Usable("/dev/kvm")
+	return ok
 }
