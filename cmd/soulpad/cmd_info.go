@@ -25,14 +25,14 @@ func openPad(cfg *config.Config) (*pad.Pad, error) {
 
 // StatusReport is `soulpad status --json`.
 type StatusReport struct {
-	Pad          pad.Meta      `json:"pad"`
-	Dir          string        `json:"dir"`
-	Running      bool          `json:"running"`
-	RunningStage string        `json:"running_stage,omitempty"`
+	Pad          pad.Meta `json:"pad"`
+	Dir          string   `json:"dir"`
+	Running      bool     `json:"running"`
+	RunningStage string   `json:"running_stage,omitempty"`
 	// Lock is who holds the pad (or left it locked).
-	Lock pad.LockState `json:"lock"`
-	Points       []PointInfo   `json:"suspend_points"`
-	LastSession  []StageTiming `json:"last_session"`
+	Lock        pad.LockState `json:"lock"`
+	Points      []PointInfo   `json:"suspend_points"`
+	LastSession []StageTiming `json:"last_session"`
 	// ThisHost is the profile of the host status runs on.
 	ThisHost        *detect.HostProfile `json:"this_host,omitempty"`
 	ThisHostSummary string              `json:"this_host_summary"`

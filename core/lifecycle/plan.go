@@ -135,9 +135,15 @@ func PlanResume(in PlanInput) (Plan, error) {
 }
 
 // PrunePlan picks the points to remove so that at most keep memory points
-// stay, oldest first; protected points stay whatever keep says. Disk
-// points go only when disks is set.
+// stay, oldest first; protected points and the newest memory point stay
+// whatever keep says. Disk points go only when disks is set.
 func PrunePlan(pts []pad.Point, keep int, disks bool, protected ...string) []pad.Point {
+	for i := len(pts) - 1; i >= 0; i-- {
+		if !pts[i].IsDisk() {
+			protected = append(protected, pts[i].Manifest.ID)
+			break
+		}
+	}
 	isProtected := func(id string) bool {
 		for _, p := range protected {
 			if p == id {

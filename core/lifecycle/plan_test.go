@@ -1,0 +1,138 @@
+package lifecycle
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/sdk"
+)
+
+func pt(id, kind, session string, minute int) pad.Point {
+	return pad.Point{Dir: "/v/points/" + id, Manifest: pad.Manifest{ID: id, Kind: kind, Session: session,
+		Created: time.Date(2026, 1, 1, 14, minute, 0, 0, time.UTC)}}
+}
+
+func TestPlanResume(t *testing.T) {
+	p1 := pt("p1", pad.KindMemory, "s1", 0)
+	p2 := pt("p2", "", "s2", 10) // a point written before kinds: memory
+	d3 := pt("d3", pad.KindDisk, "s3", 20)
+	since := time.Date(2026, 1, 1, 14, 30, 0, 0, time.UTC)
+	running := func(session string) pad.SessionState {
+		return pad.SessionState{State: pad.SessionRunning, Session: session, Since: since}
+	}
+	cases := []struct {
+		name string
+		in   PlanInput
+		// want: resume ID, boot-from ID, keep, reason and lost substrings.
+		resume, bootFrom string
+		keep             bool
+		reason, lost     string
+		err              error
+	}{
+		{name: "new machine", in: PlanInput{Session: pad.SessionState{State: pad.SessionNew}, DiskHistory: true}, reason: "no suspend point yet"},
+		{name: "suspended", in: PlanInput{Session: pad.SessionState{State: pad.SessionSuspended, Point: "p2"}, Points: []pad.Point{p1, p2}, DiskHistory: true}, resume: "p2"},
+		{name: "crash after a resume: newest point, disk kept, loss said",
+			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p1, p2}, DiskHistory: true},
+			resume: "p2", keep: true, lost: "the work since point p2"},
+		{name: "crash after the seal: nothing lost",
+			in:     PlanInput{Session: running("s2"), Points: []pad.Point{p1, p2}, DiskHistory: true},
+			resume: "p2", lost: "nothing was lost"},
+		{name: "crash whose disk was already kept: not kept twice",
+			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p1, p2, d3}, DiskHistory: true},
+			resume: "p2"},
+		{name: "crash of a session recorded before sessions had IDs",
+			in:     PlanInput{Session: pad.SessionState{State: pad.SessionRunning}, Points: []pad.Point{p1}, DiskHistory: true},
+			resume: "p1", keep: true, lost: "is lost"},
+		{name: "crash, VMM without disk history: old behaviour",
+			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p1, p2}},
+			reason: "cannot keep that disk apart"},
+		{name: "crash with no point at all: boot its disk",
+			in:     PlanInput{Session: running("s1"), DiskHistory: true},
+			reason: "no suspend point to go back to"},
+		{name: "a disk point is never resumed as memory",
+			in:     PlanInput{Session: pad.SessionState{State: pad.SessionSuspended}, Points: []pad.Point{p1, d3}, DiskHistory: true},
+			resume: "p1"},
+		{name: "powered off", in: PlanInput{Session: pad.SessionState{State: pad.SessionStopped, Session: "s3"}, Points: []pad.Point{p1}, DiskHistory: true},
+			reason: "powered off"},
+		{name: "cold boot asked", in: PlanInput{Session: running("s3"), Points: []pad.Point{p1}, ColdBoot: true, DiskHistory: true},
+			reason: "--cold-boot"},
+		{name: "--point older after a clean suspend: nothing to keep",
+			in:     PlanInput{Session: pad.SessionState{State: pad.SessionSuspended, Session: "s2"}, Points: []pad.Point{p1, p2}, PointID: "p1", DiskHistory: true},
+			resume: "p1"},
+		{name: "--point after a power-off keeps the disk",
+			in:     PlanInput{Session: pad.SessionState{State: pad.SessionStopped, Session: "s9"}, Points: []pad.Point{p1, p2}, PointID: "p1", DiskHistory: true},
+			resume: "p1", keep: true},
+		{name: "--point of a disk point boots it",
+			in:       PlanInput{Session: pad.SessionState{State: pad.SessionSuspended}, Points: []pad.Point{p1, d3}, PointID: "d3", DiskHistory: true},
+			bootFrom: "d3", reason: "disk kept in point d3"},
+		{name: "--point by unique prefix", in: PlanInput{Session: pad.SessionState{State: pad.SessionSuspended}, Points: []pad.Point{p1, d3}, PointID: "p", DiskHistory: true},
+			resume: "p1"},
+		{name: "--point unknown", in: PlanInput{Points: []pad.Point{p1}, PointID: "zz", DiskHistory: true}, err: sdk.ErrNotFound},
+		{name: "--point older without disk history is refused",
+			in:  PlanInput{Session: pad.SessionState{State: pad.SessionSuspended}, Points: []pad.Point{p1, p2}, PointID: "p1"},
+			err: errors.New("disk-history")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := PlanResume(c.in)
+			if c.err != nil {
+				if err == nil || (errors.Is(c.err, sdk.ErrNotFound) && !errors.Is(err, sdk.ErrNotFound)) || !errors.Is(c.err, sdk.ErrNotFound) && !strings.Contains(err.Error(), c.err.Error()) {
+					t.Fatalf("err = %v; want %v", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := func(p *pad.Point) string {
+				if p == nil {
+					return ""
+				}
+				return p.Manifest.ID
+			}
+			if id(got.Resume) != c.resume || id(got.BootFrom) != c.bootFrom || got.KeepLatestDisk != c.keep {
+				t.Fatalf("plan resume=%q bootFrom=%q keep=%v; want %q %q %v", id(got.Resume), id(got.BootFrom), got.KeepLatestDisk, c.resume, c.bootFrom, c.keep)
+			}
+			if !strings.Contains(got.Reason, c.reason) || (c.reason == "" && got.Reason != "" && got.Resume != nil) {
+				t.Fatalf("reason %q; want it to say %q", got.Reason, c.reason)
+			}
+			if !strings.Contains(got.Lost, c.lost) || (c.lost == "" && got.Lost != "") {
+				t.Fatalf("lost %q; want %q", got.Lost, c.lost)
+			}
+		})
+	}
+}
+
+func TestPrunePlan(t *testing.T) {
+	var pts []pad.Point
+	for i, k := range []string{"memory", "memory", "disk", "memory", "memory", "memory"} {
+		pts = append(pts, pt(string(rune('a'+i)), k, "", i))
+	}
+	ids := func(ps []pad.Point) string {
+		var s []string
+		for _, p := range ps {
+			s = append(s, p.Manifest.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	for _, c := range []struct {
+		keep      int
+		disks     bool
+		protected []string
+		want      string
+	}{
+		{keep: 3, want: "a,b"},
+		{keep: 3, disks: true, want: "a,b,c"},
+		{keep: 5, want: ""},
+		{keep: 1, want: "a,b,d,e"},
+		{keep: 1, protected: []string{"a"}, want: "b,d,e"},
+		{keep: 1, protected: []string{"f"}, want: "a,b,d,e"},
+	} {
+		if got := ids(PrunePlan(pts, c.keep, c.disks, c.protected...)); got != c.want {
+			t.Errorf("PrunePlan(keep %d, disks %v, protected %v) = %q; want %q", c.keep, c.disks, c.protected, got, c.want)
+		}
+	}
+}
