@@ -1,0 +1,213 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type pointJSON struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Parent string `json:"parent"`
+	Latest bool   `json:"latest"`
+	Bytes  int64  `json:"bytes"`
+}
+
+func (e env) points(t *testing.T) []pointJSON {
+	t.Helper()
+	out, errOut, code := e.run(t, "points", "--json")
+	if code != 0 {
+		t.Fatalf("points: exit %d %s %s", code, out, errOut)
+	}
+	var pts []pointJSON
+	if err := json.Unmarshal([]byte(out), &pts); err != nil {
+		t.Fatalf("points --json: %v\n%s", err, out)
+	}
+	return pts
+}
+
+func duBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Two runs on one pad: the second is refused before it unlocks anything,
+// naming the holder, and so are init, backup, credential and points; once
+// the first suspends, the pad is free.
+func TestOnePadOneSession(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	cmd, buf, done := e.startRunArgs(t)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	holder := fmt.Sprintf("pid %d", cmd.Process.Pid)
+	journal := treeHash(t, filepath.Join(e.pad, "journal"))
+	for _, args := range [][]string{{"run"}, {"run", "--cold-boot"}, {"init"}, {"points"}, {"backup"}, {"credential", "add", "--passphrase-file", "/dev/null"}} {
+		out, errOut, code := e.run(t, args...)
+		if args[0] == "init" {
+			if code == 0 || !strings.Contains(errOut, "in use") && !strings.Contains(errOut, "already exists") {
+				t.Errorf("init on a running pad: exit %d %s", code, errOut)
+			}
+			continue
+		}
+		if args[0] == "backup" && strings.Contains(errOut, "no backup plugin") {
+			t.Errorf("backup was not refused for the lock first: %s", errOut)
+			continue
+		}
+		if code != 3 || !strings.Contains(errOut, holder) || !strings.Contains(errOut, "in use") {
+			t.Errorf("soulpad %s while the pad runs: exit %d (want 3 naming %s)\n%s%s", strings.Join(args, " "), code, holder, out, errOut)
+		}
+		if strings.Contains(out, "▸ unlock") {
+			t.Errorf("soulpad %s went on to unlock the vault:\n%s", args[0], out)
+		}
+	}
+	if treeHash(t, filepath.Join(e.pad, "journal")) != journal {
+		t.Error("a refused command wrote to the pad's journal")
+	}
+	st, _, _ := e.run(t, "status")
+	if !strings.Contains(st, "in use     by `soulpad run` ("+holder) {
+		t.Errorf("status does not show the holder:\n%s", st)
+	}
+	vs := e.waitCounter(t, 2)
+	if _, _, code := e.run(t, "suspend"); code != 0 {
+		t.Fatal("suspend failed")
+	}
+	if code := ended(t, done, buf); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, buf.String())
+	}
+	_, buf2, done2 := e.startRunArgs(t)
+	waitFor(t, buf2, done2, "the machine is running", 90*time.Second)
+	if !strings.Contains(buf2.String(), "resumed ") {
+		t.Fatalf("the pad was not free after the first run suspended:\n%s", buf2.String())
+	}
+	if v := e.waitCounter(t, 1); v[0] <= vs[len(vs)-1] {
+		t.Fatalf("counter %d after %d", v[0], vs[len(vs)-1])
+	}
+	e.run(t, "suspend")
+	ended(t, done2, buf2)
+}
+
+// Eight run/suspend cycles with session.keep_points = 3: the pad's size
+// stops growing, the oldest points go, and each kept point still resumes.
+// A kill -9 leaves a disk point that --point boots and prune --disks
+// removes; --point resumes an older point with its own disk.
+func TestPointsHistoryRetentionAndChoice(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "session { keep_points = 3 }")
+	f.Close()
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	var sizes []int64
+	last := map[string]int{} // point → last counter seen before it
+	for i := 1; i <= 8; i++ {
+		vs, _ := e.session(t, 2)
+		pts := e.points(t)
+		last[pts[len(pts)-1].ID] = vs[len(vs)-1]
+		sizes = append(sizes, duBytes(t, e.pad))
+		t.Logf("cycle %d: pad %.1f MiB, %d points", i, float64(sizes[i-1])/(1<<20), len(pts))
+		if n := len(pts); n > 3 {
+			t.Fatalf("cycle %d: %d points kept; want at most 3", i, n)
+		}
+	}
+	if sizes[7] > sizes[3]+sizes[3]/4 {
+		t.Fatalf("the pad keeps growing: %d bytes after 4 cycles, %d after 8", sizes[3], sizes[7])
+	}
+	pts := e.points(t)
+	if len(pts) != 3 || !pts[2].Latest || pts[2].Parent != pts[1].ID || pts[1].Parent != pts[0].ID {
+		t.Fatalf("points after 8 cycles: %+v", pts)
+	}
+
+	// --point: the oldest kept point resumes with its own memory.
+	oldest := pts[0].ID
+	_, buf, done := e.startRunArgs(t, "--point", oldest)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	vs := e.waitCounter(t, 1)
+	if vs[0] <= last[oldest] || vs[0] > last[pts[1].ID] {
+		t.Fatalf("--point %s went on from %d; that point had reached %d (the next one %d)", oldest, vs[0], last[oldest], last[pts[1].ID])
+	}
+	e.run(t, "suspend")
+	if code := ended(t, done, buf); code != 0 {
+		t.Fatalf("run --point: exit %d\n%s", code, buf.String())
+	}
+	pts = e.points(t)
+	if got := pts[len(pts)-1]; got.Parent != oldest {
+		t.Fatalf("the new point's parent is %q; want %s", got.Parent, oldest)
+	}
+
+	// A crash: the next run resumes the newest point and keeps the disk.
+	cmd, buf, done := e.startRunArgs(t)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	e.waitCounter(t, 2)
+	_ = cmd.Process.Kill()
+	ended(t, done, buf)
+	_, buf, done = e.startRunArgs(t)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	e.run(t, "suspend")
+	ended(t, done, buf)
+	var disk string
+	for _, p := range e.points(t) {
+		if p.Kind == "disk" {
+			disk = p.ID
+		}
+	}
+	if disk == "" {
+		t.Fatalf("no disk point after a crash:\n%s", buf.String())
+	}
+	// It boots (a cold boot of that disk: the counter starts again).
+	_, buf, done = e.startRunArgs(t, "--point", disk)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	if v := e.waitCounter(t, 1); v[0] != 1 || !strings.Contains(buf.String(), "disk kept in point "+disk) {
+		t.Fatalf("--point %s (a disk point): counter %v\n%s", disk, v, buf.String())
+	}
+	e.run(t, "suspend")
+	ended(t, done, buf)
+	// rm refuses the newest without --force; prune --disks drops the disk point.
+	if _, errOut, code := e.run(t, "points", "rm", e.points(t)[len(e.points(t))-1].ID); code == 0 || !strings.Contains(errOut, "--force") {
+		t.Fatalf("rm of the newest point: exit %d %s", code, errOut)
+	}
+	if out, errOut, code := e.run(t, "points", "prune", "--disks"); code != 0 || !strings.Contains(out, disk) {
+		t.Fatalf("prune --disks: exit %d %s %s", code, out, errOut)
+	}
+	for _, p := range e.points(t) {
+		if p.Kind == "disk" {
+			t.Fatalf("prune --disks left %+v", p)
+		}
+	}
+	// What is left still resumes.
+	_, buf, done = e.startRunArgs(t)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	if !strings.Contains(buf.String(), "resumed ") {
+		t.Fatalf("after pruning:\n%s", buf.String())
+	}
+	e.run(t, "suspend")
+	ended(t, done, buf)
+	if b, err := exec.Command("qemu-img", "check", filepath.Join(e.pad, "vault", "machines", "soul", "disk.qcow2")).CombinedOutput(); err != nil {
+		t.Fatalf("the base image: %v %s", err, b)
+	}
+}
