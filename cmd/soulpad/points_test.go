@@ -211,3 +211,46 @@ func TestPointsHistoryRetentionAndChoice(t *testing.T) {
 		t.Fatalf("the base image: %v %s", err, b)
 	}
 }
+
+// At a terminal prompt a wrong passphrase may be retyped twice (as with
+// cryptsetup); the third wrong one ends with exit status 5, nothing
+// changed, and no message repeats its prefix.
+func TestPassphraseThreeTriesAtThePrompt(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script (util-linux) is needed to give soulpad a terminal")
+	}
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	hcl, _ := os.ReadFile(e.cfg)
+	if err := os.WriteFile(e.cfg, []byte(strings.Replace(string(hcl), `unlock { passphrase_file = "passphrase" }`, "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := treeHash(t, filepath.Join(e.pad, "vault"))
+	atPrompt := func(typed string) (string, int) {
+		cmd := exec.Command("script", "-q", "-e", "-c", e.bin+" points", "/dev/null")
+		cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg)
+		cmd.Stdin = strings.NewReader(typed)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if x, ok := err.(*exec.ExitError); ok {
+			code = x.ExitCode()
+		}
+		return string(out), code
+	}
+	out, code := atPrompt("wrong one\nwrong two\nwrong three\n")
+	if code != 5 || strings.Count(out, "Passphrase:") != 3 || !strings.Contains(out, "3 tries") {
+		t.Fatalf("three wrong passphrases: exit %d\n%s", code, out)
+	}
+	if strings.Count(out, "crypt-gocryptfs:") > 1 {
+		t.Errorf("a doubled prefix:\n%s", out)
+	}
+	if treeHash(t, filepath.Join(e.pad, "vault")) != before {
+		t.Fatal("wrong passphrases changed the vault")
+	}
+	out, code = atPrompt("wrong one\na long walk-up test passphrase\n")
+	if code != 0 || !strings.Contains(out, "no suspend points yet") || !strings.Contains(out, "2 of 3 tries left") {
+		t.Fatalf("a wrong then the right passphrase: exit %d\n%s", code, out)
+	}
+}

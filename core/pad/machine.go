@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/soulpad/soulpad/sdk"
@@ -371,6 +372,11 @@ func (p Point) Verify() error {
 		got, err := sumFile(filepath.Join(p.Dir, f.Name), false)
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("suspend point %s: %s is missing: %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
+		}
+		if errors.Is(err, syscall.EIO) {
+			// An encrypting file system answers EIO for cipher text that
+			// fails authentication.
+			return fmt.Errorf("suspend point %s: %s cannot be read back: its data on the pad is damaged (the vault's cipher text fails authentication, or the disk has a bad block): %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
 		}
 		if err != nil {
 			return fmt.Errorf("suspend point %s: %w", p.Manifest.ID, err)
