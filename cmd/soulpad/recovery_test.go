@@ -250,3 +250,37 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 		})
 	}
 }
+
+// crypt-luks killed while the machine runs: the session stops (exit
+// status 4) instead of failing to suspend into a dead vault for ever, no
+// mount of the vault's plaintext is left, and the next run resumes.
+func TestKilledCryptLuksStopsTheSession(t *testing.T) {
+	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-luks")
+	if out, errOut, code := e.run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	first, _ := e.session(t, 2)
+	cmd, buf, done := e.startRunArgs(t)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	e.waitCounter(t, 1)
+	before, _ := os.ReadFile("/proc/self/mountinfo")
+	if !killNamed(t, cmd.Process.Pid, "crypt-luks") {
+		t.Fatal("no crypt-luks process")
+	}
+	if code := ended(t, done, buf); code != 4 || !strings.Contains(buf.String(), "without a suspend point") {
+		t.Fatalf("exit %d; want 4 and a clear message:\n%s", code, buf.String())
+	}
+	after, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(after), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.Contains(f[4], "/soulpad-") && !bytes.Contains(before, []byte(f[4]+" ")) {
+			t.Errorf("a new soulpad mount is left after the crypt plugin died: %s", l)
+		}
+	}
+	_, buf, done = e.startRunArgs(t)
+	waitFor(t, buf, done, "the machine is running", 90*time.Second)
+	if v := e.waitCounter(t, 1); !strings.Contains(buf.String(), "resumed ") || v[0] <= first[len(first)-1] {
+		t.Fatalf("after the crash: counter %v\n%s", v, buf.String())
+	}
+	e.run(t, "suspend")
+	ended(t, done, buf)
+}
