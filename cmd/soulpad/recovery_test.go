@@ -243,8 +243,15 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			if out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output(); len(out) > 0 {
-				t.Errorf("gocryptfs still serves the vault after %s was killed: %s", f.victim, out)
+			for {
+				out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output()
+				if len(out) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("gocryptfs still serves the vault 20 s after %s was killed: %s", f.victim, out)
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			recoverAndCheck(t, "kill -9 of "+f.name, f.lost)
 		})

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -412,6 +413,10 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	vm := s.vmm.VMM()
 	if p := plan.Resume; p != nil {
 		// Everything that can refuse the point comes before anything changes.
+		if made := p.Manifest.VMM.Name; made != "" && made != s.vmm.Name {
+			return fmt.Errorf("%w: suspend point %s was made by %s %s (CPU model %q, machine %s), and only that VMM plugin can resume it, not %s: set plugins.vmm = %q to resume it, or run `soulpad run --cold-boot` to boot its disk with %s (the point is kept); nothing was changed",
+				ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineType(p.Manifest.Description), s.vmm.Name, made, s.vmm.Name)
+		}
 		if err := p.Verify(); err != nil {
 			return refusal(*p, err)
 		}
@@ -444,10 +449,6 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description})
 		if err != nil {
 			err = s.vmm.Err("resume "+p.Manifest.ID, err)
-			if errors.Is(err, sdk.ErrIncompatibleHost) && p.Manifest.VMM.Name != "" && p.Manifest.VMM.Name != s.vmm.Name {
-				return fmt.Errorf("%w: suspend point %s was made by %s %s, and %s cannot resume it: set plugins.vmm = %q to resume it (%w)",
-					ErrRefusedPoint, p.Manifest.ID, p.Manifest.VMM.Name, p.Manifest.VMM.Version, s.vmm.Name, p.Manifest.VMM.Name, err)
-			}
 			if errors.Is(err, sdk.ErrIncompatibleHost) || errors.Is(err, sdk.ErrCorrupt) {
 				return refusal(*p, err)
 			}
@@ -720,4 +721,16 @@ func (s *Session) cryptDied() error {
 	}
 	return fmt.Errorf("%s: the crypt plugin exited while the vault was open (see its log lines above), so the machine was stopped without a suspend point; the next `soulpad run` resumes the last sealed point and keeps the disk as it was: %w (%w)",
 		s.crypt.Name, ErrVaultLost, sdk.ErrPluginExited)
+}
+
+// machineType reads the machine type from a VMM's description, if it
+// records one ("machine_type"), for messages.
+func machineType(desc string) string {
+	var d struct {
+		MachineType string `json:"machine_type"`
+	}
+	if json.Unmarshal([]byte(desc), &d) != nil || d.MachineType == "" {
+		return "type unknown"
+	}
+	return d.MachineType
 }

@@ -207,7 +207,26 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 		return crypt.UnlockResponse{}, err
 	}
 	defer wipe(pw)
-	code, out, err := p.run(ctx, pw, "-q", "-nosyslog", req.VaultPath, req.MountDir)
+	// The host holds the pad's lock: any other mount of this vault was
+	// left by a plugin that died mid-unlock or was killed, with the key
+	// in a gocryptfs daemon. Take it down before anything else.
+	for _, stale := range mountsOf(req.VaultPath) {
+		if err := unmount(ctx, stale); err != nil {
+			p.log.Error("a stale mount of the vault could not be removed", "mount", stale, "error", err)
+		} else {
+			p.log.Warn("removed a stale mount of the vault left by an earlier session", "mount", stale)
+		}
+	}
+	// Not cut short by ctx: killing the mount helper would leave its
+	// daemon to mount later, unseen. It takes a moment (the key
+	// derivation); a cancelled call is undone right after.
+	code, out, err := p.run(context.WithoutCancel(ctx), pw, "-q", "-nosyslog", req.VaultPath, req.MountDir)
+	if err == nil && ctx.Err() != nil {
+		if code == 0 {
+			_ = unmount(context.WithoutCancel(ctx), req.MountDir)
+		}
+		err = ctx.Err()
+	}
 	if err != nil {
 		return crypt.UnlockResponse{}, fmt.Errorf("crypt-gocryptfs: unlock %s: %w", req.VaultPath, err)
 	}
@@ -298,6 +317,31 @@ func isMountPoint(dir string) bool {
 		}
 	}
 	return false
+}
+
+// mountsOf lists the mount points of gocryptfs mounts whose cipher
+// directory is vault.
+func mountsOf(vault string) []string {
+	abs, _ := filepath.Abs(vault)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.Index(line, " - ")
+		if i < 0 {
+			continue
+		}
+		pre, post := strings.Fields(line[:i]), strings.Fields(line[i+3:])
+		if len(pre) > 4 && len(post) > 1 && strings.HasSuffix(post[0], "gocryptfs") && unescape(post[1]) == abs {
+			out = append(out, unescape(pre[4]))
+		}
+	}
+	return out
 }
 
 func unescape(s string) string {

@@ -1,6 +1,8 @@
 package luks_test
 
 import (
+	"github.com/soulpad/soulpad/internal/kvmprobe"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -101,7 +103,11 @@ func TestKernelEngineInGuest(t *testing.T) {
 	}
 
 	serial := filepath.Join(dir, "serial.log")
-	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "accel=kvm:tcg", "-cpu", "max", "-m", "512", "-smp", "1",
+	accel := "tcg"
+	if ok, _ := kvmprobe.Usable("/dev/kvm"); ok {
+		accel = "kvm"
+	}
+	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "accel="+accel, "-cpu", "max", "-m", "512", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-no-reboot", "-serial", "file:"+serial,
 		"-kernel", kernel, "-initrd", ird, "-append", "console=ttyS0 quiet panic=-1 soulpad.poweroff_after=20", // should the demo's init run instead, it stops
 		"-drive", "file="+vault+",format=raw,if=virtio,cache=writeback")
