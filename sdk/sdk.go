@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,7 +89,7 @@ func (r ConfigureRequest) Decode(v any) error {
 	if len(r.Config) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytesReader(r.Config))
+	dec := json.NewDecoder(bytes.NewReader(r.Config))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, err.Error())

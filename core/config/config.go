@@ -278,6 +278,11 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	if c.Session.StageTimeoutSeconds < 1 {
 		at("session.stage_timeout_seconds", "must be at least 1")
 	}
+	for name, block := range c.Plugin {
+		if _, err := json.Marshal(block); err != nil {
+			at("plugin."+name, "cannot be passed to the plugin: %v", err)
+		}
+	}
 	if c.Session.KeepPoints < 1 {
 		at("session.keep_points", "must be at least 1 (the newest suspend point is always kept)")
 	}
@@ -312,6 +317,7 @@ func (c *Config) resolvePaths() {
 }
 
 // PluginConfigJSON returns the plugin's block as JSON ("{}" when absent).
+// Load has checked that every block encodes.
 func (c *Config) PluginConfigJSON(name string) []byte {
 	block := c.Plugin[name]
 	if block == nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -158,36 +159,9 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	return p, nil
 }
 
-// copyFile copies src to dst durably.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return err
-	}
-	return pad.SyncDir(filepath.Dir(dst))
-}
+// copyFile copies src to dst durably (owner-only; plugins are made
+// executable by the caller).
+func copyFile(src, dst string) error { return atomicfile.Copy(src, dst, 0o600) }
 
 // createProgress prints a crypt plugin's progress at most every two
 // seconds, and its end.

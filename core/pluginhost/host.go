@@ -179,7 +179,10 @@ func (p *Plugin) Exited() bool {
 	if p.client.Exited() {
 		return true
 	}
-	if _, err := p.Client.(sdk.Plugin).Info(context.Background(), sdk.InfoRequest{}); err == nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := p.Client.(sdk.Plugin).Info(ctx, sdk.InfoRequest{})
+	cancel()
+	if err == nil {
 		return false
 	}
 	for i := 0; i < 20 && !p.client.Exited(); i++ {

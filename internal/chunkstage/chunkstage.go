@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/sdk"
 )
 
@@ -238,16 +239,7 @@ func stageChunked(ctx context.Context, src, dir string, info fs.FileInfo, chunk 
 }
 
 func writeAtomic(path string, b []byte, perm fs.FileMode, mtime time.Time) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, perm); err != nil {
-		return err
-	}
-	if !mtime.IsZero() {
-		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
-			return err
-		}
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, perm, mtime, bytes.NewReader(b))
 }
 
 // Assemble turns every chunk directory under dir back into its file,

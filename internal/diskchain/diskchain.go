@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
@@ -51,29 +52,7 @@ func Current(machineDir string, d vmm.Disk) (string, error) {
 
 // SetCurrent makes name the disk's top overlay, durably.
 func SetCurrent(machineDir string, d vmm.Disk, name string) error {
-	f := currentFile(machineDir, d)
-	tmp := f + ".tmp"
-	if err := os.WriteFile(tmp, []byte(name+"\n"), 0o600); err != nil {
-		return err
-	}
-	fh, err := os.Open(tmp)
-	if err == nil {
-		_ = fh.Sync()
-		fh.Close()
-	}
-	if err := os.Rename(tmp, f); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(f))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(currentFile(machineDir, d), []byte(name+"\n"), 0o600)
 }
 
 // Chain makes overlays with qemu-img; Plugin names the caller in errors.
@@ -380,7 +359,7 @@ func (c Chain) Collect(machineDir string, disks []vmm.Disk, keep []KeptPoint) ([
 			removed = append(removed, filepath.Join("disks", d.Name, n))
 		}
 		if len(removed) > n0 {
-			if err := syncDir(dir); err != nil {
+			if err := atomicfile.SyncDir(dir); err != nil {
 				return removed, freed, err
 			}
 		}

@@ -247,8 +247,8 @@ func (c *Client) Events(ctx context.Context, r EventsRequest) (<-chan Event, err
 	if err != nil {
 		return nil, rpc.FromStatus(err)
 	}
-	// The first Recv tells an unsupported plugin apart; it may block, so
-	// the rest happens in the goroutine.
+	// Recv blocks until the plugin sends an event or the stream ends (an
+	// unsupported plugin ends it at once), so it runs in the goroutine.
 	ch := make(chan Event, 16)
 	go func() {
 		defer close(ch)

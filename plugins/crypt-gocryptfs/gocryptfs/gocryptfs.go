@@ -5,7 +5,6 @@
 package gocryptfs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/soulpad/soulpad/internal/mountinfo"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
 )
@@ -302,48 +302,17 @@ func unmount(ctx context.Context, mnt string) error {
 }
 
 // isMountPoint reports whether dir is a mount point.
-func isMountPoint(dir string) bool {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	abs, _ := filepath.Abs(dir)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && unescape(fields[4]) == abs {
-			return true
-		}
-	}
-	return false
-}
+func isMountPoint(dir string) bool { return mountinfo.IsMountPoint(dir) }
 
 // mountsOf lists the mount points of gocryptfs mounts whose cipher
 // directory is vault.
 func mountsOf(vault string) []string {
 	abs, _ := filepath.Abs(vault)
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		i := strings.Index(line, " - ")
-		if i < 0 {
-			continue
-		}
-		pre, post := strings.Fields(line[:i]), strings.Fields(line[i+3:])
-		if len(pre) > 4 && len(post) > 1 && strings.HasSuffix(post[0], "gocryptfs") && unescape(post[1]) == abs {
-			out = append(out, unescape(pre[4]))
+	for _, m := range mountinfo.Mounts() {
+		if strings.HasSuffix(m.FSType, "gocryptfs") && m.Source == abs {
+			out = append(out, m.Point)
 		}
 	}
 	return out
-}
-
-func unescape(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/soulpad/soulpad/core/config"
+)
+
+func newConfigCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "config",
+		Short: "Check a config file, or print the built-in default config",
+	}
+	c.AddCommand(&cobra.Command{
+		Use:   "check [FILE]",
+		Short: "Validate a site config (FILE, else --config, else the built-in one)",
+		Long: `Validate a site config: HCL syntax, unknown keys, values out of range, and
+SOULPAD_* environment overrides. Each problem names the file, the line and
+key, and what would be valid. Exit status 1 when it is not valid.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := g.configPath
+			if len(args) == 1 {
+				path = args[0]
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				return exitError(1)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (pad %s, crypt %s, vmm %s)\n", cfg.Source, cfg.Pad.Path, cfg.Plugins.Crypt, cfg.Plugins.VMM)
+			return nil
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "default",
+		Short: "Print the built-in default config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := os.Stdout.Write(config.DefaultHCL())
+			return err
+		},
+	})
+	c.AddCommand(&cobra.Command{
+		Use:   "env",
+		Short: "List the SOULPAD_* environment variables that override config keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, n := range config.EnvNames() {
+				fmt.Fprintln(cmd.OutOrStdout(), n)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "SOULPAD_CONFIG (the config file, like --config)")
+			return nil
+		},
+	})
+	return c
+}

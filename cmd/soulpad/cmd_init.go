@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/soulpad/soulpad/core/lifecycle"
+	"github.com/soulpad/soulpad/sdk/crypt"
+)
+
+func newInitCmd(g *globals) *cobra.Command {
+	var cf credFlags
+	var noCarry bool
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Create a pad: its vault (through the crypt plugin) and the machine inside",
+		Long: `Create a new pad at pad.path from the config: pad.json, an encrypted vault
+made by the configured crypt plugin, and the machine spec (machine { … })
+inside the vault. The configured plugins are copied onto the pad's plugins/
+so a host without them can still run it.
+
+The passphrase is asked on the terminal (twice, without echo), or read from
+--passphrase-file; --key-file uses the bytes of a file (e.g. on a second
+USB key) instead. Secrets are never taken from the command line.
+
+The directory must be new or empty; on any failure nothing is left behind.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			// Once the passphrase is in, Ctrl-C stops the creation and
+			// removes what was made instead of killing soulpad half-way
+			// (before, it leaves the prompt as usual).
+			ctx, arm, stop := interruptible(cmd.Context(), cmd.ErrOrStderr())
+			defer stop()
+			cred := cf.credential(cfg, true)
+			p, err := lifecycle.Init(ctx, lifecycle.InitOptions{
+				Config: cfg, Log: g.logger(cfg), Out: cmd.OutOrStdout(),
+				Credential: func(ctx context.Context) (crypt.Credential, error) {
+					c, err := cred(ctx)
+					arm()
+					return c, err
+				},
+				CarryPlugins: !noCarry,
+			})
+			if err != nil {
+				if ctx.Err() != nil {
+					return fmt.Errorf("interrupted: the pad was not created and nothing of it is left (%w)", err)
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pad %s created at %s (machine %q)\nnext: soulpad run%s\n", p.Meta.ID, p.Dir, p.Meta.Machine, configArg(g))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
+	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
+	c.Flags().BoolVar(&noCarry, "no-carry-plugins", false, "do not copy the plugins onto the pad")
+	return c
+}
+
+// interruptible returns a context that Ctrl-C or SIGTERM cancels once arm
+// has been called, saying so on w; stop lets go of the signals.
+func interruptible(parent context.Context, w io.Writer) (ctx context.Context, arm, stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 1)
+	var once sync.Once
+	arm = func() {
+		once.Do(func() {
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			go func() {
+				select {
+				case s := <-sigs:
+					fmt.Fprintf(w, "\n%s: stopping and cleaning up…\n", s)
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+		})
+	}
+	return ctx, arm, func() { signal.Stop(sigs); cancel() }
+}
