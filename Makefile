@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: all build test demo proto deps vet fmt clean bench
+.PHONY: all build test test-short demo proto deps vet fmt clean bench
 
 all: build
 
@@ -16,11 +16,18 @@ build:
 	$(GO) build -o $(BIN)/soulpad ./cmd/soulpad
 	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
 
-## test: the whole suite (installs what is missing first)
+## test: the whole suite (installs what is missing first): vet, gofmt, the
+##       race detector on the core, the SDK and the CLI, then every package
+##       with the end-to-end walk-up tests (cmd/soulpad/walkup)
 test: deps
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$$')" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/atomicfile/ ./internal/diskchain/ ./internal/mountinfo/ ./internal/chunkstage/
 	$(GO) test -count=1 -timeout 40m ./...
+
+## test-short: the quick suite (no end-to-end walk-up tests), a few minutes
+test-short: deps
+	$(GO) test -count=1 -short ./...
 
 ## demo: install what is missing, build, run the walk-up demo
 ##       (VMM=vmm-libvirt runs it on a libvirtd the demo starts and stops)

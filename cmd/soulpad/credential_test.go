@@ -1,21 +1,20 @@
 package main_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testcli"
 )
 
 // credEnv is a pad whose vault is made by crypt-luks.
-func credEnv(t *testing.T) (env, string) {
+func credEnv(t *testing.T) (testcli.Env, string) {
 	t.Helper()
 	for _, b := range []string{"cryptsetup", "mkfs.ext4"} {
 		if _, err := exec.LookPath(b); err != nil {
@@ -49,7 +48,7 @@ plugin "crypt-luks" {
 	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return env{bin: bin, cfg: cfg, pad: filepath.Join(dir, "pad")}, dir
+	return testcli.Env{Bin: bin, Cfg: cfg, Pad: filepath.Join(dir, "pad")}, dir
 }
 
 // opens reports whether cryptsetup itself accepts the secret in file.
@@ -76,10 +75,10 @@ func TestCredentialAddChangeRemove(t *testing.T) {
 	pass := write("pass", "the first passphrase of this pad\n")
 	key := write("usb.key", "bytes on the second USB key, any length")
 	pass2 := write("pass2", "a second passphrase, changed later\n")
-	vault := filepath.Join(e.pad, "vault")
+	vault := filepath.Join(e.Pad, "vault")
 	must := func(args ...string) string {
 		t.Helper()
-		out, errOut, code := e.run(t, args...)
+		out, errOut, code := e.Run(t, args...)
 		if code != 0 {
 			t.Fatalf("soulpad %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
@@ -92,7 +91,7 @@ func TestCredentialAddChangeRemove(t *testing.T) {
 		t.Fatalf("after add: %q; key opens %v, passphrase opens %v", out, opens(t, vault, key), opens(t, vault, pass))
 	}
 	// The wrong current credential changes nothing.
-	if _, errOut, code := e.run(t, "credential", "add", "--passphrase-file", pass2, "--new-passphrase-file", pass2); code == 0 || !strings.Contains(errOut, "passphrase") {
+	if _, errOut, code := e.Run(t, "credential", "add", "--passphrase-file", pass2, "--new-passphrase-file", pass2); code == 0 || !strings.Contains(errOut, "passphrase") {
 		t.Fatalf("add with a wrong current passphrase: exit %d %s", code, errOut)
 	}
 	if opens(t, vault, pass2) {
@@ -108,7 +107,7 @@ func TestCredentialAddChangeRemove(t *testing.T) {
 	if opens(t, vault, pass2) || !opens(t, vault, key) {
 		t.Fatal("remove: the passphrase still opens the vault, or the key file no longer does")
 	}
-	_, errOut, code := e.run(t, "credential", "remove", "--key-file", key, "--remove-key-file", key)
+	_, errOut, code := e.Run(t, "credential", "remove", "--key-file", key, "--remove-key-file", key)
 	if code == 0 || !strings.Contains(errOut, "last one") {
 		t.Fatalf("removing the last credential: exit %d %s", code, errOut)
 	}
@@ -124,12 +123,12 @@ func TestCredentialAddChangeRemove(t *testing.T) {
 // nothing behind: no pad directory, no plugin process, no FUSE mount.
 func TestInitInterruptedLeavesNothing(t *testing.T) {
 	e, dir := credEnv(t)
-	hcl, err := os.ReadFile(e.cfg)
+	hcl, err := os.ReadFile(e.Cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// 16 GiB: the fill alone takes far longer than the test waits.
-	if err := os.WriteFile(e.cfg, []byte(strings.Replace(string(hcl), "vault_size_mib = 64", "vault_size_mib = 16384", 1)), 0o600); err != nil {
+	if err := os.WriteFile(e.Cfg, []byte(strings.Replace(string(hcl), "vault_size_mib = 64", "vault_size_mib = 16384", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	pass := filepath.Join(dir, "pass")
@@ -138,9 +137,9 @@ func TestInitInterruptedLeavesNothing(t *testing.T) {
 	}
 	tmp := filepath.Join(dir, "tmp") // where the plugin mounts its payload
 	os.Mkdir(tmp, 0o700)
-	cmd := exec.Command(e.bin, "init", "--passphrase-file", pass)
-	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg, "TMPDIR="+tmp)
-	var out syncBuffer
+	cmd := exec.Command(e.Bin, "init", "--passphrase-file", pass)
+	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg, "TMPDIR="+tmp)
+	var out testcli.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -172,8 +171,8 @@ func TestInitInterruptedLeavesNothing(t *testing.T) {
 	if !strings.Contains(out.String(), "interrupted: the pad was not created") {
 		t.Errorf("init did not say it was interrupted:\n%s", out.String())
 	}
-	if _, err := os.Stat(e.pad); !os.IsNotExist(err) {
-		ents, _ := os.ReadDir(e.pad)
+	if _, err := os.Stat(e.Pad); !os.IsNotExist(err) {
+		ents, _ := os.ReadDir(e.Pad)
 		t.Errorf("the pad directory is still there (%v): %v", err, ents)
 	}
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), tmp) {
@@ -182,22 +181,4 @@ func TestInitInterruptedLeavesNothing(t *testing.T) {
 	if ps, _ := exec.Command("pgrep", "-f", filepath.Join(testbin.Dir(), "plugins", "crypt-luks")).Output(); len(ps) > 0 {
 		t.Errorf("crypt-luks still running: %s", ps)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a command writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,10 +1,7 @@
 package main_test
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/internal/testlibvirt"
 )
 
@@ -24,53 +22,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type env struct {
-	bin, cfg, pad string
-}
-
-func setup(t *testing.T) env {
-	t.Helper()
-	bin := testbin.Build(t, "cmd/soulpad")
-	testbin.Build(t, "plugins/crypt-plain")
-	testbin.Build(t, "internal/testplugins/vmm-counter")
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "site.hcl")
-	hcl := fmt.Sprintf(`
-pad { path = "pad" }
-machine { memory_mib = 64 }
-plugins {
-  dirs  = [%q]
-  crypt = "crypt-plain"
-  vmm   = "vmm-counter"
-}
-plugin "crypt-plain" { allow_no_encryption = true }
-`, testbin.Dir())
-	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return env{bin: bin, cfg: cfg, pad: filepath.Join(dir, "pad")}
-}
-
-// run runs soulpad and returns stdout, stderr and the exit code.
-func (e env) run(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(e.bin, args...)
-	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if x, ok := err.(*exec.ExitError); ok {
-		code = x.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
-}
-
 func TestHelpSaysWhatEachCommandDoes(t *testing.T) {
-	e := setup(t)
-	out, _, code := e.run(t, "--help")
+	e := testcli.Setup(t)
+	out, _, code := e.Run(t, "--help")
 	if code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
@@ -78,7 +32,7 @@ func TestHelpSaysWhatEachCommandDoes(t *testing.T) {
 		if !strings.Contains(out, "  "+c+" ") {
 			t.Errorf("--help does not list %s:\n%s", c, out)
 		}
-		sub, _, code := e.run(t, c, "--help")
+		sub, _, code := e.Run(t, c, "--help")
 		if code != 0 || !strings.Contains(sub, "Usage:") || len(sub) < 200 {
 			t.Errorf("%s --help (exit %d) says too little:\n%s", c, code, sub)
 		}
@@ -86,23 +40,23 @@ func TestHelpSaysWhatEachCommandDoes(t *testing.T) {
 }
 
 func TestConfigCheck(t *testing.T) {
-	e := setup(t)
+	e := testcli.Setup(t)
 	ex := filepath.Join(testbin.Root(t), "examples", "site.hcl")
-	out, errOut, code := e.run(t, "config", "check", ex)
+	out, errOut, code := e.Run(t, "config", "check", ex)
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("config check examples/site.hcl: exit %d\n%s%s", code, out, errOut)
 	}
 	bad := filepath.Join(t.TempDir(), "broken.hcl")
 	_ = os.WriteFile(bad, []byte("pad { path = \"p\" }\nplugins {\n  crypt = \"crypt-plain\"\n  vmm = \"vmm-qemu\"\n  vmn = \"x\"\n}\n"), 0o600)
-	_, errOut, code = e.run(t, "config", "check", bad)
+	_, errOut, code = e.Run(t, "config", "check", bad)
 	if code != 1 || !strings.Contains(errOut, "broken.hcl:5: plugins.vmn: unknown key") {
 		t.Fatalf("broken config: exit %d, stderr %q; want exit 1 naming line 5 and the key", code, errOut)
 	}
 }
 
 func TestPluginsListsKindVersionChecksum(t *testing.T) {
-	e := setup(t)
-	out, errOut, code := e.run(t, "plugins", "--json")
+	e := testcli.Setup(t)
+	out, errOut, code := e.Run(t, "plugins", "--json")
 	if code != 0 {
 		t.Fatalf("plugins: exit %d: %s", code, errOut)
 	}
@@ -122,79 +76,27 @@ func TestPluginsListsKindVersionChecksum(t *testing.T) {
 	}
 }
 
-// startRun starts `soulpad run` and waits until the machine runs.
-func (e env) startRun(t *testing.T) (*exec.Cmd, *bytes.Buffer, chan error) {
-	t.Helper()
-	cmd := exec.Command(e.bin, "run")
-	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg)
-	pr, pw, _ := os.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	var buf bytes.Buffer
-	running := make(chan struct{})
-	copied := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(pr)
-		once := false
-		for sc.Scan() {
-			buf.WriteString(sc.Text() + "\n")
-			if !once && strings.Contains(sc.Text(), "the machine is running") {
-				once = true
-				close(running)
-			}
-		}
-		close(copied)
-	}()
-	done := make(chan error, 1)
-	go func() { <-copied; done <- cmd.Wait() }()
-	select {
-	case <-running:
-	case err := <-done:
-		t.Fatalf("soulpad run ended early: %v\n%s", err, buf.String())
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("the machine did not start:\n%s", buf.String())
-	}
-	return cmd, &buf, done
-}
-
-func wait(t *testing.T, done chan error, buf *bytes.Buffer) {
-	t.Helper()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("soulpad run: %v\n%s", err, buf.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("soulpad run did not end:\n%s", buf.String())
-	}
-}
-
 func TestInitRunSuspendStatusJournal(t *testing.T) {
-	e := setup(t)
-	out, errOut, code := e.run(t, "init")
-	if code != 0 || !strings.Contains(out, "created at "+e.pad) {
+	e := testcli.Setup(t)
+	out, errOut, code := e.Run(t, "init")
+	if code != 0 || !strings.Contains(out, "created at "+e.Pad) {
 		t.Fatalf("init: exit %d\n%s%s", code, out, errOut)
 	}
-	if _, err := os.Stat(filepath.Join(e.pad, "plugins", "vmm-counter")); err != nil {
+	if _, err := os.Stat(filepath.Join(e.Pad, "plugins", "vmm-counter")); err != nil {
 		t.Fatalf("init did not carry the plugins onto the pad: %v", err)
 	}
 
 	// Suspend from another terminal over the control socket.
-	_, buf, done := e.startRun(t)
-	time.Sleep(100 * time.Millisecond)
-	st, _, _ := e.run(t, "status")
+	_, buf, done := e.StartRun(t) // returns once the machine runs
+	st, _, _ := e.Run(t, "status")
 	if !strings.Contains(st, "running    yes") {
 		t.Errorf("status while running:\n%s", st)
 	}
-	out, errOut, code = e.run(t, "suspend")
+	out, errOut, code = e.Run(t, "suspend")
 	if code != 0 || !strings.Contains(out, "suspend requested") {
 		t.Fatalf("suspend: exit %d\n%s%s", code, out, errOut)
 	}
-	wait(t, done, buf)
+	testcli.Wait(t, done, buf)
 	for _, want := range []string{"suspended to point", "STAGE", "boot", "unlock", "resume", "suspend", "shutdown", "cold boot: no suspend point yet"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("run output lacks %q:\n%s", want, buf.String())
@@ -202,15 +104,14 @@ func TestInitRunSuspendStatusJournal(t *testing.T) {
 	}
 
 	// Ctrl-C suspends too, and the second run resumes.
-	cmd, buf, done := e.startRun(t)
-	time.Sleep(100 * time.Millisecond)
+	cmd, buf, done := e.StartRun(t) // the signal handler is in place by then
 	_ = cmd.Process.Signal(syscall.SIGINT)
-	wait(t, done, buf)
+	testcli.Wait(t, done, buf)
 	if !strings.Contains(buf.String(), "resumed ") || !strings.Contains(buf.String(), "suspended to point") {
 		t.Fatalf("second run did not resume and suspend:\n%s", buf.String())
 	}
 
-	out, _, code = e.run(t, "status", "--json")
+	out, _, code = e.Run(t, "status", "--json")
 	var rep struct {
 		Running     bool
 		Points      []struct{ ID string } `json:"suspend_points"`
@@ -225,19 +126,19 @@ func TestInitRunSuspendStatusJournal(t *testing.T) {
 	if rep.Running || len(rep.Points) != 2 || len(rep.LastSession) != 7 {
 		t.Fatalf("status: %+v; want 2 points and 7 timed stages", rep)
 	}
-	out, _, code = e.run(t, "journal", "--last")
+	out, _, code = e.Run(t, "journal", "--last")
 	if code != 0 || !strings.Contains(out, "suspend point sealed") {
 		t.Fatalf("journal: exit %d\n%s", code, out)
 	}
-	_, errOut, code = e.run(t, "suspend")
+	_, errOut, code = e.Run(t, "suspend")
 	if code == 0 || !strings.Contains(errOut, "no `soulpad run` is running") {
 		t.Fatalf("suspend with nothing running: exit %d, %q", code, errOut)
 	}
 }
 
 func TestSecretsNeverFromArgv(t *testing.T) {
-	e := setup(t)
-	_, errOut, code := e.run(t, "run", "--passphrase", "hunter2hunter2hunter2")
+	e := testcli.Setup(t)
+	_, errOut, code := e.Run(t, "run", "--passphrase", "hunter2hunter2hunter2")
 	if code == 0 || !strings.Contains(errOut, "unknown flag") {
 		t.Fatalf("a passphrase flag was accepted: exit %d %s", code, errOut)
 	}
@@ -256,28 +157,28 @@ func TestCrashedRunLeavesVaultLocked(t *testing.T) {
 			t.Skipf("%s missing", b)
 		}
 	}
-	e := setup(t)
+	e := testcli.Setup(t)
 	testbin.Build(t, "plugins/crypt-gocryptfs")
-	dir := filepath.Dir(e.cfg)
+	dir := filepath.Dir(e.Cfg)
 	if err := os.WriteFile(filepath.Join(dir, "pass"), []byte("a passphrase long enough for the pad\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hcl, _ := os.ReadFile(e.cfg)
+	hcl, _ := os.ReadFile(e.Cfg)
 	hcl = []byte(strings.NewReplacer(`crypt = "crypt-plain"`, `crypt = "crypt-gocryptfs"`,
 		`plugin "crypt-plain" { allow_no_encryption = true }`, `plugin "crypt-gocryptfs" { scrypt_logn = 12 }
 unlock { passphrase_file = "pass" }`).Replace(string(hcl)))
-	if err := os.WriteFile(e.cfg, hcl, 0o600); err != nil {
+	if err := os.WriteFile(e.Cfg, hcl, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if out, errOut, code := e.run(t, "init"); code != 0 {
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
-	vault := filepath.Join(e.pad, "vault")
+	vault := filepath.Join(e.Pad, "vault")
 	mounted := func() bool {
 		b, _ := os.ReadFile("/proc/self/mountinfo")
 		return strings.Contains(string(b), " "+vault+" ")
 	}
-	cmd, buf, done := e.startRun(t)
+	cmd, buf, done := e.StartRun(t)
 	if !mounted() {
 		t.Fatalf("the vault is not mounted while the machine runs:\n%s", buf.String())
 	}

@@ -152,7 +152,7 @@ func OpenVault(ctx context.Context, o VaultOptions) (*Vault, error) {
 	if err != nil {
 		return nil, errors.Join(err, v.Close())
 	}
-	v.Pad, v.Machine, v.Spec, v.Journal = s.pad, s.machine, s.spec, s.r.journal
+	v.Pad, v.Machine, v.Spec, v.Journal = s.pad, s.machine, s.machineSpec, s.r.journal
 	if o.WithVMM {
 		v.VMM = s.vmm
 	}

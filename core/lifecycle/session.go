@@ -100,18 +100,46 @@ type Session struct {
 	detect  *pluginhost.Plugin
 	profile detect.HostProfile
 
-	lock      *pad.Lock
-	plaintext string
-	mountDir  string
-	machine   *pad.Machine
-	spec      vmm.Spec
-	desc      string
-	console   vmm.Console
-	stage     atomic.Value // string
-	gen       int
-	started   time.Time
-	parent    string
-	result    Result
+	stage   atomic.Value // string
+	started time.Time
+	result  Result
+
+	// What each step produces; a step reads only what earlier steps
+	// produced.
+	// boot: the pad, its lock, the plugins (above).
+	lock *pad.Lock
+	// detect: the host and the accelerator chosen for it.
+	accel string
+	// unlock: the open vault and the machine as machine.json describes it.
+	plaintext   string
+	mountDir    string
+	machine     *pad.Machine
+	machineSpec vmm.Spec
+	// resume: the machine as it runs (its spec, description, console),
+	// the point its disk comes from, and its generation.
+	spec    vmm.Spec
+	desc    string
+	console vmm.Console
+	parent  string
+	gen     int
+}
+
+// step is one named stage of the session before the machine runs; each
+// registers the cleanup of what it acquires.
+type step struct {
+	name string
+	run  func(ctx context.Context, note *string) error
+}
+
+// steps is the session up to a running machine, in order. A new stage
+// (say, a checkout from a store before unlock) is one more entry.
+func (s *Session) steps() []step {
+	return []step{
+		{StageBoot, s.boot},
+		{StageDetect, s.detectStage},
+		{StageUnlock, s.unlock},
+		{StageResume, s.resume},
+	}
 }
 
 // New prepares a session; Run does the work.
@@ -181,17 +209,10 @@ func (s *Session) bounded(ctx context.Context, name string, d time.Duration, fn 
 }
 
 func (s *Session) run(ctx context.Context) error {
-	if err := s.bounded(ctx, StageBoot, s.stageTimeout(), s.boot); err != nil {
-		return err
-	}
-	if err := s.bounded(ctx, StageDetect, s.stageTimeout(), s.detectStage); err != nil {
-		return err
-	}
-	if err := s.bounded(ctx, StageUnlock, s.stageTimeout(), s.unlock); err != nil {
-		return err
-	}
-	if err := s.bounded(ctx, StageResume, s.stageTimeout(), s.resume); err != nil {
-		return err
+	for _, st := range s.steps() {
+		if err := s.bounded(ctx, st.name, s.stageTimeout(), st.run); err != nil {
+			return err
+		}
 	}
 	if s.opts.OnRunning != nil {
 		s.opts.OnRunning(s)
@@ -289,7 +310,7 @@ func (s *Session) detectStage(ctx context.Context, note *string) error {
 			return fmt.Errorf("machine.accelerator is \"kvm\" but /dev/kvm is not usable on this host: %w (set accelerator = \"auto\" to fall back to TCG)", sdk.ErrIncompatibleHost)
 		}
 	}
-	s.spec.Accelerator = accel
+	s.accel = accel
 	src := "built-in probe"
 	if s.detect != nil {
 		src = s.detect.Name
@@ -366,13 +387,9 @@ func (s *Session) unlock(ctx context.Context, note *string) error {
 	})
 	s.plaintext = out.PlaintextDir
 	s.machine = pad.MachineIn(s.plaintext, s.pad.Meta.Machine)
-	spec, err := s.machine.Spec()
-	if err != nil {
+	if s.machineSpec, err = s.machine.Spec(); err != nil {
 		return err
 	}
-	accel := s.spec.Accelerator
-	s.spec = spec
-	s.spec.Accelerator = accel
 	if n, err := s.machine.CleanPending(); err != nil {
 		return err
 	} else if n > 0 {
@@ -410,6 +427,10 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	if s.gen, err = s.machine.NextGeneration(); err != nil {
 		return err
 	}
+	// The machine as it will run: machine.json on this host's
+	// accelerator; a resumed point's memory and CPU model below.
+	s.spec = s.machineSpec
+	s.spec.Accelerator = s.accel
 	vm := s.vmm.VMM()
 	if p := plan.Resume; p != nil {
 		// Everything that can refuse the point comes before anything changes.

@@ -78,7 +78,18 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	// Let the guest get going: its console shows the counter.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(start.Console.Log)
+		if strings.Contains(string(b), "soulpad-counter") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guest printed nothing in 60 s:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	sdir := t.TempDir()
 	sus, err := p.Suspend(ctx, vmm.SuspendRequest{Name: spec.Name, StateDir: sdir})
 	if err != nil {

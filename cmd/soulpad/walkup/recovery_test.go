@@ -1,131 +1,17 @@
-package main_test
+package walkup_test
 
 import (
 	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/soulpad/soulpad/internal/testcli"
 )
-
-// descendants lists the processes below pid with their executable's base
-// name (a plugin binary, qemu-system-x86_64, gocryptfs).
-func descendants(pid int) map[int]string {
-	parent := map[int]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces: cut at the last ')'.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		parent[p] = pp
-	}
-	out := map[int]string{}
-	for p := range parent {
-		for q := parent[p]; q > 1; q = parent[q] {
-			if q == pid {
-				exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(p), "exe"))
-				out[p] = filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
-				break
-			}
-		}
-	}
-	return out
-}
-
-// killNamed kills with SIGKILL the descendant of pid whose executable is
-// name, and reports whether there was one.
-func killNamed(t *testing.T, pid int, name string) bool {
-	t.Helper()
-	for p, n := range descendants(pid) {
-		if n == name {
-			if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
-				t.Fatalf("kill %s (%d): %v", name, p, err)
-			}
-			return true
-		}
-	}
-	return false
-}
-
-// startRunArgs starts `soulpad run ARGS` and returns at once; the output
-// is collected in the buffer (lines) and done receives Wait's result.
-func (e env) startRunArgs(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
-	t.Helper()
-	cmd := exec.Command(e.bin, append([]string{"run"}, args...)...)
-	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.cfg)
-	buf := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = buf, buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
-	return cmd, buf, done
-}
-
-// waitFor waits until the output contains s, or fails.
-func waitFor(t *testing.T, buf *syncBuffer, done chan error, s string, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(buf.String(), s) {
-		select {
-		case err := <-done:
-			done <- err
-			if !strings.Contains(buf.String(), s) {
-				t.Fatalf("soulpad run ended (%v) before printing %q:\n%s", err, s, buf.String())
-			}
-			return
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in %v:\n%s", s, d, buf.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// ended waits for the run to end and returns its exit code.
-func ended(t *testing.T, done chan error, buf *syncBuffer) int {
-	t.Helper()
-	select {
-	case err := <-done:
-		if x, ok := err.(*exec.ExitError); ok {
-			return x.ExitCode()
-		}
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-		return 0
-	case <-time.After(120 * time.Second):
-		t.Fatalf("soulpad run did not end:\n%s", buf.String())
-	}
-	return -1
-}
 
 // The fault injector's view: kill -9 of soulpad, of each plugin and of
 // QEMU at moments across the session (unlock, resume, run, suspend,
@@ -133,11 +19,11 @@ func ended(t *testing.T, done chan error, buf *syncBuffer) int {
 // its own disk — the counter goes on from at least that point's value,
 // never from 1 — and say what was lost.
 func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
-	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
-	if out, errOut, code := e.run(t, "init"); code != 0 {
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
-	first, _ := e.session(t, 3)
+	first, _ := e.Session(t, 3)
 	// floor is the counter value of the newest point known to be sealed:
 	// every resume must print more than it.
 	floor := first[len(first)-1]
@@ -176,13 +62,13 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 	}
 	recoverAndCheck := func(t *testing.T, what string, lost bool) {
 		t.Helper()
-		cmd, buf, done := e.startRunArgs(t)
-		waitFor(t, buf, done, "the machine is running", 90*time.Second)
+		cmd, buf, done := e.StartRunArgs(t)
+		testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
 		out := buf.String()
 		if !strings.Contains(out, "resumed ") {
 			t.Fatalf("after %s the next run did not resume a point:\n%s", what, out)
 		}
-		vs := e.waitCounter(t, 2)
+		vs := e.WaitCounter(t, 2)
 		if vs[0] <= floor {
 			t.Fatalf("after %s the counter went on from %d; the newest sealed point had reached %d:\n%s", what, vs[0], floor, out)
 		}
@@ -191,11 +77,11 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 			t.Errorf("after %s the run does not say what was lost and where the disk went:\n%s", what, out)
 		}
 		// Suspend cleanly: this becomes the new floor.
-		last := e.counters(t)
-		if o, eo, code := e.run(t, "suspend"); code != 0 {
+		last := e.Counters(t)
+		if o, eo, code := e.Run(t, "suspend"); code != 0 {
 			t.Fatalf("suspend: %s %s", o, eo)
 		}
-		if code := ended(t, done, buf); code != 0 || !strings.Contains(buf.String(), "suspended to point") {
+		if code := testcli.Ended(t, done, buf); code != 0 || !strings.Contains(buf.String(), "suspended to point") {
 			t.Fatalf("the recovery run did not suspend (exit %d):\n%s", code, buf.String())
 		}
 		_ = cmd
@@ -203,24 +89,24 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 	}
 	for _, f := range faults {
 		t.Run(strings.ReplaceAll(f.name, " ", "_"), func(t *testing.T) {
-			cmd, buf, done := e.startRunArgs(t)
+			cmd, buf, done := e.StartRunArgs(t)
 			before := 0
 			if f.suspend {
-				waitFor(t, buf, done, "the machine is running", 90*time.Second)
-				vs := e.waitCounter(t, 1)
+				testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+				vs := e.WaitCounter(t, 1)
 				before = vs[len(vs)-1]
 				if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, buf, done, f.after, 90*time.Second)
+			testcli.WaitFor(t, buf, done, f.after, 90*time.Second)
 			time.Sleep(f.wait)
 			if f.victim == "soulpad" {
 				_ = cmd.Process.Kill()
-			} else if !killNamed(t, cmd.Process.Pid, f.victim) {
+			} else if !testcli.KillNamed(t, cmd.Process.Pid, f.victim) {
 				t.Logf("no %s was running at that moment (the stage was over):\n%s", f.victim, buf.String())
 			}
-			code := ended(t, done, buf)
+			code := testcli.Ended(t, done, buf)
 			t.Logf("%s: the run ended with exit status %d", f.name, code)
 			if f.suspend && strings.Contains(buf.String(), "sealed ") {
 				floor = before // the point was sealed: it must be the one resumed
@@ -231,7 +117,7 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 			// Whatever was killed, nothing of the vault stays mounted for
 			// long (the plugins lock it when soulpad dies; the core
 			// detaches it when the crypt plugin dies).
-			vault := filepath.Join(e.pad, "vault")
+			vault := filepath.Join(e.Pad, "vault")
 			deadline := time.Now().Add(20 * time.Second)
 			for {
 				b, _ := os.ReadFile("/proc/self/mountinfo")
@@ -262,19 +148,19 @@ func TestKillAnythingAnytimeResumesASealedPoint(t *testing.T) {
 // status 4) instead of failing to suspend into a dead vault for ever, no
 // mount of the vault's plaintext is left, and the next run resumes.
 func TestKilledCryptLuksStopsTheSession(t *testing.T) {
-	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-luks")
-	if out, errOut, code := e.run(t, "init"); code != 0 {
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-luks")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
-	first, _ := e.session(t, 2)
-	cmd, buf, done := e.startRunArgs(t)
-	waitFor(t, buf, done, "the machine is running", 90*time.Second)
-	e.waitCounter(t, 1)
+	first, _ := e.Session(t, 2)
+	cmd, buf, done := e.StartRunArgs(t)
+	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	e.WaitCounter(t, 1)
 	before, _ := os.ReadFile("/proc/self/mountinfo")
-	if !killNamed(t, cmd.Process.Pid, "crypt-luks") {
+	if !testcli.KillNamed(t, cmd.Process.Pid, "crypt-luks") {
 		t.Fatal("no crypt-luks process")
 	}
-	if code := ended(t, done, buf); code != 4 || !strings.Contains(buf.String(), "without a suspend point") {
+	if code := testcli.Ended(t, done, buf); code != 4 || !strings.Contains(buf.String(), "without a suspend point") {
 		t.Fatalf("exit %d; want 4 and a clear message:\n%s", code, buf.String())
 	}
 	after, _ := os.ReadFile("/proc/self/mountinfo")
@@ -283,11 +169,11 @@ func TestKilledCryptLuksStopsTheSession(t *testing.T) {
 			t.Errorf("a new soulpad mount is left after the crypt plugin died: %s", l)
 		}
 	}
-	_, buf, done = e.startRunArgs(t)
-	waitFor(t, buf, done, "the machine is running", 90*time.Second)
-	if v := e.waitCounter(t, 1); !strings.Contains(buf.String(), "resumed ") || v[0] <= first[len(first)-1] {
+	_, buf, done = e.StartRunArgs(t)
+	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	if v := e.WaitCounter(t, 1); !strings.Contains(buf.String(), "resumed ") || v[0] <= first[len(first)-1] {
 		t.Fatalf("after the crash: counter %v\n%s", v, buf.String())
 	}
-	e.run(t, "suspend")
-	ended(t, done, buf)
+	e.Run(t, "suspend")
+	testcli.Ended(t, done, buf)
 }

@@ -1,4 +1,4 @@
-package main_test
+package walkup_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/sdk/backup"
 )
 
@@ -59,10 +60,10 @@ func TestRestoreDrill(t *testing.T) {
 }
 
 func restoreDrill(t *testing.T, plugin string) {
-	e := qemuEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
 	testbin.Build(t, "plugins/"+plugin)
 	block := backupBlocks[plugin](t, t.TempDir())
-	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,51 +71,51 @@ func restoreDrill(t *testing.T, plugin string) {
 	f.Close()
 	t.Setenv("SOULPAD_PLUGINS_BACKUP", plugin)
 	t.Setenv("SOULPAD_SESSION_BACKUP_AFTER_SUSPEND", "true")
-	if out, errOut, code := e.run(t, "init"); code != 0 {
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
-	_, buf, done := e.startRun(t)
-	first := e.waitCounter(t, 3)
+	_, buf, done := e.StartRun(t)
+	first := e.WaitCounter(t, 3)
 	// A running pad is not backed up: the backup takes it locked.
-	if _, stderr, code := e.run(t, "backup"); code == 0 || !strings.Contains(stderr, "in use by a running session") {
+	if _, stderr, code := e.Run(t, "backup"); code == 0 || !strings.Contains(stderr, "in use by a running session") {
 		t.Fatalf("backup of a running pad: exit %d %s", code, stderr)
 	}
-	if out, errOut, code := e.run(t, "suspend"); code != 0 {
+	if out, errOut, code := e.Run(t, "suspend"); code != 0 {
 		t.Fatalf("suspend: exit %d %s %s", code, out, errOut)
 	}
-	wait(t, done, buf)
+	testcli.Wait(t, done, buf)
 	if out := buf.String(); !strings.Contains(out, "backing up") || !strings.Contains(out, "sent") {
 		t.Fatalf("no backup after suspend:\n%s", out)
 	}
 	n := first[len(first)-1]
-	stdout, stderr, code := e.run(t, "backup")
+	stdout, stderr, code := e.Run(t, "backup")
 	if code != 0 || !strings.Contains(stdout, "scanned") || !strings.Contains(stdout, "sent") {
 		t.Fatalf("backup: exit %d\n%s%s", code, stdout, stderr)
 	}
 	t.Logf("second backup, nothing changed: %s", lastLine(stdout))
-	list, _, code := e.run(t, "backups", "--json")
+	list, _, code := e.Run(t, "backups", "--json")
 	var snaps []backup.Snapshot
 	if code != 0 || json.Unmarshal([]byte(list), &snaps) != nil || len(snaps) != 2 {
 		t.Fatalf("backups: exit %d, want 2 snapshots:\n%s", code, list)
 	}
 
 	// The pad is lost.
-	if err := os.RemoveAll(e.pad); err != nil {
+	if err := os.RemoveAll(e.Pad); err != nil {
 		t.Fatal(err)
 	}
 	busy := t.TempDir()
 	os.WriteFile(filepath.Join(busy, "something"), []byte("x"), 0o600)
-	if _, stderr, code := e.run(t, "restore", snaps[1].ID, busy); code == 0 || !strings.Contains(stderr, "not empty") {
+	if _, stderr, code := e.Run(t, "restore", snaps[1].ID, busy); code == 0 || !strings.Contains(stderr, "not empty") {
 		t.Fatalf("restore into a non-empty directory: exit %d %s", code, stderr)
 	}
 	newPad := filepath.Join(t.TempDir(), "new-usb", "pad")
-	if stdout, stderr, code := e.run(t, "restore", snaps[1].ID, newPad); code != 0 {
+	if stdout, stderr, code := e.Run(t, "restore", snaps[1].ID, newPad); code != 0 {
 		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
 	}
-	e.pad = newPad
+	e.Pad = newPad
 	t.Setenv("SOULPAD_PAD_PATH", newPad)
 	t.Setenv("SOULPAD_SESSION_BACKUP_AFTER_SUSPEND", "false")
-	second, out := e.session(t, 2)
+	second, out := e.Session(t, 2)
 	if !strings.Contains(out, "resumed ") || second[0] <= n {
 		t.Fatalf("after restore the counter printed %v; want it to go on from %d:\n%s", second, n, out)
 	}
@@ -130,7 +131,7 @@ func lastLine(s string) string {
 // only sleeps), Ctrl-C skips it, soulpad run exits 0 with the pad
 // suspended, and the journal says the backup was not made.
 func TestBackupAfterSuspendCanBeSkipped(t *testing.T) {
-	e := setup(t)
+	e := testcli.Setup(t)
 	testbin.Build(t, "plugins/backup-tsm")
 	dir := t.TempDir()
 	hung := filepath.Join(dir, "hung-dsmc")
@@ -139,16 +140,16 @@ func TestBackupAfterSuspendCanBeSkipped(t *testing.T) {
 	}
 	opt := filepath.Join(dir, "dsm.opt")
 	os.WriteFile(opt, []byte("TCPSERVERADDRESS /nonexistent\nNODENAME X\n"), 0o600)
-	f, _ := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
+	f, _ := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
 	fmt.Fprintf(f, "plugin \"backup-tsm\" {\n  dsmc = %q\n  optfile = %q\n  staging_dir = %q\n}\n", hung, opt, filepath.Join(dir, "staging"))
 	f.Close()
 	t.Setenv("SOULPAD_PLUGINS_BACKUP", "backup-tsm")
 	t.Setenv("SOULPAD_SESSION_BACKUP_AFTER_SUSPEND", "true")
-	if out, errOut, code := e.run(t, "init"); code != 0 {
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
-	cmd, buf, done := e.startRun(t)
-	if out, errOut, code := e.run(t, "suspend"); code != 0 {
+	cmd, buf, done := e.StartRun(t)
+	if out, errOut, code := e.Run(t, "suspend"); code != 0 {
 		t.Fatalf("suspend: exit %d %s %s", code, out, errOut)
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -158,14 +159,27 @@ func TestBackupAfterSuspendCanBeSkipped(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // the backup is under way, hung in dsmc
+	// The backup is under way once the hung dsmc (a sleep) runs.
+	for {
+		hungNow := false
+		for _, name := range testcli.Descendants(cmd.Process.Pid) {
+			hungNow = hungNow || name == "sleep"
+		}
+		if hungNow {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dsmc never started:\n%s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	cmd.Process.Signal(os.Interrupt)
-	wait(t, done, buf)
+	testcli.Wait(t, done, buf)
 	out := buf.String()
 	if !strings.Contains(out, "suspended to point") || !strings.Contains(out, "backup not made (skipped)") {
 		t.Fatalf("Ctrl-C during the backup after suspend:\n%s", out)
 	}
-	if j, _, _ := e.run(t, "journal"); !strings.Contains(j, "backup after suspend not made: skipped") {
+	if j, _, _ := e.Run(t, "journal"); !strings.Contains(j, "backup after suspend not made: skipped") {
 		t.Fatalf("the journal does not say the backup was skipped:\n%s", j)
 	}
 }

@@ -1,0 +1,511 @@
+// Package testcli drives the soulpad binary as a user would, for the
+// command-line and end-to-end tests: a pad with its site config, runs
+// started and suspended, the guest's counter read from its console,
+// processes killed at chosen moments.
+package testcli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testguest"
+	"github.com/soulpad/soulpad/internal/testluks"
+	"github.com/soulpad/soulpad/plugins/detect-linux/linux"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/detect"
+)
+
+type Env struct {
+	Bin, Cfg, Pad string
+}
+
+func Setup(t *testing.T) Env {
+	t.Helper()
+	bin := testbin.Build(t, "cmd/soulpad")
+	testbin.Build(t, "plugins/crypt-plain")
+	testbin.Build(t, "internal/testplugins/vmm-counter")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.hcl")
+	hcl := fmt.Sprintf(`
+pad { path = "pad" }
+machine { memory_mib = 64 }
+plugins {
+  dirs  = [%q]
+  crypt = "crypt-plain"
+  vmm   = "vmm-counter"
+}
+plugin "crypt-plain" { allow_no_encryption = true }
+`, testbin.Dir())
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Env{Bin: bin, Cfg: cfg, Pad: filepath.Join(dir, "pad")}
+}
+
+// Run runs soulpad and returns stdout, stderr and the exit code.
+func (e Env) Run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(e.Bin, args...)
+	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if x, ok := err.(*exec.ExitError); ok {
+		code = x.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// StartRun starts `soulpad run` and waits until the machine runs.
+func (e Env) StartRun(t *testing.T) (*exec.Cmd, *SyncBuffer, chan error) {
+	t.Helper()
+	cmd := exec.Command(e.Bin, "run")
+	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
+	pr, pw, _ := os.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	buf := &SyncBuffer{}
+	running := make(chan struct{})
+	copied := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			_, _ = buf.Write([]byte(sc.Text() + "\n"))
+			if !once && strings.Contains(sc.Text(), "the machine is running") {
+				once = true
+				close(running)
+			}
+		}
+		close(copied)
+	}()
+	done := make(chan error, 1)
+	go func() { <-copied; done <- cmd.Wait() }()
+	select {
+	case <-running:
+	case err := <-done:
+		t.Fatalf("soulpad run ended early: %v\n%s", err, buf.String())
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the machine did not start:\n%s", buf.String())
+	}
+	return cmd, buf, done
+}
+
+func Wait(t *testing.T, done chan error, buf *SyncBuffer) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("soulpad run: %v\n%s", err, buf.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("soulpad run did not end:\n%s", buf.String())
+	}
+}
+
+var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
+
+// Counters returns the counter values the console printed so far.
+func (e Env) Counters(t *testing.T) []int {
+	t.Helper()
+	out, _, code := e.Run(t, "console", "--dump")
+	if code != 0 {
+		return nil
+	}
+	var vs []int
+	for _, m := range counterRE.FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[1])
+		vs = append(vs, n)
+	}
+	return vs
+}
+
+// WaitCounter waits until the console shows at least n ticks.
+func (e Env) WaitCounter(t *testing.T, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if vs := e.Counters(t); len(vs) >= n {
+			return vs
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("the guest printed fewer than %d counter ticks in 90 s", n)
+	return nil
+}
+
+// CryptBlocks configures each crypt plugin for the walk-up tests.
+var CryptBlocks = map[string]string{
+	"crypt-plain":     `plugin "crypt-plain" { allow_no_encryption = true }`,
+	"crypt-gocryptfs": `plugin "crypt-gocryptfs" { scrypt_logn = 12 }`,
+	"crypt-luks": `plugin "crypt-luks" {
+  argon2_memory_kib = 8192
+  argon2_iterations = 4
+}`,
+}
+
+// QEMUEnv is a pad that runs the demo guest with vmm-qemu and the given
+// crypt plugin (its passphrase in a file beside the config).
+func QEMUEnv(t *testing.T, cmdline, cryptPlugin string) Env {
+	t.Helper()
+	kernel, initrd := testguest.Build(t)
+	bin := testbin.Build(t, "cmd/soulpad")
+	testbin.Build(t, "plugins/"+cryptPlugin)
+	testbin.Build(t, "plugins/vmm-qemu")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.hcl")
+	if err := os.WriteFile(filepath.Join(dir, "passphrase"), []byte("a long walk-up test passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hcl := fmt.Sprintf(`
+pad {
+  path           = "pad"
+  vault_size_mib = 512
+}
+unlock { passphrase_file = "passphrase" }
+machine {
+  memory_mib    = 128
+  disk_size_mib = 16
+  kernel        = %q
+  initrd        = %q
+  cmdline       = %q
+}
+plugins {
+  dirs  = [%q]
+  crypt = %q
+  vmm   = "vmm-qemu"
+}
+%s
+`, kernel, initrd, cmdline, testbin.Dir(), cryptPlugin, CryptBlocks[cryptPlugin])
+	if err := os.WriteFile(cfg, []byte(hcl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Env{Bin: bin, Cfg: cfg, Pad: filepath.Join(dir, "pad")}
+}
+
+// DiskSector reads a 512-byte sector of the machine's current disk.
+// For an encrypted vault, plainDir is where the test mounted it.
+func DiskSector(t *testing.T, plainDir string, sector int) string {
+	t.Helper()
+	dir := filepath.Join(plainDir, "machines", "soul", "disks", "root")
+	cur, err := os.ReadFile(filepath.Join(dir, "current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(t.TempDir(), "sector.raw")
+	cmd := exec.Command("qemu-img", "dd", "-f", "qcow2", "-O", "raw", "bs=512", fmt.Sprintf("count=%d", sector+1), fmt.Sprintf("skip=%d", sector),
+		"if="+strings.TrimSpace(string(cur)), "of="+raw)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img dd: %v %s", err, b)
+	}
+	out, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > 512 {
+		out = out[len(out)-512:]
+	}
+	return strings.TrimRight(string(out), "\x00")
+}
+
+// Session runs one `soulpad run` that is suspended once the console shows
+// at least minTicks ticks; it returns the ticks seen.
+func (e Env) Session(t *testing.T, minTicks int) ([]int, string) {
+	t.Helper()
+	_, buf, done := e.StartRun(t)
+	vs := e.WaitCounter(t, minTicks)
+	out, errOut, code := e.Run(t, "suspend")
+	if code != 0 {
+		t.Fatalf("suspend: exit %d %s %s", code, out, errOut)
+	}
+	Wait(t, done, buf)
+	if !strings.Contains(buf.String(), "suspended to point") {
+		t.Fatalf("run did not end suspended:\n%s", buf.String())
+	}
+	return vs, buf.String()
+}
+
+// Plain gives the vault's plaintext directory while the pad is locked:
+// the vault itself for crypt-plain, a read-only look otherwise.
+func (e Env) Plain(t *testing.T, cryptPlugin string) (string, func()) {
+	t.Helper()
+	vault := filepath.Join(e.Pad, "vault")
+	switch cryptPlugin {
+	case "crypt-plain":
+		return vault, func() {}
+	case "crypt-gocryptfs":
+		mnt := t.TempDir()
+		cmd := exec.Command("gocryptfs", "-q", "-ro", vault, mnt)
+		cmd.Stdin = strings.NewReader("a long walk-up test passphrase\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("gocryptfs: %v %s", err, out)
+		}
+		return mnt, func() { exec.Command("fusermount3", "-u", mnt).Run() }
+	case "crypt-luks":
+		// cryptsetup alone decrypts a copy (no device-mapper needed).
+		return testluks.Decrypt(t, vault, []byte("a long walk-up test passphrase")), func() {}
+	}
+	t.Fatalf("no way to look into %s", cryptPlugin)
+	return "", nil
+}
+
+// RecordedProfile writes the profile detect-linux reads from one of its
+// recorded host trees (plugins/detect-linux/linux/testdata) as JSON, for
+// detect-static to report; kvm overrides the recorded KVM.
+func RecordedProfile(t *testing.T, host string, kvm bool) string {
+	t.Helper()
+	d := linux.New()
+	root := filepath.Join(testbin.Root(t), "plugins", "detect-linux", "linux", "testdata", host)
+	cfg, _ := json.Marshal(map[string]string{"root": root})
+	if _, err := d.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Probe(context.Background(), detect.ProbeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Profile.KVM = kvm
+	b, _ := json.Marshal(out.Profile)
+	path := filepath.Join(t.TempDir(), host+".json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// OnHost makes the next sessions see a recorded host (detect-static with
+// its profile) or, with profile "", this host (detect-linux).
+func (e Env) OnHost(t *testing.T, profile string) {
+	t.Helper()
+	if profile == "" {
+		t.Setenv("SOULPAD_PLUGINS_DETECT", "detect-linux")
+		return
+	}
+	t.Setenv("SOULPAD_PLUGINS_DETECT", "detect-static")
+	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "plugin \"detect-static\" {\n  profile_file = %q\n}\n", profile)
+}
+
+// TreeHash hashes every path and file under root.
+func TreeHash(t *testing.T, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(h, p)
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Descendants lists the processes below pid with their executable's base
+// name (a plugin binary, qemu-system-x86_64, gocryptfs).
+func Descendants(pid int) map[int]string {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces: cut at the last ')'.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		parent[p] = pp
+	}
+	out := map[int]string{}
+	for p := range parent {
+		for q := parent[p]; q > 1; q = parent[q] {
+			if q == pid {
+				exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(p), "exe"))
+				out[p] = filepath.Base(strings.TrimSuffix(exe, " (deleted)"))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// KillNamed kills with SIGKILL the descendant of pid whose executable is
+// name, and reports whether there was one.
+func KillNamed(t *testing.T, pid int, name string) bool {
+	t.Helper()
+	for p, n := range Descendants(pid) {
+		if n == name {
+			if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill %s (%d): %v", name, p, err)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// StartRunArgs starts `soulpad run ARGS` and returns at once; the output
+// is collected in the buffer (lines) and done receives Wait's result.
+func (e Env) StartRunArgs(t *testing.T, args ...string) (*exec.Cmd, *SyncBuffer, chan error) {
+	t.Helper()
+	cmd := exec.Command(e.Bin, append([]string{"run"}, args...)...)
+	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
+	buf := &SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+	return cmd, buf, done
+}
+
+// WaitFor waits until the output contains s, or fails.
+func WaitFor(t *testing.T, buf *SyncBuffer, done chan error, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(buf.String(), s) {
+		select {
+		case err := <-done:
+			done <- err
+			if !strings.Contains(buf.String(), s) {
+				t.Fatalf("soulpad run ended (%v) before printing %q:\n%s", err, s, buf.String())
+			}
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in %v:\n%s", s, d, buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Ended waits for the run to end and returns its exit code.
+func Ended(t *testing.T, done chan error, buf *SyncBuffer) int {
+	t.Helper()
+	select {
+	case err := <-done:
+		if x, ok := err.(*exec.ExitError); ok {
+			return x.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return 0
+	case <-time.After(120 * time.Second):
+		t.Fatalf("soulpad run did not end:\n%s", buf.String())
+	}
+	return -1
+}
+
+type PointJSON struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Parent string `json:"parent"`
+	Latest bool   `json:"latest"`
+	Bytes  int64  `json:"bytes"`
+}
+
+func (e Env) Points(t *testing.T) []PointJSON {
+	t.Helper()
+	out, errOut, code := e.Run(t, "points", "--json")
+	if code != 0 {
+		t.Fatalf("points: exit %d %s %s", code, out, errOut)
+	}
+	var pts []PointJSON
+	if err := json.Unmarshal([]byte(out), &pts); err != nil {
+		t.Fatalf("points --json: %v\n%s", err, out)
+	}
+	return pts
+}
+
+func DuBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// SyncBuffer is a bytes.Buffer that a command writes while the test reads.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
