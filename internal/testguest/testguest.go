@@ -3,14 +3,18 @@
 package testguest
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"sync"
 	"testing"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/sdk/vmm"
+	"github.com/soulpad/soulpad/sdk/vmm/vmmtest"
 )
 
 var (
@@ -71,4 +75,29 @@ func Spec(t testing.TB, machineDir string) vmm.Spec {
 	return vmm.Spec{Name: "conformance", MemoryMiB: 128, VCPUs: 1, CPUModel: "portable", Accelerator: "tcg",
 		Disks:   []vmm.Disk{{Name: "root", Path: "disk.qcow2", Format: "qcow2", SizeMiB: 16}},
 		Network: "user", Display: "none", Kernel: "kernel", Initrd: "initrd", Cmdline: "console=ttyS0 quiet panic=-1"}
+}
+
+var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
+
+// Progress reads the guest's counter from the console log of a running
+// machine (vmmtest.Options.Progress for the demo guest).
+func Progress(_ context.Context, _ vmm.VMM, m vmmtest.Machine) (uint64, bool) {
+	b, err := os.ReadFile(m.Console.Log)
+	if err != nil {
+		return 0, false
+	}
+	all := counterRE.FindAllSubmatch(b, -1)
+	if len(all) == 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(all[len(all)-1][1]), 10, 64)
+	return n, err == nil
+}
+
+// PowerOffSpec is Spec with a guest that powers itself off after three
+// ticks (vmmtest.Options.PowerOffSpec).
+func PowerOffSpec(t *testing.T, machineDir string) vmm.Spec {
+	s := Spec(t, machineDir)
+	s.Cmdline += " soulpad.poweroff_after=3"
+	return s
 }

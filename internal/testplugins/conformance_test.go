@@ -1,11 +1,13 @@
 package testplugins_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testplugins/copybackup"
@@ -31,7 +33,21 @@ var counterOpts = vmmtest.Options{
 	Spec: func(t *testing.T, dir string) vmm.Spec {
 		return vmm.Spec{Name: "t", MemoryMiB: 64, VCPUs: 1, CPUModel: "portable", Accelerator: "tcg"}
 	},
-	Settle: 50 * time.Millisecond,
+	PowerOffSpec: func(t *testing.T, dir string) vmm.Spec {
+		return vmm.Spec{Name: "t", MemoryMiB: 64, VCPUs: 1, CPUModel: "portable", Accelerator: "tcg",
+			Extra: map[string]string{"power_off_after_ms": "100"}}
+	},
+	Progress: counterProgress,
+}
+
+// counterProgress reads the counter from Status ("counter=N").
+func counterProgress(ctx context.Context, v vmm.VMM, m vmmtest.Machine) (uint64, bool) {
+	st, err := v.Status(ctx, vmm.StatusRequest{Name: m.Spec.Name})
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(st.Detail, "counter="), 10, 64)
+	return n, err == nil
 }
 
 func TestCounterConformance(t *testing.T) {

@@ -7,7 +7,8 @@
 //
 // Faults can be injected from its config block to test the core's
 // cleanups: fail_start, fail_resume, fail_suspend_times, power_off_after_ms,
-// crash_after_ms.
+// crash_after_ms. A spec's extra "power_off_after_ms" is a guest that
+// powers itself off. Status's detail is "counter=N" (the guest's progress).
 package counter
 
 import (
@@ -116,6 +117,9 @@ func (p *Plugin) begin(spec vmm.Spec, dir string, n uint64) {
 	p.stop, p.done = make(chan struct{}), make(chan struct{})
 	tick := time.Duration(p.cfg.TickMS) * time.Millisecond
 	offAfter := time.Duration(p.cfg.PowerOffAfterMS) * time.Millisecond
+	if ms, err := strconv.Atoi(spec.Extra["power_off_after_ms"]); err == nil && ms > 0 {
+		offAfter = time.Duration(ms) * time.Millisecond // the guest's own plan
+	}
 	go p.loop(p.stop, p.done, tick, offAfter)
 	if p.cfg.CrashAfterMS > 0 {
 		time.AfterFunc(time.Duration(p.cfg.CrashAfterMS)*time.Millisecond, func() { os.Exit(3) })

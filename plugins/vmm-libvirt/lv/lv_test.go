@@ -33,7 +33,7 @@ func guestSpec(t *testing.T, dir string) vmm.Spec { return testguest.Spec(t, dir
 
 func opts(t *testing.T) vmmtest.Options {
 	uri := testlibvirt.Require(t)
-	return vmmtest.Options{Spec: guestSpec, Settle: 2 * time.Second, Config: []byte(`{"uri": "` + uri + `"}`)}
+	return vmmtest.Options{Spec: guestSpec, Progress: testguest.Progress, PowerOffSpec: testguest.PowerOffSpec, Config: []byte(`{"uri": "` + uri + `"}`)}
 }
 
 func TestConformanceInProcess(t *testing.T) {

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 // guestSpec is the demo guest, as every VMM plugin's tests run it.
 func guestSpec(t *testing.T, dir string) vmm.Spec { return testguest.Spec(t, dir) }
 
-var opts = vmmtest.Options{Spec: guestSpec, Settle: 2 * time.Second}
+var opts = vmmtest.Options{Spec: guestSpec, Progress: testguest.Progress, PowerOffSpec: testguest.PowerOffSpec}
 
 func TestConformanceInProcess(t *testing.T) {
 	testguest.RequireQEMU(t)

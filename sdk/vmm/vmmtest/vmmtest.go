@@ -3,8 +3,15 @@
 //
 //	func TestConformance(t *testing.T) {
 //		v := sdktest.InProcess(t, myvmm.New()).(vmm.VMM)
-//		vmmtest.Run(t, v, vmmtest.Options{Spec: mySpec})
+//		vmmtest.Run(t, v, vmmtest.Options{Spec: mySpec, Progress: myCounter})
 //	}
+//
+// Each check builds its own machine directory and machine, runs alone,
+// and leaves nothing running. The suite proves what a user relies on: the
+// guest goes on after a resume (a plugin that cold-boots instead fails),
+// a bad state is refused without being changed, a guest that powers off
+// is reported, and the capabilities announced in Info are the ones that
+// work.
 package vmmtest
 
 import (
@@ -23,6 +30,15 @@ import (
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
+// Machine is a running machine as a check sees it.
+type Machine struct {
+	Spec vmm.Spec
+	// Dir is its machine directory.
+	Dir string
+	// Console is what Start or Resume returned.
+	Console vmm.Console
+}
+
 // Options tune the suite to a plugin.
 type Options struct {
 	// Config is the plugin's config block as JSON.
@@ -30,27 +46,36 @@ type Options struct {
 	// Spec returns the machine to run; machineDir is a fresh directory the
 	// spec's relative paths are relative to (copy a kernel there, etc.).
 	Spec func(t *testing.T, machineDir string) vmm.Spec
-	// Settle is how long the machine runs before it is suspended
-	// (default 500 ms).
-	Settle time.Duration
-	// Timeout bounds each call (default 2 minutes).
+	// Progress reads how far the guest has got: a number that grows while
+	// it runs (a counter the guest prints on its console, say), and false
+	// while there is nothing to read yet. Required: it is how the suite
+	// tells a resumed guest from a rebooted one.
+	Progress func(ctx context.Context, v vmm.VMM, m Machine) (uint64, bool)
+	// PowerOffSpec, when set, returns a machine whose guest powers itself
+	// off within a minute; the suite then checks that the plugin reports it
+	// (EventPoweredOff, Status stopped).
+	PowerOffSpec func(t *testing.T, machineDir string) vmm.Spec
+	// Timeout bounds each call and each wait (default 2 minutes).
 	Timeout time.Duration
+}
+
+type suite struct {
+	v    vmm.VMM
+	opt  Options
+	info sdk.InfoResponse
 }
 
 // Run runs the whole suite against v.
 func Run(t *testing.T, v vmm.VMM, opt Options) {
-	if opt.Settle == 0 {
-		opt.Settle = 500 * time.Millisecond
-	}
 	if opt.Timeout == 0 {
 		opt.Timeout = 2 * time.Minute
 	}
-	call := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), opt.Timeout)
+	if opt.Spec == nil || opt.Progress == nil {
+		t.Fatal("vmmtest: Options.Spec and Options.Progress are required")
 	}
-	ctx, cancel := call()
+	s := &suite{v: v, opt: opt}
+	ctx, cancel := s.ctx()
 	defer cancel()
-
 	info, err := v.Info(ctx, sdk.InfoRequest{})
 	if err != nil {
 		t.Fatalf("Info: %v", err)
@@ -58,132 +83,355 @@ func Run(t *testing.T, v vmm.VMM, opt Options) {
 	if info.Kind != sdk.KindVMM || info.Name == "" || !slices.Contains(info.APIVersions, vmm.APIVersion) {
 		t.Fatalf("Info = %+v; want kind vmm, a name, API version %d", info, vmm.APIVersion)
 	}
-	if _, err := v.Configure(ctx, sdk.ConfigureRequest{Config: opt.Config}); err != nil {
+	s.info = info
+	t.Run("NothingRunning", s.nothingRunning)
+	t.Run("StartBusyPowerOff", s.startBusyPowerOff)
+	t.Run("ResumeContinuesTheGuest", s.resumeContinues)
+	t.Run("BadStateIsRefusedUnchanged", s.badState)
+	if opt.PowerOffSpec != nil {
+		t.Run("GuestPowerOffIsReported", s.guestPowerOff)
+	}
+	t.Run("CapabilitiesMatch", s.capabilities)
+	if info.Has(vmm.CapDiskHistory) {
+		t.Run("DiskHistory", s.diskHistory)
+	}
+}
+
+func (s *suite) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.opt.Timeout)
+}
+
+// fixture configures the plugin and makes a fresh machine (not started);
+// whatever the check does, nothing is left running.
+func (s *suite) fixture(t *testing.T, specFn func(*testing.T, string) vmm.Spec) Machine {
+	t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.v.Configure(ctx, sdk.ConfigureRequest{Config: s.opt.Config}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
-	mdir := t.TempDir()
-	spec := opt.Spec(t, mdir)
-	state := func(want string) {
-		t.Helper()
-		ctx, cancel := call()
-		defer cancel()
-		st, err := v.Status(ctx, vmm.StatusRequest{Name: spec.Name})
-		if err != nil {
-			t.Fatalf("Status: %v", err)
-		}
-		if st.State != want {
-			t.Fatalf("Status = %q (%s); want %q", st.State, st.Detail, want)
-		}
-	}
-	// Whatever happens, leave nothing running.
+	dir := t.TempDir()
+	m := Machine{Spec: specFn(t, dir), Dir: dir}
 	t.Cleanup(func() {
-		ctx, cancel := call()
+		ctx, cancel := s.ctx()
 		defer cancel()
-		_, _ = v.PowerOff(ctx, vmm.PowerOffRequest{Name: spec.Name, Force: true})
+		_, _ = s.v.PowerOff(ctx, vmm.PowerOffRequest{Name: m.Spec.Name, Force: true})
+		if t.Failed() {
+			t.Logf("machine directory %s:", dir)
+			_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					if fi, err := d.Info(); err == nil {
+						t.Logf("  %s  %d bytes", p, fi.Size())
+					}
+				}
+				return nil
+			})
+		}
 	})
+	return m
+}
 
-	state(vmm.StateStopped)
-	if _, err := v.Suspend(ctx, vmm.SuspendRequest{Name: spec.Name, StateDir: t.TempDir()}); !errors.Is(err, sdk.ErrNotRunning) {
-		t.Fatalf("Suspend with nothing running = %v; want sdk.ErrNotRunning", err)
+func (s *suite) state(t *testing.T, m Machine, want string) {
+	t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	st, err := s.v.Status(ctx, vmm.StatusRequest{Name: m.Spec.Name})
+	if err != nil {
+		t.Fatalf("Status: %v", err)
 	}
+	if st.State != want {
+		t.Fatalf("Status = %q (%s); want %q", st.State, st.Detail, want)
+	}
+}
 
-	start, err := v.Start(ctx, vmm.StartRequest{Spec: spec, MachineDir: mdir})
+func (s *suite) start(t *testing.T, m *Machine, from *vmm.PointState) vmm.StartResponse {
+	t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	out, err := s.v.Start(ctx, vmm.StartRequest{Spec: m.Spec, MachineDir: m.Dir, From: from})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	state(vmm.StateRunning)
-	if _, err := v.Start(ctx, vmm.StartRequest{Spec: spec, MachineDir: mdir}); !errors.Is(err, sdk.ErrBusy) {
-		t.Fatalf("Start while running = %v; want sdk.ErrBusy", err)
-	}
-	time.Sleep(opt.Settle)
+	m.Console = out.Console
+	s.state(t, *m, vmm.StateRunning)
+	return out
+}
 
-	sdir := t.TempDir()
-	sctx, scancel := call()
-	sus, err := v.Suspend(sctx, vmm.SuspendRequest{Name: spec.Name, StateDir: sdir})
-	scancel()
+// progressAbove waits until the guest's progress exceeds min and returns it.
+func (s *suite) progressAbove(t *testing.T, m Machine, min uint64) uint64 {
+	t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	for {
+		if n, ok := s.opt.Progress(ctx, s.v, m); ok && n > min {
+			return n
+		}
+		select {
+		case <-ctx.Done():
+			n, ok := s.opt.Progress(context.Background(), s.v, m)
+			t.Fatalf("the guest made no progress past %d in %v (last reading %d, %v)", min, s.opt.Timeout, n, ok)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// firstProgress waits for the first reading after a start or resume.
+func (s *suite) firstProgress(t *testing.T, m Machine) uint64 {
+	t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	for {
+		if n, ok := s.opt.Progress(ctx, s.v, m); ok {
+			return n
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("nothing to read of the guest's progress in %v", s.opt.Timeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// suspend suspends m into a fresh directory and returns the response.
+func (s *suite) suspend(t *testing.T, m Machine) (string, vmm.SuspendResponse) {
+	t.Helper()
+	ctx, cancel := s.ctx()
+	defer cancel()
+	dir := t.TempDir()
+	out, err := s.v.Suspend(ctx, vmm.SuspendRequest{Name: m.Spec.Name, StateDir: dir})
 	if err != nil {
 		t.Fatalf("Suspend: %v", err)
 	}
-	state(vmm.StateStopped)
-	if len(sus.Files) == 0 {
+	s.state(t, m, vmm.StateStopped)
+	if len(out.Files) == 0 {
 		t.Fatal("Suspend listed no files")
 	}
-	var biggest string
-	var biggestSize int64
-	for _, f := range sus.Files {
-		st, err := os.Stat(filepath.Join(sdir, f))
-		if err != nil {
+	for _, f := range out.Files {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Fatalf("Suspend listed %s: %v", f, err)
 		}
-		if st.Size() >= biggestSize {
-			biggest, biggestSize = f, st.Size()
-		}
 	}
+	return dir, out
+}
+
+func (s *suite) nothingRunning(t *testing.T) {
+	m := s.fixture(t, s.opt.Spec)
+	s.state(t, m, vmm.StateStopped)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.v.Suspend(ctx, vmm.SuspendRequest{Name: m.Spec.Name, StateDir: t.TempDir()}); !errors.Is(err, sdk.ErrNotRunning) {
+		t.Fatalf("Suspend with nothing running = %v; want sdk.ErrNotRunning", err)
+	}
+	if _, err := s.v.PowerOff(ctx, vmm.PowerOffRequest{Name: m.Spec.Name, Force: true}); err != nil {
+		t.Fatalf("PowerOff with nothing running = %v; want nil", err)
+	}
+}
+
+func (s *suite) startBusyPowerOff(t *testing.T) {
+	m := s.fixture(t, s.opt.Spec)
+	s.start(t, &m, nil)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.v.Start(ctx, vmm.StartRequest{Spec: m.Spec, MachineDir: m.Dir}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("Start while running = %v; want sdk.ErrBusy", err)
+	}
+	s.progressAbove(t, m, 0)
+	if _, err := s.v.PowerOff(ctx, vmm.PowerOffRequest{Name: m.Spec.Name, Force: true}); err != nil {
+		t.Fatalf("PowerOff: %v", err)
+	}
+	s.state(t, m, vmm.StateStopped)
+	if _, err := s.v.PowerOff(ctx, vmm.PowerOffRequest{Name: m.Spec.Name, Force: true}); err != nil {
+		t.Fatalf("PowerOff on a stopped machine = %v; want nil", err)
+	}
+}
+
+func (s *suite) resumeContinues(t *testing.T) {
+	m := s.fixture(t, s.opt.Spec)
+	start := s.start(t, &m, nil)
+	before := s.progressAbove(t, m, 1)
+	dir, sus := s.suspend(t, m)
 	desc := sus.Description
 	if desc == "" {
 		desc = start.Description
 	}
+	sums := snapshot(t, dir)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	out, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: dir, Description: desc})
+	if err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	m.Console = out.Console
+	s.state(t, m, vmm.StateRunning)
+	if after := s.firstProgress(t, m); after < before {
+		t.Fatalf("after Resume the guest is at %d; it was at %d when suspended: it did not continue (a cold boot?)", after, before)
+	}
+	s.progressAbove(t, m, before)
+	if !sameSums(sums, snapshot(t, dir)) {
+		t.Fatal("Resume modified the state directory")
+	}
+}
 
-	t.Run("ResumeFromEmptyDirFails", func(t *testing.T) {
-		ctx, cancel := call()
-		defer cancel()
-		_, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: t.TempDir(), Description: desc})
-		if !errors.Is(err, sdk.ErrNotFound) && !errors.Is(err, sdk.ErrCorrupt) {
-			t.Fatalf("Resume from an empty dir = %v; want sdk.ErrNotFound or sdk.ErrCorrupt", err)
+func (s *suite) badState(t *testing.T) {
+	m := s.fixture(t, s.opt.Spec)
+	start := s.start(t, &m, nil)
+	s.progressAbove(t, m, 0)
+	dir, sus := s.suspend(t, m)
+	desc := sus.Description
+	if desc == "" {
+		desc = start.Description
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	_, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: t.TempDir(), Description: desc})
+	if !errors.Is(err, sdk.ErrNotFound) && !errors.Is(err, sdk.ErrCorrupt) {
+		t.Fatalf("Resume from an empty dir = %v; want sdk.ErrNotFound or sdk.ErrCorrupt", err)
+	}
+	s.state(t, m, vmm.StateStopped)
+
+	var biggest string
+	var size int64
+	for _, f := range sus.Files {
+		if st, err := os.Stat(filepath.Join(dir, f)); err == nil && st.Size() >= size {
+			biggest, size = f, st.Size()
 		}
-		state(vmm.StateStopped)
-	})
+	}
+	bad := t.TempDir()
+	for _, f := range sus.Files {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == biggest {
+			b = b[:len(b)/2]
+		}
+		if err := os.WriteFile(filepath.Join(bad, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums := snapshot(t, bad)
+	if _, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: bad, Description: desc}); err == nil {
+		t.Fatalf("Resume from a state whose %s is cut in half succeeded", biggest)
+	}
+	s.state(t, m, vmm.StateStopped)
+	if !sameSums(sums, snapshot(t, bad)) {
+		t.Fatal("a failed Resume changed the state files")
+	}
+}
 
-	t.Run("ResumeFromTruncatedStateFails", func(t *testing.T) {
-		bad := t.TempDir()
-		for _, f := range sus.Files {
-			b, err := os.ReadFile(filepath.Join(sdir, f))
-			if err != nil {
-				t.Fatal(err)
+func (s *suite) guestPowerOff(t *testing.T) {
+	m := s.fixture(t, s.opt.PowerOffSpec)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var events <-chan vmm.Event
+	if s.info.Has(vmm.CapEvents) {
+		es, ok := s.v.(vmm.EventStreamer)
+		if !ok {
+			t.Fatal("Info announces events but the plugin is no vmm.EventStreamer")
+		}
+		ch, err := es.Events(ctx, vmm.EventsRequest{Name: m.Spec.Name})
+		if err != nil {
+			t.Fatalf("Events: %v", err)
+		}
+		events = ch
+	}
+	s.start(t, &m, nil)
+	if events == nil {
+		for {
+			st, err := s.v.Status(ctx, vmm.StatusRequest{Name: m.Spec.Name})
+			if err == nil && st.State == vmm.StateStopped {
+				return
 			}
-			if f == biggest {
-				b = b[:len(b)/2]
+			select {
+			case <-ctx.Done():
+				t.Fatal("the guest powered off but Status never said stopped")
+			case <-time.After(50 * time.Millisecond):
 			}
-			if err := os.WriteFile(filepath.Join(bad, f), b, 0o600); err != nil {
-				t.Fatal(err)
+		}
+	}
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the event stream ended before the guest powered off")
 			}
+			if ev.Type == vmm.EventPoweredOff {
+				s.state(t, m, vmm.StateStopped)
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %s event in %v", vmm.EventPoweredOff, s.opt.Timeout)
 		}
-		ctx, cancel := call()
-		defer cancel()
-		_, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: bad, Description: desc})
-		if err == nil {
-			t.Fatalf("Resume from a state whose %s is cut in half succeeded", biggest)
-		}
-		state(vmm.StateStopped)
-		if st, _ := os.Stat(filepath.Join(bad, biggest)); st == nil || st.Size() != biggestSize/2 {
-			t.Fatal("a failed Resume changed the state files")
-		}
-	})
+	}
+}
 
-	t.Run("ResumeRunsAgain", func(t *testing.T) {
-		before := snapshot(t, sdir)
-		ctx, cancel := call()
-		defer cancel()
-		if _, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: sdir, Description: desc}); err != nil {
-			t.Fatalf("Resume: %v", err)
+func (s *suite) capabilities(t *testing.T) {
+	m := s.fixture(t, s.opt.Spec)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if s.info.Has(vmm.CapEvents) {
+		es, ok := s.v.(vmm.EventStreamer)
+		if !ok {
+			t.Fatal("Info announces events but the plugin is no vmm.EventStreamer")
 		}
-		state(vmm.StateRunning)
-		if after := snapshot(t, sdir); !maps(before, after) {
-			t.Fatal("Resume modified the state directory")
+		if _, err := es.Events(ctx, vmm.EventsRequest{Name: m.Spec.Name}); err != nil {
+			t.Fatalf("Info announces events but Events = %v", err)
 		}
-	})
+	}
+	dh, ok := s.v.(vmm.DiskHistory)
+	switch {
+	case s.info.Has(vmm.CapDiskHistory) && !ok:
+		t.Fatal("Info announces disk-history but the plugin is no vmm.DiskHistory")
+	case !s.info.Has(vmm.CapDiskHistory) && ok:
+		// Over gRPC every client has the method; the plugin must refuse.
+		_, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: t.TempDir()})
+		if !errors.Is(err, sdk.ErrUnsupported) {
+			t.Fatalf("no disk-history in Info, but KeepDisks = %v; want sdk.ErrUnsupported", err)
+		}
+	}
+}
 
-	t.Run("PowerOffIsIdempotent", func(t *testing.T) {
-		ctx, cancel := call()
-		defer cancel()
-		if _, err := v.PowerOff(ctx, vmm.PowerOffRequest{Name: spec.Name, Force: true}); err != nil {
-			t.Fatalf("PowerOff: %v", err)
+// diskHistory: a disk state kept apart boots, collecting keeps what the
+// points need, and the suspended point still resumes afterwards.
+func (s *suite) diskHistory(t *testing.T) {
+	dh := s.v.(vmm.DiskHistory)
+	m := s.fixture(t, s.opt.Spec)
+	start := s.start(t, &m, nil)
+	before := s.progressAbove(t, m, 1)
+	dir, sus := s.suspend(t, m)
+	desc := sus.Description
+	if desc == "" {
+		desc = start.Description
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	kept := t.TempDir()
+	k, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: kept})
+	if err != nil {
+		t.Fatalf("KeepDisks: %v", err)
+	}
+	for _, f := range k.Files {
+		if _, err := os.Stat(filepath.Join(kept, f)); err != nil {
+			t.Fatalf("KeepDisks listed %s: %v", f, err)
 		}
-		state(vmm.StateStopped)
-		if _, err := v.PowerOff(ctx, vmm.PowerOffRequest{Name: spec.Name, Force: true}); err != nil {
-			t.Fatalf("PowerOff on a stopped machine = %v; want nil", err)
-		}
-	})
+	}
+	s.start(t, &m, &vmm.PointState{StateDir: kept, Description: k.Description})
+	s.progressAbove(t, m, 0)
+	if _, err := s.v.PowerOff(ctx, vmm.PowerOffRequest{Name: m.Spec.Name, Force: true}); err != nil {
+		t.Fatalf("PowerOff: %v", err)
+	}
+	if _, err := dh.CollectDisks(ctx, vmm.CollectDisksRequest{Spec: m.Spec, MachineDir: m.Dir,
+		Keep: []vmm.PointState{{StateDir: dir, Description: desc}, {StateDir: kept, Description: k.Description}}}); err != nil {
+		t.Fatalf("CollectDisks: %v", err)
+	}
+	out, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: dir, Description: desc})
+	if err != nil {
+		t.Fatalf("Resume after CollectDisks: %v", err)
+	}
+	m.Console = out.Console
+	if after := s.firstProgress(t, m); after < before {
+		t.Fatalf("after CollectDisks and Resume the guest is at %d; it was at %d", after, before)
+	}
 }
 
 // snapshot hashes every file in dir.
@@ -210,7 +458,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func maps(a, b map[string]string) bool {
+func sameSums(a, b map[string]string) bool {
 	if len(a) != len(b) {
 		return false
 	}
