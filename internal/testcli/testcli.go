@@ -29,6 +29,7 @@ import (
 	"github.com/soulpad/soulpad/plugins/detect-linux/linux"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
+	"github.com/soulpad/soulpad/sdk/sdktest"
 )
 
 type Env struct {
@@ -278,7 +279,7 @@ func (e Env) Plain(t *testing.T, cryptPlugin string) (string, func()) {
 // detect-static to report; kvm overrides the recorded KVM.
 func RecordedProfile(t *testing.T, host string, kvm bool) string {
 	t.Helper()
-	d := linux.New()
+	d := linux.New(sdktest.Logger(t, "detect-linux"))
 	root := filepath.Join(testbin.Root(t), "plugins", "detect-linux", "linux", "testdata", host)
 	cfg, _ := json.Marshal(map[string]string{"root": root})
 	if _, err := d.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {

@@ -9,4 +9,4 @@ import (
 	"github.com/soulpad/soulpad/sdk"
 )
 
-func main() { sdk.Serve(gocryptfs.New()) }
+func main() { sdk.Serve(gocryptfs.New(sdk.Logger("crypt-gocryptfs"))) }

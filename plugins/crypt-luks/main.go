@@ -8,4 +8,4 @@ import (
 	"github.com/soulpad/soulpad/sdk"
 )
 
-func main() { sdk.Serve(luks.New()) }
+func main() { sdk.Serve(luks.New(sdk.Logger("crypt-luks"))) }

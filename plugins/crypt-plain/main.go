@@ -8,4 +8,4 @@ import (
 	"github.com/soulpad/soulpad/sdk"
 )
 
-func main() { sdk.Serve(plain.New()) }
+func main() { sdk.Serve(plain.New(sdk.Logger("crypt-plain"))) }

@@ -8,4 +8,4 @@ import (
 	"github.com/soulpad/soulpad/sdk"
 )
 
-func main() { sdk.Serve(linux.New()) }
+func main() { sdk.Serve(linux.New(sdk.Logger("detect-linux"))) }

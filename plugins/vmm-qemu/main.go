@@ -7,4 +7,4 @@ import (
 	"github.com/soulpad/soulpad/sdk"
 )
 
-func main() { sdk.Serve(qemu.New()) }
+func main() { sdk.Serve(qemu.New(sdk.Logger("vmm-qemu"))) }

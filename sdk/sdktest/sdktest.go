@@ -5,6 +5,7 @@ package sdktest
 
 import (
 	"context"
+	"net"
 	"os/exec"
 	"sync"
 	"testing"
@@ -12,30 +13,62 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/soulpad/soulpad/sdk"
 )
 
-// InProcess serves impl over go-plugin's in-memory gRPC connection and
-// returns the host-side client of its kind (e.g. *crypt.Client). The
-// connection closes when the test ends.
+// InProcess serves impl over an in-memory gRPC connection and returns
+// the host-side client of its kind (e.g. *crypt.Client), the same client
+// a host gets from a plugin process. The connection closes when the test
+// ends. Nothing is logged but through the plugin's own logger (see Logger).
 func InProcess(t testing.TB, impl sdk.Plugin) any {
 	t.Helper()
 	ps, err := sdk.PluginSet(impl)
 	if err != nil {
 		t.Fatalf("sdktest: %v", err)
 	}
-	client, _ := plugin.TestPluginGRPCConn(t, false, ps)
-	t.Cleanup(func() { _ = client.Close() })
-	for kind := range ps {
-		raw, err := client.Dispense(kind)
+	for kind, p := range ps {
+		server, ok := p.(plugin.GRPCPlugin)
+		if !ok {
+			t.Fatalf("sdktest: kind %s has no gRPC plugin", kind)
+		}
+		lis := bufconn.Listen(1 << 20)
+		srv := grpc.NewServer()
+		if err := server.GRPCServer(nil, srv); err != nil {
+			t.Fatalf("sdktest: serve %s: %v", kind, err)
+		}
+		go func() { _ = srv.Serve(lis) }()
+		conn, err := grpc.NewClient("passthrough:///in-process",
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			t.Fatalf("sdktest: dispense %s: %v", kind, err)
+			t.Fatalf("sdktest: connect %s: %v", kind, err)
+		}
+		t.Cleanup(func() {
+			_ = conn.Close()
+			srv.Stop()
+		})
+		client, ok := sdk.ClientPluginSet()[kind].(plugin.GRPCPlugin)
+		if !ok {
+			t.Fatalf("sdktest: no client for kind %s", kind)
+		}
+		raw, err := client.GRPCClient(context.Background(), nil, conn)
+		if err != nil {
+			t.Fatalf("sdktest: client %s: %v", kind, err)
 		}
 		return raw
 	}
 	t.Fatal("sdktest: empty plugin set")
 	return nil
+}
+
+// Logger is a logger for a plugin under test: its lines go to the test's
+// log, shown when the test fails (or with -v), and nowhere else.
+func Logger(t testing.TB, name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug, Output: newTestWriter(t)})
 }
 
 // Binary starts the plugin binary at path and returns the host-side client

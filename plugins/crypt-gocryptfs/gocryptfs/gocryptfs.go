@@ -53,9 +53,12 @@ type Plugin struct {
 	mounted map[string]string // vault → mount point
 }
 
-// New returns the plugin.
-func New() *Plugin {
-	return &Plugin{log: sdk.Logger("crypt-gocryptfs"), mounted: map[string]string{}}
+// New returns the plugin, logging to log (nil: nowhere).
+func New(log hclog.Logger) *Plugin {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Plugin{log: log, mounted: map[string]string{}}
 }
 
 var (

@@ -43,7 +43,7 @@ var opts = crypttest.Options{Config: []byte(`{"scrypt_logn": 12}`)}
 
 func TestConformanceInProcess(t *testing.T) {
 	requireFUSE(t)
-	crypttest.Run(t, sdktest.InProcess(t, gocryptfs.New()).(crypt.Crypt), opts)
+	crypttest.Run(t, sdktest.InProcess(t, gocryptfs.New(sdktest.Logger(t, "crypt-gocryptfs"))).(crypt.Crypt), opts)
 }
 
 func TestConformanceBinary(t *testing.T) {
@@ -54,7 +54,7 @@ func TestConformanceBinary(t *testing.T) {
 func TestShortPassphraseRefusedAndKeyFileWorks(t *testing.T) {
 	requireFUSE(t)
 	ctx := context.Background()
-	c := sdktest.InProcess(t, gocryptfs.New()).(crypt.Crypt)
+	c := sdktest.InProcess(t, gocryptfs.New(sdktest.Logger(t, "crypt-gocryptfs"))).(crypt.Crypt)
 	if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: opts.Config}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,11 +120,18 @@ func TestPluginEndingLocksOpenVault(t *testing.T) {
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(mnt)) {
 		t.Fatalf("%s is still mounted after the plugin ended", mnt)
 	}
-	if out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output(); len(out) > 0 {
-		t.Fatalf("gocryptfs still running for the vault: %s", out)
+	// Unmounted, gocryptfs ends on its own, a moment later.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output()
+		if len(out) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gocryptfs still running for the vault 10 s after the plugin ended: %s", out)
+		}
 	}
 	// The file made it into the cipher text.
-	c2 := sdktest.InProcess(t, gocryptfs.New()).(crypt.Crypt)
+	c2 := sdktest.InProcess(t, gocryptfs.New(sdktest.Logger(t, "crypt-gocryptfs"))).(crypt.Crypt)
 	if _, err := c2.Configure(ctx, sdk.ConfigureRequest{Config: opts.Config}); err != nil {
 		t.Fatal(err)
 	}

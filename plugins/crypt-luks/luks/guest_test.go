@@ -155,7 +155,7 @@ func guestRun(dev string, say func(string, ...any)) error {
 	if !luks.KernelAvailable() {
 		return errors.New("device-mapper is not available in the guest")
 	}
-	p := luks.New()
+	p := luks.New(nil)
 	if _, err := p.Configure(ctx, sdk.ConfigureRequest{Config: []byte(`{"engine": "kernel"}`)}); err != nil {
 		return err
 	}

@@ -67,7 +67,7 @@ var (
 
 func TestConformanceInProcess(t *testing.T) {
 	requireHost(t)
-	crypttest.Run(t, sdktest.InProcess(t, luks.New()).(crypt.Crypt), crypttest.Options{Config: fast})
+	crypttest.Run(t, sdktest.InProcess(t, luks.New(sdktest.Logger(t, "crypt-luks"))).(crypt.Crypt), crypttest.Options{Config: fast})
 }
 
 func TestConformanceBinary(t *testing.T) {
@@ -77,7 +77,7 @@ func TestConformanceBinary(t *testing.T) {
 
 func newPlugin(t testing.TB) crypt.Crypt {
 	t.Helper()
-	c := sdktest.InProcess(t, luks.New()).(crypt.Crypt)
+	c := sdktest.InProcess(t, luks.New(sdktest.Logger(t, "crypt-luks"))).(crypt.Crypt)
 	if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: fast}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func newPlugin(t testing.TB) crypt.Crypt {
 }
 
 func TestConfigureRefusesBadSettings(t *testing.T) {
-	c := sdktest.InProcess(t, luks.New()).(crypt.Crypt)
+	c := sdktest.InProcess(t, luks.New(sdktest.Logger(t, "crypt-luks"))).(crypt.Crypt)
 	for _, cfg := range []string{`{"engine": "magic"}`, `{"argon2_memory_kib": 16}`, `{"argon2_threads": 0}`, `{"argon_memory": 1}`} {
 		if _, err := c.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(cfg)}); !errors.Is(err, sdk.ErrInvalidConfig) {
 			t.Errorf("Configure(%s) = %v; want sdk.ErrInvalidConfig", cfg, err)
@@ -280,7 +280,7 @@ func TestCreateFillsTheContainer(t *testing.T) {
 	for _, fill := range []bool{true, false} {
 		t.Run(fmt.Sprintf("fill=%v", fill), func(t *testing.T) {
 			dir := t.TempDir()
-			c := sdktest.InProcess(t, luks.New()).(crypt.Crypt)
+			c := sdktest.InProcess(t, luks.New(sdktest.Logger(t, "crypt-luks"))).(crypt.Crypt)
 			cfg := bytes.Replace(fast, []byte(`"engine"`), []byte(fmt.Sprintf(`"fill": %v, "engine"`, fill)), 1)
 			if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: cfg}); err != nil {
 				t.Fatal(err)

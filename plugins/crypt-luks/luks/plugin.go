@@ -70,9 +70,12 @@ type opened struct {
 	kernel  *kernelVolume // kernel engine
 }
 
-// New returns the plugin.
-func New() *Plugin {
-	return &Plugin{log: sdk.Logger("crypt-luks"), cfg: defaults(), open: map[string]*opened{}}
+// New returns the plugin, logging to log (nil: nowhere).
+func New(log hclog.Logger) *Plugin {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Plugin{log: log, cfg: defaults(), open: map[string]*opened{}}
 }
 
 func defaults() Config {

@@ -41,9 +41,12 @@ type Plugin struct {
 	unlocked   map[string]bool
 }
 
-// New returns the plugin.
-func New() *Plugin {
-	return &Plugin{log: sdk.Logger("crypt-plain"), unlocked: map[string]bool{}}
+// New returns the plugin, logging to log (nil: nowhere).
+func New(log hclog.Logger) *Plugin {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Plugin{log: log, unlocked: map[string]bool{}}
 }
 
 var _ crypt.Crypt = (*Plugin)(nil)

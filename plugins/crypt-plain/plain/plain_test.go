@@ -18,7 +18,7 @@ import (
 var allow = crypttest.Options{Config: []byte(`{"allow_no_encryption": true}`)}
 
 func TestConformanceInProcess(t *testing.T) {
-	c := sdktest.InProcess(t, plain.New()).(crypt.Crypt)
+	c := sdktest.InProcess(t, plain.New(sdktest.Logger(t, "crypt-plain"))).(crypt.Crypt)
 	crypttest.Run(t, c, allow)
 }
 
@@ -33,7 +33,7 @@ func TestConformanceBinary(t *testing.T) {
 }
 
 func TestRefusedWithoutExplicitSwitch(t *testing.T) {
-	c := sdktest.InProcess(t, plain.New()).(crypt.Crypt)
+	c := sdktest.InProcess(t, plain.New(sdktest.Logger(t, "crypt-plain"))).(crypt.Crypt)
 	ctx := context.Background()
 	for _, cfg := range []string{``, `{}`, `{"allow_no_encryption": false}`} {
 		if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: []byte(cfg)}); !errors.Is(err, sdk.ErrInvalidConfig) {

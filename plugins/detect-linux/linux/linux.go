@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/soulpad/soulpad/internal/kvmprobe"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
@@ -40,10 +41,18 @@ type Config struct {
 }
 
 // Plugin is detect-linux.
-type Plugin struct{ cfg Config }
+type Plugin struct {
+	cfg Config
+	log hclog.Logger
+}
 
-// New returns the plugin probing this host.
-func New() *Plugin { return &Plugin{cfg: defaults()} }
+// New returns the plugin probing this host, logging to log (nil: nowhere).
+func New(log hclog.Logger) *Plugin {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Plugin{cfg: defaults(), log: log}
+}
 
 func defaults() Config { return Config{Root: "/", ProbeMiB: 256, ProbeSeconds: 1} }
 
@@ -73,7 +82,7 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 
 // Probe implements detect.Detect.
 func (p *Plugin) Probe(ctx context.Context, req detect.ProbeRequest) (detect.ProbeResponse, error) {
-	prof, err := probe(p.cfg.Root)
+	prof, err := probe(p.cfg.Root, p.log)
 	if err != nil {
 		return detect.ProbeResponse{}, err
 	}
@@ -112,7 +121,7 @@ func readString(path string) string {
 }
 
 // probe reads the profile of the host whose trees are under root.
-func probe(root string) (detect.HostProfile, error) {
+func probe(root string, log hclog.Logger) (detect.HostProfile, error) {
 	var p detect.HostProfile
 	p.Arch = runtime.GOARCH
 	p.Hostname = readString(filepath.Join(root, "proc/sys/kernel/hostname"))
@@ -129,7 +138,7 @@ func probe(root string) (detect.HostProfile, error) {
 		// restricted KVM): ask it to.
 		var why string
 		if p.KVM, why = kvmprobe.Usable("/dev/kvm"); !p.KVM && why != "" {
-			sdk.Logger("detect-linux").Info("KVM is not usable; machines run under TCG", "reason", why)
+			log.Info("KVM is not usable; machines run under TCG", "reason", why)
 		}
 	} else if f, err := os.OpenFile(filepath.Join(root, "dev/kvm"), os.O_RDWR, 0); err == nil {
 		// A recorded host tree: the device node stands for working KVM.

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestConformanceInProcess(t *testing.T) {
-	detecttest.Run(t, sdktest.InProcess(t, linux.New()).(detect.Detect), detecttest.Options{})
+	detecttest.Run(t, sdktest.InProcess(t, linux.New(sdktest.Logger(t, "detect-linux"))).(detect.Detect), detecttest.Options{})
 }
 
 func TestConformanceBinary(t *testing.T) {
@@ -35,7 +35,7 @@ func TestConformanceBinary(t *testing.T) {
 
 func probeRoot(t *testing.T, root string) detect.HostProfile {
 	t.Helper()
-	d := sdktest.InProcess(t, linux.New()).(detect.Detect)
+	d := sdktest.InProcess(t, linux.New(sdktest.Logger(t, "detect-linux"))).(detect.Detect)
 	cfg, _ := json.Marshal(map[string]any{"root": root})
 	if _, err := d.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestRecordedHosts(t *testing.T) {
 }
 
 func TestThisHost(t *testing.T) {
-	d := sdktest.InProcess(t, linux.New()).(detect.Detect)
+	d := sdktest.InProcess(t, linux.New(sdktest.Logger(t, "detect-linux"))).(detect.Detect)
 	if _, err := d.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(`{"probe_mib": 32}`)}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestThisHost(t *testing.T) {
 }
 
 func TestConfigureRefusesBadRoot(t *testing.T) {
-	d := sdktest.InProcess(t, linux.New()).(detect.Detect)
+	d := sdktest.InProcess(t, linux.New(sdktest.Logger(t, "detect-linux"))).(detect.Detect)
 	for _, c := range []string{`{"root": "/nonexistent"}`, `{"probe_mib": 0}`, `{"rooot": "/"}`} {
 		if _, err := d.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(c)}); !errors.Is(err, sdk.ErrInvalidConfig) {
 			t.Errorf("Configure(%s) = %v; want sdk.ErrInvalidConfig", c, err)
@@ -175,7 +175,7 @@ func TestConfigureRefusesBadRoot(t *testing.T) {
 // BenchmarkProbe times a whole probe (without the storage test) beside
 // reading /proc/cpuinfo alone, the least any probe must do.
 func BenchmarkProbe(b *testing.B) {
-	p := linux.New()
+	p := linux.New(sdktest.Logger(b, "detect-linux"))
 	ctx := context.Background()
 	b.Run("probe", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {

@@ -23,7 +23,7 @@ func BenchmarkSuspendResumeBesideQEMU(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				q := vmmbench.Cycle(b, sdktest.InProcess(b, qemu.New()).(vmm.VMM), nil, qemu.StateFile, mib)
+				q := vmmbench.Cycle(b, sdktest.InProcess(b, qemu.New(sdktest.Logger(b, "vmm-qemu"))).(vmm.VMM), nil, qemu.StateFile, mib)
 				l := vmmbench.Cycle(b, sdktest.InProcess(b, lv.New()).(vmm.VMM), []byte(`{"uri": "`+uri+`"}`), lv.StateFile, mib)
 				b.ReportMetric(l.Suspend.Seconds(), "libvirt-suspend-s")
 				b.ReportMetric(l.Resume.Seconds(), "libvirt-resume-s")

@@ -24,7 +24,7 @@ func BenchmarkSuspendResume(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
-				r := vmmbench.Cycle(b, sdktest.InProcess(b, qemu.New()).(vmm.VMM), nil, qemu.StateFile, mib)
+				r := vmmbench.Cycle(b, sdktest.InProcess(b, qemu.New(sdktest.Logger(b, "vmm-qemu"))).(vmm.VMM), nil, qemu.StateFile, mib)
 				ddWrite, ddRead := vmmbench.DD(b, r.StateBytes)
 				b.ReportMetric(r.Suspend.Seconds(), "suspend-s")
 				b.ReportMetric(r.Resume.Seconds(), "resume-s")

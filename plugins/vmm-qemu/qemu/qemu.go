@@ -55,8 +55,13 @@ type Plugin struct {
 	events      eventhub.Hub
 }
 
-// New returns the plugin.
-func New() *Plugin { return &Plugin{log: sdk.Logger("vmm-qemu")} }
+// New returns the plugin, logging to log (nil: nowhere).
+func New(log hclog.Logger) *Plugin {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Plugin{log: log}
+}
 
 var (
 	_ vmm.VMM           = (*Plugin)(nil)

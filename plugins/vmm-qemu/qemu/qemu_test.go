@@ -31,7 +31,7 @@ var opts = vmmtest.Options{Spec: guestSpec, Progress: testguest.Progress, PowerO
 
 func TestConformanceInProcess(t *testing.T) {
 	testguest.RequireQEMU(t)
-	vmmtest.Run(t, sdktest.InProcess(t, qemu.New()).(vmm.VMM), opts)
+	vmmtest.Run(t, sdktest.InProcess(t, qemu.New(sdktest.Logger(t, "vmm-qemu"))).(vmm.VMM), opts)
 }
 
 func TestConformanceBinary(t *testing.T) {
@@ -68,7 +68,7 @@ func same(a, b map[string]string) bool {
 func TestBadInputChangesNothing(t *testing.T) {
 	testguest.RequireQEMU(t)
 	ctx := context.Background()
-	p := sdktest.InProcess(t, qemu.New()).(vmm.VMM)
+	p := sdktest.InProcess(t, qemu.New(sdktest.Logger(t, "vmm-qemu"))).(vmm.VMM)
 	if _, err := p.Configure(ctx, sdk.ConfigureRequest{}); err != nil {
 		t.Fatal(err)
 	}
