@@ -186,6 +186,13 @@ type VMM interface {
 	// everything Resume needs; on error the machine keeps running if it can
 	// and StateDir may hold partial files (the core discards them).
 	// sdk.ErrNotRunning when nothing runs.
+	//
+	// The plugin owns the pairing of a point with its disk state: the
+	// point must resume against the disks exactly as they were when it
+	// was taken, however the machine's disks move on afterwards (another
+	// session, a crash). Package diskchain does this with qcow2 overlays
+	// (the frozen overlay is linked into StateDir); a plugin with disks of
+	// another kind must do the same with its own.
 	Suspend(ctx context.Context, req SuspendRequest) (SuspendResponse, error)
 
 	// Resume restores the machine from StateDir and lets it run. Missing or

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/eventhub"
+	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )

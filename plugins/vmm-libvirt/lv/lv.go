@@ -23,8 +23,8 @@ import (
 
 	"libvirt.org/go/libvirt"
 
-	"github.com/soulpad/soulpad/internal/diskchain"
-	"github.com/soulpad/soulpad/internal/eventhub"
+	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
+	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )

@@ -1,6 +1,6 @@
 package qemu
 
-import "github.com/soulpad/soulpad/internal/diskchain"
+import "github.com/soulpad/soulpad/sdk/vmm/diskchain"
 
 // Disks are chains of qcow2 overlays paired with suspend points; see
 // package diskchain.

@@ -28,8 +28,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/soulpad/soulpad/internal/diskchain"
-	"github.com/soulpad/soulpad/internal/eventhub"
+	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
+	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"

@@ -1,5 +1,8 @@
 // Package diskchain keeps a machine's disks as chains of qcow2 overlays
-// paired with suspend points; the VMM plugins share it.
+// paired with suspend points, for VMM plugins whose VMM reads qcow2
+// (vmm-qemu and vmm-libvirt use it): a frozen overlay per point, a new
+// overlay per session, disk states kept apart and collected
+// (vmm.DiskHistory).
 package diskchain
 
 import (
