@@ -22,7 +22,7 @@ build:
 test: deps
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$$')" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/atomicfile/ ./internal/diskchain/ ./internal/mountinfo/ ./internal/chunkstage/
+	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/atomicfile/ ./sdk/vmm/diskchain/ ./internal/mountinfo/ ./internal/chunkstage/
 	$(GO) test -count=1 -timeout 40m ./...
 
 ## test-short: the quick suite (no end-to-end walk-up tests), a few minutes

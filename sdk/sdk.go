@@ -29,8 +29,22 @@ const (
 	KindDetect Kind = "detect"
 )
 
-// Kinds lists every plugin kind in the order the lifecycle uses them.
-var Kinds = []Kind{KindDetect, KindCrypt, KindVMM, KindBackup}
+// Kinds lists the plugin kinds this program knows, in the order a session
+// uses them. A kind is known once its package (sdk/vmm, sdk/crypt, …) is
+// imported: each registers itself there, once, with its API version.
+func Kinds() []Kind {
+	var out []Kind
+	for _, k := range registry.All() {
+		out = append(out, Kind(k.Name))
+	}
+	return out
+}
+
+// KindAPIVersion is the API version of kind that this program speaks.
+func KindAPIVersion(kind Kind) (int, bool) {
+	k, ok := registry.Lookup(string(kind))
+	return k.APIVersion, ok
+}
 
 // ProtocolVersion is the go-plugin handshake version. It changes only when
 // the transport itself changes; each kind has its own API version.
@@ -179,11 +193,11 @@ func PluginSet(impl Plugin) (plugin.PluginSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin Info failed: %w", err)
 	}
-	mk := registry.Lookup(string(info.Kind))
-	if mk == nil {
-		return nil, fmt.Errorf("plugin %q names kind %q; want one of vmm, crypt, backup, detect (and import that kind's sdk package)", info.Name, info.Kind)
+	k, ok := registry.Lookup(string(info.Kind))
+	if !ok {
+		return nil, fmt.Errorf("plugin %q names kind %q; want one of %v (and import that kind's sdk package)", info.Name, info.Kind, Kinds())
 	}
-	p, err := mk(impl)
+	p, err := k.Maker(impl)
 	if err != nil {
 		return nil, fmt.Errorf("plugin %q: %w", info.Name, err)
 	}
@@ -193,11 +207,9 @@ func PluginSet(impl Plugin) (plugin.PluginSet, error) {
 // ClientPluginSet is the set a host uses to dispense a plugin of any kind.
 func ClientPluginSet() plugin.PluginSet {
 	ps := plugin.PluginSet{}
-	for _, k := range Kinds {
-		if mk := registry.Lookup(string(k)); mk != nil {
-			p, _ := mk(nil)
-			ps[string(k)] = p
-		}
+	for _, k := range registry.All() {
+		p, _ := k.Maker(nil)
+		ps[k.Name] = p
 	}
 	return ps
 }

@@ -75,7 +75,9 @@ type Machine struct {
 	Cmdline     string `koanf:"cmdline"`
 }
 
-// Plugins chooses the plugin of each kind and where to find them.
+// Plugins chooses the plugin of each kind and where to find them. Each
+// string field but dirs names the plugin of the kind its key names; a new
+// kind is one more field here.
 type Plugins struct {
 	Dirs   []string          `koanf:"dirs"`
 	Crypt  string            `koanf:"crypt"`
@@ -83,6 +85,20 @@ type Plugins struct {
 	Detect string            `koanf:"detect"`
 	Backup string            `koanf:"backup"`
 	SHA256 map[string]string `koanf:"sha256"`
+}
+
+// ByKind maps each kind's key ("crypt", "vmm", …) to the plugin chosen
+// for it ("" when none is).
+func (p Plugins) ByKind() map[string]string {
+	out := map[string]string{}
+	v := reflect.ValueOf(p)
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if f.Type.Kind() == reflect.String {
+			out[f.Tag.Get("koanf")] = v.Field(i).String()
+		}
+	}
+	return out
 }
 
 // Session tunes the run.
@@ -262,9 +278,9 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	if c.Plugins.VMM == "" {
 		at("plugins.vmm", "must be set: the VMM plugin, e.g. \"vmm-qemu\"")
 	}
-	for key, name := range map[string]string{"plugins.crypt": c.Plugins.Crypt, "plugins.vmm": c.Plugins.VMM, "plugins.detect": c.Plugins.Detect, "plugins.backup": c.Plugins.Backup} {
+	for kind, name := range c.Plugins.ByKind() {
 		if name != "" && !pluginName.MatchString(name) {
-			at(key, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
+			at("plugins."+kind, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
 		}
 	}
 	for name, sum := range c.Plugins.SHA256 {

@@ -141,7 +141,7 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		return nil, err
 	}
 	if o.CarryPlugins {
-		for _, name := range []string{cfg.Plugins.Crypt, cfg.Plugins.VMM, cfg.Plugins.Detect, cfg.Plugins.Backup} {
+		for _, name := range cfg.Plugins.ByKind() {
 			if name == "" {
 				continue
 			}

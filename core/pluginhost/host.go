@@ -36,14 +36,6 @@ var ErrNotFound = errors.New("plugin not found")
 // ErrChecksum: the binary's SHA-256 differs from the pinned one.
 var ErrChecksum = errors.New("plugin checksum does not match the pinned one")
 
-// APIVersion is the API version of each kind this core speaks.
-var APIVersion = map[sdk.Kind]int{
-	sdk.KindVMM:    vmm.APIVersion,
-	sdk.KindCrypt:  crypt.APIVersion,
-	sdk.KindBackup: backup.APIVersion,
-	sdk.KindDetect: detect.APIVersion,
-}
-
 // Host starts and tracks plugins.
 type Host struct {
 	log  hclog.Logger
@@ -223,7 +215,7 @@ func (h *Host) Start(ctx context.Context, name string, kind sdk.Kind, cfgJSON []
 		p.Kill()
 		return nil, fmt.Errorf("plugin %s is a %s plugin, not a %s plugin: check plugins.%s in the config", name, p.Info.Kind, kind, kind)
 	}
-	if want := APIVersion[kind]; !slices.Contains(p.Info.APIVersions, want) {
+	if want, ok := sdk.KindAPIVersion(kind); !ok || !slices.Contains(p.Info.APIVersions, want) {
 		p.Kill()
 		return nil, fmt.Errorf("plugin %s speaks %s API versions %v; this soulpad speaks %d: use a matching plugin build", name, kind, p.Info.APIVersions, want)
 	}
@@ -274,7 +266,7 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 	}
 	p := &Plugin{Binary: bin, client: client}
 	// A plugin serves one kind; any kind's client answers Info (Base).
-	for _, k := range sdk.Kinds {
+	for _, k := range sdk.Kinds() {
 		raw, err := rpc.Dispense(string(k))
 		if err != nil {
 			continue

@@ -3,6 +3,12 @@
 package testbin
 
 import (
+	"github.com/soulpad/soulpad/sdk"
+	_ "github.com/soulpad/soulpad/sdk/backup" // the kinds register themselves
+	_ "github.com/soulpad/soulpad/sdk/crypt"
+	_ "github.com/soulpad/soulpad/sdk/detect"
+	_ "github.com/soulpad/soulpad/sdk/vmm"
+
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,9 +35,10 @@ func Root(t testing.TB) string {
 
 // Build builds the main package at pkg (relative to the module root, e.g.
 // "plugins/crypt-plain") and returns the binary's path; the binary is named
-// after the package's last element. Plugins (named crypt-…, vmm-…,
-// detect-…, backup-…) go to one directory per test process (Dir), so it
-// can serve as a plugin directory; other programs to a sibling bin/.
+// after the package's last element. Plugins (named after their kind:
+// crypt-…, vmm-…, for every kind sdk.Kinds knows) go to one directory per
+// test process (Dir), so it can serve as a plugin directory; other
+// programs to a sibling bin/.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
 	mu.Lock()
@@ -49,8 +56,8 @@ func Build(t testing.TB, pkg string) string {
 	// Plugins are named after their kind; anything else (commands, test
 	// stand-ins for outside tools) goes beside them, not among them.
 	sub := "bin"
-	for _, k := range []string{"crypt-", "vmm-", "detect-", "backup-"} {
-		if strings.HasPrefix(filepath.Base(pkg), k) {
+	for _, k := range sdk.Kinds() {
+		if strings.HasPrefix(filepath.Base(pkg), string(k)+"-") {
 			sub = "plugins"
 		}
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	registry.Register(string(sdk.KindBackup), func(impl any) (plugin.Plugin, error) {
+	registry.Register(registry.Kind{Name: string(sdk.KindBackup), APIVersion: APIVersion, Order: 40, Maker: func(impl any) (plugin.Plugin, error) {
 		if impl == nil {
 			return &grpcPlugin{}, nil
 		}
@@ -25,7 +25,7 @@ func init() {
 			return nil, errors.New("Info says kind backup but the plugin does not implement backup.Backup")
 		}
 		return &grpcPlugin{impl: b}, nil
-	})
+	}})
 }
 
 type grpcPlugin struct {

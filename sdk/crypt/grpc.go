@@ -17,7 +17,7 @@ import (
 )
 
 func init() {
-	registry.Register(string(sdk.KindCrypt), func(impl any) (plugin.Plugin, error) {
+	registry.Register(registry.Kind{Name: string(sdk.KindCrypt), APIVersion: APIVersion, Order: 20, Maker: func(impl any) (plugin.Plugin, error) {
 		if impl == nil {
 			return &grpcPlugin{}, nil
 		}
@@ -26,7 +26,7 @@ func init() {
 			return nil, errors.New("Info says kind crypt but the plugin does not implement crypt.Crypt")
 		}
 		return &grpcPlugin{impl: c}, nil
-	})
+	}})
 }
 
 type grpcPlugin struct {

@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	registry.Register(string(sdk.KindDetect), func(impl any) (plugin.Plugin, error) {
+	registry.Register(registry.Kind{Name: string(sdk.KindDetect), APIVersion: APIVersion, Order: 10, Maker: func(impl any) (plugin.Plugin, error) {
 		if impl == nil {
 			return &grpcPlugin{}, nil
 		}
@@ -25,7 +25,7 @@ func init() {
 			return nil, errors.New("Info says kind detect but the plugin does not implement detect.Detect")
 		}
 		return &grpcPlugin{impl: d}, nil
-	})
+	}})
 }
 
 type grpcPlugin struct {

@@ -98,7 +98,7 @@ func BinaryStop(t testing.TB, path string) (any, func()) {
 		t.Fatalf("sdktest: start %s: %v", path, err)
 	}
 	// Ask each kind until one answers Info; a plugin serves one kind.
-	for _, k := range sdk.Kinds {
+	for _, k := range sdk.Kinds() {
 		raw, err := rpc.Dispense(string(k))
 		if err != nil {
 			continue

@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	registry.Register(string(sdk.KindVMM), func(impl any) (plugin.Plugin, error) {
+	registry.Register(registry.Kind{Name: string(sdk.KindVMM), APIVersion: APIVersion, Order: 30, Maker: func(impl any) (plugin.Plugin, error) {
 		if impl == nil {
 			return &grpcPlugin{}, nil
 		}
@@ -24,7 +24,7 @@ func init() {
 			return nil, errors.New("Info says kind vmm but the plugin does not implement vmm.VMM")
 		}
 		return &grpcPlugin{impl: v}, nil
-	})
+	}})
 }
 
 type grpcPlugin struct {

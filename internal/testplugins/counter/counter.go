@@ -23,8 +23,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 

@@ -23,10 +23,10 @@ import (
 
 	"libvirt.org/go/libvirt"
 
-	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
-	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk/vmm"
+	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
 )
 
 // Version is the plugin's version.

@@ -28,11 +28,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
-	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk/vmm"
+	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
 )
 
 // Version is the plugin's version.
