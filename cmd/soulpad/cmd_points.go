@@ -162,7 +162,7 @@ func printPoints(w io.Writer, infos []lifecycle.PointInfo) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tTAKEN\tPARENT\tGEN\tSIZE\tVMM\tCPU\tACCEL\tHOST\t")
+	fmt.Fprintln(tw, "ID\tKIND\tTAKEN\tPARENT\tGEN\tSIZE\tVMM\tCPU\tACCEL\tHOST")
 	var total int64
 	for _, p := range infos {
 		parent := p.Parent
@@ -174,7 +174,7 @@ func printPoints(w io.Writer, infos []lifecycle.PointInfo) {
 			id += " (next)"
 		}
 		total += p.Bytes
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", id, p.Kind, p.Taken.Local().Format("2006-01-02 15:04:05"), parent,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", id, p.Kind, p.Taken.Local().Format("2006-01-02 15:04:05"), parent,
 			p.Generation, lifecycle.HumanBytes(p.Bytes), p.VMM, p.CPUModel, p.Accelerator, p.Host)
 	}
 	tw.Flush()
