@@ -3,78 +3,29 @@ package lifecycle
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
+	"github.com/soulpad/soulpad/sdk/vmm/x86cpu"
 )
 
-// CPU models a machine can be given (machine.cpu_model):
-//
-//   - "portable" (default): a named baseline x86-64 model (QEMU's qemu64)
-//     that every x86-64 host offers, so a suspend point resumes anywhere;
-//   - "host" or "max": every feature of this CPU, fastest, but a point
-//     then resumes only on hosts that have the same features;
-//   - any other name is handed to the VMM as is; its needs are not known
-//     to the core, which then checks nothing before resume.
+// CPU models a machine can be given (machine.cpu_model); what each needs
+// of a host is the VMM plugin's to say (vmm.StartResponse.CPUFeatures),
+// with package x86cpu as the default for plugins that do not.
 const (
-	CPUPortable = "portable"
-	CPUHost     = "host"
-	CPUMax      = "max"
+	CPUPortable = x86cpu.Portable
+	CPUHost     = x86cpu.Host
+	CPUMax      = x86cpu.Max
 )
 
-// portableFeatures are the instruction-set features of the portable model
-// (QEMU's qemu64) that guest code uses and the host must have, by their
-// /proc/cpuinfo names. Its system features (APIC, MTRR, PAT, machine
-// check, …) are emulated by the VMM whatever the host has, and hypervisors
-// often hide them from /proc/cpuinfo, so they are not required.
-var portableFeatures = []string{
-	"clflush", "cmov", "cx16", "cx8", "fpu", "fxsr", "lahf_lm", "lm", "mmx", "nx", "pni", "sse", "sse2", "syscall",
-}
-
-// isaFeatures are the /proc/cpuinfo flags that name instructions or state
-// a guest's programs may start using once they see them, and so must stay
-// on a host that resumes the guest. Flags that describe the host (cache,
-// power, mitigations, virtualisation extensions) are left out.
-var isaFeatures = map[string]bool{}
-
-func init() {
-	for _, f := range strings.Fields(`3dnowprefetch abm adx aes amx_bf16 amx_fp16 amx_int8 amx_tile avx avx2
-		avx512_4fmaps avx512_4vnniw avx512_bf16 avx512_bitalg avx512_fp16 avx512_vbmi2 avx512_vnni
-		avx512_vp2intersect avx512_vpopcntdq avx512bw avx512cd avx512dq avx512er avx512f avx512ifma avx512pf
-		avx512vbmi avx512vl avx_vnni avx_vnni_int8 avx_ifma avx_ne_convert bmi1 bmi2 cldemote clflushopt clwb
-		clzero cmpccxadd f16c fma fma4 fsgsbase fsrm fxsr_opt gfni lzcnt misalignsse mmxext movbe movdir64b
-		movdiri pclmulqdq pconfig pku popcnt rdpid rdrand rdseed rdtscp serialize sha_ni sse4_1 sse4_2 sse4a
-		ssse3 tbm vaes vpclmulqdq waitpkg wbnoinvd xop xsave xsavec xsaveopt xsaves xgetbv1`) {
-		isaFeatures[f] = true
-	}
-	for _, f := range portableFeatures {
-		isaFeatures[f] = true
-	}
-}
-
-// NeededFeatures is what a suspend point of a machine with CPU model
-// model, taken on host, needs from the host that resumes it. nil means
-// unknown (a model the core does not know, or a host without CPU flags).
+// NeededFeatures is what a point of a machine with CPU model model, taken
+// on host, needs from the host that resumes it when the VMM plugin does not
+// say: the x86 default (package x86cpu). nil means unknown.
 func NeededFeatures(model string, host detect.HostProfile) []string {
-	switch model {
-	case "", CPUPortable:
-		return slices.Clone(portableFeatures)
-	case CPUHost, CPUMax:
-		var out []string
-		for _, f := range host.CPU.Flags {
-			if isaFeatures[f] {
-				out = append(out, f)
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
-	return nil
+	return x86cpu.Needed(model, host.CPU.Flags)
 }
 
 // MissingFeatures lists the features of need this host lacks; nil when the

@@ -40,7 +40,8 @@ func SpecFromConfig(c *config.Config) vmm.Spec {
 		Network: c.Machine.Network, Display: c.Machine.Display, Cmdline: c.Machine.Cmdline,
 	}
 	if c.Machine.DiskSizeMiB > 0 {
-		s.Disks = []vmm.Disk{{Name: "root", Path: "disk.qcow2", Format: "qcow2", SizeMiB: c.Machine.DiskSizeMiB}}
+		// The image format is the VMM plugin's to choose (Format empty).
+		s.Disks = []vmm.Disk{{Name: "root", Path: "disk", SizeMiB: c.Machine.DiskSizeMiB}}
 	}
 	if c.Machine.Kernel != "" {
 		s.Kernel = "kernel"

@@ -122,6 +122,9 @@ type Session struct {
 	console vmm.Console
 	parent  string
 	gen     int
+	// cpuFeatures: what the VMM says the running machine's CPU model
+	// needs of a host (nil: it does not say).
+	cpuFeatures []string
 }
 
 // step is one named stage of the session before the machine runs; each
@@ -476,6 +479,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 			return err
 		}
 		s.console = out.Console
+		s.cpuFeatures = out.CPUFeatures
 		s.desc = p.Manifest.Description
 		s.parent = p.Manifest.ID
 		s.result.ResumedFrom = p.Manifest.ID
@@ -503,6 +507,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		}
 		s.desc = out.Description
 		s.console = out.Console
+		s.cpuFeatures = out.CPUFeatures
 		s.result.ColdBootReason = plan.Reason
 		*note = "cold boot: " + plan.Reason
 	}
@@ -672,7 +677,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		Generation:     s.gen,
 		SessionStarted: s.started,
 		CPUModel:       s.spec.CPUModel,
-		CPUFeatures:    NeededFeatures(s.spec.CPUModel, s.profile),
+		CPUFeatures:    s.neededFeatures(),
 		Accelerator:    s.spec.Accelerator,
 		Description:    desc,
 		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
@@ -754,4 +759,13 @@ func machineType(desc string) string {
 		return "type unknown"
 	}
 	return d.MachineType
+}
+
+// neededFeatures is what a point of the running machine needs of a host:
+// what the VMM plugin said, else the x86 default for its CPU model.
+func (s *Session) neededFeatures() []string {
+	if s.cpuFeatures != nil {
+		return s.cpuFeatures
+	}
+	return NeededFeatures(s.spec.CPUModel, s.profile)
 }

@@ -80,7 +80,7 @@ func (s *server) Start(ctx context.Context, r *pb.StartRequest) (*pb.StartRespon
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.StartResponse{Description: out.Description, Console: consoleToPB(out.Console)}, nil
+	return &pb.StartResponse{Description: out.Description, Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures}, nil
 }
 
 func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.SuspendResponse, error) {
@@ -96,7 +96,7 @@ func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeRes
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.ResumeResponse{Console: consoleToPB(out.Console)}, nil
+	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures}, nil
 }
 
 func (s *server) PowerOff(ctx context.Context, r *pb.PowerOffRequest) (*pb.PowerOffResponse, error) {
@@ -203,7 +203,7 @@ func (c *Client) Start(ctx context.Context, r StartRequest) (StartResponse, erro
 	if err != nil {
 		return StartResponse{}, rpc.FromStatus(err)
 	}
-	return StartResponse{Description: out.Description, Console: consoleFromPB(out.Console)}, nil
+	return StartResponse{Description: out.Description, Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures}, nil
 }
 
 // Suspend implements VMM.
@@ -221,7 +221,7 @@ func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, e
 	if err != nil {
 		return ResumeResponse{}, rpc.FromStatus(err)
 	}
-	return ResumeResponse{Console: consoleFromPB(out.Console)}, nil
+	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures}, nil
 }
 
 // PowerOff implements VMM.

@@ -50,7 +50,8 @@ type Disk struct {
 	Name string `json:"name"`
 	// Path is relative to the machine directory unless absolute.
 	Path string `json:"path"`
-	// Format is the image format ("qcow2", "raw").
+	// Format is the image format ("qcow2", "raw"); empty lets the plugin
+	// create the disk in the format it prefers.
 	Format string `json:"format,omitempty"`
 	// SizeMiB is the size to create the disk with when it does not exist.
 	SizeMiB  uint64 `json:"size_mib,omitempty"`
@@ -108,6 +109,12 @@ type StartResponse struct {
 	Description string
 	// Console is how to reach the machine's serial console, if it has one.
 	Console Console
+	// CPUFeatures are the host CPU features (/proc/cpuinfo names) that the
+	// machine's CPU model needs: a point taken of it resumes only on a host
+	// that has them all (the core checks before Resume). nil: the plugin
+	// does not say (or the needs are the host's own, as for "host"), and
+	// the core applies package x86cpu to the host profile.
+	CPUFeatures []string
 }
 
 // Console locates a running machine's serial console on this host.
@@ -148,6 +155,8 @@ type ResumeRequest struct {
 // ResumeResponse describes the resumed machine.
 type ResumeResponse struct {
 	Console Console
+	// CPUFeatures: as in StartResponse.
+	CPUFeatures []string
 }
 
 // PowerOffRequest stops the machine without saving it.

@@ -168,7 +168,7 @@ func TestPointsHistoryRetentionAndChoice(t *testing.T) {
 	}
 	e.Run(t, "suspend")
 	testcli.Ended(t, done, buf)
-	if b, err := exec.Command("qemu-img", "check", filepath.Join(e.Pad, "vault", "machines", "soul", "disk.qcow2")).CombinedOutput(); err != nil {
+	if b, err := exec.Command("qemu-img", "check", filepath.Join(e.Pad, "vault", "machines", "soul", "disk")).CombinedOutput(); err != nil {
 		t.Fatalf("the base image: %v %s", err, b)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk/vmm"
 	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
+	"github.com/soulpad/soulpad/sdk/vmm/x86cpu"
 )
 
 // Version is the plugin's version.
@@ -305,7 +306,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		return fail(err)
 	}
 	ver, _ := p.conn.GetLibVersion()
-	return vmm.StartResponse{Description: p.expected(req.Spec, ver).String(), Console: p.console(m)}, nil
+	return vmm.StartResponse{Description: p.expected(req.Spec, ver).String(), Console: p.console(m), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }
 
 // Suspend implements vmm.VMM.
@@ -430,7 +431,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		_ = dom.Destroy()
 		return fail(err)
 	}
-	return vmm.ResumeResponse{Console: p.console(m)}, nil
+	return vmm.ResumeResponse{Console: p.console(m), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }
 
 // restoreErr classifies a failed restore: a damaged image, or a host

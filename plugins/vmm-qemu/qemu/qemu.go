@@ -33,6 +33,7 @@ import (
 	"github.com/soulpad/soulpad/sdk/eventhub"
 	"github.com/soulpad/soulpad/sdk/vmm"
 	"github.com/soulpad/soulpad/sdk/vmm/diskchain"
+	"github.com/soulpad/soulpad/sdk/vmm/x86cpu"
 )
 
 // Version is the plugin's version.
@@ -395,7 +396,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		return vmm.StartResponse{}, err
 	}
 	p.vm = v
-	return vmm.StartResponse{Description: v.desc.String(), Console: p.console(v)}, nil
+	return vmm.StartResponse{Description: v.desc.String(), Console: p.console(v), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }
 
 // commitTops makes v's overlays the disks' current state.
@@ -582,7 +583,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return fail(err)
 	}
 	p.vm = v
-	return vmm.ResumeResponse{Console: p.console(v)}, nil
+	return vmm.ResumeResponse{Console: p.console(v), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }
 
 // waitIncoming waits until the incoming state has loaded (the machine is

@@ -301,6 +301,7 @@ type StartResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Description   string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
 	Console       *Console               `protobuf:"bytes,2,opt,name=console,proto3" json:"console,omitempty"`
+	CpuFeatures   []string               `protobuf:"bytes,3,rep,name=cpu_features,json=cpuFeatures,proto3" json:"cpu_features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +346,13 @@ func (x *StartResponse) GetDescription() string {
 func (x *StartResponse) GetConsole() *Console {
 	if x != nil {
 		return x.Console
+	}
+	return nil
+}
+
+func (x *StartResponse) GetCpuFeatures() []string {
+	if x != nil {
+		return x.CpuFeatures
 	}
 	return nil
 }
@@ -576,6 +584,7 @@ func (x *ResumeRequest) GetDescription() string {
 type ResumeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Console       *Console               `protobuf:"bytes,1,opt,name=console,proto3" json:"console,omitempty"`
+	CpuFeatures   []string               `protobuf:"bytes,2,rep,name=cpu_features,json=cpuFeatures,proto3" json:"cpu_features,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +622,13 @@ func (*ResumeResponse) Descriptor() ([]byte, []int) {
 func (x *ResumeResponse) GetConsole() *Console {
 	if x != nil {
 		return x.Console
+	}
+	return nil
+}
+
+func (x *ResumeResponse) GetCpuFeatures() []string {
+	if x != nil {
+		return x.CpuFeatures
 	}
 	return nil
 }
@@ -1217,10 +1233,11 @@ const file_vmm_proto_rawDesc = "" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
 	"machineDir\x12$\n" +
 	"\x0efrom_state_dir\x18\x03 \x01(\tR\ffromStateDir\x12)\n" +
-	"\x10from_description\x18\x04 \x01(\tR\x0ffromDescription\"`\n" +
+	"\x10from_description\x18\x04 \x01(\tR\x0ffromDescription\"\x83\x01\n" +
 	"\rStartResponse\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12-\n" +
-	"\aconsole\x18\x02 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\"3\n" +
+	"\aconsole\x18\x02 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
+	"\fcpu_features\x18\x03 \x03(\tR\vcpuFeatures\"3\n" +
 	"\aConsole\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x10\n" +
 	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
@@ -1235,9 +1252,10 @@ const file_vmm_proto_rawDesc = "" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
 	"machineDir\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"?\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"b\n" +
 	"\x0eResumeResponse\x12-\n" +
-	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\";\n" +
+	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
+	"\fcpu_features\x18\x02 \x03(\tR\vcpuFeatures\";\n" +
 	"\x0fPowerOffRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x12\n" +
