@@ -1,7 +1,6 @@
 package gocryptfs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -91,55 +90,19 @@ func TestShortPassphraseRefusedAndKeyFileWorks(t *testing.T) {
 	}
 }
 
-// A plugin let go of with its vault mounted unmounts it as it ends: the
-// gocryptfs daemon would otherwise keep the plaintext open after soulpad.
+// The plugin that ends with its vault open unmounts it (crypttest), and
+// its gocryptfs daemon, which would keep the key, ends too.
 func TestPluginEndingLocksOpenVault(t *testing.T) {
 	requireFUSE(t)
-	ctx := context.Background()
-	impl, stop := sdktest.BinaryStop(t, testbin.Build(t, "plugins/crypt-gocryptfs"))
-	c := impl.(crypt.Crypt)
-	if _, err := c.Configure(ctx, sdk.ConfigureRequest{Config: opts.Config}); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	vault, mnt := filepath.Join(dir, "vault"), filepath.Join(dir, "mnt")
-	os.Mkdir(mnt, 0o700)
-	cred := crypt.Credential{Passphrase: []byte("a passphrase long enough for the pad")}
-	if _, err := c.Create(ctx, crypt.CreateRequest{VaultPath: vault, Credential: cred}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: cred, MountDir: mnt}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(mnt, "last.txt"), []byte("written before the plugin ended"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	stop()
-	t.Logf("the plugin ended %v after it was let go of", time.Since(start).Round(time.Millisecond))
-	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(mnt)) {
-		t.Fatalf("%s is still mounted after the plugin ended", mnt)
-	}
-	// Unmounted, gocryptfs ends on its own, a moment later.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output()
-		if len(out) == 0 {
-			break
+	crypttest.RunEnding(t, testbin.Build(t, "plugins/crypt-gocryptfs"), opts, func(t *testing.T, vault string) {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			out, _ := exec.Command("pgrep", "-f", "gocryptfs.* "+vault).Output()
+			if len(out) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("gocryptfs still running for the vault 10 s after the plugin ended: %s", out)
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gocryptfs still running for the vault 10 s after the plugin ended: %s", out)
-		}
-	}
-	// The file made it into the cipher text.
-	c2 := sdktest.InProcess(t, gocryptfs.New(sdktest.Logger(t, "crypt-gocryptfs"))).(crypt.Crypt)
-	if _, err := c2.Configure(ctx, sdk.ConfigureRequest{Config: opts.Config}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c2.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: cred, MountDir: mnt}); err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Lock(ctx, crypt.LockRequest{VaultPath: vault})
-	if got, err := os.ReadFile(filepath.Join(mnt, "last.txt")); err != nil || string(got) != "written before the plugin ended" {
-		t.Fatalf("last.txt: %q, %v", got, err)
-	}
+	})
 }
