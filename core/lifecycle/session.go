@@ -670,6 +670,10 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	if desc == "" {
 		desc = s.desc
 	}
+	var known []pad.FileSum
+	for _, f := range out.Sums {
+		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256})
+	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
 		Kind:           pad.KindMemory,
 		Parent:         s.parent,
@@ -684,7 +688,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		Host:           s.profile,
 		Spec:           s.spec,
 		SuspendSeconds: time.Since(start).Seconds(),
-	})
+	}, known...)
 	if err != nil {
 		_ = pend.Discard()
 		return err

@@ -92,6 +92,10 @@ type FileSum struct {
 	Name   string `json:"name"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// ChunkBytes and ChunkSHA256, when the VMM plugin computed them, are
+	// the checksums of the file's chunks in order.
+	ChunkBytes  int64    `json:"chunk_bytes,omitempty"`
+	ChunkSHA256 []string `json:"chunk_sha256,omitempty"`
 }
 
 // Point kinds.
@@ -195,8 +199,10 @@ func (p *Pending) Discard() error { return os.RemoveAll(p.dir) }
 
 // Seal fsyncs and checksums files (relative to Dir), writes the manifest,
 // and renames the point into place: until the rename the point does not
-// exist, after it the point is complete.
-func (p *Pending) Seal(files []string, man Manifest) (Point, error) {
+// exist, after it the point is complete. known holds checksums the VMM
+// plugin computed as it wrote a file: such a file is fsynced and its size
+// checked, not read again.
+func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, error) {
 	man.Format = FormatVersion
 	man.ID = p.id
 	man.Machine = p.m.Name
@@ -209,7 +215,13 @@ func (p *Pending) Seal(files []string, man Manifest) (Point, error) {
 		if name == ManifestFile || strings.Contains(name, "..") || filepath.IsAbs(name) {
 			return Point{}, fmt.Errorf("seal suspend point: bad file name %q from the VMM plugin", name)
 		}
-		fs, err := sumFile(filepath.Join(p.dir, name), true)
+		var fs FileSum
+		var err error
+		if k, ok := findSum(known, name); ok {
+			fs, err = syncKnown(filepath.Join(p.dir, name), k)
+		} else {
+			fs, err = sumFile(filepath.Join(p.dir, name), true)
+		}
 		if err != nil {
 			return Point{}, fmt.Errorf("seal suspend point: %w", err)
 		}
@@ -232,6 +244,36 @@ func (p *Pending) Seal(files []string, man Manifest) (Point, error) {
 	}
 	p.dir = final
 	return Point{Dir: final, Manifest: man}, nil
+}
+
+func findSum(known []FileSum, name string) (FileSum, bool) {
+	for _, k := range known {
+		if k.Name == name && len(k.SHA256) == 64 {
+			return k, true
+		}
+	}
+	return FileSum{}, false
+}
+
+// syncKnown fsyncs a file whose checksum the VMM plugin gave, and checks
+// that its size is what the plugin wrote.
+func syncKnown(path string, k FileSum) (FileSum, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return FileSum{}, err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return FileSum{}, fmt.Errorf("sync %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return FileSum{}, err
+	}
+	if st.Size() != k.Size {
+		return FileSum{}, fmt.Errorf("%s is %d bytes, but the VMM plugin wrote %d: %w", path, st.Size(), k.Size, sdk.ErrCorrupt)
+	}
+	return k, nil
 }
 
 func sumFile(path string, sync bool) (FileSum, error) {

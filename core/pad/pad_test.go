@@ -127,3 +127,33 @@ func TestJournalSkipsTornLine(t *testing.T) {
 		t.Fatalf("entries %+v, %v", es, err)
 	}
 }
+
+// A checksum the VMM plugin gave is recorded without the file being read
+// again (its size is still checked); Verify before resume reads it all.
+func TestSealTakesThePluginsChecksum(t *testing.T) {
+	m := MachineIn(t.TempDir(), "soul")
+	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := m.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pend.Dir(), "memory.state"), []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrong := strings.Repeat("ab", 32)
+	if _, err := pend.Seal([]string{"memory.state"}, Manifest{}, FileSum{Name: "memory.state", Size: 11, SHA256: wrong}); !errors.Is(err, sdk.ErrCorrupt) {
+		t.Fatalf("a size the plugin did not write: %v", err)
+	}
+	pt, err := pend.Seal([]string{"memory.state"}, Manifest{}, FileSum{Name: "memory.state", Size: 10, SHA256: wrong, ChunkBytes: 4, ChunkSHA256: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pt.Manifest.Files[0]; got.SHA256 != wrong || got.ChunkBytes != 4 {
+		t.Fatalf("recorded %+v; want the plugin's sum", got)
+	}
+	if err := pt.Verify(); !errors.Is(err, sdk.ErrCorrupt) {
+		t.Fatalf("Verify of a point whose sum does not match its bytes: %v", err)
+	}
+}

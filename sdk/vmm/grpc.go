@@ -88,7 +88,11 @@ func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.Suspend
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.SuspendResponse{Files: out.Files, Description: out.Description}, nil
+	resp := &pb.SuspendResponse{Files: out.Files, Description: out.Description}
+	for _, f := range out.Sums {
+		resp.Sums = append(resp.Sums, &pb.FileSum{Name: f.Name, Size: f.Size, Sha256: f.SHA256, ChunkBytes: f.ChunkBytes, ChunkSha256: f.ChunkSHA256})
+	}
+	return resp, nil
 }
 
 func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeResponse, error) {
@@ -212,7 +216,11 @@ func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse
 	if err != nil {
 		return SuspendResponse{}, rpc.FromStatus(err)
 	}
-	return SuspendResponse{Files: out.Files, Description: out.Description}, nil
+	resp := SuspendResponse{Files: out.Files, Description: out.Description}
+	for _, f := range out.Sums {
+		resp.Sums = append(resp.Sums, FileSum{Name: f.Name, Size: f.Size, SHA256: f.Sha256, ChunkBytes: f.ChunkBytes, ChunkSHA256: f.ChunkSha256})
+	}
+	return resp, nil
 }
 
 // Resume implements VMM.

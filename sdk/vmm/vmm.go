@@ -142,6 +142,24 @@ type SuspendResponse struct {
 	Files []string
 	// Description is the machine description to hand back on Resume.
 	Description string
+	// Sums, optional, are checksums of files the plugin computed as it
+	// wrote them; the core records them instead of reading those files
+	// again (it still fsyncs them and checks their size).
+	Sums []FileSum
+}
+
+// FileSum is the checksum of a file a plugin wrote, whole and per chunk
+// (so that a later reader can check a part without reading all).
+type FileSum struct {
+	// Name is relative to StateDir.
+	Name string
+	Size uint64
+	// SHA256 is the whole file's, in hex.
+	SHA256 string
+	// ChunkBytes is the chunk size; ChunkSHA256 the chunks' SHA-256 in
+	// order (the last chunk may be short). Empty when not computed.
+	ChunkBytes  uint64
+	ChunkSHA256 []string
 }
 
 // ResumeRequest restores a machine from a sealed suspend point.

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -446,7 +447,21 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	if v == nil || !v.alive() {
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", sdk.ErrNotRunning)
 	}
+	// The state goes through a pipe: the plugin writes it into the file
+	// and checksums it on the way, so nobody has to read it back.
+	var pr, pw *os.File
+	var copied chan error
+	var sum *vmm.SumWriter
 	fail := func(err error) (vmm.SuspendResponse, error) {
+		if pw != nil {
+			pw.Close()
+		}
+		if pr != nil {
+			pr.Close() // a copier still waiting on QEMU gives up
+		}
+		if copied != nil {
+			<-copied
+		}
 		// Keep the session: the guest goes on running.
 		if v.alive() {
 			_ = v.qmp.Execute(context.WithoutCancel(ctx), "cont", nil, nil)
@@ -469,7 +484,20 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		return fail(err)
 	}
 	defer f.Close()
-	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-suspend"}, int(f.Fd())); err != nil {
+	if pr, pw, err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	defer pr.Close()
+	sum = vmm.NewSumWriter(StateFile, f, 0)
+	copied = make(chan error, 1)
+	go func() {
+		_, err := io.Copy(sum, pr)
+		copied <- err
+	}()
+	err = v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-suspend"}, int(pw.Fd()))
+	pw.Close() // QEMU has its own copy now: EOF comes when it closes it
+	pw = nil
+	if err != nil {
 		return fail(err)
 	}
 	if err := v.qmp.Execute(ctx, "migrate", map[string]any{"uri": "fd:soulpad-suspend"}, nil); err != nil {
@@ -477,6 +505,19 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	}
 	if err := waitMigration(ctx, v); err != nil {
 		return fail(err)
+	}
+	// QEMU closes the stream once the migration completes; if it has not
+	// (yet), quitting it does.
+	var cerr error
+	select {
+	case cerr = <-copied:
+	case <-time.After(5 * time.Second):
+		p.quit(ctx, v)
+		cerr = <-copied
+	}
+	copied = nil
+	if cerr != nil {
+		return fail(cerr)
 	}
 	if err := f.Sync(); err != nil {
 		return fail(err)
@@ -490,7 +531,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	desc.Disks = frozen
 	files = append([]string{StateFile}, files...)
 	p.vm = nil
-	return vmm.SuspendResponse{Files: files, Description: desc.String()}, nil
+	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: []vmm.FileSum{sum.Sum()}}, nil
 }
 
 // Resume implements vmm.VMM.

@@ -461,17 +461,94 @@ func (x *SuspendRequest) GetStateDir() string {
 	return ""
 }
 
+type FileSum struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	ChunkBytes    uint64                 `protobuf:"varint,4,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
+	ChunkSha256   []string               `protobuf:"bytes,5,rep,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileSum) Reset() {
+	*x = FileSum{}
+	mi := &file_vmm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileSum) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileSum) ProtoMessage() {}
+
+func (x *FileSum) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
+func (*FileSum) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FileSum) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileSum) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileSum) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *FileSum) GetChunkBytes() uint64 {
+	if x != nil {
+		return x.ChunkBytes
+	}
+	return 0
+}
+
+func (x *FileSum) GetChunkSha256() []string {
+	if x != nil {
+		return x.ChunkSha256
+	}
+	return nil
+}
+
 type SuspendResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Files         []string               `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
 	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Sums          []*FileSum             `protobuf:"bytes,3,rep,name=sums,proto3" json:"sums,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SuspendResponse) Reset() {
 	*x = SuspendResponse{}
-	mi := &file_vmm_proto_msgTypes[6]
+	mi := &file_vmm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +560,7 @@ func (x *SuspendResponse) String() string {
 func (*SuspendResponse) ProtoMessage() {}
 
 func (x *SuspendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[6]
+	mi := &file_vmm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +573,7 @@ func (x *SuspendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendResponse.ProtoReflect.Descriptor instead.
 func (*SuspendResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{6}
+	return file_vmm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SuspendResponse) GetFiles() []string {
@@ -513,6 +590,13 @@ func (x *SuspendResponse) GetDescription() string {
 	return ""
 }
 
+func (x *SuspendResponse) GetSums() []*FileSum {
+	if x != nil {
+		return x.Sums
+	}
+	return nil
+}
+
 type ResumeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *MachineSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -525,7 +609,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_vmm_proto_msgTypes[7]
+	mi := &file_vmm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +621,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[7]
+	mi := &file_vmm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +634,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{7}
+	return file_vmm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResumeRequest) GetSpec() *MachineSpec {
@@ -591,7 +675,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +687,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +700,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{8}
+	return file_vmm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResumeResponse) GetConsole() *Console {
@@ -643,7 +727,7 @@ type PowerOffRequest struct {
 
 func (x *PowerOffRequest) Reset() {
 	*x = PowerOffRequest{}
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +739,7 @@ func (x *PowerOffRequest) String() string {
 func (*PowerOffRequest) ProtoMessage() {}
 
 func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +752,7 @@ func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffRequest.ProtoReflect.Descriptor instead.
 func (*PowerOffRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{9}
+	return file_vmm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PowerOffRequest) GetName() string {
@@ -693,7 +777,7 @@ type PowerOffResponse struct {
 
 func (x *PowerOffResponse) Reset() {
 	*x = PowerOffResponse{}
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +789,7 @@ func (x *PowerOffResponse) String() string {
 func (*PowerOffResponse) ProtoMessage() {}
 
 func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +802,7 @@ func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffResponse.ProtoReflect.Descriptor instead.
 func (*PowerOffResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{10}
+	return file_vmm_proto_rawDescGZIP(), []int{11}
 }
 
 type StatusRequest struct {
@@ -730,7 +814,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +826,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +839,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{11}
+	return file_vmm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusRequest) GetName() string {
@@ -775,7 +859,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +871,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +884,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{12}
+	return file_vmm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetState() string {
@@ -826,7 +910,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +922,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +935,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{13}
+	return file_vmm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EventsRequest) GetName() string {
@@ -872,7 +956,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_vmm_proto_msgTypes[14]
+	mi := &file_vmm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +968,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[14]
+	mi := &file_vmm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +981,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{14}
+	return file_vmm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Event) GetType() string {
@@ -932,7 +1016,7 @@ type KeepDisksRequest struct {
 
 func (x *KeepDisksRequest) Reset() {
 	*x = KeepDisksRequest{}
-	mi := &file_vmm_proto_msgTypes[15]
+	mi := &file_vmm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1028,7 @@ func (x *KeepDisksRequest) String() string {
 func (*KeepDisksRequest) ProtoMessage() {}
 
 func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[15]
+	mi := &file_vmm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1041,7 @@ func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepDisksRequest.ProtoReflect.Descriptor instead.
 func (*KeepDisksRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{15}
+	return file_vmm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeepDisksRequest) GetSpec() *MachineSpec {
@@ -991,7 +1075,7 @@ type KeepDisksResponse struct {
 
 func (x *KeepDisksResponse) Reset() {
 	*x = KeepDisksResponse{}
-	mi := &file_vmm_proto_msgTypes[16]
+	mi := &file_vmm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1087,7 @@ func (x *KeepDisksResponse) String() string {
 func (*KeepDisksResponse) ProtoMessage() {}
 
 func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[16]
+	mi := &file_vmm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1100,7 @@ func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepDisksResponse.ProtoReflect.Descriptor instead.
 func (*KeepDisksResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{16}
+	return file_vmm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeepDisksResponse) GetFiles() []string {
@@ -1043,7 +1127,7 @@ type PointState struct {
 
 func (x *PointState) Reset() {
 	*x = PointState{}
-	mi := &file_vmm_proto_msgTypes[17]
+	mi := &file_vmm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1139,7 @@ func (x *PointState) String() string {
 func (*PointState) ProtoMessage() {}
 
 func (x *PointState) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[17]
+	mi := &file_vmm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1152,7 @@ func (x *PointState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointState.ProtoReflect.Descriptor instead.
 func (*PointState) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{17}
+	return file_vmm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PointState) GetStateDir() string {
@@ -1096,7 +1180,7 @@ type CollectDisksRequest struct {
 
 func (x *CollectDisksRequest) Reset() {
 	*x = CollectDisksRequest{}
-	mi := &file_vmm_proto_msgTypes[18]
+	mi := &file_vmm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1192,7 @@ func (x *CollectDisksRequest) String() string {
 func (*CollectDisksRequest) ProtoMessage() {}
 
 func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[18]
+	mi := &file_vmm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1205,7 @@ func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectDisksRequest.ProtoReflect.Descriptor instead.
 func (*CollectDisksRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{18}
+	return file_vmm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CollectDisksRequest) GetSpec() *MachineSpec {
@@ -1155,7 +1239,7 @@ type CollectDisksResponse struct {
 
 func (x *CollectDisksResponse) Reset() {
 	*x = CollectDisksResponse{}
-	mi := &file_vmm_proto_msgTypes[19]
+	mi := &file_vmm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1251,7 @@ func (x *CollectDisksResponse) String() string {
 func (*CollectDisksResponse) ProtoMessage() {}
 
 func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[19]
+	mi := &file_vmm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1264,7 @@ func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectDisksResponse.ProtoReflect.Descriptor instead.
 func (*CollectDisksResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{19}
+	return file_vmm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CollectDisksResponse) GetRemoved() []string {
@@ -1243,10 +1327,18 @@ const file_vmm_proto_rawDesc = "" +
 	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"I\n" +
+	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\x8d\x01\n" +
+	"\aFileSum\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1f\n" +
+	"\vchunk_bytes\x18\x04 \x01(\x04R\n" +
+	"chunkBytes\x12!\n" +
+	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\"r\n" +
 	"\x0fSuspendResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"\x9c\x01\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
+	"\x04sums\x18\x03 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\x9c\x01\n" +
 	"\rResumeRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
@@ -1314,7 +1406,7 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_vmm_proto_goTypes = []any{
 	(*Disk)(nil),                 // 0: soulpad.v1.Disk
 	(*MachineSpec)(nil),          // 1: soulpad.v1.MachineSpec
@@ -1322,53 +1414,55 @@ var file_vmm_proto_goTypes = []any{
 	(*StartResponse)(nil),        // 3: soulpad.v1.StartResponse
 	(*Console)(nil),              // 4: soulpad.v1.Console
 	(*SuspendRequest)(nil),       // 5: soulpad.v1.SuspendRequest
-	(*SuspendResponse)(nil),      // 6: soulpad.v1.SuspendResponse
-	(*ResumeRequest)(nil),        // 7: soulpad.v1.ResumeRequest
-	(*ResumeResponse)(nil),       // 8: soulpad.v1.ResumeResponse
-	(*PowerOffRequest)(nil),      // 9: soulpad.v1.PowerOffRequest
-	(*PowerOffResponse)(nil),     // 10: soulpad.v1.PowerOffResponse
-	(*StatusRequest)(nil),        // 11: soulpad.v1.StatusRequest
-	(*StatusResponse)(nil),       // 12: soulpad.v1.StatusResponse
-	(*EventsRequest)(nil),        // 13: soulpad.v1.EventsRequest
-	(*Event)(nil),                // 14: soulpad.v1.Event
-	(*KeepDisksRequest)(nil),     // 15: soulpad.v1.KeepDisksRequest
-	(*KeepDisksResponse)(nil),    // 16: soulpad.v1.KeepDisksResponse
-	(*PointState)(nil),           // 17: soulpad.v1.PointState
-	(*CollectDisksRequest)(nil),  // 18: soulpad.v1.CollectDisksRequest
-	(*CollectDisksResponse)(nil), // 19: soulpad.v1.CollectDisksResponse
-	nil,                          // 20: soulpad.v1.MachineSpec.ExtraEntry
+	(*FileSum)(nil),              // 6: soulpad.v1.FileSum
+	(*SuspendResponse)(nil),      // 7: soulpad.v1.SuspendResponse
+	(*ResumeRequest)(nil),        // 8: soulpad.v1.ResumeRequest
+	(*ResumeResponse)(nil),       // 9: soulpad.v1.ResumeResponse
+	(*PowerOffRequest)(nil),      // 10: soulpad.v1.PowerOffRequest
+	(*PowerOffResponse)(nil),     // 11: soulpad.v1.PowerOffResponse
+	(*StatusRequest)(nil),        // 12: soulpad.v1.StatusRequest
+	(*StatusResponse)(nil),       // 13: soulpad.v1.StatusResponse
+	(*EventsRequest)(nil),        // 14: soulpad.v1.EventsRequest
+	(*Event)(nil),                // 15: soulpad.v1.Event
+	(*KeepDisksRequest)(nil),     // 16: soulpad.v1.KeepDisksRequest
+	(*KeepDisksResponse)(nil),    // 17: soulpad.v1.KeepDisksResponse
+	(*PointState)(nil),           // 18: soulpad.v1.PointState
+	(*CollectDisksRequest)(nil),  // 19: soulpad.v1.CollectDisksRequest
+	(*CollectDisksResponse)(nil), // 20: soulpad.v1.CollectDisksResponse
+	nil,                          // 21: soulpad.v1.MachineSpec.ExtraEntry
 }
 var file_vmm_proto_depIdxs = []int32{
 	0,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
-	20, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
+	21, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
 	1,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
 	4,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
-	1,  // 4: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
-	4,  // 5: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
-	1,  // 6: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	1,  // 7: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	17, // 8: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
-	2,  // 9: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	5,  // 10: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	7,  // 11: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	9,  // 12: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	11, // 13: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	13, // 14: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	15, // 15: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
-	18, // 16: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
-	3,  // 17: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	6,  // 18: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	8,  // 19: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	10, // 20: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	12, // 21: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	14, // 22: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	16, // 23: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
-	19, // 24: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
-	17, // [17:25] is the sub-list for method output_type
-	9,  // [9:17] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 4: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
+	1,  // 5: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
+	4,  // 6: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
+	1,  // 7: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	1,  // 8: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	18, // 9: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	2,  // 10: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	5,  // 11: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	8,  // 12: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	10, // 13: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	12, // 14: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	14, // 15: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	16, // 16: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	19, // 17: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	3,  // 18: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	7,  // 19: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	9,  // 20: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	11, // 21: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	13, // 22: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	15, // 23: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	17, // 24: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	20, // 25: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
@@ -1382,7 +1476,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

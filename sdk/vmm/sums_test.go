@@ -1,0 +1,52 @@
+package vmm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+)
+
+func TestSumWriter(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 1000) // 10000 bytes
+	var out bytes.Buffer
+	w := NewSumWriter("memory.state", &out, 4096)
+	for _, n := range []int{1, 4095, 3000, 2904} { // writes across chunk edges
+		if _, err := w.Write(data[:n]); err != nil {
+			t.Fatal(err)
+		}
+		data = data[n:]
+	}
+	got := w.Sum()
+	all := out.Bytes()
+	whole := sha256.Sum256(all)
+	if got.Size != 10000 || got.SHA256 != hex.EncodeToString(whole[:]) || got.Name != "memory.state" {
+		t.Fatalf("sum %+v", got)
+	}
+	if len(got.ChunkSHA256) != 3 {
+		t.Fatalf("%d chunks; want 3 (4096, 4096, 1808)", len(got.ChunkSHA256))
+	}
+	for i, c := range got.ChunkSHA256 {
+		end := min((i+1)*4096, len(all))
+		s := sha256.Sum256(all[i*4096 : end])
+		if c != hex.EncodeToString(s[:]) {
+			t.Fatalf("chunk %d sum differs", i)
+		}
+	}
+}
+
+func FuzzSumWriter(f *testing.F) {
+	f.Add([]byte("hello"), uint16(3), uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint16, step uint8) {
+		var out bytes.Buffer
+		w := NewSumWriter("f", &out, uint64(chunk)+1)
+		s := int(step) + 1
+		for i := 0; i < len(data); i += s {
+			w.Write(data[i:min(i+s, len(data))])
+		}
+		whole := sha256.Sum256(data)
+		if sum := w.Sum(); sum.SHA256 != hex.EncodeToString(whole[:]) || sum.Size != uint64(len(data)) {
+			t.Fatal("whole sum differs")
+		}
+	})
+}
