@@ -26,6 +26,9 @@ import (
 // Config is the plugin's block.
 type Config struct {
 	Target string `json:"target"`
+	// BrokenRestoreOmits deliberately breaks Restore: it leaves out the
+	// files under this path (to show that backuptest fails such a plugin).
+	BrokenRestoreOmits string `json:"broken_restore_omits"`
 }
 
 type manifest struct {
@@ -199,6 +202,9 @@ func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup
 	}
 	var n uint64
 	for rel, want := range m.Files {
+		if p.cfg.BrokenRestoreOmits != "" && strings.HasPrefix(rel, p.cfg.BrokenRestoreOmits) {
+			continue
+		}
 		sum, size, err := copyFile(ctx, filepath.Join(p.cfg.Target, m.ID, rel), filepath.Join(req.TargetDir, rel), nil)
 		if err != nil {
 			return backup.RestoreResponse{}, err
