@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -36,4 +37,19 @@ func detachMount(dir string) error {
 		_ = os.Remove(dir)
 	}
 	return errors.Join(errs...)
+}
+
+// sweepMountDirs removes the empty mount directories that earlier sessions
+// of this pad left in the temp directory when they were killed (their
+// plugins locked the vault, but nobody removed the directory). The pad's
+// lock is held, so none is in use; one that is still a mount point is
+// left alone (its crypt plugin's next unlock clears it).
+func sweepMountDirs(padID string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "soulpad-"+padID+"-*"))
+	for _, d := range dirs {
+		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() || mountinfo.IsMountPoint(d) {
+			continue
+		}
+		_ = os.Remove(d) // only if empty
+	}
 }

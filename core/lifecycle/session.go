@@ -333,6 +333,7 @@ func minimalProfile() detect.HostProfile {
 // unlock opens the vault and finds the machine. A wrong passphrase from a
 // prompt is asked again, up to Options.CredentialTries times.
 func (s *Session) unlock(ctx context.Context, note *string) error {
+	sweepMountDirs(s.pad.Meta.ID)
 	mnt, err := os.MkdirTemp("", "soulpad-"+s.pad.Meta.ID+"-")
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package walkup_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,4 +177,39 @@ func TestKilledCryptLuksStopsTheSession(t *testing.T) {
 	}
 	e.Run(t, "suspend")
 	testcli.Ended(t, done, buf)
+}
+
+// A run killed outright leaves no mount directory behind once the next
+// run has been through unlock.
+func TestKilledRunLeavesNoMountDirectory(t *testing.T) {
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	b, _ := os.ReadFile(filepath.Join(e.Pad, "pad.json"))
+	var meta struct{ ID string }
+	if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	left := func() []string {
+		m, _ := filepath.Glob(filepath.Join(os.TempDir(), "soulpad-"+meta.ID+"-*"))
+		return m
+	}
+	cmd, buf, done := e.StartRunArgs(t)
+	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	_ = cmd.Process.Kill()
+	testcli.Ended(t, done, buf)
+	if len(left()) == 0 {
+		t.Fatal("no mount directory was left by the killed run: the test sees nothing")
+	}
+	_, buf, done = e.StartRunArgs(t)
+	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	if l := left(); len(l) != 1 {
+		t.Errorf("mount directories of the pad while one session runs: %v; want only its own", l)
+	}
+	e.Run(t, "suspend")
+	testcli.Ended(t, done, buf)
+	if l := left(); len(l) != 0 {
+		t.Errorf("left in the temp directory after a clean end: %v", l)
+	}
 }
