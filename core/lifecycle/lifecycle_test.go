@@ -502,3 +502,15 @@ func TestInitLeavesNothingOnFailure(t *testing.T) {
 		t.Fatal("init over an existing pad changed it")
 	}
 }
+
+// A machine whose network the VMM plugin does not announce is refused
+// before anything starts, naming what it offers.
+func TestMachineTheVMMDoesNotRunIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pad")
+	cfg := siteConfig(t, dir, `machine { network = "none" }`)
+	initPad(t, cfg)
+	_, err := session(t, cfg, nil)
+	if !errors.Is(err, sdk.ErrIncompatibleHost) || !strings.Contains(err.Error(), `machine.network = "none"`) || !strings.Contains(err.Error(), "offers user") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -136,3 +136,4 @@ func TestPrunePlan(t *testing.T) {
 		}
 	}
 }
+

@@ -435,6 +435,9 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	// accelerator; a resumed point's memory and CPU model below.
 	s.spec = s.machineSpec
 	s.spec.Accelerator = s.accel
+	if err := s.vmmRuns(s.spec); err != nil {
+		return err
+	}
 	vm := s.vmm.VMM()
 	if p := plan.Resume; p != nil {
 		// Everything that can refuse the point comes before anything changes.
@@ -773,4 +776,21 @@ func (s *Session) neededFeatures() []string {
 		return s.cpuFeatures
 	}
 	return NeededFeatures(s.spec.CPUModel, s.profile)
+}
+
+// vmmRuns checks the machine against what the VMM plugin announces it
+// runs (disk formats, networks), before anything starts.
+func (s *Session) vmmRuns(spec vmm.Spec) error {
+	caps := s.vmm.Info.Capabilities
+	for _, d := range spec.Disks {
+		if d.Format != "" && !vmm.Supports(caps, vmm.CapDiskFormatPrefix, d.Format) {
+			return fmt.Errorf("disk %s is a %s image, which %s does not run (it runs %s): %w", d.Name, d.Format, s.vmm.Name,
+				strings.Join(vmm.Announced(caps, vmm.CapDiskFormatPrefix), ", "), sdk.ErrIncompatibleHost)
+		}
+	}
+	if spec.Network != "" && !vmm.Supports(caps, vmm.CapNetworkPrefix, spec.Network) {
+		return fmt.Errorf("machine.network = %q, which %s does not offer (it offers %s): %w", spec.Network, s.vmm.Name,
+			strings.Join(vmm.Announced(caps, vmm.CapNetworkPrefix), ", "), sdk.ErrIncompatibleHost)
+	}
+	return nil
 }

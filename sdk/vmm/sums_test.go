@@ -50,3 +50,16 @@ func FuzzSumWriter(f *testing.F) {
 		}
 	})
 }
+
+func TestSupports(t *testing.T) {
+	caps := []string{CapEvents, CapDiskFormatPrefix + "qcow2", CapNetworkPrefix + "user"}
+	if !Supports(caps, CapDiskFormatPrefix, "qcow2") || Supports(caps, CapDiskFormatPrefix, "vmdk") {
+		t.Fatal("disk formats")
+	}
+	if !Supports([]string{CapEvents}, CapNetworkPrefix, "bridge") {
+		t.Fatal("a plugin that announces no network makes no promise either way")
+	}
+	if got := Announced(caps, CapNetworkPrefix); len(got) != 1 || got[0] != "user" {
+		t.Fatalf("announced %v", got)
+	}
+}

@@ -5,6 +5,7 @@ package vmm
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/soulpad/soulpad/sdk"
@@ -23,7 +24,41 @@ const (
 	// states apart, boots one with StartRequest.From, and removes the disk
 	// state no point needs).
 	CapDiskHistory = "disk-history"
+	// CapDiskFormatPrefix and CapNetworkPrefix announce, one capability
+	// each, the disk image formats ("disk-format:qcow2") and the networks
+	// ("network:user") the plugin runs; the core refuses a machine that
+	// needs another before anything starts. A plugin that announces none
+	// of a prefix makes no promise either way.
+	CapDiskFormatPrefix = "disk-format:"
+	CapNetworkPrefix    = "network:"
 )
+
+// Supports reports whether a plugin with these capabilities runs value
+// (a disk format or a network) of the family prefix; true when it
+// announces nothing of that family.
+func Supports(caps []string, prefix, value string) bool {
+	any := false
+	for _, c := range caps {
+		if strings.HasPrefix(c, prefix) {
+			any = true
+			if strings.TrimPrefix(c, prefix) == value {
+				return true
+			}
+		}
+	}
+	return !any
+}
+
+// Announced lists the values of family prefix in caps.
+func Announced(caps []string, prefix string) []string {
+	var out []string
+	for _, c := range caps {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, strings.TrimPrefix(c, prefix))
+		}
+	}
+	return out
+}
 
 // Machine states reported by Status.
 const (

@@ -71,7 +71,7 @@ var (
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-counter", Kind: sdk.KindVMM, Version: "0.1.0", APIVersions: []int{vmm.APIVersion},
-		Capabilities: []string{vmm.CapEvents}, Description: "test VMM: the machine is a counter in memory"}, nil
+		Capabilities: []string{vmm.CapEvents, vmm.CapNetworkPrefix + "user"}, Description: "test VMM: the machine is a counter in memory"}, nil
 }
 
 // Configure implements sdk.Plugin.

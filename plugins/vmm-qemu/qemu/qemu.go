@@ -74,8 +74,9 @@ var (
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-qemu", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
-		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory},
-		Description:  "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
+		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory,
+			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none"},
+		Description: "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
 }
 
 // Configure implements sdk.Plugin.
