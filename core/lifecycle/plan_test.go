@@ -136,4 +136,3 @@ func TestPrunePlan(t *testing.T) {
 		}
 	}
 }
-
