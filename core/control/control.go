@@ -4,6 +4,8 @@
 package control
 
 import (
+	"syscall"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -14,6 +16,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/soulpad/soulpad/core/pad"
 )
 
 // ErrNoSession: nothing is running for that pad.
@@ -35,15 +39,60 @@ type Response struct {
 	ConsoleLog    string `json:"console_log,omitempty"`
 }
 
+// runtimeBase is where the per-user runtime directories are looked for
+// (a variable for tests).
+var runtimeBase = "/run"
+
+// Dir is the directory of this user's control sockets: /run/soulpad for
+// root, $XDG_RUNTIME_DIR/soulpad (or /run/user/<uid>/soulpad) for others,
+// and /tmp/soulpad-<uid> only where none of those exist. It never depends
+// on TMPDIR, so every shell of the user finds the same sockets.
+func Dir() string {
+	uid := os.Getuid()
+	if uid == 0 {
+		return filepath.Join(runtimeBase, "soulpad")
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "soulpad")
+	}
+	if d := filepath.Join(runtimeBase, "user", strconv.Itoa(uid)); isDir(d) {
+		return filepath.Join(d, "soulpad")
+	}
+	return filepath.Join("/tmp", "soulpad-"+strconv.Itoa(uid))
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
 // SocketPath is where the session of the pad with this ID listens.
 func SocketPath(padID string) string {
-	base := os.Getenv("XDG_RUNTIME_DIR")
-	if base == "" {
-		base = filepath.Join(os.TempDir(), "soulpad-"+strconv.Itoa(os.Getuid()))
-	} else {
-		base = filepath.Join(base, "soulpad")
+	return filepath.Join(Dir(), padID+".sock")
+}
+
+// ownDir makes dir (one level, mode 0700) or checks the one that is there:
+// a real directory, not a symlink, owned by this user, reachable by
+// nobody else. Anything else is refused: another local user could have
+// made it to answer in this session's place.
+func ownDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("control socket directory %s: %w", dir, err)
 	}
-	return filepath.Join(base, padID+".sock")
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("control socket directory %s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir():
+		return fmt.Errorf("control socket directory %s is not a directory (a symlink?): remove it and run again", dir)
+	case !ok || int(st.Uid) != os.Getuid():
+		return fmt.Errorf("control socket directory %s belongs to another user (uid %d): someone could answer in this session's place; remove it and run again", dir, st.Uid)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("control socket directory %s is open to others (mode %v): remove it and run again", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Handler answers a request.
@@ -58,20 +107,24 @@ type Server struct {
 // Listen starts serving padID's socket. It fails if another session of the
 // same pad is live; a stale socket from a crash is replaced.
 func Listen(padID string, h Handler) (*Server, error) {
+	if !pad.ValidID(padID) {
+		return nil, fmt.Errorf("control socket: pad ID %q is not a pad ID", padID)
+	}
 	path := SocketPath(padID)
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+	if err := ownDir(filepath.Dir(path)); err != nil {
+		return nil, err
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another `soulpad run` is already running this pad", path)
 	}
 	_ = os.Remove(path)
+	old := syscall.Umask(0o177) // the socket is born 0600
 	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	_ = os.Chmod(path, 0o600)
 	s := &Server{ln: ln, path: path}
 	go s.serve(h)
 	return s, nil
@@ -107,6 +160,15 @@ func (s *Server) Close() error {
 
 // Send sends one request to padID's session.
 func Send(ctx context.Context, padID string, req Request) (Response, error) {
+	if !pad.ValidID(padID) {
+		return Response{}, ErrNoSession
+	}
+	// Only a directory of this user's own is trusted to hold the session.
+	if fi, err := os.Lstat(Dir()); err != nil || !fi.IsDir() {
+		return Response{}, ErrNoSession
+	} else if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
+		return Response{}, fmt.Errorf("control socket directory %s is not this user's own (uid %d, mode %v): not trusted", Dir(), st.Uid, fi.Mode().Perm())
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", SocketPath(padID))
 	if err != nil {

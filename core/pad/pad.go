@@ -58,6 +58,19 @@ type Pad struct {
 	Meta Meta
 }
 
+// ValidID reports whether id is a pad ID: 16 lower-case hex digits.
+func ValidID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // NewID returns a random identifier (16 hex digits).
 func NewID() string {
 	var b [8]byte
@@ -124,6 +137,12 @@ func Open(dir string) (*Pad, error) {
 	}
 	if m.Format != FormatVersion {
 		return nil, fmt.Errorf("open pad %s: format version %d; this soulpad reads version %d", dir, m.Format, FormatVersion)
+	}
+	if !ValidID(m.ID) {
+		return nil, fmt.Errorf("open pad %s: pad.json is damaged: id %q is not 16 hex digits", dir, m.ID)
+	}
+	if m.Vault == "" || !filepath.IsLocal(m.Vault) {
+		return nil, fmt.Errorf("open pad %s: pad.json is damaged: vault %q is not a path inside the pad", dir, m.Vault)
 	}
 	return &Pad{Dir: dir, Meta: m}, nil
 }

@@ -157,3 +157,39 @@ func TestSealTakesThePluginsChecksum(t *testing.T) {
 		t.Fatalf("Verify of a point whose sum does not match its bytes: %v", err)
 	}
 }
+
+// A pad.json whose id or vault would steer paths outside the pad is
+// refused as damaged.
+func TestOpenRefusesSteeringFields(t *testing.T) {
+	for _, meta := range []string{
+		`{"format":1,"id":"../../tmp/x","vault":"vault"}`,
+		`{"format":1,"id":"0123456789abcdef","vault":"../../etc"}`,
+		`{"format":1,"id":"0123456789abcdef","vault":"/etc"}`,
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, MetaFile), []byte(meta), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Errorf("Open with %s: %v", meta, err)
+		}
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	f.Add([]byte(`{"format":1,"id":"0123456789abcdef","vault":"vault","machine":"soul"}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, MetaFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Open(dir)
+		if err != nil {
+			return
+		}
+		if !ValidID(p.Meta.ID) || !strings.HasPrefix(p.VaultPath(), p.Dir+string(filepath.Separator)) {
+			t.Fatalf("opened a pad that steers paths: %+v", p.Meta)
+		}
+	})
+}
