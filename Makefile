@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PLUGINS := $(notdir $(wildcard plugins/*))
 
-.PHONY: all build test test-short demo proto deps vet fmt clean bench
+.PHONY: all build test test-short fuzz demo proto deps vet fmt clean bench
 
 all: build
 
@@ -24,6 +24,17 @@ test: deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$$')" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/atomicfile/ ./sdk/vmm/diskchain/ ./internal/mountinfo/ ./internal/chunkstage/
 	$(GO) test -count=1 -timeout 40m ./...
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s); their seed
+##       corpora also run in make test
+FUZZTIME ?= 30s
+fuzz:
+	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$t/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "$(GO) test -run '^$$' -fuzz '^$$f$$' -fuzztime $(FUZZTIME) -parallel 1 $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -parallel 1 $$t || exit 1; \
+	  done; \
+	done
 
 ## test-short: the quick suite (no end-to-end walk-up tests), a few minutes
 test-short: deps

@@ -127,3 +127,17 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Whatever the file says, loading it gives a valid config or an error,
+// never a panic.
+func FuzzLoadBytes(f *testing.F) {
+	f.Add(DefaultHCL())
+	f.Add([]byte(`machine { memory_mib = "lots" }`))
+	f.Add([]byte(`plugins { crypt = "../x" }`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := LoadBytes("fuzz.hcl", t.TempDir(), b, nil)
+		if err == nil && (c.Plugins.Crypt == "" || c.Session.KeepPoints < 1) {
+			t.Fatalf("accepted an invalid config: %+v", c)
+		}
+	})
+}

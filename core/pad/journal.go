@@ -2,12 +2,13 @@ package pad
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -85,19 +86,12 @@ func ReadJournal(dir string) ([]Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" {
-				continue
-			}
-			var e Entry
-			if json.Unmarshal([]byte(line), &e) == nil {
-				out = append(out, e)
-			}
-		}
+		es, err := parseJournal(f)
 		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("journal %s: %w", fn, err)
+		}
+		out = append(out, es...)
 	}
 	sort.SliceStable(out, func(i, k int) bool { return out[i].Time.Before(out[k].Time) })
 	return out, nil
@@ -117,4 +111,46 @@ func LastSession(dir string) ([]Entry, error) {
 		}
 	}
 	return out, nil
+}
+
+// maxEntry bounds one journal line; a longer one (a damaged file) is
+// skipped, and the lines after it are still read.
+const maxEntry = 4 << 20
+
+// parseJournal reads JSON lines; lines that are not entries are skipped.
+func parseJournal(r io.Reader) ([]Entry, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var out []Entry
+	for {
+		var line []byte
+		long := false
+		for {
+			frag, err := br.ReadSlice('\n')
+			if !long {
+				if len(line)+len(frag) > maxEntry {
+					long, line = true, nil
+				} else {
+					line = append(line, frag...)
+				}
+			}
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil && err != io.EOF {
+				return out, err
+			}
+			if !long {
+				if t := bytes.TrimSpace(line); len(t) > 0 {
+					var e Entry
+					if json.Unmarshal(t, &e) == nil {
+						out = append(out, e)
+					}
+				}
+			}
+			if err == io.EOF {
+				return out, nil
+			}
+			break
+		}
+	}
 }

@@ -81,7 +81,7 @@ func Dial(ctx context.Context, path string) (*Conn, error) {
 	r := bufio.NewReaderSize(q.c, 64<<10)
 	// Greeting.
 	_ = q.c.SetReadDeadline(deadline(ctx))
-	line, err := r.ReadBytes('\n')
+	line, err := readLine(r)
 	if err != nil {
 		q.c.Close()
 		return nil, fmt.Errorf("qmp: greeting: %w", err)
@@ -102,6 +102,29 @@ func Dial(ctx context.Context, path string) (*Conn, error) {
 	return q, nil
 }
 
+// MaxLine bounds one QMP message: a QEMU that sends more without a
+// newline is treated as broken, not buffered without end.
+const MaxLine = 16 << 20
+
+// ErrLineTooLong: a QMP message over MaxLine.
+var ErrLineTooLong = errors.New("qmp: message longer than 16 MiB")
+
+// readLine reads one newline-terminated message of at most MaxLine bytes.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := r.ReadSlice('\n')
+		if len(line)+len(frag) > MaxLine {
+			return nil, ErrLineTooLong
+		}
+		line = append(line, frag...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return line, err
+	}
+}
+
 func deadline(ctx context.Context) time.Time {
 	if d, ok := ctx.Deadline(); ok {
 		return d
@@ -113,7 +136,7 @@ func (q *Conn) read(r *bufio.Reader) {
 	defer close(q.done)
 	defer close(q.events)
 	for {
-		line, err := r.ReadBytes('\n')
+		line, err := readLine(r)
 		if err != nil {
 			q.mu.Lock()
 			q.closed, q.err = true, err
