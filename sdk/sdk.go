@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"path/filepath"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -236,4 +238,48 @@ func Logger(name string) hclog.Logger {
 		Output:     os.Stderr,
 		JSONFormat: true,
 	})
+}
+
+// RuntimeDir is where a plugin keeps transient files that must not reach
+// the host's disk (sockets, console logs): /run/soulpad for root,
+// $XDG_RUNTIME_DIR/soulpad or /run/user/<uid>/soulpad for others — tmpfs
+// on a usual Linux — and the temp directory only where none exists. The
+// directory is made 0700 and must belong to the caller, not be a symlink,
+// and be closed to others; otherwise the temp directory is used.
+func RuntimeDir() string {
+	dir := RuntimeDirPath()
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return os.TempDir()
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
+		return os.TempDir()
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+		return os.TempDir()
+	}
+	return dir
+}
+
+// runtimeBase is the root of the runtime directories.
+const runtimeBase = "/run"
+
+// RuntimeDirPath is RuntimeDir's path, without making or checking it.
+func RuntimeDirPath() string {
+	uid := os.Getuid()
+	if uid == 0 {
+		return filepath.Join(runtimeBase, "soulpad")
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "soulpad")
+	}
+	if d := filepath.Join(runtimeBase, "user", strconv.Itoa(uid)); dirExists(d) {
+		return filepath.Join(d, "soulpad")
+	}
+	return filepath.Join("/tmp", "soulpad-"+strconv.Itoa(uid))
+}
+
+func dirExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }

@@ -14,10 +14,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/sdk"
 )
 
 // ErrNoSession: nothing is running for that pad.
@@ -39,32 +39,13 @@ type Response struct {
 	ConsoleLog    string `json:"console_log,omitempty"`
 }
 
-// runtimeBase is where the per-user runtime directories are looked for
-// (a variable for tests).
-var runtimeBase = "/run"
+// Dir is the directory of this user's control sockets (see
+// sdk.RuntimeDir for where): /run/soulpad for root. It never depends on
+// TMPDIR, so every shell of the user finds the same sockets.
+func Dir() string { return dirFor() }
 
-// Dir is the directory of this user's control sockets: /run/soulpad for
-// root, $XDG_RUNTIME_DIR/soulpad (or /run/user/<uid>/soulpad) for others,
-// and /tmp/soulpad-<uid> only where none of those exist. It never depends
-// on TMPDIR, so every shell of the user finds the same sockets.
-func Dir() string {
-	uid := os.Getuid()
-	if uid == 0 {
-		return filepath.Join(runtimeBase, "soulpad")
-	}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" && filepath.IsAbs(x) {
-		return filepath.Join(x, "soulpad")
-	}
-	if d := filepath.Join(runtimeBase, "user", strconv.Itoa(uid)); isDir(d) {
-		return filepath.Join(d, "soulpad")
-	}
-	return filepath.Join("/tmp", "soulpad-"+strconv.Itoa(uid))
-}
-
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
+// dirFor is a variable so that tests can move the sockets.
+var dirFor = sdk.RuntimeDirPath
 
 // SocketPath is where the session of the pad with this ID listens.
 func SocketPath(padID string) string {

@@ -16,11 +16,11 @@ func withBase(t *testing.T) string {
 	if os.Getuid() != 0 {
 		t.Skip("the runtime directory checks here are written for root (/run/soulpad)")
 	}
-	base := t.TempDir()
-	old := runtimeBase
-	runtimeBase = base
-	t.Cleanup(func() { runtimeBase = old })
-	return filepath.Join(base, "soulpad")
+	dir := filepath.Join(t.TempDir(), "soulpad")
+	old := dirFor
+	dirFor = func() string { return dir }
+	t.Cleanup(func() { dirFor = old })
+	return dir
 }
 
 func TestListenAndSend(t *testing.T) {

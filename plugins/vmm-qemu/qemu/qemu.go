@@ -212,7 +212,9 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 
 // launch starts QEMU for v and connects QMP; p.mu is held.
 func (p *Plugin) launch(ctx context.Context, v *proc, incoming bool) error {
-	dir, err := os.MkdirTemp("", "soulpad-qemu-")
+	// QMP and console sockets and the console log: on tmpfs, not the
+	// host's disk (the guest's console is the user's).
+	dir, err := os.MkdirTemp(sdk.RuntimeDir(), "qemu-")
 	if err != nil {
 		return err
 	}

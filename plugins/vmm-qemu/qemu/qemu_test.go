@@ -78,6 +78,11 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The console log (what the guest prints: the user's) stays off the
+	// host's disk.
+	if os.Getuid() == 0 && !strings.HasPrefix(start.Console.Log, "/run/soulpad/") {
+		t.Errorf("the console log is at %s; want it under /run/soulpad (tmpfs)", start.Console.Log)
+	}
 	// Let the guest get going: its console shows the counter.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
