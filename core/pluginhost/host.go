@@ -33,6 +33,34 @@ import (
 // ErrNotFound: no binary of that name in any plugin directory.
 var ErrNotFound = errors.New("plugin not found")
 
+// ErrUntrusted: a plugin binary, or its directory, could have been
+// replaced by someone else (writable by group or others, or owned by
+// another user).
+var ErrUntrusted = errors.New("plugin not trusted")
+
+// trusted checks that path and its directory belong to this user or root
+// and that nobody else can write them: a plugin runs with soulpad's
+// rights and sees the passphrase.
+func trusted(path string) error {
+	for _, p := range []string{path, filepath.Dir(path)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		if uid := int(st.Uid); uid != 0 && uid != os.Getuid() {
+			return fmt.Errorf("%s belongs to another user (uid %d)", p, uid)
+		}
+		if fi.Mode().Perm()&0o022 != 0 {
+			return fmt.Errorf("%s can be written by group or others (mode %v): chmod go-w it", p, fi.Mode().Perm())
+		}
+	}
+	return nil
+}
+
 // ErrChecksum: the binary's SHA-256 differs from the pinned one.
 var ErrChecksum = errors.New("plugin checksum does not match the pinned one")
 
@@ -69,6 +97,9 @@ func (h *Host) Find(name string) (Binary, error) {
 	for _, d := range h.dirs {
 		p := filepath.Join(d, name)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			if err := trusted(p); err != nil {
+				return Binary{}, fmt.Errorf("%w: refusing to start %s: %w", ErrUntrusted, name, err)
+			}
 			sum, err := fileSHA256(p)
 			if err != nil {
 				return Binary{}, fmt.Errorf("plugin %s: %w", name, err)
