@@ -109,6 +109,14 @@ plugins {
   # sha256 {
   #   "vmm-qemu" = "0123…"
   # }
+
+  # Start only pinned plugins: every plugin chosen above must have its
+  # SHA-256 in sha256. For sites that pin everything. Default false.
+  # (Whatever this says, a plugin binary or directory that group or others
+  # can write, or that another user owns, is never started; and the vault
+  # records the plugins carried on the pad at each lock, so a run stops
+  # right after unlock when one changed while the pad was locked.)
+  strict = false
 }
 
 session {

@@ -27,7 +27,7 @@ func configArg(g *globals) string {
 
 func newRunCmd(g *globals) *cobra.Command {
 	var cf credFlags
-	var coldBoot bool
+	var coldBoot, acceptPlugins bool
 	var point string
 	c := &cobra.Command{
 		Use:   "run",
@@ -58,9 +58,15 @@ passphrase) to the end, and the lock goes with the process if it dies.
 
 A passphrase typed at the prompt may be retyped twice when wrong.
 
+The vault records the plugins carried on the pad each time it is locked;
+if one changed while the pad was locked (someone who held it could have
+replaced it to read the passphrase), the run stops right after unlock and
+says which. Plugins that others could write are never started.
+
 Exit status: 0 suspended or powered off; 1 an error; 3 the pad is in use;
 4 a plugin died and the session was stopped; 5 wrong passphrase; 6 the
-suspend point was refused (nothing was changed).`,
+suspend point was refused (nothing was changed); 7 a plugin on the pad
+changed while the pad was locked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -93,7 +99,7 @@ suspend point was refused (nothing was changed).`,
 			var ctl atomic.Pointer[control.Server]
 			sess = lifecycle.New(lifecycle.Options{
 				Config: cfg, Log: g.logger(cfg), Out: out,
-				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point,
+				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point, AcceptPadPlugins: acceptPlugins,
 				OnRunning: func(s *lifecycle.Session) {
 					srv, err := control.Listen(s.Pad().Meta.ID, func(r control.Request) control.Response {
 						switch r.Command {
@@ -143,6 +149,7 @@ suspend point was refused (nothing was changed).`,
 	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&coldBoot, "cold-boot", false, "boot the latest disk instead of resuming (the suspend point is kept)")
 	c.Flags().StringVar(&point, "point", "", "resume this suspend point (ID or unique prefix, see 'soulpad points') with its own disk")
+	c.Flags().BoolVar(&acceptPlugins, "accept-pad-plugins", false, "take the plugins now on the pad as good after you replaced them yourself (otherwise a change stops the run)")
 	c.MarkFlagsMutuallyExclusive("cold-boot", "point")
 	return c
 }

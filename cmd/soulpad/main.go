@@ -38,11 +38,12 @@ func main() {
 
 // Exit statuses (documented in `soulpad run --help`).
 const (
-	exitFailed       = 1
-	exitPadInUse     = 3
-	exitPluginDied   = 4
-	exitWrongPass    = 5
-	exitPointRefused = 6
+	exitFailed         = 1
+	exitPadInUse       = 3
+	exitPluginDied     = 4
+	exitWrongPass      = 5
+	exitPointRefused   = 6
+	exitPluginsChanged = 7
 )
 
 // exitCode tells scripts what kind of failure ended the command.
@@ -56,6 +57,8 @@ func exitCode(err error) int {
 		return exitWrongPass
 	case errors.Is(err, lifecycle.ErrRefusedPoint):
 		return exitPointRefused
+	case errors.Is(err, pad.ErrPluginsChanged):
+		return exitPluginsChanged
 	}
 	return exitFailed
 }

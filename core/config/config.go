@@ -85,6 +85,9 @@ type Plugins struct {
 	Detect string            `koanf:"detect"`
 	Backup string            `koanf:"backup"`
 	SHA256 map[string]string `koanf:"sha256"`
+	// Strict starts only plugins pinned in sha256 (sites that pin
+	// everything).
+	Strict bool `koanf:"strict"`
 }
 
 // ByKind maps each kind's key ("crypt", "vmm", …) to the plugin chosen
@@ -281,6 +284,13 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	for kind, name := range c.Plugins.ByKind() {
 		if name != "" && !pluginName.MatchString(name) {
 			at("plugins."+kind, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
+		}
+	}
+	if c.Plugins.Strict {
+		for kind, name := range c.Plugins.ByKind() {
+			if _, ok := c.Plugins.SHA256[name]; name != "" && !ok {
+				at("plugins.sha256", "plugins.strict is set but plugins.%s = %q is not pinned: add its SHA-256 (see `soulpad plugins`)", kind, name)
+			}
 		}
 	}
 	for name, sum := range c.Plugins.SHA256 {

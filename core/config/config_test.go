@@ -141,3 +141,17 @@ func FuzzLoadBytes(f *testing.F) {
 		}
 	})
 }
+
+// plugins.strict needs every chosen plugin pinned, and says which is not.
+func TestStrictNeedsPins(t *testing.T) {
+	_, err := LoadBytes("site.hcl", t.TempDir(), []byte(`
+plugins {
+  crypt  = "crypt-luks"
+  vmm    = "vmm-qemu"
+  strict = true
+  sha256 { "crypt-luks" = "`+strings.Repeat("ab", 32)+`" }
+}`), nil)
+	if err == nil || !strings.Contains(err.Error(), `plugins.vmm = "vmm-qemu" is not pinned`) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -118,6 +118,22 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		OnProgress: createProgress(o.Out)}); err != nil {
 		return nil, cp.Err("create vault", err)
 	}
+	if o.CarryPlugins {
+		for _, name := range cfg.Plugins.ByKind() {
+			if name == "" {
+				continue
+			}
+			b, ferr := host.Find(name)
+			if ferr != nil {
+				fmt.Fprintf(o.Out, "note: %s is not built here, so it is not carried on the pad\n", name)
+				continue
+			}
+			if err = copyFile(b.Path, filepath.Join(p.PluginDir(), name)); err != nil {
+				return nil, err
+			}
+			_ = os.Chmod(filepath.Join(p.PluginDir(), name), 0o755)
+		}
+	}
 	mnt, err := os.MkdirTemp("", "soulpad-init-")
 	if err != nil {
 		return nil, err
@@ -135,28 +151,17 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	if err == nil && cfg.Machine.Initrd != "" {
 		err = copyFile(cfg.Machine.Initrd, filepath.Join(m.Dir, "initrd"))
 	}
+	if err == nil {
+		// The vault vouches for the plugins carried on the pad.
+		err = p.RecordPlugins(u.PlaintextDir)
+	}
 	if _, lerr := cp.Crypt().Lock(ctx, crypt.LockRequest{VaultPath: p.VaultPath()}); err == nil && lerr != nil {
 		err = cp.Err("lock", lerr)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if o.CarryPlugins {
-		for _, name := range cfg.Plugins.ByKind() {
-			if name == "" {
-				continue
-			}
-			b, ferr := host.Find(name)
-			if ferr != nil {
-				fmt.Fprintf(o.Out, "note: %s is not built here, so it is not carried on the pad\n", name)
-				continue
-			}
-			if err = copyFile(b.Path, filepath.Join(p.PluginDir(), name)); err != nil {
-				return nil, err
-			}
-			_ = os.Chmod(filepath.Join(p.PluginDir(), name), 0o755)
-		}
-	}
+
 	return p, nil
 }
 

@@ -514,3 +514,42 @@ func TestMachineTheVMMDoesNotRunIsRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A plugin carried on the pad that changed while the vault was locked
+// stops the session right after unlock, naming it, with nothing resumed
+// and the record untouched; once the user accepts the new plugins, later
+// sessions run.
+func TestChangedPadPluginStopsTheSession(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pad")
+	cfg := siteConfig(t, dir, "")
+	if _, err := lifecycle.Init(context.Background(), lifecycle.InitOptions{Config: cfg, PluginDirs: []string{pluginDir(t)}, CarryPlugins: true}); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	if _, err := session(t, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	carried, _ := filepath.Glob(filepath.Join(dir, "plugins", "*"))
+	if len(carried) == 0 {
+		t.Fatal("init carried no plugins: the test checks nothing")
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "plugins", "vmm-counter"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("tampered")
+	f.Close()
+	before := treeHash(t, filepath.Join(dir, "vault"))
+	r, err := session(t, cfg, nil)
+	if !errors.Is(err, pad.ErrPluginsChanged) || !strings.Contains(err.Error(), "vmm-counter changed") || !strings.Contains(err.Error(), "change the passphrase") {
+		t.Fatalf("err = %v", err)
+	}
+	if r.ResumedFrom != "" || treeHash(t, filepath.Join(dir, "vault")) != before {
+		t.Fatal("a session with a changed plugin on the pad went on or changed the vault")
+	}
+	if _, err := session(t, cfg, func(o *lifecycle.Options) { o.AcceptPadPlugins = true }); err != nil {
+		t.Fatalf("with the plugins accepted: %v", err)
+	}
+	if _, err := session(t, cfg, nil); err != nil {
+		t.Fatalf("after accepting: %v", err)
+	}
+}

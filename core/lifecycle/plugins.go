@@ -19,6 +19,7 @@ func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []
 		dirs = PluginDirs(cfg)
 	}
 	host := pluginhost.New(log.Named("plugin"), dirs, cfg.Plugins.SHA256)
+	host.Strict = cfg.Plugins.Strict
 	p, err := host.Start(ctx, name, kind, cfg.PluginConfigJSON(name))
 	if err != nil {
 		host.Close()

@@ -113,6 +113,8 @@ type VaultOptions struct {
 	Command         string
 	Credential      CredentialFunc
 	CredentialTries int
+	// AcceptPadPlugins: as in Options.
+	AcceptPadPlugins bool
 	// WithVMM also starts the VMM plugin (to collect disk state).
 	WithVMM bool
 	// PluginDirs, when set, replaces the search path derived from config.
@@ -135,7 +137,8 @@ type Vault struct {
 // OpenVault takes the pad's lock, starts its plugins and unlocks the
 // vault, as a session's boot and unlock steps do. Close undoes it all.
 func OpenVault(ctx context.Context, o VaultOptions) (*Vault, error) {
-	s := New(Options{Config: o.Config, Log: o.Log, Out: o.Out, Credential: o.Credential, CredentialTries: o.CredentialTries, PluginDirs: o.PluginDirs})
+	s := New(Options{Config: o.Config, Log: o.Log, Out: o.Out, Credential: o.Credential, CredentialTries: o.CredentialTries,
+		PluginDirs: o.PluginDirs, AcceptPadPlugins: o.AcceptPadPlugins})
 	s.r.progress = func(f string, a ...any) {
 		if o.Out != nil {
 			fmt.Fprintf(o.Out, f+"\n", a...)
@@ -185,6 +188,7 @@ func (s *Session) openForMaintenance(ctx context.Context, o VaultOptions) error 
 		name = s.cfg.Plugins.Crypt
 	}
 	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
+	s.host.Strict = s.cfg.Plugins.Strict
 	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
 	if s.crypt, err = s.host.Start(ctx, name, sdk.KindCrypt, s.cfg.PluginConfigJSON(name)); err != nil {
 		return err

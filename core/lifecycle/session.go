@@ -50,6 +50,9 @@ type Options struct {
 	// CredentialTries is how often a wrong passphrase is asked again
 	// (a terminal prompt: 3); 0 or 1 means once.
 	CredentialTries int
+	// AcceptPadPlugins takes the plugins now on the pad as good (the user
+	// replaced them) instead of stopping because they changed.
+	AcceptPadPlugins bool
 	// OnRunning, when set, is called once the machine runs.
 	OnRunning func(s *Session)
 	// PluginDirs, when set, replaces the search path derived from config.
@@ -110,11 +113,13 @@ type Session struct {
 	lock *pad.Lock
 	// detect: the host and the accelerator chosen for it.
 	accel string
-	// unlock: the open vault and the machine as machine.json describes it.
-	plaintext   string
-	mountDir    string
-	machine     *pad.Machine
-	machineSpec vmm.Spec
+	// unlock: the open vault and the machine as machine.json describes it;
+	// padPluginsOK once the pad's plugins matched the vault's record.
+	padPluginsOK bool
+	plaintext    string
+	mountDir     string
+	machine      *pad.Machine
+	machineSpec  vmm.Spec
 	// resume: the machine as it runs (its spec, description, console),
 	// the point its disk comes from, and its generation.
 	spec    vmm.Spec
@@ -255,6 +260,7 @@ func (s *Session) boot(ctx context.Context, note *string) error {
 			p.Meta.Crypt.Name, s.cfg.Source, s.cfg.Plugins.Crypt, p.Meta.Crypt.Name)
 	}
 	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
+	s.host.Strict = s.cfg.Plugins.Strict
 	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
 	if s.cfg.Plugins.Detect != "" {
 		if s.detect, err = s.host.Start(ctx, s.cfg.Plugins.Detect, sdk.KindDetect, s.cfg.PluginConfigJSON(s.cfg.Plugins.Detect)); err != nil {
@@ -373,6 +379,12 @@ func (s *Session) unlock(ctx context.Context, note *string) error {
 	}
 	s.mountDir = mnt
 	s.r.push("lock vault", func(ctx context.Context) error {
+		if s.padPluginsOK && !s.crypt.Exited() {
+			// What the vault will vouch for next time.
+			if err := s.pad.RecordPlugins(out.PlaintextDir); err != nil {
+				s.log.Warn("the pad's plugins were not recorded in the vault", "error", err)
+			}
+		}
 		if s.crypt.Exited() {
 			// Nobody is left to lock it: make sure its plaintext does not
 			// outlive the plugin (a helper daemon, a dead FUSE mount).
@@ -390,6 +402,13 @@ func (s *Session) unlock(ctx context.Context, note *string) error {
 		return err
 	})
 	s.plaintext = out.PlaintextDir
+	// The plugins carried on the pad must be the ones the vault saw last.
+	if !s.opts.AcceptPadPlugins {
+		if err := s.pad.CheckPlugins(s.plaintext); err != nil {
+			return err
+		}
+	}
+	s.padPluginsOK = true
 	s.machine = pad.MachineIn(s.plaintext, s.pad.Meta.Machine)
 	if s.machineSpec, err = s.machine.Spec(); err != nil {
 		return err

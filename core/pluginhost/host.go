@@ -72,6 +72,9 @@ type Host struct {
 
 	mu      sync.Mutex
 	running []*Plugin
+
+	// Strict starts only pinned plugins.
+	Strict bool
 }
 
 // New returns a host that looks for plugins in dirs, in order, and
@@ -264,6 +267,10 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		return nil, err
 	}
 	var secure *plugin.SecureConfig
+	if _, ok := h.pins[name]; !ok && h.Strict {
+		return nil, fmt.Errorf("%w: refusing to start %s (%s): plugins.strict is set and it is not pinned in plugins.sha256 (its SHA-256 is %s; see `soulpad plugins`)",
+			ErrChecksum, name, bin.Path, bin.SHA256)
+	}
 	if pin, ok := h.pins[name]; ok {
 		if !strings.EqualFold(pin, bin.SHA256) {
 			return nil, fmt.Errorf("%w: refusing to start %s: its SHA-256 is %s but plugins.sha256 pins %s (a changed or replaced binary; if you rebuilt it, update the pin from `soulpad plugins`)",
