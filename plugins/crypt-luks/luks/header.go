@@ -31,6 +31,9 @@ func unseal(path string, secret []byte) (*unsealed, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("crypt-luks: %s: %w", path, sdk.ErrNotFound)
 	}
+	if err := checkKDFLimits(path); err != nil {
+		return nil, err
+	}
 	dev, err := luksgo.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("crypt-luks: %s: not a readable LUKS header (%v): %w", path, err, sdk.ErrCorrupt)
