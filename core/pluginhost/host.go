@@ -280,6 +280,8 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	cmd := exec.Command(bin.Path)
+	// A plugin gets what it needs of the environment, not all of soulpad's.
+	cmd.Env = PluginEnv(os.Environ())
 	// The kernel ends the plugin if the host dies, however it dies: with
 	// SIGTERM, so that the plugin can first lock a vault it holds open
 	// (sdk.Serve runs its Shutdown, then exits).
@@ -289,6 +291,7 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		Plugins:          sdk.ClientPluginSet(),
 		Cmd:              cmd,
 		SecureConfig:     secure,
+		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           h.log.Named(name),
 		StartTimeout:     30 * time.Second,
@@ -333,6 +336,28 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 	h.running = append(h.running, p)
 	h.mu.Unlock()
 	return p, nil
+}
+
+// pluginEnvKeys are the variables a plugin (and the programs it runs:
+// QEMU, gocryptfs, restic, dsmc) is given; the rest of soulpad's
+// environment stays with soulpad.
+var pluginEnvKeys = map[string]bool{
+	"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "TMPDIR": true, "XDG_RUNTIME_DIR": true,
+	"LANG": true, "LC_ALL": true, "LC_CTYPE": true, "TZ": true, "TERM": true,
+	"DISPLAY": true, "WAYLAND_DISPLAY": true, "XAUTHORITY": true, // a window for the guest's screen
+	"CI": true,
+}
+
+// PluginEnv filters an environment down to what plugins are given.
+func PluginEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if pluginEnvKeys[k] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // Close stops every plugin this host started, newest first.

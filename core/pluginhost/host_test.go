@@ -43,3 +43,16 @@ func TestFindRefusesWritablePlugins(t *testing.T) {
 		}
 	}
 }
+
+func TestPluginEnvKeepsOnlyWhatPluginsNeed(t *testing.T) {
+	got := PluginEnv([]string{"PATH=/usr/bin", "SOULPAD_UNLOCK_PASSPHRASE_FILE=/x", "AWS_SECRET_ACCESS_KEY=s", "DISPLAY=:0", "HOME=/root", "PATHX=1"})
+	want := []string{"PATH=/usr/bin", "DISPLAY=:0", "HOME=/root"}
+	if len(got) != len(want) {
+		t.Fatalf("env %v; want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("env %v; want %v", got, want)
+		}
+	}
+}

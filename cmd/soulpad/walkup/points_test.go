@@ -1,6 +1,7 @@
 package walkup_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +24,18 @@ func TestOnePadOneSession(t *testing.T) {
 	cmd, buf, done := e.StartRunArgs(t)
 	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
 	holder := fmt.Sprintf("pid %d", cmd.Process.Pid)
+	// The plugins and QEMU get a minimal environment: not soulpad's
+	// SOULPAD_CONFIG (or anything else the user's shell holds).
+	kids := testcli.Descendants(cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("no plugin processes under soulpad run")
+	}
+	for pid, name := range kids {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err == nil && bytes.Contains(env, []byte("SOULPAD_CONFIG=")) {
+			t.Errorf("%s (pid %d) got soulpad's whole environment", name, pid)
+		}
+	}
 	journal := testcli.TreeHash(t, filepath.Join(e.Pad, "journal"))
 	for _, args := range [][]string{{"run"}, {"run", "--cold-boot"}, {"init"}, {"points"}, {"backup"}, {"credential", "add", "--passphrase-file", "/dev/null"}} {
 		out, errOut, code := e.Run(t, args...)
