@@ -92,7 +92,7 @@ func mountRetry(dev, mnt string) error {
 	for i := 0; i < 20; i++ {
 		err = syscall.Mount(dev, mnt, "ext4", syscall.MS_NOSUID|syscall.MS_NODEV, "")
 		if err == nil {
-			return nil
+			return os.Chmod(mnt, 0o700) // mkfs makes the root 0755
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -313,6 +313,10 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 		pl.close()
 		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: mount the vault's ext4: %v: %s", err, strings.TrimSpace(string(out)))
 	}
+	// mkfs makes the root 0755: other local users could list the vault.
+	if err := os.Chmod(req.MountDir, 0o700); err != nil {
+		p.log.Warn("could not close the vault's root to other users", "error", err)
+	}
 	p.open[req.VaultPath] = &opened{plain: req.MountDir, payload: pl}
 	return crypt.UnlockResponse{PlaintextDir: req.MountDir}, nil
 }

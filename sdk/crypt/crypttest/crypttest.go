@@ -142,6 +142,10 @@ func (s *suite) roundTrip(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(u.PlaintextDir, "canary.txt")); err != nil || !bytes.HasPrefix(got, []byte(canary)) {
 		t.Fatalf("file written before Lock: %q, %v", got, err)
 	}
+	// Other local users cannot even list the plaintext.
+	if fi, err := os.Stat(u.PlaintextDir); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("the plaintext directory %s: %v, %v; want it closed to group and others", u.PlaintextDir, fi.Mode().Perm(), err)
+	}
 	u2, err := s.c.Unlock(ctx, crypt.UnlockRequest{VaultPath: vault, Credential: s.cred(), MountDir: mnt})
 	if err != nil || u2.PlaintextDir != u.PlaintextDir {
 		t.Fatalf("second Unlock = %q, %v; want %q, nil", u2.PlaintextDir, err, u.PlaintextDir)
