@@ -213,3 +213,35 @@ func TestKilledRunLeavesNoMountDirectory(t *testing.T) {
 		t.Errorf("left in the temp directory after a clean end: %v", l)
 	}
 }
+
+// A walk-up leaves nothing in the host's temp directory (vault mounts,
+// plugin work files, gocryptfs's output) and removes its control socket:
+// the paths README lists are all that soulpad writes on the host.
+func TestWalkUpLeavesNoTraces(t *testing.T) {
+	for _, c := range []string{"crypt-gocryptfs", "crypt-luks"} {
+		t.Run(c, func(t *testing.T) {
+			e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", c)
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp) // soulpad's and its plugins' temp directory
+			if out, errOut, code := e.Run(t, "init"); code != 0 {
+				t.Fatalf("init: %s %s", out, errOut)
+			}
+			e.Session(t, 2)
+			e.Session(t, 1)
+			ents, _ := os.ReadDir(tmp)
+			var left []string
+			for _, en := range ents {
+				left = append(left, en.Name())
+			}
+			if len(left) > 0 {
+				t.Errorf("left in TMPDIR after two walk-ups: %v", left)
+			}
+			b, _ := os.ReadFile(filepath.Join(e.Pad, "pad.json"))
+			var meta struct{ ID string }
+			_ = json.Unmarshal(b, &meta)
+			if _, err := os.Stat(filepath.Join("/run/soulpad", meta.ID+".sock")); os.Getuid() == 0 && err == nil {
+				t.Error("the control socket is left in /run/soulpad")
+			}
+		})
+	}
+}
