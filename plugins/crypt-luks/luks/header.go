@@ -20,8 +20,9 @@ type unsealed struct {
 }
 
 func (u *unsealed) wipe() {
-	for i := range u.key {
-		u.key[i] = 0
+	clear(u.key)
+	if u.vol != nil {
+		clear(volumeKeyInPlace(u.vol)) // luks.go never clears its copy
 	}
 }
 
@@ -69,7 +70,11 @@ func unseal(path string, secret []byte) (*unsealed, error) {
 // version is pinned in go.mod, and TestUserspaceMatchesCryptsetup checks
 // the result against cryptsetup's own decryption.
 func volumeKey(v *luksgo.Volume) []byte {
+	return append([]byte(nil), volumeKeyInPlace(v)...)
+}
+
+// volumeKeyInPlace is luks.go's own key slice (to wipe it).
+func volumeKeyInPlace(v *luksgo.Volume) []byte {
 	f := reflect.ValueOf(v).Elem().FieldByName("key")
-	b := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Bytes()
-	return append([]byte(nil), b...)
+	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Bytes()
 }

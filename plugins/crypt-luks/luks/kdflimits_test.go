@@ -91,3 +91,33 @@ func FuzzKDFLimits(f *testing.F) {
 		_, _ = luks2HeaderSize(js)
 	})
 }
+
+// After wipe, neither the plugin's copy of the volume key nor luks.go's
+// own holds it.
+func TestWipeClearsLuksGosKey(t *testing.T) {
+	if _, err := exec.LookPath("cryptsetup"); err != nil {
+		t.Skip("cryptsetup missing")
+	}
+	path := filepath.Join(t.TempDir(), "vault")
+	if err := os.WriteFile(path, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "argon2id",
+		"--pbkdf-memory", "8192", "--pbkdf-force-iterations", "4", "--key-file", "-", path)
+	cmd.Stdin = strings.NewReader("a passphrase to wipe")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cryptsetup: %v %s", err, out)
+	}
+	u, err := unseal(path, []byte("a passphrase to wipe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := volumeKeyInPlace(u.vol)
+	if len(inner) == 0 || bytes.Equal(inner, make([]byte, len(inner))) {
+		t.Fatal("no key to wipe: the test sees nothing")
+	}
+	u.wipe()
+	if !bytes.Equal(inner, make([]byte, len(inner))) || !bytes.Equal(u.key, make([]byte, len(u.key))) {
+		t.Fatal("a copy of the volume key survived wipe")
+	}
+}
