@@ -28,11 +28,7 @@ host holds is never broken. The next 'soulpad run' resumes the pad's last
 sealed suspend point and keeps the disk that session left as a disk point.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			p, err := openPad(cfg)
+			_, p, err := g.loadPad()
 			if err != nil {
 				return err
 			}

@@ -28,11 +28,7 @@ what it prints next. What you type goes to the console. Ctrl-] detaches
 --dump prints what the console has printed so far and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			p, err := openPad(cfg)
+			_, p, err := g.loadPad()
 			if err != nil {
 				return err
 			}

@@ -18,11 +18,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 		Short: "Print the pad's journal: every session's stages, timings and events",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			p, err := openPad(cfg)
+			_, p, err := g.loadPad()
 			if err != nil {
 				return err
 			}

@@ -20,6 +20,16 @@ func openPad(cfg *config.Config) (*pad.Pad, error) {
 	return pad.Open(cfg.Pad.Path)
 }
 
+// loadPad loads the config named by --config and opens its pad.
+func (g *globals) loadPad() (*config.Config, *pad.Pad, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := openPad(cfg)
+	return cfg, p, err
+}
+
 // StatusReport is `soulpad status --json`.
 type StatusReport struct {
 	Pad          pad.Meta `json:"pad"`
@@ -66,11 +76,7 @@ the encrypted vault; 'soulpad points' unlocks it and lists them all), who
 holds the pad's lock, and the stage timings of the last session.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			p, err := openPad(cfg)
+			cfg, p, err := g.loadPad()
 			if err != nil {
 				return err
 			}

@@ -19,11 +19,7 @@ control socket, to suspend the machine. It returns once the request is
 delivered; the running session prints its progress and stage table.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			p, err := openPad(cfg)
+			_, p, err := g.loadPad()
 			if err != nil {
 				return err
 			}
