@@ -68,6 +68,9 @@ func (x *xorCrypt) Unlock(_ context.Context, r crypt.UnlockRequest) (crypt.Unloc
 	if sum := sha256.Sum256(k); !bytes.Equal(sum[:], check) && !x.acceptAny {
 		return crypt.UnlockResponse{}, sdk.ErrWrongPassphrase
 	}
+	if err := os.Chmod(r.MountDir, 0o700); err != nil {
+		return crypt.UnlockResponse{}, err
+	}
 	ents, _ := os.ReadDir(filepath.Join(r.VaultPath, "files"))
 	for _, e := range ents {
 		b, _ := os.ReadFile(filepath.Join(r.VaultPath, "files", e.Name()))
