@@ -2,33 +2,6 @@ package luks
 
 import "encoding/binary"
 
-// sbox is AES's S-box, computed once: the multiplicative inverse in
-// GF(2^8) followed by the affine map (FIPS-197 §5.1.1).
-var sbox = func() (s [256]byte) {
-	rotl := func(x byte, n uint) byte { return x<<n | x>>(8-n) }
-	p, q := byte(1), byte(1)
-	for {
-		// p walks the multiplicative group by ×3, q by ×3⁻¹, so q = p⁻¹.
-		if p&0x80 != 0 {
-			p ^= p<<1 ^ 0x1b
-		} else {
-			p ^= p << 1
-		}
-		q ^= q << 1
-		q ^= q << 2
-		q ^= q << 4
-		if q&0x80 != 0 {
-			q ^= 0x09
-		}
-		s[p] = q ^ rotl(q, 1) ^ rotl(q, 2) ^ rotl(q, 3) ^ rotl(q, 4) ^ 0x63
-		if p == 1 {
-			break
-		}
-	}
-	s[0] = 0x63
-	return s
-}()
-
 // expandKey returns AES's encryption round keys for a 16-, 24- or 32-byte
 // key, as 16 bytes per round in the byte order AES-NI takes, and the
 // number of rounds (FIPS-197 §5.2).
@@ -39,8 +12,10 @@ func expandKey(key []byte) ([]byte, int) {
 	for i := 0; i < nk; i++ {
 		w[i] = binary.BigEndian.Uint32(key[4*i:])
 	}
+	// SubWord in constant time: no load is indexed by key bytes, so the
+	// cache tells nothing of the key.
 	sub := func(x uint32) uint32 {
-		return uint32(sbox[x>>24])<<24 | uint32(sbox[x>>16&0xff])<<16 | uint32(sbox[x>>8&0xff])<<8 | uint32(sbox[x&0xff])
+		return uint32(subByte(byte(x>>24)))<<24 | uint32(subByte(byte(x>>16)))<<16 | uint32(subByte(byte(x>>8)))<<8 | uint32(subByte(byte(x)))
 	}
 	rcon := uint32(1)
 	for i := nk; i < len(w); i++ {
@@ -63,4 +38,35 @@ func expandKey(key []byte) ([]byte, int) {
 	}
 	clear(w)
 	return out, nr
+}
+
+// gmul multiplies in GF(2^8) (AES's polynomial) without branches or
+// lookups that depend on the operands.
+func gmul(a, b byte) byte {
+	var p byte
+	for i := 0; i < 8; i++ {
+		p ^= a & -(b & 1)
+		hi := -(a >> 7)
+		a = a<<1 ^ 0x1b&hi
+		b >>= 1
+	}
+	return p
+}
+
+// subByte is the S-box computed rather than looked up: the inverse as
+// x^254 (0 maps to 0), then the affine map (FIPS-197 §5.1.1).
+func subByte(x byte) byte {
+	x2 := gmul(x, x)
+	x3 := gmul(x2, x)
+	x6 := gmul(x3, x3)
+	x12 := gmul(x6, x6)
+	x15 := gmul(x12, x3)
+	x30 := gmul(x15, x15)
+	x60 := gmul(x30, x30)
+	x120 := gmul(x60, x60)
+	x126 := gmul(x120, x6)
+	x127 := gmul(x126, x)
+	inv := gmul(x127, x127) // x^254
+	rotl := func(v byte, n uint) byte { return v<<n | v>>(8-n) }
+	return inv ^ rotl(inv, 1) ^ rotl(inv, 2) ^ rotl(inv, 3) ^ rotl(inv, 4) ^ 0x63
 }
