@@ -35,6 +35,10 @@ func TestOnePadOneSession(t *testing.T) {
 		if err == nil && bytes.Contains(env, []byte("SOULPAD_CONFIG=")) {
 			t.Errorf("%s (pid %d) got soulpad's whole environment", name, pid)
 		}
+		// Nor is the guest's kernel command line on an argv other users read.
+		if args, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(args, []byte("console=ttyS0 quiet")) {
+			t.Errorf("%s (pid %d) has the guest's kernel command line in its argv", name, pid)
+		}
 	}
 	journal := testcli.TreeHash(t, filepath.Join(e.Pad, "journal"))
 	for _, args := range [][]string{{"run"}, {"run", "--cold-boot"}, {"init"}, {"points"}, {"backup"}, {"credential", "add", "--passphrase-file", "/dev/null"}} {

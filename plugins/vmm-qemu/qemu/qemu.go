@@ -202,7 +202,18 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 		if cmdline == "" {
 			cmdline = "console=ttyS0"
 		}
-		a = append(a, "-append", cmdline)
+		// The guest's kernel command line stays off QEMU's argv, which any
+		// local user can read in /proc: QEMU reads it from a file in the
+		// private run directory (removed once QEMU is up).
+		if !strings.ContainsAny(cmdline, "\"\n\\") {
+			conf := filepath.Join(v.runDir, "machine.conf")
+			if err := os.WriteFile(conf, []byte("[machine]\n  append = \""+cmdline+"\"\n"), 0o600); err != nil {
+				return nil, err
+			}
+			a = append(a, "-readconfig", conf)
+		} else {
+			a = append(a, "-append", cmdline)
+		}
 	}
 	if incoming {
 		a = append(a, "-S", "-incoming", "defer")
@@ -270,6 +281,7 @@ func (p *Plugin) launch(ctx context.Context, v *proc, incoming bool) error {
 		return fmt.Errorf("vmm-qemu: QEMU did not start: %w", err)
 	}
 	v.qmp = q
+	_ = os.Remove(filepath.Join(dir, "machine.conf")) // read at start-up
 	go p.watch(v)
 	return nil
 }
