@@ -95,6 +95,7 @@ func Listen(padID string, h Handler) (*Server, error) {
 	if err := ownDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
+	sweepStale(filepath.Dir(path), path)
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another `soulpad run` is already running this pad", path)
@@ -172,4 +173,24 @@ func Send(ctx context.Context, padID string, req Request) (Response, error) {
 		return Response{}, fmt.Errorf("control socket: %w", err)
 	}
 	return resp, nil
+}
+
+// sweepStale removes the sockets that sessions killed outright left in
+// dir (nobody answers them), so they do not pile up on the host; keep is
+// handled by Listen itself.
+func sweepStale(dir, keep string) {
+	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	for _, s := range socks {
+		if s == keep {
+			continue
+		}
+		c, err := net.DialTimeout("unix", s, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			_ = os.Remove(s)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,37 @@ func TestBadIDIsRefused(t *testing.T) {
 		if _, err := Send(context.Background(), bad, Request{}); err == nil {
 			t.Errorf("Send(%q) accepted", bad)
 		}
+	}
+}
+
+// A socket left by a session killed outright is removed by the next
+// Listen; a live one is left alone.
+func TestStaleSocketsAreSwept(t *testing.T) {
+	dir := withBase(t)
+	if err := ownDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "fedcba9876543210.sock")
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // as a kill -9 leaves it: the file, nobody behind it
+	live, err := Listen("00000000000000aa", func(Request) Response { return Response{OK: true} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	srv, err := Listen(id, func(Request) Response { return Response{OK: true} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := os.Stat(stale); err == nil {
+		t.Error("the stale socket is still there")
+	}
+	if _, err := os.Stat(SocketPath("00000000000000aa")); err != nil {
+		t.Errorf("a live session's socket was removed: %v", err)
 	}
 }
