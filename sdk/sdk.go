@@ -248,17 +248,39 @@ func Logger(name string) hclog.Logger {
 // and be closed to others; otherwise the temp directory is used.
 func RuntimeDir() string {
 	dir := RuntimeDirPath()
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return os.TempDir()
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 {
-		return os.TempDir()
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+	if MakePrivateDir(dir) != nil {
 		return os.TempDir()
 	}
 	return dir
+}
+
+// MakePrivateDir makes dir (one level, mode 0700) if it is missing, then
+// checks it with CheckPrivateDir.
+func MakePrivateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	return CheckPrivateDir(dir)
+}
+
+// CheckPrivateDir checks that dir is a real directory (not a symlink),
+// owned by this user and closed to everyone else: another local user
+// could otherwise put files (or sockets) there in this user's place.
+func CheckPrivateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir():
+		return fmt.Errorf("%s is not a directory (a symlink?): remove it and run again", dir)
+	case !ok || int(st.Uid) != os.Getuid():
+		return fmt.Errorf("%s belongs to another user (uid %d): someone could act in this session's place; remove it and run again", dir, st.Uid)
+	case fi.Mode().Perm()&0o077 != 0:
+		return fmt.Errorf("%s is open to others (mode %v): remove it and run again", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // runtimeBase is the root of the runtime directories.

@@ -52,26 +52,11 @@ func SocketPath(padID string) string {
 	return filepath.Join(Dir(), padID+".sock")
 }
 
-// ownDir makes dir (one level, mode 0700) or checks the one that is there:
-// a real directory, not a symlink, owned by this user, reachable by
-// nobody else. Anything else is refused: another local user could have
-// made it to answer in this session's place.
+// ownDir makes dir or checks the one that is there (sdk.MakePrivateDir):
+// another local user could have made it to answer in this session's place.
 func ownDir(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("control socket directory %s: %w", dir, err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return fmt.Errorf("control socket directory %s: %w", dir, err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir():
-		return fmt.Errorf("control socket directory %s is not a directory (a symlink?): remove it and run again", dir)
-	case !ok || int(st.Uid) != os.Getuid():
-		return fmt.Errorf("control socket directory %s belongs to another user (uid %d): someone could answer in this session's place; remove it and run again", dir, st.Uid)
-	case fi.Mode().Perm()&0o077 != 0:
-		return fmt.Errorf("control socket directory %s is open to others (mode %v): remove it and run again", dir, fi.Mode().Perm())
+	if err := sdk.MakePrivateDir(dir); err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
 	}
 	return nil
 }
@@ -146,10 +131,11 @@ func Send(ctx context.Context, padID string, req Request) (Response, error) {
 		return Response{}, ErrNoSession
 	}
 	// Only a directory of this user's own is trusted to hold the session.
-	if fi, err := os.Lstat(Dir()); err != nil || !fi.IsDir() {
+	if _, err := os.Lstat(Dir()); err != nil {
 		return Response{}, ErrNoSession
-	} else if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
-		return Response{}, fmt.Errorf("control socket directory %s is not this user's own (uid %d, mode %v): not trusted", Dir(), st.Uid, fi.Mode().Perm())
+	}
+	if err := sdk.CheckPrivateDir(Dir()); err != nil {
+		return Response{}, fmt.Errorf("control socket directory, not trusted: %w", err)
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", SocketPath(padID))

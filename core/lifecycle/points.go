@@ -165,31 +165,19 @@ func OpenVault(ctx context.Context, o VaultOptions) (*Vault, error) {
 // openForMaintenance is boot without detect: the lock, the crypt plugin
 // and (optionally) the VMM plugin.
 func (s *Session) openForMaintenance(ctx context.Context, o VaultOptions) error {
-	p, err := pad.Open(s.cfg.Pad.Path)
-	if err != nil {
-		return err
-	}
-	s.pad = p
 	cmd := o.Command
 	if cmd == "" {
 		cmd = "points"
 	}
-	lock, err := pad.LockPad(p.Dir, cmd, false)
-	if err != nil {
+	if err := s.openPad(cmd, cmd+"-"+s.ID); err != nil {
 		return err
 	}
-	s.lock = lock
-	s.r.push("release the pad", func(context.Context) error { return lock.Release() })
-	if s.r.journal, err = pad.NewJournal(p.JournalDir(), cmd+"-"+s.ID); err != nil {
-		return err
-	}
-	name := p.Meta.Crypt.Name
+	name := s.pad.Meta.Crypt.Name
 	if name == "" {
 		name = s.cfg.Plugins.Crypt
 	}
-	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
-	s.host.Strict = s.cfg.Plugins.Strict
-	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
+	s.startHost()
+	var err error
 	if s.crypt, err = s.host.Start(ctx, name, sdk.KindCrypt, s.cfg.PluginConfigJSON(name)); err != nil {
 		return err
 	}

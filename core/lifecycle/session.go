@@ -230,25 +230,11 @@ func (s *Session) run(ctx context.Context) error {
 
 // boot opens the pad, the journal and the plugins.
 func (s *Session) boot(ctx context.Context, note *string) error {
-	p, err := pad.Open(s.cfg.Pad.Path)
-	if err != nil {
+	if err := s.openPad("run", s.ID); err != nil {
 		return err
 	}
-	s.pad = p
-	// One pad, one session: the lock comes before anything is changed,
-	// and the kernel lets go of it if this process dies.
-	lock, err := pad.LockPad(p.Dir, "run", false)
-	if err != nil {
-		return err
-	}
-	s.lock = lock
-	s.r.push("release the pad", func(context.Context) error { return lock.Release() })
+	p, j, lock := s.pad, s.r.journal, s.lock
 	_ = lock.SetSession(s.ID)
-	j, err := pad.NewJournal(p.JournalDir(), s.ID)
-	if err != nil {
-		return err
-	}
-	s.r.journal = j
 	_ = j.Append(pad.Entry{Stage: StageBoot, Event: "start", Message: "session start", Fields: map[string]any{"pad": p.Meta.ID, "config": s.cfg.Source}})
 	if prev := lock.Previous; prev != nil {
 		msg := fmt.Sprintf("the previous holder of the pad, %s, ended without releasing it (killed, crashed, or the power went)", *prev)
@@ -259,9 +245,8 @@ func (s *Session) boot(ctx context.Context, note *string) error {
 		return fmt.Errorf("the pad's vault was made by crypt plugin %s, but plugins.crypt in %s is %s: set plugins.crypt = %q",
 			p.Meta.Crypt.Name, s.cfg.Source, s.cfg.Plugins.Crypt, p.Meta.Crypt.Name)
 	}
-	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
-	s.host.Strict = s.cfg.Plugins.Strict
-	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
+	s.startHost()
+	var err error
 	if s.cfg.Plugins.Detect != "" {
 		if s.detect, err = s.host.Start(ctx, s.cfg.Plugins.Detect, sdk.KindDetect, s.cfg.PluginConfigJSON(s.cfg.Plugins.Detect)); err != nil {
 			return err
@@ -275,6 +260,32 @@ func (s *Session) boot(ctx context.Context, note *string) error {
 	}
 	*note = fmt.Sprintf("pad %s; plugins %s %s, %s %s", p.Meta.ID, s.crypt.Name, s.crypt.Info.Version, s.vmm.Name, s.vmm.Info.Version)
 	return nil
+}
+
+// openPad opens the configured pad and takes its lock for command (one
+// pad, one session: before anything is changed; the kernel lets go of it
+// if this process dies), then opens a journal file named journalName.
+func (s *Session) openPad(command, journalName string) error {
+	p, err := pad.Open(s.cfg.Pad.Path)
+	if err != nil {
+		return err
+	}
+	s.pad = p
+	lock, err := pad.LockPad(p.Dir, command, false)
+	if err != nil {
+		return err
+	}
+	s.lock = lock
+	s.r.push("release the pad", func(context.Context) error { return lock.Release() })
+	s.r.journal, err = pad.NewJournal(p.JournalDir(), journalName)
+	return err
+}
+
+// startHost makes the plugin host; its plugins stop at shutdown.
+func (s *Session) startHost() {
+	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
+	s.host.Strict = s.cfg.Plugins.Strict
+	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
 }
 
 // PluginDirs is the plugin search path for cfg: plugins.dirs, then
@@ -447,9 +458,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	if err != nil {
 		return err
 	}
-	if s.gen, err = s.machine.NextGeneration(); err != nil {
-		return err
-	}
+	s.gen = pad.NextGeneration(sess, pts)
 	// The machine as it will run: machine.json on this host's
 	// accelerator; a resumed point's memory and CPU model below.
 	s.spec = s.machineSpec

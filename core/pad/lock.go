@@ -47,12 +47,10 @@ func (h Holder) String() string {
 	return s + fmt.Sprintf(") on host %s since %s", h.Host, h.Since.Local().Format("2006-01-02 15:04:05"))
 }
 
-// sameHost reports whether h was written on this host in this boot.
+// sameHost reports whether h was written on this host (any boot: a holder
+// from before a reboot is dead too).
 func (h Holder) sameHost(me Holder) bool {
-	if h.Host != me.Host || h.HostID != me.HostID {
-		return false
-	}
-	return true
+	return h.Host == me.Host && h.HostID == me.HostID
 }
 
 // ErrPadLocked: another process holds the pad. errors.Is(err, sdk.ErrBusy)

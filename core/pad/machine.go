@@ -389,21 +389,14 @@ func (m *Machine) RemovePoint(p Point) error {
 	return nil
 }
 
-// NextGeneration is one more than any generation the machine has used.
-func (m *Machine) NextGeneration() (int, error) {
-	pts, err := m.Points()
-	if err != nil {
-		return 0, err
-	}
-	sess, err := m.Session()
-	if err != nil {
-		return 0, err
-	}
+// NextGeneration is one more than any generation the machine has used,
+// from its session record and its points.
+func NextGeneration(sess SessionState, pts []Point) int {
 	g := sess.Generation
 	for _, p := range pts {
 		g = max(g, p.Manifest.Generation)
 	}
-	return g + 1, nil
+	return g + 1
 }
 
 // Verify re-reads every file of the point against its manifest. A

@@ -1,12 +1,9 @@
 package pad
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -35,17 +32,11 @@ func (p *Pad) PluginSums() (map[string]string, error) {
 		if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		f, err := os.Open(filepath.Join(p.PluginDir(), e.Name()))
+		sum, err := sumFile(filepath.Join(p.PluginDir(), e.Name()), false)
 		if err != nil {
 			return nil, fmt.Errorf("pad %s: plugins: %w", p.Dir, err)
 		}
-		h := sha256.New()
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("pad %s: plugins: %w", p.Dir, err)
-		}
-		out[e.Name()] = hex.EncodeToString(h.Sum(nil))
+		out[e.Name()] = sum.SHA256
 	}
 	return out, nil
 }

@@ -56,6 +56,16 @@ func IsMountPoint(dir string) bool {
 	return false
 }
 
+// MountedUnder reports whether anything is mounted at or below dir.
+func MountedUnder(dir string) bool {
+	for _, m := range Mounts() {
+		if m.Point == dir || strings.HasPrefix(m.Point, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // Unescape undoes mountinfo's octal escapes (\040 for a space).
 func Unescape(s string) string {
 	if !strings.Contains(s, `\`) {

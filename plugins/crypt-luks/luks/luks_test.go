@@ -1,6 +1,8 @@
 package luks_test
 
 import (
+	"github.com/soulpad/soulpad/internal/mountinfo"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -357,7 +359,7 @@ func TestCreateCancelledLeavesNothing(t *testing.T) {
 	go func() {
 		// Cancel once the payload is served: the fill is on.
 		for i := 0; i < 3000; i++ {
-			if mountedUnder(tmp) {
+			if mountinfo.MountedUnder(tmp) {
 				time.Sleep(200 * time.Millisecond)
 				break
 			}
@@ -379,7 +381,7 @@ func TestCreateCancelledLeavesNothing(t *testing.T) {
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Errorf("left behind in the plugin's temp area: %v", ents)
 	}
-	if mountedUnder(tmp) {
+	if mountinfo.MountedUnder(tmp) {
 		t.Error("a FUSE mount is still there")
 	}
 }
@@ -421,17 +423,6 @@ func binaryPlugin(t *testing.T, dir string) (c crypt.Crypt, stop func(), tmp, bi
 	return c, stop, tmp, bin
 }
 
-// mountedUnder reports whether anything is mounted at or below dir.
-func mountedUnder(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			return true
-		}
-	}
-	return false
-}
-
 // A crypt-luks killed outright with its vault open leaves a dead FUSE
 // mount, with a loop device and ext4 over it. The next unlock clears them
 // away and opens the vault again, with what was synced before the kill.
@@ -468,7 +459,7 @@ func TestDeadMountsSweptAtNextUnlock(t *testing.T) {
 	if dead == "" {
 		t.Fatal("killing the plugin left no dead payload mount: the test does not set up what it means to")
 	}
-	if !mountedUnder(plain) {
+	if !mountinfo.MountedUnder(plain) {
 		t.Fatal("the killed plugin's ext4 mount is gone already: the test does not set up what it means to")
 	}
 
@@ -479,7 +470,7 @@ func TestDeadMountsSweptAtNextUnlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Lock(ctx, crypt.LockRequest{VaultPath: vault})
-	if mountedUnder(dead) || mountedUnder(plain) {
+	if mountinfo.MountedUnder(dead) || mountinfo.MountedUnder(plain) {
 		b, _ := os.ReadFile("/proc/self/mountinfo")
 		t.Fatalf("the dead mounts are still there:\n%s", b)
 	}

@@ -8,6 +8,8 @@
 package crypttest
 
 import (
+	"github.com/soulpad/soulpad/internal/mountinfo"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -253,7 +254,7 @@ func RunEnding(t *testing.T, path string, opt Options, after func(t *testing.T, 
 	start := time.Now()
 	stop()
 	t.Logf("the plugin ended %v after it was let go of", time.Since(start).Round(time.Millisecond))
-	if mountedUnder(dir) {
+	if mountinfo.MountedUnder(dir) {
 		t.Fatalf("the vault is still mounted under %s after the plugin ended", dir)
 	}
 	if after != nil {
@@ -272,17 +273,6 @@ func RunEnding(t *testing.T, path string, opt Options, after func(t *testing.T, 
 	if got, err := os.ReadFile(filepath.Join(u2.PlaintextDir, "last.txt")); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("the file written before the plugin ended: %d bytes, %v; want %d bytes", len(got), err, len(data))
 	}
-}
-
-// mountedUnder reports whether anything is mounted at or below dir.
-func mountedUnder(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			return true
-		}
-	}
-	return false
 }
 
 // hashTree hashes every file's path and bytes under root.
