@@ -7,9 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/internal/mountinfo"
 )
 
@@ -39,15 +41,21 @@ func detachMount(dir string) error {
 	return errors.Join(errs...)
 }
 
-// sweepMountDirs removes the empty mount directories that earlier sessions
-// of this pad left in the temp directory when they were killed (their
-// plugins locked the vault, but nobody removed the directory). The pad's
-// lock is held, so none is in use; one that is still a mount point is
-// left alone (its crypt plugin's next unlock clears it).
+// sweepMountDirs removes the empty mount directories that sessions killed
+// outright left in the temp directory (their plugins locked the vault,
+// but nobody removed the directory): this pad's at once (its lock is
+// held, so none is in use), other pads' once they are a minute old (one
+// younger may be a session's being set up). A directory that is still a
+// mount point is left alone.
 func sweepMountDirs(padID string) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "soulpad-"+padID+"-*"))
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "soulpad-*-*"))
 	for _, d := range dirs {
-		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() || mountinfo.IsMountPoint(d) {
+		id, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "soulpad-"), "-")
+		if !pad.ValidID(id) {
+			continue
+		}
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() || mountinfo.IsMountPoint(d) || (id != padID && time.Since(fi.ModTime()) < time.Minute) {
 			continue
 		}
 		_ = os.Remove(d) // only if empty

@@ -2,6 +2,8 @@ package lifecycle
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +135,36 @@ func TestPrunePlan(t *testing.T) {
 	} {
 		if got := ids(PrunePlan(pts, c.keep, c.disks, c.protected...)); got != c.want {
 			t.Errorf("PrunePlan(keep %d, disks %v, protected %v) = %q; want %q", c.keep, c.disks, c.protected, got, c.want)
+		}
+	}
+}
+
+// Empty mount directories left by killed sessions go: this pad's at once,
+// other pads' once a minute old; non-empty or young ones stay.
+func TestSweepMountDirs(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	old := time.Now().Add(-2 * time.Minute)
+	mk := func(name string, age time.Time, file bool) string {
+		d := filepath.Join(tmp, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if file {
+			os.WriteFile(filepath.Join(d, "x"), nil, 0o600)
+		}
+		os.Chtimes(d, age, age)
+		return d
+	}
+	mine := mk("soulpad-0123456789abcdef-1", time.Now(), false)
+	otherOld := mk("soulpad-fedcba9876543210-2", old, false)
+	otherYoung := mk("soulpad-fedcba9876543210-3", time.Now(), false)
+	full := mk("soulpad-fedcba9876543210-4", old, true)
+	notOurs := mk("soulpad-testbin-5", old, false)
+	sweepMountDirs("0123456789abcdef")
+	for d, gone := range map[string]bool{mine: true, otherOld: true, otherYoung: false, full: false, notOurs: false} {
+		if _, err := os.Stat(d); (err != nil) != gone {
+			t.Errorf("%s: gone = %v; want %v", filepath.Base(d), err != nil, gone)
 		}
 	}
 }

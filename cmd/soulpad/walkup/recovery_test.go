@@ -3,9 +3,11 @@ package walkup_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,8 +199,30 @@ func TestKilledRunLeavesNoMountDirectory(t *testing.T) {
 	}
 	cmd, buf, done := e.StartRunArgs(t)
 	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	// QEMU's run directory (sockets, the guest's console log) is in its
+	// argv: it must go with the killed session.
+	var runDir string
+	for pid, name := range testcli.Descendants(cmd.Process.Pid) {
+		if name == "qemu-system-x86_64" {
+			args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if m := regexp.MustCompile(`path=([^,\x00]*)/qmp\.sock`).FindSubmatch(args); m != nil {
+				runDir = string(m[1])
+			}
+		}
+	}
+	if runDir == "" {
+		t.Fatal("QEMU's run directory not found in its argv")
+	}
 	_ = cmd.Process.Kill()
 	testcli.Ended(t, done, buf)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(runDir); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("QEMU's run directory %s (with the guest's console log) is left 15 s after soulpad was killed", runDir)
+		}
+	}
 	if len(left()) == 0 {
 		t.Fatal("no mount directory was left by the killed run: the test sees nothing")
 	}

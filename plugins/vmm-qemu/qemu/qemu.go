@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,7 @@ var (
 	_ vmm.VMM           = (*Plugin)(nil)
 	_ vmm.EventStreamer = (*Plugin)(nil)
 	_ vmm.DiskHistory   = (*Plugin)(nil)
+	_ sdk.Shutdowner    = (*Plugin)(nil)
 )
 
 // Info implements sdk.Plugin.
@@ -225,6 +227,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 func (p *Plugin) launch(ctx context.Context, v *proc, incoming bool) error {
 	// QMP and console sockets and the console log: on tmpfs, not the
 	// host's disk (the guest's console is the user's).
+	sweepRunDirs(sdk.RuntimeDir())
 	dir, err := os.MkdirTemp(sdk.RuntimeDir(), "qemu-")
 	if err != nil {
 		return err
@@ -737,4 +740,44 @@ func (p *Plugin) CollectDisks(_ context.Context, req vmm.CollectDisksRequest) (v
 		return vmm.CollectDisksResponse{}, fmt.Errorf("vmm-qemu: collect disks: a machine is running: %w", sdk.ErrBusy)
 	}
 	return p.chain().CollectDisks(req)
+}
+
+// Shutdown implements sdk.Shutdowner: a machine still running when the
+// plugin ends (its host died) goes with it, and so does its run directory
+// with the guest's console log.
+func (p *Plugin) Shutdown() {
+	p.mu.Lock()
+	v := p.vm
+	p.mu.Unlock()
+	if v == nil {
+		return
+	}
+	if v.alive() {
+		p.kill(v)
+		select {
+		case <-v.exited:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	// reap would remove it too, but the process may end first.
+	_ = os.RemoveAll(v.runDir)
+}
+
+// sweepRunDirs removes the run directories of QEMUs that are gone (their
+// plugin was killed outright): nobody answers their QMP socket. A
+// directory younger than a minute may be one being set up; it stays.
+func sweepRunDirs(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, "qemu-*"))
+	for _, d := range dirs {
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		c, err := net.DialTimeout("unix", filepath.Join(d, "qmp.sock"), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		_ = os.RemoveAll(d)
+	}
 }
