@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/soulpad/soulpad/sdk/internal/registry"
+	"github.com/soulpad/soulpad/sdk/internal/wire"
+	"github.com/soulpad/soulpad/sdk/secmem"
 )
 
 // Kind names a plugin kind. A plugin binary serves exactly one kind.
@@ -168,6 +170,12 @@ func serve(impl Plugin) error {
 	if err != nil {
 		return err
 	}
+	// Plugins see passphrases, keys and repository passwords: keep this
+	// process out of swap and core dumps, and out of other users' reach.
+	log := Logger("plugin")
+	if st := secmem.Harden(); !st.Locked {
+		log.Debug("memory not locked; key material may reach swap", "reason", st.NotLocked)
+	}
 	go exitWithParent(impl)
 	// The host's kernel-sent signal when it dies (Pdeathsig), or anyone's
 	// SIGTERM: finish up, then end.
@@ -181,8 +189,8 @@ func serve(impl Plugin) error {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         ps,
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          Logger("plugin"),
+		GRPCServer:      wire.NewServer,
+		Logger:          log,
 	})
 	shutdown(impl)
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/soulpad/soulpad/core/lifecycle"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/secmem"
 )
 
 // version is set at build time.
@@ -26,6 +27,9 @@ type globals struct {
 }
 
 func main() {
+	// soulpad reads passphrases and key files: no core dump, no ptrace by
+	// other users, and (as root) no page of it in swap.
+	secmem.Harden()
 	if err := newRoot().Execute(); err != nil {
 		var ex exitError
 		if errors.As(err, &ex) {

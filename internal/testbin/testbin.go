@@ -64,6 +64,7 @@ func Build(t testing.TB, pkg string) string {
 	out := filepath.Join(dir, sub, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
 	cmd.Dir = Root(t)
+	cmd.Env = append(os.Environ(), "GOEXPERIMENT="+Experiments())
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
@@ -89,4 +90,20 @@ func Cleanup() {
 	if dir != "" {
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// Experiments is GOEXPERIMENT as the Makefile builds the binaries that
+// ship: this environment's, with runtimesecret (crypt-luks erases its key
+// work with runtime/secret).
+func Experiments() string {
+	e := os.Getenv("GOEXPERIMENT")
+	for _, x := range strings.Split(e, ",") {
+		if x == "runtimesecret" {
+			return e
+		}
+	}
+	if e == "" {
+		return "runtimesecret"
+	}
+	return e + ",runtimesecret"
 }

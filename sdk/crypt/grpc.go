@@ -57,12 +57,17 @@ type server struct {
 	impl Crypt
 }
 
+// Each handler wipes the credentials it decoded once the plugin is done
+// with them (the wire bytes are cleared by the codec, wire.NewServer).
+
 func (s *server) Create(ctx context.Context, r *pb.CryptCreateRequest) (*pb.CryptCreateResponse, error) {
+	defer fromPB(r.Credential).Wipe()
 	_, err := s.impl.Create(ctx, CreateRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), SizeBytes: r.SizeBytes})
 	return &pb.CryptCreateResponse{}, rpc.ToStatus(err)
 }
 
 func (s *server) CreateStream(r *pb.CryptCreateRequest, stream pb.Crypt_CreateStreamServer) error {
+	defer fromPB(r.Credential).Wipe()
 	_, err := s.impl.Create(stream.Context(), CreateRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), SizeBytes: r.SizeBytes,
 		OnProgress: func(p Progress) {
 			_ = stream.Send(&pb.CryptCreateMessage{Msg: &pb.CryptCreateMessage_Progress{Progress: &pb.CryptProgress{
@@ -75,6 +80,7 @@ func (s *server) CreateStream(r *pb.CryptCreateRequest, stream pb.Crypt_CreateSt
 }
 
 func (s *server) Unlock(ctx context.Context, r *pb.UnlockRequest) (*pb.UnlockResponse, error) {
+	defer fromPB(r.Credential).Wipe()
 	out, err := s.impl.Unlock(ctx, UnlockRequest{VaultPath: r.VaultPath, Credential: fromPB(r.Credential), MountDir: r.MountDir})
 	if err != nil {
 		return nil, rpc.ToStatus(err)
@@ -88,6 +94,8 @@ func (s *server) Lock(ctx context.Context, r *pb.LockRequest) (*pb.LockResponse,
 }
 
 func (s *server) AddCredential(ctx context.Context, r *pb.AddCredentialRequest) (*pb.AddCredentialResponse, error) {
+	defer fromPB(r.Existing).Wipe()
+	defer fromPB(r.Add).Wipe()
 	m, ok := s.impl.(CredentialManager)
 	if !ok {
 		return nil, rpc.ToStatus(sdk.ErrUnsupported)
@@ -97,6 +105,8 @@ func (s *server) AddCredential(ctx context.Context, r *pb.AddCredentialRequest) 
 }
 
 func (s *server) RemoveCredential(ctx context.Context, r *pb.RemoveCredentialRequest) (*pb.RemoveCredentialResponse, error) {
+	defer fromPB(r.Existing).Wipe()
+	defer fromPB(r.Remove).Wipe()
 	m, ok := s.impl.(CredentialManager)
 	if !ok {
 		return nil, rpc.ToStatus(sdk.ErrUnsupported)

@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -108,5 +109,70 @@ func TestCreateFallsBackForOlderPlugins(t *testing.T) {
 	}
 	if len(old.created) != 1 || old.created[0] != "/v" || called {
 		t.Fatalf("created %v, progress called %v: want one plain Create of /v and no progress", old.created, called)
+	}
+}
+
+// keepingCrypt keeps the credentials its calls are given (a plugin that
+// should not, to see what the server does to them afterwards).
+type keepingCrypt struct {
+	Crypt
+	kept *[]Credential
+}
+
+func (k keepingCrypt) Unlock(_ context.Context, r UnlockRequest) (UnlockResponse, error) {
+	*k.kept = append(*k.kept, r.Credential)
+	return UnlockResponse{PlaintextDir: "/p"}, nil
+}
+
+func (k keepingCrypt) Create(_ context.Context, r CreateRequest) (CreateResponse, error) {
+	*k.kept = append(*k.kept, r.Credential)
+	return CreateResponse{}, nil
+}
+
+func (k keepingCrypt) AddCredential(_ context.Context, r AddCredentialRequest) (AddCredentialResponse, error) {
+	*k.kept = append(*k.kept, r.Existing, r.Add)
+	return AddCredentialResponse{}, nil
+}
+
+func (k keepingCrypt) RemoveCredential(_ context.Context, r RemoveCredentialRequest) (RemoveCredentialResponse, error) {
+	*k.kept = append(*k.kept, r.Existing, r.Remove)
+	return RemoveCredentialResponse{}, nil
+}
+
+// Once a call returns, the plugin side has zeroed the credentials it
+// decoded; the host's own copies are the host's.
+func TestServerWipesCredentialsAfterTheCall(t *testing.T) {
+	var kept []Credential
+	c := dial(t, func(s *grpc.Server) { pb.RegisterCryptServer(s, &server{impl: keepingCrypt{kept: &kept}}) })
+	ctx := context.Background()
+	cred := func() Credential { return Credential{Passphrase: []byte("correct horse battery staple 42")} }
+	key := func() Credential { return Credential{KeyFile: []byte{1, 2, 3, 4}} }
+	mine := cred()
+	if _, err := c.Unlock(ctx, UnlockRequest{VaultPath: "/v", Credential: mine, MountDir: "/m"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(ctx, CreateRequest{VaultPath: "/v", Credential: cred()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddCredential(ctx, AddCredentialRequest{VaultPath: "/v", Existing: cred(), Add: key()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RemoveCredential(ctx, RemoveCredentialRequest{VaultPath: "/v", Existing: cred(), Remove: key()}); err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 6 {
+		t.Fatalf("the plugin saw %d credentials, want 6", len(kept))
+	}
+	for i, k := range kept {
+		b := append(bytes.Clone(k.Passphrase), k.KeyFile...)
+		if len(b) == 0 {
+			t.Fatalf("credential %d reached the plugin empty", i)
+		}
+		if !bytes.Equal(b, make([]byte, len(b))) {
+			t.Errorf("credential %d is intact after the call: %q", i, b)
+		}
+	}
+	if string(mine.Passphrase) != "correct horse battery staple 42" {
+		t.Fatal("the host's own passphrase was changed")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/internal/wire"
 )
 
 // InProcess serves impl over an in-memory gRPC connection and returns
@@ -36,7 +37,7 @@ func InProcess(t testing.TB, impl sdk.Plugin) any {
 			t.Fatalf("sdktest: kind %s has no gRPC plugin", kind)
 		}
 		lis := bufconn.Listen(1 << 20)
-		srv := grpc.NewServer()
+		srv := wire.NewServer(nil)
 		if err := server.GRPCServer(nil, srv); err != nil {
 			t.Fatalf("sdktest: serve %s: %v", kind, err)
 		}

@@ -2,13 +2,15 @@ package luks
 
 import "encoding/binary"
 
-// expandKey returns AES's encryption round keys for a 16-, 24- or 32-byte
-// key, as 16 bytes per round in the byte order AES-NI takes, and the
-// number of rounds (FIPS-197 §5.2).
-func expandKey(key []byte) ([]byte, int) {
+// expandKey writes AES's encryption round keys for a 16-, 24- or 32-byte
+// key into out (16 bytes per round, nk+7 rounds' worth, in the byte order
+// AES-NI takes) and returns the number of rounds (FIPS-197 §5.2). Its
+// scratch is on the stack and cleared.
+func expandKey(out, key []byte) int {
 	nk := len(key) / 4
 	nr := nk + 6
-	w := make([]uint32, 4*(nr+1))
+	var ws [60]uint32
+	w := ws[:4*(nr+1)]
 	for i := 0; i < nk; i++ {
 		w[i] = binary.BigEndian.Uint32(key[4*i:])
 	}
@@ -32,12 +34,11 @@ func expandKey(key []byte) ([]byte, int) {
 		}
 		w[i] = w[i-nk] ^ t
 	}
-	out := make([]byte, 4*len(w))
 	for i, v := range w {
 		binary.BigEndian.PutUint32(out[4*i:], v)
 	}
-	clear(w)
-	return out, nr
+	clear(ws[:])
+	return nr
 }
 
 // gmul multiplies in GF(2^8) (AES's polynomial) without branches or

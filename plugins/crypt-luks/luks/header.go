@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"runtime"
 	"unsafe"
 
 	luksgo "github.com/anatol/luks.go"
 
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/secmem"
 )
 
 // unsealed is an opened LUKS volume: where the payload is and its key.
@@ -20,15 +22,34 @@ type unsealed struct {
 }
 
 func (u *unsealed) wipe() {
-	clear(u.key)
+	secmem.Free(u.key)
+	u.key = nil
 	if u.vol != nil {
 		clear(volumeKeyInPlace(u.vol)) // luks.go never clears its copy
+		u.vol = nil
 	}
+	collect()
 }
 
 // unseal opens the LUKS header at path and recovers the volume key with
 // secret (a passphrase, or a key file's bytes), trying every key slot.
-func unseal(path string, secret []byte) (*unsealed, error) {
+// luks.go leaves copies of the key on the heap that no caller can reach
+// (its digest check converts the key to a string): the work runs under
+// secretDo, which erases them once they are garbage, and the caller
+// collects garbage after wiping what it kept (collect).
+func unseal(path string, secret []byte) (u *unsealed, err error) {
+	secretDo(func() { u, err = unsealIn(path, secret) })
+	return u, err
+}
+
+// collect runs the garbage collector twice, so that what secretDo's work
+// left behind is found unreachable and erased.
+func collect() {
+	runtime.GC()
+	runtime.GC()
+}
+
+func unsealIn(path string, secret []byte) (*unsealed, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("crypt-luks: %s: %w", path, sdk.ErrNotFound)
 	}
@@ -56,7 +77,12 @@ func unseal(path string, secret []byte) (*unsealed, error) {
 		if vol.StorageEncryption != "aes-xts-plain64" {
 			return nil, fmt.Errorf("crypt-luks: %s uses %s; this plugin reads aes-xts-plain64: %w", path, vol.StorageEncryption, sdk.ErrIncompatibleHost)
 		}
-		return &unsealed{vol: vol, key: volumeKey(vol)}, nil
+		key, err := volumeKey(vol)
+		if err != nil {
+			clear(volumeKeyInPlace(vol))
+			return nil, fmt.Errorf("crypt-luks: %w", err)
+		}
+		return &unsealed{vol: vol, key: key}, nil
 	}
 	if lastErr != nil {
 		return nil, fmt.Errorf("crypt-luks: %s: %v: %w", path, lastErr, sdk.ErrCorrupt)
@@ -64,13 +90,20 @@ func unseal(path string, secret []byte) (*unsealed, error) {
 	return nil, fmt.Errorf("crypt-luks: unlock %s: %w", path, sdk.ErrWrongPassphrase)
 }
 
-// volumeKey copies the volume key out of luks.go's Volume. luks.go keeps it
+// volumeKey copies the volume key out of luks.go's Volume into locked
+// memory (sdk/secmem). luks.go keeps it
 // unexported and hands it only to its kernel device-mapper path; the
 // userspace engine needs it to serve the payload itself. The module
 // version is pinned in go.mod, and TestUserspaceMatchesCryptsetup checks
 // the result against cryptsetup's own decryption.
-func volumeKey(v *luksgo.Volume) []byte {
-	return append([]byte(nil), volumeKeyInPlace(v)...)
+func volumeKey(v *luksgo.Volume) ([]byte, error) {
+	in := volumeKeyInPlace(v)
+	k, err := secmem.Alloc(len(in))
+	if err != nil {
+		return nil, err
+	}
+	copy(k, in)
+	return k, nil
 }
 
 // volumeKeyInPlace is luks.go's own key slice (to wipe it).

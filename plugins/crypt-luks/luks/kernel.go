@@ -47,7 +47,9 @@ func kernelUnlock(path string, secret []byte, name, mnt string) (*kernelVolume, 
 		kv.detachLoop()
 		return nil, err
 	}
-	err = u.vol.SetupMapper(name)
+	// luks.go hands the key to device-mapper as a hex string on the heap:
+	// under secretDo it is erased once garbage.
+	secretDo(func() { err = u.vol.SetupMapper(name) })
 	u.wipe()
 	if err != nil {
 		kv.detachLoop()

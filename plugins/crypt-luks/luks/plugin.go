@@ -75,6 +75,9 @@ func New(log hclog.Logger) *Plugin {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	if !erasing {
+		log.Warn("built without GOEXPERIMENT=runtimesecret (the Makefile sets it): copies of the volume key that luks.go leaves on the heap are not erased after lock")
+	}
 	return &Plugin{log: log, cfg: defaults(), open: map[string]*opened{}}
 }
 

@@ -71,6 +71,12 @@ func servePayload(path string, u *unsealed) (*payload, error) {
 		closeFiles()
 		return nil, err
 	}
+	served := false
+	defer func() {
+		if !served {
+			x.wipe()
+		}
+	}()
 	size := int64(u.vol.StorageSize)
 	if size == 0 {
 		st, err := f.Stat()
@@ -103,6 +109,7 @@ func servePayload(path string, u *unsealed) (*payload, error) {
 		return nil, fmt.Errorf("crypt-luks: FUSE mount: %w", err)
 	}
 	p.server = srv
+	served = true
 	return p, nil
 }
 

@@ -6,8 +6,12 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"reflect"
 	"runtime"
 	"sync"
+	"unsafe"
+
+	"github.com/soulpad/soulpad/sdk/secmem"
 )
 
 // xtsCipher is AES-XTS with "plain64" IVs in 512-byte units, as dm-crypt
@@ -20,7 +24,8 @@ type xtsCipher struct {
 	sectorSize int
 	ivTweak    uint64
 	// AES-NI round keys for k1, encryption and decryption, when the CPU
-	// has AES-NI; nr is the number of rounds.
+	// has AES-NI, in locked memory (sdk/secmem); nr is the number of
+	// rounds.
 	ek, dk []byte
 	nr     int
 }
@@ -44,8 +49,16 @@ func newXTS(key []byte, sectorSize int, ivTweak uint64) (*xtsCipher, error) {
 	}
 	x := &xtsCipher{k1: k1, k2: k2, sectorSize: sectorSize, ivTweak: ivTweak}
 	if haveAESNI && !noAsm {
-		x.ek, x.nr = expandKey(key[:len(key)/2])
-		x.dk = make([]byte, len(x.ek))
+		half := key[:len(key)/2]
+		x.nr = len(half)/4 + 6
+		if x.ek, err = secmem.Alloc(16 * (x.nr + 1)); err == nil {
+			x.dk, err = secmem.Alloc(len(x.ek))
+		}
+		if err != nil {
+			x.wipe()
+			return nil, fmt.Errorf("aes-xts: %w", err)
+		}
+		expandKey(x.ek, half)
 		n := x.nr * 16
 		copy(x.dk, x.ek[n:])
 		copy(x.dk[n:], x.ek[:16])
@@ -59,19 +72,57 @@ func newXTS(key []byte, sectorSize int, ivTweak uint64) (*xtsCipher, error) {
 // noAsm turns the AES-NI path off (for tests that compare both paths).
 var noAsm = false
 
-// wipe clears the round keys this package holds; crypto/aes's own stay
-// until the cipher is collected.
+// wipe clears all round keys: this package's and those inside the
+// crypto/aes blocks. The cipher is unusable after it.
 func (x *xtsCipher) wipe() {
-	clear(x.ek)
-	clear(x.dk)
+	secmem.Free(x.ek)
+	secmem.Free(x.dk)
 	x.ek, x.dk = nil, nil
+	wipeBlock(x.k1)
+	wipeBlock(x.k2)
+	x.k1, x.k2 = nil, nil
 }
 
-// tweaks fills t with the XTS tweak of each 16-byte block of a sector.
-func (x *xtsCipher) tweaks(t []byte, iv uint64) {
-	var b [16]byte
+// wipeBlock zeroes the value behind a cipher.Block in place: crypto/aes
+// keeps its round keys there and offers no way to clear them. Slices and
+// arrays of numbers inside are cleared too, in case a future crypto/aes
+// holds its schedule behind a slice.
+func wipeBlock(b cipher.Block) {
+	v := reflect.ValueOf(b)
+	if v.Kind() != reflect.Pointer || v.IsNil() {
+		return
+	}
+	wipeValue(v.Elem(), 4)
+}
+
+func wipeValue(v reflect.Value, depth int) {
+	if depth == 0 || !v.CanAddr() {
+		return
+	}
+	v = reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem() // settable, even if unexported
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			wipeValue(v.Field(i), depth-1)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			wipeValue(v.Index(i), depth-1)
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			wipeValue(v.Elem(), depth-1)
+		}
+	}
+	v.SetZero()
+}
+
+// tweaks fills t with the XTS tweak of each 16-byte block of a sector;
+// b is 16 bytes of scratch.
+func (x *xtsCipher) tweaks(t, b []byte, iv uint64) {
+	clear(b)
 	binary.LittleEndian.PutUint64(b[:8], iv)
-	x.k2.Encrypt(b[:], b[:])
+	x.k2.Encrypt(b, b)
 	lo, hi := binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
 	for i := 0; i < len(t); i += 16 {
 		binary.LittleEndian.PutUint64(t[i:], lo)
@@ -83,21 +134,25 @@ func (x *xtsCipher) tweaks(t []byte, iv uint64) {
 	}
 }
 
-// sector encrypts or decrypts one sector; t is scratch of sector size.
-func (x *xtsCipher) sector(dst, src, t []byte, sectorNo uint64, enc bool) {
+// sector encrypts or decrypts one sector. scratch is sector size + 16
+// bytes: the sector's tweaks (crypto/aes path) and its encrypted IV.
+// Nothing here allocates: under secretDo each allocation would be
+// tracked for erasure, at a cost per sector.
+func (x *xtsCipher) sector(dst, src, scratch []byte, sectorNo uint64, enc bool) {
 	iv := sectorNo*uint64(x.sectorSize/512) + x.ivTweak
+	t, tw := scratch[:x.sectorSize], scratch[x.sectorSize:x.sectorSize+16]
 	if x.ek != nil {
-		var tw [16]byte
+		clear(tw)
 		binary.LittleEndian.PutUint64(tw[:8], iv)
-		x.k2.Encrypt(tw[:], tw[:])
+		x.k2.Encrypt(tw, tw)
 		if enc {
-			xtsEncAsm(x.nr, &x.ek[0], &dst[0], &src[0], len(src), &tw)
+			xtsEncAsm(x.nr, &x.ek[0], &dst[0], &src[0], len(src), (*[16]byte)(tw))
 		} else {
-			xtsDecAsm(x.nr, &x.dk[0], &dst[0], &src[0], len(src), &tw)
+			xtsDecAsm(x.nr, &x.dk[0], &dst[0], &src[0], len(src), (*[16]byte)(tw))
 		}
 		return
 	}
-	x.tweaks(t, iv)
+	x.tweaks(t, tw, iv)
 	subtle.XORBytes(dst, src, t)
 	if enc {
 		for i := 0; i < len(dst); i += 16 {
@@ -112,15 +167,18 @@ func (x *xtsCipher) sector(dst, src, t []byte, sectorNo uint64, enc bool) {
 }
 
 // cryptSerial processes whole sectors of src into dst on this goroutine.
+// It runs under secretDo: the round keys it loads into registers, and a
+// signal's saved copy of them, are erased when it returns; the tweaks
+// are cleared.
 func (x *xtsCipher) cryptSerial(dst, src []byte, first uint64, enc bool) {
 	ss := x.sectorSize
-	var t []byte
-	if x.ek == nil {
-		t = make([]byte, ss) // the crypto/aes path's tweak scratch
-	}
-	for i := 0; i < len(src)/ss; i++ {
-		x.sector(dst[i*ss:(i+1)*ss], src[i*ss:(i+1)*ss], t, first+uint64(i), enc)
-	}
+	scratch := make([]byte, ss+16)
+	secretDo(func() {
+		for i := 0; i < len(src)/ss; i++ {
+			x.sector(dst[i*ss:(i+1)*ss], src[i*ss:(i+1)*ss], scratch, first+uint64(i), enc)
+		}
+		clear(scratch)
+	})
 }
 
 // crypt processes whole sectors of src into dst, starting at sector
@@ -149,10 +207,7 @@ func (x *xtsCipher) crypt(dst, src []byte, first uint64, enc bool) {
 		wg.Add(1)
 		go func(a, b int) {
 			defer wg.Done()
-			t := make([]byte, ss)
-			for i := a; i < b; i++ {
-				x.sector(dst[i*ss:(i+1)*ss], src[i*ss:(i+1)*ss], t, first+uint64(i), enc)
-			}
+			x.cryptSerial(dst[a*ss:b*ss], src[a*ss:b*ss], first+uint64(a), enc)
 		}(a, b)
 	}
 	wg.Wait()

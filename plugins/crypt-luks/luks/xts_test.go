@@ -2,10 +2,13 @@ package luks
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/crypto/xts"
 )
@@ -80,22 +83,75 @@ func TestXTSRefusesOddSectorSizes(t *testing.T) {
 	}
 }
 
+// wipe leaves no round key anywhere in the crypto/aes blocks nor in this
+// package's buffers: before it the blocks' memory holds the key's
+// halves, after it none of the blocks' bytes are set.
+func TestWipeClearsAllRoundKeys(t *testing.T) {
+	for _, asm := range []bool{false, true} {
+		if asm && !haveAESNI {
+			continue
+		}
+		noAsm = !asm
+		key := make([]byte, 64)
+		for i := range key {
+			key[i] = byte(i*7 + 1)
+		}
+		x, err := newXTS(key, 4096, 0)
+		noAsm = false
+		if err != nil {
+			t.Fatal(err)
+		}
+		k1, k2 := blockBytes(x.k1), blockBytes(x.k2)
+		if !bytes.Contains(k1, key[:16]) && !bytes.Contains(k1, wordSwapped(key[:16])) {
+			t.Fatalf("asm=%v: the first block's memory does not show its key: the check below could not fail", asm)
+		}
+		if asm && !bytes.Equal(x.ek[:32], key[:32]) {
+			t.Fatalf("the AES-NI round keys do not start with the key")
+		}
+		x.wipe()
+		for _, b := range [][]byte{k1, k2} {
+			if !bytes.Equal(b, make([]byte, len(b))) {
+				t.Errorf("asm=%v: a crypto/aes block keeps non-zero bytes after wipe", asm)
+			}
+		}
+		if x.ek != nil || x.dk != nil || x.k1 != nil || x.k2 != nil {
+			t.Errorf("asm=%v: the cipher still refers to its keys", asm)
+		}
+	}
+}
+
+// blockBytes is the memory behind a cipher.Block (a pointer to a struct
+// of round keys), seen in place.
+func blockBytes(b cipher.Block) []byte {
+	v := reflect.ValueOf(b).Elem()
+	return unsafe.Slice((*byte)(unsafe.Pointer(v.UnsafeAddr())), v.Type().Size())
+}
+
+func wordSwapped(b []byte) []byte {
+	s := make([]byte, len(b))
+	for i := 0; i+3 < len(b); i += 4 {
+		s[i], s[i+1], s[i+2], s[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	return s
+}
+
 // The key schedule gives FIPS-197's published last round keys (the XTS
 // test above checks every round through the cipher's output).
 func TestExpandKeyKnownAnswer(t *testing.T) {
 	// FIPS-197 Appendix A.3: the last round key of the AES-256 example.
 	key := []byte{0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae, 0xf0, 0x85, 0x7d, 0x77, 0x81,
 		0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61, 0x08, 0xd7, 0x2d, 0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4}
-	xk, nr := expandKey(key)
-	if nr != 14 || len(xk) != 15*16 {
-		t.Fatalf("%d rounds, %d bytes of keys", nr, len(xk))
+	xk := make([]byte, 15*16)
+	if nr := expandKey(xk, key); nr != 14 {
+		t.Fatalf("%d rounds, want 14", nr)
 	}
 	if got, want := fmt.Sprintf("%x", xk[14*16:]), "fe4890d1e6188d0b046df344706c631e"; got != want {
 		t.Fatalf("last round key %s, want %s", got, want)
 	}
 	// FIPS-197 Appendix A.1: AES-128.
 	key = []byte{0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c}
-	xk, nr = expandKey(key)
+	xk = make([]byte, 11*16)
+	nr := expandKey(xk, key)
 	if got, want := fmt.Sprintf("%x", xk[10*16:]), "d014f9a8c9ee2589e13f0cc8b6630ca6"; nr != 10 || got != want {
 		t.Fatalf("%d rounds, last round key %s, want 10 and %s", nr, got, want)
 	}

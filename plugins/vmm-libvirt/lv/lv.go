@@ -215,7 +215,8 @@ func (p *Plugin) commitTops(m *machine) error {
 }
 
 func newMachine(spec vmm.Spec, machineDir string) (*machine, error) {
-	run, err := os.MkdirTemp("", "soulpad-libvirt-")
+	// The console socket and log: on tmpfs, not the host's disk.
+	run, err := vmm.RunDir("libvirt-", "console.sock")
 	if err != nil {
 		return nil, err
 	}
@@ -293,9 +294,13 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 	if m.tops, err = p.chain().BootTops(ctx, req.MachineDir, req.Spec.Disks, req.From); err != nil {
 		return fail(err)
 	}
+	if err := writeMachineConf(m.runDir, req.Spec); err != nil {
+		return fail(err)
+	}
 	p.events.Reset()
 	p.vm = m // events for this domain find it from here on
 	dom, err := p.conn.DomainCreateXML(p.xml(m), 0)
+	removeMachineConf(m.runDir)
 	if err != nil {
 		p.vm = nil
 		return fail(fmt.Errorf("vmm-libvirt: start %s: %s: %w", req.Spec.Name, lverr(err), sdk.ErrIncompatibleHost))
@@ -417,9 +422,14 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		flags |= libvirt.DOMAIN_SAVE_BYPASS_CACHE
 	}
 	m.name = domainName(xml)
+	if err := writeMachineConf(m.runDir, req.Spec); err != nil {
+		return fail(err)
+	}
 	p.events.Reset()
 	p.vm = m
-	if err := p.conn.DomainRestoreFlags(state, xml, flags); err != nil {
+	err = p.conn.DomainRestoreFlags(state, xml, flags)
+	removeMachineConf(m.runDir)
+	if err != nil {
 		return fail(fmt.Errorf("vmm-libvirt: resume: %s: %w", lverr(err), restoreErr(err)))
 	}
 	dom, err := p.conn.LookupDomainByName(m.name)

@@ -111,3 +111,74 @@ func TestDomainsOfDeadPluginsAreReaped(t *testing.T) {
 		t.Errorf("the domain of a live process %s was destroyed:\n%s", owned, out)
 	}
 }
+
+// argvWith lists the processes whose argv contains s.
+func argvWith(s string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), s) {
+			out = append(out, p+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// The guest's kernel command line is on no argv any local user reads in
+// /proc (libvirt would put <cmdline> on QEMU's), neither after a start nor
+// after a restore, and the guest still gets it (its console, which the
+// command line turns on, shows the counter). The console's socket and log
+// are in the runtime directory, not the host's disk.
+func TestGuestCmdlineOffArgv(t *testing.T) {
+	o := opts(t)
+	v := sdktest.InProcess(t, lv.New()).(vmm.VMM)
+	ctx := context.Background()
+	if _, err := v.Configure(ctx, sdk.ConfigureRequest{Config: o.Config}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spec := guestSpec(t, dir)
+	marker := fmt.Sprintf("soulpad.marker=%d", time.Now().UnixNano())
+	spec.Cmdline += " " + marker
+	st, err := v.Start(ctx, vmm.StartRequest{Spec: spec, MachineDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.PowerOff(ctx, vmm.PowerOffRequest{Force: true})
+	if !strings.HasPrefix(st.Console.Log, sdk.RuntimeDirPath()+"/") {
+		t.Errorf("the console log is at %s, not under %s", st.Console.Log, sdk.RuntimeDirPath())
+	}
+	check := func(when string, con vmm.Console, after uint64) uint64 {
+		t.Helper()
+		m := vmmtest.Machine{Spec: spec, Dir: dir, Console: con}
+		deadline := time.Now().Add(4 * time.Minute)
+		for {
+			if n, ok := testguest.Progress(ctx, v, m); ok && n > after {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the guest's counter did not move past %d", when, after)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if qemu := argvWith("guest=soulpad-" + spec.Name + "-"); len(qemu) == 0 {
+			t.Fatalf("%s: no QEMU runs the domain: the check below would see nothing", when)
+		}
+		if leak := argvWith(marker); len(leak) > 0 {
+			t.Errorf("%s: the guest's command line is on an argv: %v", when, leak)
+		}
+		n, _ := testguest.Progress(ctx, v, m)
+		return n
+	}
+	n := check("after start", st.Console, 0)
+	state := t.TempDir()
+	su, err := v.Suspend(ctx, vmm.SuspendRequest{Name: spec.Name, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: dir, StateDir: state, Description: su.Description})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("after resume", re.Console, n)
+}

@@ -2,6 +2,7 @@ package lv
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -62,14 +63,16 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 		vcpus = 1
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "<domain type='%s'>\n  <name>%s</name>\n  <memory unit='MiB'>%d</memory>\n  <vcpu>%d</vcpu>\n", typ, esc(name), spec.MemoryMiB, vcpus)
+	fmt.Fprintf(&b, "<domain type='%s' xmlns:qemu='%s'>\n  <name>%s</name>\n  <memory unit='MiB'>%d</memory>\n  <vcpu>%d</vcpu>\n", typ, qemuNS, esc(name), spec.MemoryMiB, vcpus)
 	fmt.Fprintf(&b, "  <os>\n    <type arch='x86_64' machine='%s'>hvm</type>\n", esc(machineType))
 	if spec.Kernel != "" {
 		fmt.Fprintf(&b, "    <kernel>%s</kernel>\n", esc(path(spec.Kernel)))
 		if spec.Initrd != "" {
 			fmt.Fprintf(&b, "    <initrd>%s</initrd>\n", esc(path(spec.Initrd)))
 		}
-		fmt.Fprintf(&b, "    <cmdline>%s</cmdline>\n", esc(spec.Cmdline))
+		if !cmdlineInFile(spec.Cmdline) {
+			fmt.Fprintf(&b, "    <cmdline>%s</cmdline>\n", esc(spec.Cmdline))
+		}
 	}
 	b.WriteString("  </os>\n  <features><acpi/></features>\n  " + cpuXML(spec.CPUModel) + "\n")
 	b.WriteString("  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n")
@@ -86,6 +89,37 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 	}
 	fmt.Fprintf(&b, "    <serial type='unix'><source mode='bind' path='%s'/><log file='%s' append='on'/><target port='0'/></serial>\n",
 		esc(filepath.Join(runDir, "console.sock")), esc(filepath.Join(runDir, "console.log")))
-	b.WriteString("    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n</domain>\n")
+	b.WriteString("    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n")
+	if spec.Kernel != "" && cmdlineInFile(spec.Cmdline) {
+		// libvirt would put <cmdline> on QEMU's argv, which any local
+		// user reads in /proc: QEMU reads it from a file in the private
+		// run directory instead (writeMachineConf).
+		fmt.Fprintf(&b, "  <qemu:commandline><qemu:arg value='-readconfig'/><qemu:arg value='%s'/></qemu:commandline>\n", esc(filepath.Join(runDir, machineConf)))
+	}
+	b.WriteString("</domain>\n")
 	return b.String()
 }
+
+const (
+	qemuNS      = "http://libvirt.org/schemas/domain/qemu/1.0"
+	machineConf = "machine.conf"
+)
+
+// cmdlineInFile says whether the kernel command line goes to QEMU in a
+// config file: any that QEMU's config syntax can quote (no quote, line
+// break or backslash); others stay in <cmdline>.
+func cmdlineInFile(cmdline string) bool {
+	return cmdline != "" && !strings.ContainsAny(cmdline, "\"\n\r\\")
+}
+
+// writeMachineConf writes the file domainXML's -readconfig names, for a
+// QEMU about to start (or to restore: it must exist then too).
+func writeMachineConf(runDir string, spec vmm.Spec) error {
+	if spec.Kernel == "" || !cmdlineInFile(spec.Cmdline) {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(runDir, machineConf), []byte("[machine]\n  append = \""+spec.Cmdline+"\"\n"), 0o600)
+}
+
+// removeMachineConf removes it once QEMU has read it.
+func removeMachineConf(runDir string) { _ = os.Remove(filepath.Join(runDir, machineConf)) }

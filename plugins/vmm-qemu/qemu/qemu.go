@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,8 +226,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 func (p *Plugin) launch(ctx context.Context, v *proc, incoming bool) error {
 	// QMP and console sockets and the console log: on tmpfs, not the
 	// host's disk (the guest's console is the user's).
-	sweepRunDirs(sdk.RuntimeDir())
-	dir, err := os.MkdirTemp(sdk.RuntimeDir(), "qemu-")
+	dir, err := vmm.RunDir("qemu-", "qmp.sock")
 	if err != nil {
 		return err
 	}
@@ -761,23 +759,4 @@ func (p *Plugin) Shutdown() {
 	}
 	// reap would remove it too, but the process may end first.
 	_ = os.RemoveAll(v.runDir)
-}
-
-// sweepRunDirs removes the run directories of QEMUs that are gone (their
-// plugin was killed outright): nobody answers their QMP socket. A
-// directory younger than a minute may be one being set up; it stays.
-func sweepRunDirs(base string) {
-	dirs, _ := filepath.Glob(filepath.Join(base, "qemu-*"))
-	for _, d := range dirs {
-		fi, err := os.Lstat(d)
-		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < time.Minute {
-			continue
-		}
-		c, err := net.DialTimeout("unix", filepath.Join(d, "qmp.sock"), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			continue
-		}
-		_ = os.RemoveAll(d)
-	}
 }

@@ -1,4 +1,4 @@
-package qemu
+package vmm
 
 import (
 	"net"
@@ -34,14 +34,15 @@ func TestSweepRunDirs(t *testing.T) {
 	}
 	defer ln.Close()
 	young := mk("qemu-young", time.Now())
+	other := mk("libvirt-dead", old)                   // another plugin's prefix
 	if err := os.Chtimes(live, old, old); err != nil { // the socket made it new again
 		t.Fatal(err)
 	}
-	sweepRunDirs(base)
+	SweepRunDirs(base, "qemu-", "qmp.sock")
 	if _, err := os.Stat(dead); err == nil {
 		t.Error("a dead QEMU's run directory (with the console log) is left")
 	}
-	for _, d := range []string{live, young} {
+	for _, d := range []string{live, young, other} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s was removed: %v", d, err)
 		}
