@@ -10,6 +10,7 @@ packages=(
   busybox-static      # the demo guest's initramfs
   cpio                # packing the initramfs
   cryptsetup-bin      # crypt-luks
+  xfsprogs            # crypt-luks: XFS with reflink inside the vault (mapped guest memory)
   fuse3               # userspace unlock engines
   gocryptfs           # crypt-gocryptfs
   restic              # backup-restic

@@ -30,7 +30,7 @@ type kernelVolume struct {
 }
 
 // kernelUnlock opens the container at path with dm-crypt through luks.go
-// and mounts its ext4 at mnt.
+// and mounts its file system at mnt.
 func kernelUnlock(path string, secret []byte, name, mnt string) (*kernelVolume, error) {
 	kv := &kernelVolume{name: name, mnt: mnt}
 	dev := path
@@ -92,7 +92,10 @@ func dmNode(name string) (string, error) {
 func mountRetry(dev, mnt string) error {
 	var err error
 	for i := 0; i < 20; i++ {
-		err = syscall.Mount(dev, mnt, "ext4", syscall.MS_NOSUID|syscall.MS_NODEV, "")
+		var fsType string
+		if fsType, err = detectFS(dev); err == nil {
+			err = syscall.Mount(dev, mnt, fsType, syscall.MS_NOSUID|syscall.MS_NODEV, "")
+		}
 		if err == nil {
 			return os.Chmod(mnt, 0o700) // mkfs makes the root 0755
 		}

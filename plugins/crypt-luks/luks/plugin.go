@@ -53,6 +53,11 @@ type Config struct {
 	// overwrite in place. Off, the container starts sparse: quicker to
 	// make, but a file system that allocates serializes direct writes.
 	Fill bool `json:"fill"`
+	// Filesystem inside new containers: "xfs" (with reflink, so a VMM
+	// plugin can seal a memory file by cloning it), "ext4", or "auto":
+	// xfs where mkfs.xfs exists and the container has 512 MiB or more
+	// (XFS needs 300 MiB), else ext4. Unlock mounts either.
+	Filesystem string `json:"filesystem"`
 }
 
 // Plugin is crypt-luks.
@@ -82,7 +87,7 @@ func New(log hclog.Logger) *Plugin {
 }
 
 func defaults() Config {
-	return Config{Engine: "auto", Argon2MemoryKiB: 65536, Argon2Iterations: 4, Argon2Threads: 2, Fill: true}
+	return Config{Engine: "auto", Argon2MemoryKiB: 65536, Argon2Iterations: 4, Argon2Threads: 2, Fill: true, Filesystem: "auto"}
 }
 
 var (
@@ -95,7 +100,7 @@ var (
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "crypt-luks", Kind: sdk.KindCrypt, Version: Version, APIVersions: []int{crypt.APIVersion},
 		Capabilities: []string{crypt.CapCredentials, crypt.CapKeyFile},
-		Description:  "LUKS2 container with ext4 inside; dm-crypt, or a userspace engine over FUSE"}, nil
+		Description:  "LUKS2 container with XFS (reflink) or ext4 inside; dm-crypt, or a userspace engine over FUSE"}, nil
 }
 
 // Configure implements sdk.Plugin.
@@ -109,6 +114,11 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	default:
 		return sdk.ConfigureResponse{}, fmt.Errorf("crypt-luks: engine %q: want auto, kernel or userspace: %w", c.Engine, sdk.ErrInvalidConfig)
 	}
+	switch c.Filesystem {
+	case "auto", "xfs", "ext4":
+	default:
+		return sdk.ConfigureResponse{}, fmt.Errorf("crypt-luks: filesystem %q: want auto, xfs or ext4: %w", c.Filesystem, sdk.ErrInvalidConfig)
+	}
 	if c.Argon2MemoryKiB < 8192 || c.Argon2MemoryKiB > 4<<20 || c.Argon2Iterations < 4 || c.Argon2Iterations > 1000 || c.Argon2Threads < 1 || c.Argon2Threads > 16 {
 		return sdk.ConfigureResponse{}, fmt.Errorf("crypt-luks: argon2 settings out of range (memory 8192..4194304 KiB, iterations 4..1000 (cryptsetup's minimum is 4), threads 1..16): %w", sdk.ErrInvalidConfig)
 	}
@@ -116,6 +126,53 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	p.cfg = c
 	p.mu.Unlock()
 	return sdk.ConfigureResponse{}, nil
+}
+
+// filesystem is the file system for a new container of payload bytes.
+func (p *Plugin) filesystem(payload int64) (string, error) {
+	_, err := exec.LookPath("mkfs.xfs")
+	switch p.cfg.Filesystem {
+	case "ext4":
+		return "ext4", nil
+	case "xfs":
+		if err != nil {
+			return "", fmt.Errorf("crypt-luks: filesystem \"xfs\" needs mkfs.xfs (install xfsprogs): %w", sdk.ErrIncompatibleHost)
+		}
+		if payload < 320<<20 {
+			return "", fmt.Errorf("crypt-luks: filesystem \"xfs\" needs a vault of at least 336 MiB (XFS needs 300 MiB): %w", sdk.ErrInvalidArgument)
+		}
+		return "xfs", nil
+	}
+	if err == nil && payload >= 512<<20 {
+		return "xfs", nil
+	}
+	return "ext4", nil
+}
+
+// detectFS names the file system on the device or file at path: xfs or
+// ext4 (by their superblocks' magic numbers).
+func detectFS(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("crypt-luks: %w", err)
+	}
+	defer f.Close()
+	var sb [1084]byte
+	if _, err := f.ReadAt(sb[:], 0); err != nil {
+		return "", fmt.Errorf("crypt-luks: read the vault's file system: %w", err)
+	}
+	return fsOf(sb[:])
+}
+
+// fsOf names the file system whose first 1084 bytes are sb.
+func fsOf(sb []byte) (string, error) {
+	switch {
+	case len(sb) >= 4 && string(sb[:4]) == "XFSB":
+		return "xfs", nil
+	case len(sb) >= 1082 && sb[1080] == 0x53 && sb[1081] == 0xef:
+		return "ext4", nil
+	}
+	return "", fmt.Errorf("crypt-luks: the vault holds neither XFS nor ext4 (a wrong key would read as noise, but the key was checked): %w", sdk.ErrCorrupt)
 }
 
 // engine is the engine to use now.
@@ -208,6 +265,10 @@ func (p *Plugin) Create(ctx context.Context, req crypt.CreateRequest) (crypt.Cre
 	if size < 64<<20 {
 		return crypt.CreateResponse{}, fmt.Errorf("crypt-luks: a vault needs at least 64 MiB (16 MiB go to the LUKS2 header): %w", sdk.ErrInvalidArgument)
 	}
+	fsType, err := p.filesystem(size - 16<<20)
+	if err != nil {
+		return crypt.CreateResponse{}, err
+	}
 	tmp := req.VaultPath + ".creating"
 	_ = os.Remove(tmp)
 	fail := func(err error) (crypt.CreateResponse, error) {
@@ -228,7 +289,8 @@ func (p *Plugin) Create(ctx context.Context, req crypt.CreateRequest) (crypt.Cre
 	if err := cryptsetup(ctx, sec, nil, append(args, "--key-file", "-", tmp)...); err != nil {
 		return fail(err)
 	}
-	// ext4 inside, through the userspace engine (no device-mapper needed).
+	// The file system inside, through the userspace engine (no
+	// device-mapper needed).
 	u, err := unseal(tmp, sec)
 	if err != nil {
 		return fail(err)
@@ -252,10 +314,14 @@ func (p *Plugin) Create(ctx context.Context, req crypt.CreateRequest) (crypt.Cre
 		}
 		p.log.Debug("container filled", "mib", pl.size>>20, "seconds", time.Since(start).Seconds())
 	}
-	out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "soulpad", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0", pl.File()).CombinedOutput()
+	mkfs := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "soulpad", "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0", pl.File())
+	if fsType == "xfs" {
+		mkfs = exec.CommandContext(ctx, "mkfs.xfs", "-q", "-f", "-K", "-m", "reflink=1", "-L", "soulpad", pl.File())
+	}
+	out, err := mkfs.CombinedOutput()
 	cerr := pl.close()
 	if err != nil {
-		return fail(fmt.Errorf("mkfs.ext4: %v: %s", err, out))
+		return fail(fmt.Errorf("mkfs.%s: %v: %s", fsType, err, out))
 	}
 	if cerr != nil {
 		return fail(cerr)
@@ -311,10 +377,15 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: losetup: %v: %s", err, lo)
 	}
 	pl.loop = strings.TrimSpace(string(lo))
-	out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "nosuid,nodev", pl.loop, req.MountDir).CombinedOutput()
+	fsType, err := detectFS(pl.File())
 	if err != nil {
 		pl.close()
-		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: mount the vault's ext4: %v: %s", err, strings.TrimSpace(string(out)))
+		return crypt.UnlockResponse{}, err
+	}
+	out, err := exec.CommandContext(ctx, "mount", "-t", fsType, "-o", "nosuid,nodev", pl.loop, req.MountDir).CombinedOutput()
+	if err != nil {
+		pl.close()
+		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: mount the vault's %s: %v: %s", fsType, err, strings.TrimSpace(string(out)))
 	}
 	// mkfs makes the root 0755: other local users could list the vault.
 	if err := os.Chmod(req.MountDir, 0o700); err != nil {
@@ -324,7 +395,7 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 	return crypt.UnlockResponse{PlaintextDir: req.MountDir}, nil
 }
 
-// Lock implements crypt.Crypt: ext4 is unmounted first, then the loop
+// Lock implements crypt.Crypt: the file system is unmounted first, then the loop
 // device goes, then the FUSE payload (or the dm-crypt mapping) and the
 // key with it. Lock on a locked vault returns nil.
 func (p *Plugin) Lock(_ context.Context, req crypt.LockRequest) (crypt.LockResponse, error) {
@@ -353,7 +424,7 @@ func (p *Plugin) Lock(_ context.Context, req crypt.LockRequest) (crypt.LockRespo
 // Shutdown implements sdk.Shutdowner. It waits for a call in flight (a
 // cancelled create removes its half-made file and unmounts) and locks any
 // vault still open: the userspace engine's FUSE server ends with this
-// process, and ext4 must be unmounted, its data written, before it does.
+// process, and the file system must be unmounted, its data written, before it does.
 func (p *Plugin) Shutdown() {
 	p.mu.Lock()
 	var open []string
