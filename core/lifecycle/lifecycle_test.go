@@ -553,3 +553,75 @@ func TestChangedPadPluginStopsTheSession(t *testing.T) {
 		t.Fatalf("after accepting: %v", err)
 	}
 }
+
+// A point's mapped file (guest RAM a VMM maps) is not read before the
+// resume but checked beside the running machine. Intact, the session
+// suspends a new point as usual, which marks its own mapped file.
+// Damaged, the machine is stopped without suspending anything on top of
+// it, the session says so as a refused point, and the point is kept.
+func TestMappedFileCheckedBesideTheRunningMachine(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pad")
+	extra := `plugin "vmm-counter" { mapped_mib = 16 }`
+	cfg := siteConfig(t, dir, extra)
+	initPad(t, cfg)
+	first, err := session(t, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	points := filepath.Join(dir, "vault/machines/soul/points")
+	manifest := func(id string) pad.Manifest {
+		b, err := os.ReadFile(filepath.Join(points, id, pad.ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m pad.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	mapped := func(m pad.Manifest) bool {
+		for _, f := range m.Files {
+			if f.Name == counter.MappedFile {
+				return f.Mapped && len(f.SHA256) == 64
+			}
+		}
+		return false
+	}
+	if !mapped(manifest(first.Point)) {
+		t.Fatalf("the point's manifest does not mark %s mapped with its checksum: %+v", counter.MappedFile, manifest(first.Point).Files)
+	}
+	second, err := session(t, cfg, nil)
+	if err != nil || second.ResumedFrom != first.Point || !mapped(manifest(second.Point)) {
+		t.Fatalf("resuming a point with a mapped file: %+v, %v", second, err)
+	}
+	es, _ := pad.LastSession(filepath.Join(dir, "journal"))
+	checked := false
+	for _, e := range es {
+		checked = checked || strings.Contains(e.Message, "mapped memory checked")
+	}
+	if !checked {
+		t.Error("the journal does not say the mapped file was checked")
+	}
+
+	// One byte of the newest point's mapped file changes.
+	ram := filepath.Join(points, second.Point, counter.MappedFile)
+	f, err := os.OpenFile(ram, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff}, 12345)
+	f.Close()
+	before, _ := os.ReadDir(points)
+	_, err = session(t, cfg, nil)
+	if !errors.Is(err, lifecycle.ErrRefusedPoint) || !errors.Is(err, sdk.ErrCorrupt) || !strings.Contains(err.Error(), counter.MappedFile) {
+		t.Fatalf("a damaged mapped file: %v; want a refused, corrupt point naming the file", err)
+	}
+	after, _ := os.ReadDir(points)
+	if len(after) != len(before) {
+		t.Fatalf("points before %d, after %d: something was sealed on top of damaged memory", len(before), len(after))
+	}
+	if _, err := os.Stat(ram); err != nil {
+		t.Fatal("the damaged point was removed")
+	}
+}

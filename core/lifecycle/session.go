@@ -122,8 +122,12 @@ type Session struct {
 	machineSpec  vmm.Spec
 	// resume: the machine as it runs (its spec, description, console),
 	// the point its disk comes from, and its generation.
-	spec    vmm.Spec
-	desc    string
+	spec vmm.Spec
+	desc string
+	// checked delivers the result of checking the resumed point's mapped
+	// files (its guest RAM) beside the running machine; nil when there is
+	// nothing left to check.
+	checked chan error
 	console vmm.Console
 	parent  string
 	gen     int
@@ -473,7 +477,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 			return fmt.Errorf("%w: suspend point %s was made by %s %s (CPU model %q, machine %s), and only that VMM plugin can resume it, not %s: set plugins.vmm = %q to resume it, or run `soulpad run --cold-boot` to boot its disk with %s (the point is kept); nothing was changed",
 				ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineType(p.Manifest.Description), s.vmm.Name, made, s.vmm.Name)
 		}
-		if err := p.Verify(); err != nil {
+		if err := p.VerifyEager(); err != nil {
 			return refusal(*p, err)
 		}
 		if m := p.Manifest.Spec.MemoryMiB; m > 0 {
@@ -514,6 +518,23 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		s.cpuFeatures = out.CPUFeatures
 		s.desc = p.Manifest.Description
 		s.parent = p.Manifest.ID
+		if p.HasMapped() {
+			// The guest's RAM is read as the guest touches it: check the
+			// point's copy beside it, and suspend nothing on top of it
+			// before the check has passed.
+			vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			s.r.push("stop checking the point", func(context.Context) error { cancel(); return nil })
+			s.checked = make(chan error, 1)
+			point := *p
+			go func() {
+				start := time.Now()
+				err := point.VerifyMapped(vctx)
+				if err == nil {
+					_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: fmt.Sprintf("point %s's mapped memory checked in %.1f s", point.Manifest.ID, time.Since(start).Seconds())})
+				}
+				s.checked <- err
+			}()
+		}
 		s.result.ResumedFrom = p.Manifest.ID
 		*note = "resumed " + p.Manifest.ID
 	} else {
@@ -636,6 +657,11 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 					return s.cryptDied()
 				case <-s.vmm.Done():
 					return fmt.Errorf("%s: the machine stopped unexpectedly: the plugin process exited, and the machine with it (see its log lines above): %w", s.vmm.Name, sdk.ErrPluginExited)
+				case err := <-s.checked:
+					s.checked = nil
+					if err != nil {
+						return s.damagedPoint(err)
+					}
 				case <-s.opts.SuspendRequests:
 					*note = "suspend requested"
 					return nil
@@ -678,6 +704,9 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 		if s.crypt.Exited() {
 			return errors.Join(err, s.cryptDied())
 		}
+		if errors.Is(err, ErrRefusedPoint) {
+			return err // the resumed point failed its check: no retry
+		}
 		st, serr := vm.Status(sctx, vmm.StatusRequest{Name: s.spec.Name})
 		if serr != nil || st.State != vmm.StateRunning || attempt >= maxSuspendAttempts || ctx.Err() != nil {
 			return err
@@ -686,8 +715,30 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 	}
 }
 
+// damagedPoint ends a session whose resumed point failed its check
+// beside the running machine: the guest ran on memory that is not what
+// was sealed, so nothing is suspended on top of it; the machine is
+// powered off (the cleanup) and the point is kept.
+func (s *Session) damagedPoint(err error) error {
+	return fmt.Errorf("%w: %w; the machine ran on it for a moment and was stopped without suspending (its disk is kept as a point at the next run). `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
+		ErrRefusedPoint, err, s.parent)
+}
+
 // suspend writes a new suspend point and seals it.
 func (s *Session) suspend(ctx context.Context, note *string) error {
+	if s.checked != nil {
+		s.r.progress("  checking the resumed point's memory before sealing on top of it…")
+		var err error
+		select {
+		case err = <-s.checked:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		s.checked = nil
+		if err != nil {
+			return s.damagedPoint(err)
+		}
+	}
 	pend, err := s.machine.NewPending()
 	if err != nil {
 		return err
@@ -704,7 +755,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	var known []pad.FileSum
 	for _, f := range out.Sums {
-		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256})
+		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, Mapped: f.Mapped})
 	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
 		Kind:           pad.KindMemory,

@@ -1,6 +1,7 @@
 package pad
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/ctxio"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -96,6 +98,10 @@ type FileSum struct {
 	// the checksums of the file's chunks in order.
 	ChunkBytes  int64    `json:"chunk_bytes,omitempty"`
 	ChunkSHA256 []string `json:"chunk_sha256,omitempty"`
+	// Mapped: the VMM plugin maps the file (guest RAM) rather than reading
+	// it whole at resume; it is checked beside the running machine
+	// (VerifyMapped), not before it (VerifyEager).
+	Mapped bool `json:"mapped,omitempty"`
 }
 
 // Point kinds.
@@ -226,6 +232,7 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 			return Point{}, fmt.Errorf("seal suspend point: %w", err)
 		}
 		fs.Name = name
+		fs.Mapped = isMapped(known, name)
 		man.Files = append(man.Files, fs)
 	}
 	b, err := json.MarshalIndent(man, "", "  ")
@@ -244,6 +251,15 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 	}
 	p.dir = final
 	return Point{Dir: final, Manifest: man}, nil
+}
+
+func isMapped(known []FileSum, name string) bool {
+	for _, k := range known {
+		if k.Name == name && k.Mapped {
+			return true
+		}
+	}
+	return false
 }
 
 func findSum(known []FileSum, name string) (FileSum, bool) {
@@ -277,6 +293,10 @@ func syncKnown(path string, k FileSum) (FileSum, error) {
 }
 
 func sumFile(path string, sync bool) (FileSum, error) {
+	return sumFileCtx(context.Background(), path, sync)
+}
+
+func sumFileCtx(ctx context.Context, path string, sync bool) (FileSum, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return FileSum{}, err
@@ -288,7 +308,7 @@ func sumFile(path string, sync bool) (FileSum, error) {
 		}
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, ctxio.Reader{Ctx: ctx, R: f})
 	if err != nil {
 		return FileSum{}, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -403,8 +423,40 @@ func NextGeneration(sess SessionState, pts []Point) int {
 // mismatch is an error wrapping sdk.ErrCorrupt that names the file; the
 // point is never changed or removed.
 func (p Point) Verify() error {
+	return p.verify(context.Background(), func(FileSum) bool { return true })
+}
+
+// VerifyEager is Verify for the files a resume reads before the machine
+// runs: all but the mapped ones.
+func (p Point) VerifyEager() error {
+	return p.verify(context.Background(), func(f FileSum) bool { return !f.Mapped })
+}
+
+// VerifyMapped is Verify for the mapped files, which a resume checks
+// beside the running machine; it stops early when ctx ends.
+func (p Point) VerifyMapped(ctx context.Context) error {
+	return p.verify(ctx, func(f FileSum) bool { return f.Mapped })
+}
+
+// HasMapped says whether the point has mapped files.
+func (p Point) HasMapped() bool {
 	for _, f := range p.Manifest.Files {
-		got, err := sumFile(filepath.Join(p.Dir, f.Name), false)
+		if f.Mapped {
+			return true
+		}
+	}
+	return false
+}
+
+func (p Point) verify(ctx context.Context, which func(FileSum) bool) error {
+	for _, f := range p.Manifest.Files {
+		if !which(f) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		got, err := sumFileCtx(ctx, filepath.Join(p.Dir, f.Name), false)
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("suspend point %s: %s is missing: %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
 		}

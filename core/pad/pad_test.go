@@ -1,6 +1,7 @@
 package pad
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -192,4 +193,51 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("opened a pad that steers paths: %+v", p.Meta)
 		}
 	})
+}
+
+// A file the VMM marks mapped is checksummed at seal like any other, and
+// recorded as mapped: VerifyEager leaves it to VerifyMapped, and Verify
+// checks everything.
+func TestMappedFileVerifiedApart(t *testing.T) {
+	m := MachineIn(t.TempDir(), "soul")
+	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := m.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]string{"state": "device", "ram": strings.Repeat("r", 1<<16)} {
+		if err := os.WriteFile(filepath.Join(pend.Dir(), name), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pt, err := pend.Seal([]string{"state", "ram"}, Manifest{}, FileSum{Name: "ram", Mapped: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range pt.Manifest.Files {
+		if (f.Name == "ram") != f.Mapped || len(f.SHA256) != 64 {
+			t.Fatalf("recorded %+v", f)
+		}
+	}
+	if !pt.HasMapped() || pt.Verify() != nil || pt.VerifyEager() != nil || pt.VerifyMapped(context.Background()) != nil {
+		t.Fatal("an intact point does not verify")
+	}
+	if err := os.WriteFile(filepath.Join(pt.Dir, "ram"), []byte(strings.Repeat("x", 1<<16)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.VerifyEager(); err != nil {
+		t.Fatalf("VerifyEager read the mapped file: %v", err)
+	}
+	for _, err := range []error{pt.VerifyMapped(context.Background()), pt.Verify()} {
+		if !errors.Is(err, sdk.ErrCorrupt) || !strings.Contains(err.Error(), "ram") {
+			t.Fatalf("a damaged mapped file: %v", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := pt.VerifyMapped(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("VerifyMapped after its context ended: %v", err)
+	}
 }

@@ -35,7 +35,7 @@ func WithLoop(t testing.TB, file string, f func(dev string)) {
 
 // Decrypt decrypts a copy of container in place with cryptsetup alone
 // (`reencrypt --decrypt`, no device-mapper needed: it moves the plaintext
-// to offset 0) and mounts the ext4 inside read-only; the mount goes with
+// to offset 0) and mounts the file system inside read-only; the mount goes with
 // the test.
 func Decrypt(t testing.TB, container string, pass []byte) string {
 	t.Helper()
@@ -47,7 +47,11 @@ func Decrypt(t testing.TB, container string, pass []byte) string {
 	})
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o700)
-	Run(t, nil, "mount", "-o", "loop,ro", plain, mnt)
+	opts := "loop,ro"
+	if typ, _ := exec.Command("blkid", "-o", "value", "-s", "TYPE", plain).Output(); strings.TrimSpace(string(typ)) == "xfs" {
+		opts += ",nouuid" // the original may be mounted: same UUID
+	}
+	Run(t, nil, "mount", "-o", opts, plain, mnt)
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	return mnt
 }

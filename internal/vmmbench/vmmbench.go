@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,4 +94,110 @@ func DD(b *testing.B, n int64) (write, read time.Duration) {
 		b.Fatalf("dd: %v %s", err, out)
 	}
 	return write, time.Since(t0)
+}
+
+// DeviceWritten is how many bytes the block device holding the file
+// system at dir has written since boot (its sysfs stat): the bytes that
+// reached the "pad".
+func DeviceWritten(b testing.TB, dir string) int64 {
+	b.Helper()
+	src := mountSource(b, dir)
+	st, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(src), "stat"))
+	if err != nil {
+		b.Fatalf("the device under %s (%s): %v", dir, src, err)
+	}
+	f := strings.Fields(string(st))
+	if len(f) < 7 {
+		b.Fatalf("%s: short stat %q", src, st)
+	}
+	var sectors int64
+	fmt.Sscan(f[6], &sectors)
+	return sectors * 512
+}
+
+// mountSource is the device mounted at dir.
+func mountSource(b testing.TB, dir string) string {
+	b.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 10 || f[4] != dir {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+2 < len(f) {
+				return f[i+2]
+			}
+		}
+	}
+	b.Fatalf("nothing is mounted at %s", dir)
+	return ""
+}
+
+// CPUSeconds is the user and system CPU time this process and its
+// children have used so far, in seconds (children once reaped).
+func CPUSeconds() float64 {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
+
+// ProcCPUSeconds is the CPU time process pid has used (0 once it is gone).
+func ProcCPUSeconds(pid int) float64 {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(st[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, stime float64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &stime)
+	return (ut + stime) / 100 // USER_HZ
+}
+
+// PidServing is the pid of the process whose argv names path (QEMU, by
+// its console socket), or 0.
+func PidServing(path string) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), path) {
+			var pid int
+			fmt.Sscan(filepath.Base(filepath.Dir(p)), &pid)
+			return pid
+		}
+	}
+	return 0
+}
+
+// Median is the median of xs (0 for none).
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// LoadAverage is the 1-minute load average.
+func LoadAverage() float64 {
+	b, _ := os.ReadFile("/proc/loadavg")
+	var l float64
+	fmt.Sscan(string(b), &l)
+	return l
 }

@@ -179,7 +179,8 @@ type SuspendResponse struct {
 	Description string
 	// Sums, optional, are checksums of files the plugin computed as it
 	// wrote them; the core records them instead of reading those files
-	// again (it still fsyncs them and checks their size).
+	// again (it still fsyncs them and checks their size). An entry may
+	// also just mark a file Mapped.
 	Sums []FileSum
 }
 
@@ -195,6 +196,12 @@ type FileSum struct {
 	// order (the last chunk may be short). Empty when not computed.
 	ChunkBytes  uint64
 	ChunkSHA256 []string
+	// Mapped marks a file the plugin does not read whole at resume (guest
+	// RAM it maps, read as the guest touches it). SHA256 may then be
+	// empty: the core checksums the file at seal, and at resume checks
+	// it beside the running machine instead of before it, stopping the
+	// machine without suspending if it does not match.
+	Mapped bool
 }
 
 // ResumeRequest restores a machine from a sealed suspend point.

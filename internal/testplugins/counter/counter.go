@@ -12,6 +12,7 @@
 package counter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,10 @@ type Config struct {
 	// CrashAfterMS makes the whole plugin process exit this long after the
 	// machine starts, as a VMM that died would.
 	CrashAfterMS int `json:"crash_after_ms"`
+	// MappedMiB adds a "RAM" file of this size to each point, marked
+	// Mapped (as vmm-qemu's mapped memory is): the core checks it beside
+	// the running machine, not before it. Its bytes are never read back.
+	MappedMiB int `json:"mapped_mib"`
 }
 
 // Memory is what Suspend writes.
@@ -203,8 +208,20 @@ func (p *Plugin) Suspend(_ context.Context, req vmm.SuspendRequest) (vmm.Suspend
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-counter: suspend: %w", err)
 	}
 	p.running = false
-	return vmm.SuspendResponse{Files: []string{"memory.json"}, Description: m.Description}, nil
+	resp := vmm.SuspendResponse{Files: []string{"memory.json"}, Description: m.Description}
+	if p.cfg.MappedMiB > 0 {
+		ram := bytes.Repeat([]byte{byte(p.counter)}, p.cfg.MappedMiB<<20)
+		if err := os.WriteFile(filepath.Join(req.StateDir, MappedFile), ram, 0o600); err != nil {
+			return vmm.SuspendResponse{}, fmt.Errorf("vmm-counter: suspend: %w", err)
+		}
+		resp.Files = append(resp.Files, MappedFile)
+		resp.Sums = []vmm.FileSum{{Name: MappedFile, Mapped: true}}
+	}
+	return resp, nil
 }
+
+// MappedFile is the point's mapped file (Config.MappedMiB).
+const MappedFile = "memory.ram"
 
 // Resume implements vmm.VMM.
 func (p *Plugin) Resume(_ context.Context, req vmm.ResumeRequest) (vmm.ResumeResponse, error) {

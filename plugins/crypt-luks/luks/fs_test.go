@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ func mountedFS(t *testing.T, dir string) string {
 	return ""
 }
 
-// A vault of 512 MiB or more gets XFS by default, and a file in it can be
+// A vault of 400 MiB or more gets XFS by default, and a file in it can be
 // cloned (FICLONE: what a VMM seals a memory file with); a smaller one
 // gets ext4, where cloning is refused. Both unlock again.
 func TestFilesystemByVaultSize(t *testing.T) {
@@ -71,6 +72,21 @@ func TestFilesystemByVaultSize(t *testing.T) {
 			defer c.Lock(ctx, crypt.LockRequest{VaultPath: vault})
 			if st, err := os.Stat(src); err != nil || st.Size() != 4<<20 {
 				t.Fatalf("after unlocking again: %v", err)
+			}
+			// A copy of the vault (a copied pad) opens beside the original,
+			// though its file system has the same UUID.
+			cp := filepath.Join(dir, "copy")
+			if out, err := exec.Command("cp", "--sparse=always", vault, cp).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v %s", err, out)
+			}
+			mnt2 := filepath.Join(dir, "mnt2")
+			os.Mkdir(mnt2, 0o700)
+			if _, err := c.Unlock(ctx, crypt.UnlockRequest{VaultPath: cp, Credential: crypt.Credential{Passphrase: goodPass}, MountDir: mnt2}); err != nil {
+				t.Fatalf("a copy of the vault beside it: %v", err)
+			}
+			defer c.Lock(ctx, crypt.LockRequest{VaultPath: cp})
+			if _, err := os.Stat(filepath.Join(mnt2, "ram")); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

@@ -94,7 +94,7 @@ func mountRetry(dev, mnt string) error {
 	for i := 0; i < 20; i++ {
 		var fsType string
 		if fsType, err = detectFS(dev); err == nil {
-			err = syscall.Mount(dev, mnt, fsType, syscall.MS_NOSUID|syscall.MS_NODEV, "")
+			err = syscall.Mount(dev, mnt, fsType, syscall.MS_NOSUID|syscall.MS_NODEV, mountData(fsType, ""))
 		}
 		if err == nil {
 			return os.Chmod(mnt, 0o700) // mkfs makes the root 0755

@@ -55,7 +55,7 @@ type Config struct {
 	Fill bool `json:"fill"`
 	// Filesystem inside new containers: "xfs" (with reflink, so a VMM
 	// plugin can seal a memory file by cloning it), "ext4", or "auto":
-	// xfs where mkfs.xfs exists and the container has 512 MiB or more
+	// xfs where mkfs.xfs exists and the container has 400 MiB or more
 	// (XFS needs 300 MiB), else ext4. Unlock mounts either.
 	Filesystem string `json:"filesystem"`
 }
@@ -143,7 +143,7 @@ func (p *Plugin) filesystem(payload int64) (string, error) {
 		}
 		return "xfs", nil
 	}
-	if err == nil && payload >= 512<<20 {
+	if err == nil && payload >= 384<<20 {
 		return "xfs", nil
 	}
 	return "ext4", nil
@@ -162,6 +162,17 @@ func detectFS(path string) (string, error) {
 		return "", fmt.Errorf("crypt-luks: read the vault's file system: %w", err)
 	}
 	return fsOf(sb[:])
+}
+
+// mountData are the file system's own mount options, after sep. XFS
+// refuses a second file system with the same UUID, and a copied pad (a
+// backup restored beside its original, a pad moved to another disk) has
+// one: nouuid mounts it anyway.
+func mountData(fsType, sep string) string {
+	if fsType == "xfs" {
+		return sep + "nouuid"
+	}
+	return ""
 }
 
 // fsOf names the file system whose first 1084 bytes are sb.
@@ -382,7 +393,7 @@ func (p *Plugin) Unlock(ctx context.Context, req crypt.UnlockRequest) (crypt.Unl
 		pl.close()
 		return crypt.UnlockResponse{}, err
 	}
-	out, err := exec.CommandContext(ctx, "mount", "-t", fsType, "-o", "nosuid,nodev", pl.loop, req.MountDir).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "mount", "-t", fsType, "-o", "nosuid,nodev"+mountData(fsType, ","), pl.loop, req.MountDir).CombinedOutput()
 	if err != nil {
 		pl.close()
 		return crypt.UnlockResponse{}, fmt.Errorf("crypt-luks: mount the vault's %s: %v: %s", fsType, err, strings.TrimSpace(string(out)))

@@ -27,6 +27,13 @@ type Config struct {
 	// MaxBandwidthMiBps caps the suspend stream; 0 means as fast as the
 	// disk goes (QEMU's own default is 128 MiB/s).
 	MaxBandwidthMiBps int `json:"max_bandwidth_mibps"`
+	// Memory is where guest RAM lives: "mapped" (a file in the vault,
+	// cloned into each point, so a suspend writes what the guest changed
+	// and a resume starts at once; needs a vault that can clone files),
+	// "stream" (all RAM in the migration stream at every suspend, read
+	// whole at resume), or "auto" (the default: mapped where the vault
+	// can clone files, else stream).
+	Memory string `json:"memory"`
 	// ExtraArgs are appended to QEMU's command line; they must not change
 	// the machine's devices, or suspend points will not resume.
 	ExtraArgs []string `json:"extra_args"`
@@ -42,6 +49,9 @@ type Description struct {
 	MemoryMiB   uint64 `json:"memory_mib"`
 	VCPUs       int    `json:"vcpus"`
 	Devices     string `json:"devices"`
+	// Memory is "mapped" when the point's RAM is in RAMFile and StateFile
+	// holds only the device state; empty for a full stream.
+	Memory string `json:"memory,omitempty"`
 	// Disks maps each disk to the overlay (in disks/<name>/) that holds its
 	// state at the suspend point.
 	Disks map[string]string `json:"disks,omitempty"`

@@ -86,6 +86,13 @@ func (p *Plugin) Configure(ctx context.Context, req sdk.ConfigureRequest) (sdk.C
 	if err := req.Decode(&c); err != nil {
 		return sdk.ConfigureResponse{}, fmt.Errorf("vmm-qemu: %w", err)
 	}
+	switch c.Memory {
+	case "":
+		c.Memory = memoryAuto
+	case memoryAuto, memoryMapped, memoryStream:
+	default:
+		return sdk.ConfigureResponse{}, fmt.Errorf("vmm-qemu: memory = %q: want auto, mapped or stream: %w", c.Memory, sdk.ErrInvalidConfig)
+	}
 	if c.MaxBandwidthMiBps < 0 {
 		return sdk.ConfigureResponse{}, fmt.Errorf("vmm-qemu: max_bandwidth_mibps must not be negative: %w", sdk.ErrInvalidConfig)
 	}
@@ -105,8 +112,15 @@ type proc struct {
 	machineDir string
 	desc       Description
 	tops       map[string]string
-	exited     chan struct{}
-	waitErr    error
+	// ramFile is the running guest RAM file (mapped memory), or "".
+	ramFile string
+	// stopPrefetch ends the background read of ramFile; prefetched is
+	// closed when it has ended.
+	stopPrefetch context.CancelFunc
+	prefetched   chan struct{}
+	memOnce      sync.Once
+	exited       chan struct{}
+	waitErr      error
 
 	mu         sync.Mutex
 	stderr     []string
@@ -148,6 +162,14 @@ func devices(spec vmm.Spec) string {
 	return strings.Join(d, ",")
 }
 
+// memoryBackend is the -machine option that backs RAM with the file.
+func memoryBackend(v *proc) string {
+	if v.ramFile == "" {
+		return ""
+	}
+	return ",memory-backend=pc.ram"
+}
+
 // mac derives a stable MAC address from the machine name.
 func mac(name string) string {
 	h := sha256.Sum256([]byte(name))
@@ -163,7 +185,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 	a := []string{
 		"-nodefaults", "-no-user-config", "-no-reboot",
 		"-name", spec.Name,
-		"-machine", p.machineType + ",accel=" + accel,
+		"-machine", p.machineType + ",accel=" + accel + memoryBackend(v),
 		"-cpu", v.desc.CPU,
 		"-m", strconv.FormatUint(spec.MemoryMiB, 10),
 		"-smp", strconv.Itoa(spec.VCPUs),
@@ -173,6 +195,9 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 		"-mon", "chardev=qmp,mode=control",
 		"-chardev", "socket,id=ser0,path=" + filepath.Join(v.runDir, "console.sock") + ",server=on,wait=off,logfile=" + filepath.Join(v.runDir, "console.log") + ",logappend=on",
 		"-serial", "chardev:ser0",
+	}
+	if v.ramFile != "" {
+		a = append(a, memoryArgs(v.ramFile, spec.MemoryMiB)...)
 	}
 	if spec.Display == "auto" && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
 		a = append(a, "-display", "gtk")
@@ -316,6 +341,7 @@ func (p *Plugin) reap(v *proc) {
 		v.qmp.Close()
 	}
 	os.RemoveAll(v.runDir)
+	v.dropMemory()
 	p.mu.Lock()
 	if p.vm == v {
 		p.vm = nil
@@ -355,6 +381,21 @@ func (p *Plugin) quit(ctx context.Context, v *proc) {
 		p.kill(v)
 		<-v.exited
 	}
+	v.dropMemory()
+}
+
+// dropMemory, once QEMU has exited, ends the prefetch and removes the
+// running RAM file: points hold their own clones.
+func (v *proc) dropMemory() {
+	v.memOnce.Do(func() {
+		if v.stopPrefetch != nil {
+			v.stopPrefetch()
+			<-v.prefetched
+		}
+		if v.ramFile != "" {
+			_ = os.Remove(v.ramFile)
+		}
+	})
 }
 
 func (p *Plugin) emit(ev vmm.Event) { p.events.Publish(ev) }
@@ -403,9 +444,27 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		return vmm.StartResponse{}, err
 	}
 	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: p.expected(req.Spec), tops: tops}
+	mode, err := p.memoryMode(req.MachineDir)
+	if err != nil {
+		p.dropOverlays(v)
+		return vmm.StartResponse{}, err
+	}
+	if mode == memoryMapped {
+		if v.ramFile, err = newRAMFile(req.MachineDir); err == nil {
+			err = sizeRAMFile(v.ramFile, int64(req.Spec.MemoryMiB)<<20)
+		}
+		if err != nil {
+			p.dropOverlays(v)
+			return vmm.StartResponse{}, fmt.Errorf("vmm-qemu: start: the guest's RAM file: %w", err)
+		}
+		v.desc.Memory = memoryMapped
+	}
 	p.events.Reset()
 	if err := p.launch(ctx, v, false); err != nil {
 		p.dropOverlays(v)
+		if v.ramFile != "" {
+			os.Remove(v.ramFile)
+		}
 		return vmm.StartResponse{}, err
 	}
 	if err := p.commitTops(v); err != nil {
@@ -483,9 +542,14 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 			_ = v.qmp.Execute(context.WithoutCancel(ctx), "cont", nil, nil)
 		}
 		_ = os.Remove(filepath.Join(req.StateDir, StateFile))
+		_ = os.Remove(filepath.Join(req.StateDir, RAMFile))
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", err)
 	}
 	if err := v.qmp.Execute(ctx, "stop", nil, nil); err != nil {
+		return fail(err)
+	}
+	// Mapped RAM stays out of the stream: it is in the file already.
+	if err := setIgnoreShared(ctx, v); err != nil {
 		return fail(err)
 	}
 	bw := int64(p.cfg.MaxBandwidthMiBps) << 20
@@ -508,6 +572,12 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	copied = make(chan error, 1)
 	go func() {
 		_, err := io.Copy(sum, pr)
+		if err != nil {
+			// The state cannot be written (the vault's file system gave
+			// up): close the pipe, or QEMU waits on it forever; the
+			// migration then fails.
+			pr.Close()
+		}
 		copied <- err
 	}()
 	err = v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-suspend"}, int(pw.Fd()))
@@ -538,6 +608,18 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
+	var ramFiles []string
+	if v.ramFile != "" {
+		// The pages the guest changed reach the pad now; then the point
+		// gets its own copy of the file, sharing its blocks.
+		if err := syncFile(v.ramFile); err != nil {
+			return fail(err)
+		}
+		if err := cloneFile(ctx, filepath.Join(req.StateDir, RAMFile), v.ramFile); err != nil {
+			return fail(err)
+		}
+		ramFiles = []string{RAMFile}
+	}
 	p.quit(ctx, v)
 	desc := v.desc
 	files, frozen, err := p.chain().Freeze(v.machineDir, req.StateDir, v.spec.Disks, v.tops)
@@ -545,9 +627,14 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		return vmm.SuspendResponse{}, err
 	}
 	desc.Disks = frozen
-	files = append([]string{StateFile}, files...)
+	files = append(append([]string{StateFile}, ramFiles...), files...)
 	p.vm = nil
-	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: []vmm.FileSum{sum.Sum()}}, nil
+	sums := []vmm.FileSum{sum.Sum()}
+	if len(ramFiles) > 0 {
+		// Resume maps it: the core checks it beside the running guest.
+		sums = append(sums, vmm.FileSum{Name: RAMFile, Mapped: true})
+	}
+	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: sums}, nil
 }
 
 // Resume implements vmm.VMM.
@@ -592,9 +679,40 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return vmm.ResumeResponse{}, err
 	}
 	v := &proc{spec: req.Spec, machineDir: req.MachineDir, desc: want, tops: tops}
+	// A mapped point's RAM is cloned into a new running file; a stream
+	// point loads into a new file when this vault maps memory (its next
+	// suspend is then mapped), or into QEMU's own RAM.
+	mode := memoryStream
+	if desc.Memory == memoryMapped {
+		mode = memoryMapped
+	} else if mode, err = p.memoryMode(req.MachineDir); err != nil {
+		p.dropOverlays(v)
+		return vmm.ResumeResponse{}, err
+	}
+	if mode == memoryMapped {
+		if v.ramFile, err = newRAMFile(req.MachineDir); err == nil {
+			if desc.Memory == memoryMapped {
+				err = checkRAMFile(filepath.Join(req.StateDir, RAMFile), int64(req.Spec.MemoryMiB)<<20)
+				if err == nil {
+					err = cloneFile(ctx, v.ramFile, filepath.Join(req.StateDir, RAMFile))
+				}
+			} else {
+				err = sizeRAMFile(v.ramFile, int64(req.Spec.MemoryMiB)<<20)
+			}
+		}
+		if err != nil {
+			p.dropOverlays(v)
+			os.Remove(v.ramFile)
+			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the guest's RAM file: %w", err)
+		}
+		v.desc.Memory = memoryMapped
+	}
 	p.events.Reset()
 	if err := p.launch(ctx, v, true); err != nil {
 		p.dropOverlays(v)
+		if v.ramFile != "" {
+			os.Remove(v.ramFile)
+		}
 		return vmm.ResumeResponse{}, err
 	}
 	fail := func(err error) (vmm.ResumeResponse, error) {
@@ -627,6 +745,12 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, int(f.Fd())); err != nil {
 		return fail(err)
 	}
+	if desc.Memory == memoryMapped {
+		// Both ends must agree that RAM is not in the stream.
+		if err := setIgnoreShared(ctx, v); err != nil {
+			return fail(err)
+		}
+	}
 	if err := v.qmp.Execute(ctx, "migrate-incoming", map[string]any{"uri": "fd:soulpad-resume"}, nil); err != nil {
 		return fail(err)
 	}
@@ -639,8 +763,28 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	if err := p.commitTops(v); err != nil {
 		return fail(err)
 	}
+	if desc.Memory == memoryMapped {
+		// The guest faults its pages in as it touches them; read the rest
+		// ahead, so that it does not wait for each.
+		pctx, cancel := context.WithCancel(context.Background())
+		v.stopPrefetch, v.prefetched = cancel, make(chan struct{})
+		go func() {
+			defer close(v.prefetched)
+			prefetch(pctx, v.ramFile)
+		}()
+	}
 	p.vm = v
 	return vmm.ResumeResponse{Console: p.console(v), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
+}
+
+// setIgnoreShared keeps shared (file-backed) RAM out of the migration
+// stream, when v's RAM is a file.
+func setIgnoreShared(ctx context.Context, v *proc) error {
+	if v.ramFile == "" {
+		return nil
+	}
+	return v.qmp.Execute(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}, nil)
 }
 
 // waitIncoming waits until the incoming state has loaded (the machine is

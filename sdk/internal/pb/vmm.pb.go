@@ -468,6 +468,7 @@ type FileSum struct {
 	Sha256        string                 `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	ChunkBytes    uint64                 `protobuf:"varint,4,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
 	ChunkSha256   []string               `protobuf:"bytes,5,rep,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
+	Mapped        bool                   `protobuf:"varint,6,opt,name=mapped,proto3" json:"mapped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -535,6 +536,13 @@ func (x *FileSum) GetChunkSha256() []string {
 		return x.ChunkSha256
 	}
 	return nil
+}
+
+func (x *FileSum) GetMapped() bool {
+	if x != nil {
+		return x.Mapped
+	}
+	return false
 }
 
 type SuspendResponse struct {
@@ -1327,14 +1335,15 @@ const file_vmm_proto_rawDesc = "" +
 	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\x8d\x01\n" +
+	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xa5\x01\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1f\n" +
 	"\vchunk_bytes\x18\x04 \x01(\x04R\n" +
 	"chunkBytes\x12!\n" +
-	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\"r\n" +
+	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\x12\x16\n" +
+	"\x06mapped\x18\x06 \x01(\bR\x06mapped\"r\n" +
 	"\x0fSuspendResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +

@@ -57,6 +57,17 @@ type Options struct {
 	PowerOffSpec func(t *testing.T, machineDir string) vmm.Spec
 	// Timeout bounds each call and each wait (default 2 minutes).
 	Timeout time.Duration
+	// TempDir, when set, makes the fresh directories the suite uses for
+	// machines and suspend points (default t.TempDir): a plugin that
+	// behaves differently on another file system runs the suite there.
+	TempDir func(t *testing.T) string
+}
+
+func (s *suite) tempDir(t *testing.T) string {
+	if s.opt.TempDir != nil {
+		return s.opt.TempDir(t)
+	}
+	return t.TempDir()
 }
 
 type suite struct {
@@ -110,7 +121,7 @@ func (s *suite) fixture(t *testing.T, specFn func(*testing.T, string) vmm.Spec) 
 	if _, err := s.v.Configure(ctx, sdk.ConfigureRequest{Config: s.opt.Config}); err != nil {
 		t.Fatalf("Configure: %v", err)
 	}
-	dir := t.TempDir()
+	dir := s.tempDir(t)
 	m := Machine{Spec: specFn(t, dir), Dir: dir}
 	t.Cleanup(func() {
 		ctx, cancel := s.ctx()
@@ -197,7 +208,7 @@ func (s *suite) suspend(t *testing.T, m Machine) (string, vmm.SuspendResponse) {
 	t.Helper()
 	ctx, cancel := s.ctx()
 	defer cancel()
-	dir := t.TempDir()
+	dir := s.tempDir(t)
 	out, err := s.v.Suspend(ctx, vmm.SuspendRequest{Name: m.Spec.Name, StateDir: dir})
 	if err != nil {
 		t.Fatalf("Suspend: %v", err)
@@ -219,7 +230,7 @@ func (s *suite) nothingRunning(t *testing.T) {
 	s.state(t, m, vmm.StateStopped)
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.v.Suspend(ctx, vmm.SuspendRequest{Name: m.Spec.Name, StateDir: t.TempDir()}); !errors.Is(err, sdk.ErrNotRunning) {
+	if _, err := s.v.Suspend(ctx, vmm.SuspendRequest{Name: m.Spec.Name, StateDir: s.tempDir(t)}); !errors.Is(err, sdk.ErrNotRunning) {
 		t.Fatalf("Suspend with nothing running = %v; want sdk.ErrNotRunning", err)
 	}
 	if _, err := s.v.PowerOff(ctx, vmm.PowerOffRequest{Name: m.Spec.Name, Force: true}); err != nil {
@@ -283,7 +294,7 @@ func (s *suite) badState(t *testing.T) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: t.TempDir(), Description: desc})
+	_, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: s.tempDir(t), Description: desc})
 	if !errors.Is(err, sdk.ErrNotFound) && !errors.Is(err, sdk.ErrCorrupt) {
 		t.Fatalf("Resume from an empty dir = %v; want sdk.ErrNotFound or sdk.ErrCorrupt", err)
 	}
@@ -296,7 +307,7 @@ func (s *suite) badState(t *testing.T) {
 			biggest, size = f, st.Size()
 		}
 	}
-	bad := t.TempDir()
+	bad := s.tempDir(t)
 	for _, f := range sus.Files {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
@@ -384,7 +395,7 @@ func (s *suite) capabilities(t *testing.T) {
 		t.Fatal("Info announces disk-history but the plugin is no vmm.DiskHistory")
 	case !s.info.Has(vmm.CapDiskHistory) && ok:
 		// Over gRPC every client has the method; the plugin must refuse.
-		_, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: t.TempDir()})
+		_, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: s.tempDir(t)})
 		if !errors.Is(err, sdk.ErrUnsupported) {
 			t.Fatalf("no disk-history in Info, but KeepDisks = %v; want sdk.ErrUnsupported", err)
 		}
@@ -405,7 +416,7 @@ func (s *suite) diskHistory(t *testing.T) {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	kept := t.TempDir()
+	kept := s.tempDir(t)
 	k, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: kept})
 	if err != nil {
 		t.Fatalf("KeepDisks: %v", err)
