@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/soulpad/soulpad/internal/testguest"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -137,14 +139,13 @@ func mountSource(b testing.TB, dir string) string {
 	return ""
 }
 
-// CPUSeconds is the user and system CPU time this process and its
-// children have used so far, in seconds (children once reaped).
+// CPUSeconds is the user and system CPU time this process has used so
+// far, in seconds (not its children: add theirs with ProcCPUSeconds).
 func CPUSeconds() float64 {
-	var self, kids syscall.Rusage
+	var self syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+	return tv(self.Utime) + tv(self.Stime)
 }
 
 // ProcCPUSeconds is the CPU time process pid has used (0 once it is gone).
@@ -200,4 +201,30 @@ func LoadAverage() float64 {
 	var l float64
 	fmt.Sscan(string(b), &l)
 	return l
+}
+
+// DropCaches writes back and drops the page cache of the files under
+// each path (a directory or a file), so the next read comes from the
+// device: fsync, then fadvise(DONTNEED).
+func DropCaches(b testing.TB, paths ...string) {
+	b.Helper()
+	for _, root := range paths {
+		err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+			if err != nil || !fi.Mode().IsRegular() {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := f.Sync(); err != nil {
+				return err
+			}
+			return unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		})
+		if err != nil {
+			b.Fatalf("drop caches of %s: %v", root, err)
+		}
+	}
 }
