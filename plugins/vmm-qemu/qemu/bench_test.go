@@ -2,6 +2,8 @@ package qemu_test
 
 import (
 	"context"
+	"encoding/csv"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,6 +56,7 @@ type memCycle struct {
 	suspend1, suspend2, resumeCont, resumeTick, dd float64 // seconds
 	cpuSuspend2, cpuResume                         float64 // CPU-seconds (this process and QEMU)
 	bytes1, bytes2                                 int64   // reached the device
+	load                                           float64 // 1-minute load average after the run
 }
 
 // BenchmarkMappedMemory compares vmm-qemu's memory modes on XFS with
@@ -117,6 +120,31 @@ func BenchmarkMappedMemory(b *testing.B) {
 	w2 := med(cell{1024, "mapped"}, func(r memCycle) float64 { return float64(r.bytes2) / float64(1<<30) })
 	fmt.Printf("goals (mapped): second suspend wrote %.1f%% of RAM (goal ≤ 10%%); resume to tick 1 GiB/256 MiB %.2fx (goal ≤ 1.2x; stream %.2fx); 1 GiB resume to tick mapped/stream %.2fx\n",
 		w2*100, tick(1024, "mapped")/tick(256, "mapped"), tick(1024, "stream")/tick(256, "stream"), tick(1024, "mapped")/tick(1024, "stream"))
+	// Every run, for plotting or a spreadsheet.
+	csvPath := os.Getenv("SOULPAD_BENCH_CSV")
+	if csvPath == "" {
+		csvPath = filepath.Join(os.TempDir(), "soulpad-bench-memory.csv")
+	}
+	f, err := os.Create(csvPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"ram_mib", "mode", "run", "suspend1_s", "bytes1", "dd_s", "resume_cont_s", "resume_tick_s", "resume_cpu_s", "suspend2_s", "suspend2_cpu_s", "bytes2", "load_avg"})
+	for _, mib := range []uint64{256, 1024} {
+		for _, mode := range []string{"stream", "mapped"} {
+			for i, r := range results[cell{mib, mode}] {
+				g := func(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
+				w.Write([]string{strconv.FormatUint(mib, 10), mode, strconv.Itoa(i + 1), g(r.suspend1), strconv.FormatInt(r.bytes1, 10), g(r.dd),
+					g(r.resumeCont), g(r.resumeTick), g(r.cpuResume), g(r.suspend2), g(r.cpuSuspend2), strconv.FormatInt(r.bytes2, 10), g(r.load)})
+			}
+		}
+	}
+	w.Flush()
+	if err := errors.Join(w.Error(), f.Close()); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("every run: %s (SOULPAD_BENCH_CSV sets the path)\n", csvPath)
 	b.ReportMetric(w2*100, "mapped-written2-%RAM")
 	b.ReportMetric(tick(1024, "mapped")/tick(256, "mapped"), "mapped-tick-1G/256M")
 }
@@ -204,6 +232,7 @@ func runMemCycle(b *testing.B, mib uint64, mode string) memCycle {
 		b.Fatalf("dd: %v %s", err, out)
 	}
 	r.dd = time.Since(t0).Seconds()
+	r.load = vmmbench.LoadAverage()
 	fmt.Printf("  %4d MiB %-6s: suspend1 %.2f s (%.0f MiB written), resume %.2f s, tick %.2f s, suspend2 %.2f s (%.1f MiB written), dd %.2f s\n",
 		mib, mode, r.suspend1, float64(r.bytes1)/(1<<20), r.resumeCont, r.resumeTick, r.suspend2, float64(r.bytes2)/(1<<20), r.dd)
 	return r
