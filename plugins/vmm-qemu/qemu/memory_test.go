@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -268,4 +269,64 @@ func TestSuspendIntoAFullVaultFailsAndTheGuestRuns(t *testing.T) {
 		t.Fatalf("suspend into a full file system: %v after %v; want a prompt error", err, time.Since(start).Round(time.Millisecond))
 	}
 	waitPast(t, v, m, n+1)
+}
+
+// memory = "stream" set after mapped points were made: those still
+// resume (from their RAM file), and the next suspend puts all RAM in the
+// stream again, which resumes without a RAM file.
+func TestStreamConfigAfterMappedPoints(t *testing.T) {
+	testguest.RequireQEMU(t)
+	ctx := context.Background()
+	root := testguest.XFSDir(t, 2<<30)
+	v := sdktest.InProcess(t, qemu.New(sdktest.Logger(t, "vmm-qemu"))).(vmm.VMM)
+	configure := func(mode string) {
+		t.Helper()
+		if _, err := v.Configure(ctx, sdk.ConfigureRequest{Config: []byte(`{"memory": "` + mode + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	configure("mapped")
+	mdir := filepath.Join(root, "m")
+	os.Mkdir(mdir, 0o700)
+	spec := guestSpec(t, mdir)
+	st, err := v.Start(ctx, vmm.StartRequest{Spec: spec, MachineDir: mdir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.PowerOff(ctx, vmm.PowerOffRequest{Force: true})
+	n := waitPast(t, v, vmmtest.Machine{Spec: spec, Dir: mdir, Console: st.Console}, 1)
+	point := func(name string) (string, vmm.SuspendResponse) {
+		t.Helper()
+		dir := filepath.Join(root, name)
+		os.Mkdir(dir, 0o700)
+		su, err := v.Suspend(ctx, vmm.SuspendRequest{Name: spec.Name, StateDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, su
+	}
+	p1, su1 := point("p1")
+	configure("stream")
+	re, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: p1, Description: su1.Description})
+	if err != nil {
+		t.Fatalf("a mapped point under memory = stream: %v", err)
+	}
+	n = waitPast(t, v, vmmtest.Machine{Spec: spec, Dir: mdir, Console: re.Console}, n)
+	p2, su2 := point("p2")
+	if _, err := os.Stat(filepath.Join(p2, qemu.RAMFile)); err == nil || strings.Contains(su2.Description, "mapped") {
+		t.Fatalf("under memory = stream the point has a RAM file or says mapped: %s", su2.Description)
+	}
+	// RAM in the stream: several MiB of the guest's pages (zero pages
+	// are a flag each), against about 0.7 MiB of device state alone.
+	s1, _ := os.Stat(filepath.Join(p1, qemu.StateFile))
+	s2, _ := os.Stat(filepath.Join(p2, qemu.StateFile))
+	if s1 == nil || s2 == nil || s2.Size() < 2*s1.Size() {
+		t.Fatalf("the stream point's state is not larger than the mapped point's device state: %v, %v", s1, s2)
+	}
+	t.Logf("device state alone %d KiB; with RAM %d KiB", s1.Size()>>10, s2.Size()>>10)
+	re, err = v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: p2, Description: su2.Description})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPast(t, v, vmmtest.Machine{Spec: spec, Dir: mdir, Console: re.Console}, n)
 }

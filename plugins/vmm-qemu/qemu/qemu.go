@@ -119,6 +119,7 @@ type proc struct {
 	stopPrefetch context.CancelFunc
 	prefetched   chan struct{}
 	memOnce      sync.Once
+	memDropped   bool // under mu
 	exited       chan struct{}
 	waitErr      error
 
@@ -384,13 +385,33 @@ func (p *Plugin) quit(ctx context.Context, v *proc) {
 	v.dropMemory()
 }
 
+// startPrefetch reads the running RAM file ahead of the guest, unless
+// the machine is already gone.
+func (v *proc) startPrefetch() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.memDropped {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v.stopPrefetch, v.prefetched = cancel, make(chan struct{})
+	go func() {
+		defer close(v.prefetched)
+		prefetch(ctx, v.ramFile)
+	}()
+}
+
 // dropMemory, once QEMU has exited, ends the prefetch and removes the
 // running RAM file: points hold their own clones.
 func (v *proc) dropMemory() {
 	v.memOnce.Do(func() {
-		if v.stopPrefetch != nil {
-			v.stopPrefetch()
-			<-v.prefetched
+		v.mu.Lock()
+		v.memDropped = true
+		stop, done := v.stopPrefetch, v.prefetched
+		v.mu.Unlock()
+		if stop != nil {
+			stop()
+			<-done
 		}
 		if v.ramFile != "" {
 			_ = os.Remove(v.ramFile)
@@ -548,8 +569,11 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	if err := v.qmp.Execute(ctx, "stop", nil, nil); err != nil {
 		return fail(err)
 	}
-	// Mapped RAM stays out of the stream: it is in the file already.
-	if err := setIgnoreShared(ctx, v); err != nil {
+	// Mapped RAM stays out of the stream: it is in the file already
+	// (unless memory = "stream" now: then all of it goes in the stream).
+	// The capability is set either way: a resume may have turned it on.
+	mapped := v.ramFile != "" && p.cfg.Memory != memoryStream
+	if err := setIgnoreShared(ctx, v, mapped); err != nil {
 		return fail(err)
 	}
 	bw := int64(p.cfg.MaxBandwidthMiBps) << 20
@@ -609,7 +633,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		return fail(err)
 	}
 	var ramFiles []string
-	if v.ramFile != "" {
+	if mapped {
 		// The pages the guest changed reach the pad now; then the point
 		// gets its own copy of the file, sharing its blocks.
 		if err := syncFile(v.ramFile); err != nil {
@@ -622,6 +646,9 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	}
 	p.quit(ctx, v)
 	desc := v.desc
+	if !mapped {
+		desc.Memory = ""
+	}
 	files, frozen, err := p.chain().Freeze(v.machineDir, req.StateDir, v.spec.Disks, v.tops)
 	if err != nil {
 		return vmm.SuspendResponse{}, err
@@ -747,7 +774,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	}
 	if desc.Memory == memoryMapped {
 		// Both ends must agree that RAM is not in the stream.
-		if err := setIgnoreShared(ctx, v); err != nil {
+		if err := setIgnoreShared(ctx, v, true); err != nil {
 			return fail(err)
 		}
 	}
@@ -766,25 +793,20 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	if desc.Memory == memoryMapped {
 		// The guest faults its pages in as it touches them; read the rest
 		// ahead, so that it does not wait for each.
-		pctx, cancel := context.WithCancel(context.Background())
-		v.stopPrefetch, v.prefetched = cancel, make(chan struct{})
-		go func() {
-			defer close(v.prefetched)
-			prefetch(pctx, v.ramFile)
-		}()
+		v.startPrefetch()
 	}
 	p.vm = v
 	return vmm.ResumeResponse{Console: p.console(v), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }
 
 // setIgnoreShared keeps shared (file-backed) RAM out of the migration
-// stream, when v's RAM is a file.
-func setIgnoreShared(ctx context.Context, v *proc) error {
+// stream (on), or puts it in (off), when v's RAM is a file.
+func setIgnoreShared(ctx context.Context, v *proc, on bool) error {
 	if v.ramFile == "" {
 		return nil
 	}
 	return v.qmp.Execute(ctx, "migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}}}, nil)
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": on}}}, nil)
 }
 
 // waitIncoming waits until the incoming state has loaded (the machine is
