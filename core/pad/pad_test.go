@@ -132,14 +132,7 @@ func TestJournalSkipsTornLine(t *testing.T) {
 // A checksum the VMM plugin gave is recorded without the file being read
 // again (its size is still checked); Verify before resume reads it all.
 func TestSealTakesThePluginsChecksum(t *testing.T) {
-	m := MachineIn(t.TempDir(), "soul")
-	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
-		t.Fatal(err)
-	}
-	pend, err := m.NewPending()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pend := newPending(t)
 	if err := os.WriteFile(filepath.Join(pend.Dir(), "memory.state"), []byte("0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -199,14 +192,7 @@ func FuzzOpen(f *testing.F) {
 // recorded as mapped: VerifyEager leaves it to VerifyMapped, and Verify
 // checks everything.
 func TestMappedFileVerifiedApart(t *testing.T) {
-	m := MachineIn(t.TempDir(), "soul")
-	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
-		t.Fatal(err)
-	}
-	pend, err := m.NewPending()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pend := newPending(t)
 	for name, b := range map[string]string{"state": "device", "ram": strings.Repeat("r", 1<<16)} {
 		if err := os.WriteFile(filepath.Join(pend.Dir(), name), []byte(b), 0o600); err != nil {
 			t.Fatal(err)
@@ -240,4 +226,19 @@ func TestMappedFileVerifiedApart(t *testing.T) {
 	if err := pt.VerifyMapped(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("VerifyMapped after its context ended: %v", err)
 	}
+}
+
+// newPending makes a machine "soul" in a fresh directory and a pending
+// point in it.
+func newPending(t *testing.T) *Pending {
+	t.Helper()
+	m := MachineIn(t.TempDir(), "soul")
+	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := m.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pend
 }

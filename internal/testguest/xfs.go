@@ -1,17 +1,10 @@
 package testguest
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
-)
-
-var (
-	xfsMu    sync.Mutex
-	xfsCount int
 )
 
 // XFSDir returns a fresh directory on an XFS file system with reflink,
@@ -32,10 +25,6 @@ func XFSDir(t testing.TB, size int64) string {
 	if os.Geteuid() != 0 {
 		miss("a loop mount needs root")
 	}
-	xfsMu.Lock()
-	xfsCount++
-	n := xfsCount
-	xfsMu.Unlock()
 	base := t.TempDir()
 	img := filepath.Join(base, "xfs.img")
 	f, err := os.Create(img)
@@ -49,7 +38,7 @@ func XFSDir(t testing.TB, size int64) string {
 	if out, err := exec.Command("mkfs.xfs", "-q", "-f", "-K", "-m", "reflink=1", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.xfs: %v: %s", err, out)
 	}
-	mnt := filepath.Join(base, fmt.Sprintf("mnt%d", n))
+	mnt := filepath.Join(base, "mnt") // base is the test's own
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
 	}

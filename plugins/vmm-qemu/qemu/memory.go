@@ -115,6 +115,28 @@ func newRAMFile(machineDir string) (string, error) {
 	return filepath.Join(dir, "ram-"+strconv.FormatInt(time.Now().UnixNano(), 36)), nil
 }
 
+// prepareRAM makes v's running RAM file: a clone of from (a point's
+// RAMFile), or, with from empty, a new sparse file of the machine's
+// size. Nothing is left behind on failure.
+func prepareRAM(ctx context.Context, v *proc, from string) error {
+	path, err := newRAMFile(v.machineDir)
+	if err != nil {
+		return fmt.Errorf("the guest's RAM file: %w", err)
+	}
+	size := int64(v.spec.MemoryMiB) << 20
+	if from == "" {
+		err = sizeRAMFile(path, size)
+	} else if err = checkRAMFile(from, size); err == nil {
+		err = cloneFile(ctx, path, from)
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("the guest's RAM file: %w", err)
+	}
+	v.ramFile, v.desc.Memory = path, memoryMapped
+	return nil
+}
+
 // sizeRAMFile creates path with size bytes (sparse: a cold boot's RAM).
 func sizeRAMFile(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)

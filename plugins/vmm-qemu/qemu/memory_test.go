@@ -1,7 +1,6 @@
 package qemu_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testguest"
+	"github.com/soulpad/soulpad/internal/vmmbench"
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qemu"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/sdktest"
@@ -156,19 +156,13 @@ func TestMappedMemorySuspendsWhatChanged(t *testing.T) {
 // killQEMU kills -9 the QEMU serving the console socket.
 func killQEMU(t *testing.T, con vmm.Console) {
 	t.Helper()
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, _ := os.ReadFile(p)
-		if len(b) > 0 && bytes.Contains(b, []byte(con.Socket)) {
-			var pid int
-			fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
-			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
+	pid := vmmbench.PidServing(con.Socket)
+	if pid == 0 {
+		t.Fatalf("no QEMU serves %s", con.Socket)
 	}
-	t.Fatalf("no QEMU serves %s", con.Socket)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 }
 
 var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)

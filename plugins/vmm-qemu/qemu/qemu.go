@@ -471,14 +471,10 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		return vmm.StartResponse{}, err
 	}
 	if mode == memoryMapped {
-		if v.ramFile, err = newRAMFile(req.MachineDir); err == nil {
-			err = sizeRAMFile(v.ramFile, int64(req.Spec.MemoryMiB)<<20)
-		}
-		if err != nil {
+		if err := prepareRAM(ctx, v, ""); err != nil {
 			p.dropOverlays(v)
-			return vmm.StartResponse{}, fmt.Errorf("vmm-qemu: start: the guest's RAM file: %w", err)
+			return vmm.StartResponse{}, fmt.Errorf("vmm-qemu: start: %w", err)
 		}
-		v.desc.Memory = memoryMapped
 	}
 	p.events.Reset()
 	if err := p.launch(ctx, v, false); err != nil {
@@ -717,22 +713,14 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return vmm.ResumeResponse{}, err
 	}
 	if mode == memoryMapped {
-		if v.ramFile, err = newRAMFile(req.MachineDir); err == nil {
-			if desc.Memory == memoryMapped {
-				err = checkRAMFile(filepath.Join(req.StateDir, RAMFile), int64(req.Spec.MemoryMiB)<<20)
-				if err == nil {
-					err = cloneFile(ctx, v.ramFile, filepath.Join(req.StateDir, RAMFile))
-				}
-			} else {
-				err = sizeRAMFile(v.ramFile, int64(req.Spec.MemoryMiB)<<20)
-			}
+		from := ""
+		if desc.Memory == memoryMapped {
+			from = filepath.Join(req.StateDir, RAMFile)
 		}
-		if err != nil {
+		if err := prepareRAM(ctx, v, from); err != nil {
 			p.dropOverlays(v)
-			os.Remove(v.ramFile)
-			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the guest's RAM file: %w", err)
+			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: %w", err)
 		}
-		v.desc.Memory = memoryMapped
 	}
 	p.events.Reset()
 	if err := p.launch(ctx, v, true); err != nil {
