@@ -514,6 +514,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 			}
 			return err
 		}
+		s.journalPhases(StageResume, out.Phases)
 		s.console = out.Console
 		s.cpuFeatures = out.CPUFeatures
 		s.desc = p.Manifest.Description
@@ -726,7 +727,9 @@ func (s *Session) damagedPoint(err error) error {
 
 // suspend writes a new suspend point and seals it.
 func (s *Session) suspend(ctx context.Context, note *string) error {
+	var phases []vmm.Phase
 	if s.checked != nil {
+		waited := time.Now()
 		s.r.progress("  checking the resumed point's memory before sealing on top of it…")
 		var err error
 		select {
@@ -738,6 +741,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		if err != nil {
 			return s.damagedPoint(err)
 		}
+		phases = append(phases, vmm.Phase{Name: "check", Seconds: time.Since(waited).Seconds()})
 	}
 	pend, err := s.machine.NewPending()
 	if err != nil {
@@ -749,6 +753,8 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		_ = pend.Discard()
 		return s.vmm.Err("suspend", err)
 	}
+	phases = append(phases, out.Phases...)
+	sealing := time.Now()
 	desc := out.Description
 	if desc == "" {
 		desc = s.desc
@@ -781,6 +787,8 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		return err
 	}
 	s.result.Point = point.Manifest.ID
+	phases = append(phases, vmm.Phase{Name: "seal", Seconds: time.Since(sealing).Seconds()})
+	s.journalPhases(StageSuspend, phases)
 	// Retention: the point is sealed whatever happens here.
 	if pruned, err := Prune(ctx, s.r.journal, s.machine, s.vmm, s.spec, s.cfg.Session.KeepPoints, false, point.Manifest.ID); err != nil {
 		s.r.progress("  warning: pruning old suspend points: %v", err)
@@ -872,4 +880,13 @@ func (s *Session) vmmRuns(spec vmm.Spec) error {
 			strings.Join(vmm.Announced(caps, vmm.CapNetworkPrefix), ", "), sdk.ErrIncompatibleHost)
 	}
 	return nil
+}
+
+// journalPhases records where a stage's time went, as the VMM (and the
+// core) measured it.
+func (s *Session) journalPhases(stage string, ps []vmm.Phase) {
+	if len(ps) == 0 {
+		return
+	}
+	_ = s.r.journal.Append(pad.Entry{Stage: stage, Event: "info", Message: stage + " phases: " + vmm.FormatPhases(ps), Fields: map[string]any{"phases": ps}})
 }

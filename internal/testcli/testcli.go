@@ -36,7 +36,7 @@ type Env struct {
 	Bin, Cfg, Pad string
 }
 
-func Setup(t *testing.T) Env {
+func Setup(t testing.TB) Env {
 	t.Helper()
 	bin := testbin.Build(t, "cmd/soulpad")
 	testbin.Build(t, "plugins/crypt-plain")
@@ -60,7 +60,7 @@ plugin "crypt-plain" { allow_no_encryption = true }
 }
 
 // Run runs soulpad and returns stdout, stderr and the exit code.
-func (e Env) Run(t *testing.T, args ...string) (string, string, int) {
+func (e Env) Run(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(e.Bin, args...)
 	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
@@ -77,7 +77,7 @@ func (e Env) Run(t *testing.T, args ...string) (string, string, int) {
 }
 
 // StartRun starts `soulpad run` and waits until the machine runs.
-func (e Env) StartRun(t *testing.T) (*exec.Cmd, *SyncBuffer, chan error) {
+func (e Env) StartRun(t testing.TB) (*exec.Cmd, *SyncBuffer, chan error) {
 	t.Helper()
 	cmd := exec.Command(e.Bin, "run")
 	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
@@ -115,7 +115,7 @@ func (e Env) StartRun(t *testing.T) (*exec.Cmd, *SyncBuffer, chan error) {
 	return cmd, buf, done
 }
 
-func Wait(t *testing.T, done chan error, buf *SyncBuffer) {
+func Wait(t testing.TB, done chan error, buf *SyncBuffer) {
 	t.Helper()
 	select {
 	case err := <-done:
@@ -130,7 +130,7 @@ func Wait(t *testing.T, done chan error, buf *SyncBuffer) {
 var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
 
 // Counters returns the counter values the console printed so far.
-func (e Env) Counters(t *testing.T) []int {
+func (e Env) Counters(t testing.TB) []int {
 	t.Helper()
 	out, _, code := e.Run(t, "console", "--dump")
 	if code != 0 {
@@ -145,7 +145,7 @@ func (e Env) Counters(t *testing.T) []int {
 }
 
 // WaitCounter waits until the console shows at least n ticks.
-func (e Env) WaitCounter(t *testing.T, n int) []int {
+func (e Env) WaitCounter(t testing.TB, n int) []int {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -170,7 +170,7 @@ var CryptBlocks = map[string]string{
 
 // QEMUEnv is a pad that runs the demo guest with vmm-qemu and the given
 // crypt plugin (its passphrase in a file beside the config).
-func QEMUEnv(t *testing.T, cmdline, cryptPlugin string) Env {
+func QEMUEnv(t testing.TB, cmdline, cryptPlugin string) Env {
 	t.Helper()
 	kernel, initrd := testguest.Build(t)
 	bin := testbin.Build(t, "cmd/soulpad")
@@ -209,7 +209,7 @@ plugins {
 
 // DiskSector reads a 512-byte sector of the machine's current disk.
 // For an encrypted vault, plainDir is where the test mounted it.
-func DiskSector(t *testing.T, plainDir string, sector int) string {
+func DiskSector(t testing.TB, plainDir string, sector int) string {
 	t.Helper()
 	dir := filepath.Join(plainDir, "machines", "soul", "disks", "root")
 	cur, err := os.ReadFile(filepath.Join(dir, "current"))
@@ -235,7 +235,7 @@ func DiskSector(t *testing.T, plainDir string, sector int) string {
 
 // Session runs one `soulpad run` that is suspended once the console shows
 // at least minTicks ticks; it returns the ticks seen.
-func (e Env) Session(t *testing.T, minTicks int) ([]int, string) {
+func (e Env) Session(t testing.TB, minTicks int) ([]int, string) {
 	t.Helper()
 	_, buf, done := e.StartRun(t)
 	vs := e.WaitCounter(t, minTicks)
@@ -252,7 +252,7 @@ func (e Env) Session(t *testing.T, minTicks int) ([]int, string) {
 
 // Plain gives the vault's plaintext directory while the pad is locked:
 // the vault itself for crypt-plain, a read-only look otherwise.
-func (e Env) Plain(t *testing.T, cryptPlugin string) (string, func()) {
+func (e Env) Plain(t testing.TB, cryptPlugin string) (string, func()) {
 	t.Helper()
 	vault := filepath.Join(e.Pad, "vault")
 	switch cryptPlugin {
@@ -277,7 +277,7 @@ func (e Env) Plain(t *testing.T, cryptPlugin string) (string, func()) {
 // RecordedProfile writes the profile detect-linux reads from one of its
 // recorded host trees (plugins/detect-linux/linux/testdata) as JSON, for
 // detect-static to report; kvm overrides the recorded KVM.
-func RecordedProfile(t *testing.T, host string, kvm bool) string {
+func RecordedProfile(t testing.TB, host string, kvm bool) string {
 	t.Helper()
 	d := linux.New(sdktest.Logger(t, "detect-linux"))
 	root := filepath.Join(testbin.Root(t), "plugins", "detect-linux", "linux", "testdata", host)
@@ -300,7 +300,7 @@ func RecordedProfile(t *testing.T, host string, kvm bool) string {
 
 // OnHost makes the next sessions see a recorded host (detect-static with
 // its profile) or, with profile "", this host (detect-linux).
-func (e Env) OnHost(t *testing.T, profile string) {
+func (e Env) OnHost(t testing.TB, profile string) {
 	t.Helper()
 	if profile == "" {
 		t.Setenv("SOULPAD_PLUGINS_DETECT", "detect-linux")
@@ -316,7 +316,7 @@ func (e Env) OnHost(t *testing.T, profile string) {
 }
 
 // TreeHash hashes every path and file under root.
-func TreeHash(t *testing.T, root string) string {
+func TreeHash(t testing.TB, root string) string {
 	t.Helper()
 	h := sha256.New()
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
@@ -381,7 +381,7 @@ func Descendants(pid int) map[int]string {
 
 // KillNamed kills with SIGKILL the descendant of pid whose executable is
 // name, and reports whether there was one.
-func KillNamed(t *testing.T, pid int, name string) bool {
+func KillNamed(t testing.TB, pid int, name string) bool {
 	t.Helper()
 	for p, n := range Descendants(pid) {
 		if n == name {
@@ -396,7 +396,7 @@ func KillNamed(t *testing.T, pid int, name string) bool {
 
 // StartRunArgs starts `soulpad run ARGS` and returns at once; the output
 // is collected in the buffer (lines) and done receives Wait's result.
-func (e Env) StartRunArgs(t *testing.T, args ...string) (*exec.Cmd, *SyncBuffer, chan error) {
+func (e Env) StartRunArgs(t testing.TB, args ...string) (*exec.Cmd, *SyncBuffer, chan error) {
 	t.Helper()
 	cmd := exec.Command(e.Bin, append([]string{"run"}, args...)...)
 	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
@@ -416,7 +416,7 @@ func (e Env) StartRunArgs(t *testing.T, args ...string) (*exec.Cmd, *SyncBuffer,
 }
 
 // WaitFor waits until the output contains s, or fails.
-func WaitFor(t *testing.T, buf *SyncBuffer, done chan error, s string, d time.Duration) {
+func WaitFor(t testing.TB, buf *SyncBuffer, done chan error, s string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !strings.Contains(buf.String(), s) {
@@ -437,7 +437,7 @@ func WaitFor(t *testing.T, buf *SyncBuffer, done chan error, s string, d time.Du
 }
 
 // Ended waits for the run to end and returns its exit code.
-func Ended(t *testing.T, done chan error, buf *SyncBuffer) int {
+func Ended(t testing.TB, done chan error, buf *SyncBuffer) int {
 	t.Helper()
 	select {
 	case err := <-done:
@@ -462,7 +462,7 @@ type PointJSON struct {
 	Bytes  int64  `json:"bytes"`
 }
 
-func (e Env) Points(t *testing.T) []PointJSON {
+func (e Env) Points(t testing.TB) []PointJSON {
 	t.Helper()
 	out, errOut, code := e.Run(t, "points", "--json")
 	if code != 0 {
@@ -475,7 +475,7 @@ func (e Env) Points(t *testing.T) []PointJSON {
 	return pts
 }
 
-func DuBytes(t *testing.T, dir string) int64 {
+func DuBytes(t testing.TB, dir string) int64 {
 	t.Helper()
 	var n int64
 	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {

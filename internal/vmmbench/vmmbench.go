@@ -148,8 +148,30 @@ func CPUSeconds() float64 {
 	return tv(self.Utime) + tv(self.Stime)
 }
 
+// ChildrenCPUSeconds is the user and system CPU time of this process's
+// children that have ended and been waited for, and of theirs.
+func ChildrenCPUSeconds() float64 {
+	var ch syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ch)
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ch.Utime) + tv(ch.Stime)
+}
+
 // ProcCPUSeconds is the CPU time process pid has used (0 once it is gone).
-func ProcCPUSeconds(pid int) float64 {
+func ProcCPUSeconds(pid int) float64 { return procCPU(pid, false) }
+
+// ProcTreeCPUSeconds is the CPU time processes pids have used, with that
+// of the children they have waited for: for a process tree, give every
+// live process in it.
+func ProcTreeCPUSeconds(pids ...int) float64 {
+	var sum float64
+	for _, p := range pids {
+		sum += procCPU(p, true)
+	}
+	return sum
+}
+
+func procCPU(pid int, reaped bool) float64 {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -159,13 +181,17 @@ func ProcCPUSeconds(pid int) float64 {
 		return 0
 	}
 	f := strings.Fields(string(st[i+1:]))
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0
 	}
-	var ut, stime float64
+	var ut, stime, cut, cst float64
 	fmt.Sscan(f[11], &ut)
 	fmt.Sscan(f[12], &stime)
-	return (ut + stime) / 100 // USER_HZ
+	if reaped {
+		fmt.Sscan(f[13], &cut)
+		fmt.Sscan(f[14], &cst)
+	}
+	return (ut + stime + cut + cst) / 100 // USER_HZ
 }
 
 // PidServing is the pid of the process whose argv names path (QEMU, by
@@ -226,5 +252,39 @@ func DropCaches(b testing.TB, paths ...string) {
 		if err != nil {
 			b.Fatalf("drop caches of %s: %v", root, err)
 		}
+	}
+}
+
+// MedianOf is the median of f over runs.
+func MedianOf[T any](runs []T, f func(T) float64) float64 {
+	var xs []float64
+	for _, r := range runs {
+		xs = append(xs, f(r))
+	}
+	return Median(xs)
+}
+
+// Noisy flags a run whose load average (at its start, load0, or now)
+// was above the machine's two cores.
+func Noisy(load0 float64) string {
+	if l := LoadAverage(); l > 2.5 || load0 > 2.5 {
+		return "; NOISY: the load average is above the 2 cores"
+	}
+	return ""
+}
+
+// WaitLog waits until the file at path (a console log) has want.
+func WaitLog(b testing.TB, path, want string) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		out, _ := os.ReadFile(path)
+		if strings.Contains(string(out), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%q did not appear in %s:\n%s", want, path, out)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -92,6 +92,7 @@ func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.Suspend
 	for _, f := range out.Sums {
 		resp.Sums = append(resp.Sums, &pb.FileSum{Name: f.Name, Size: f.Size, Sha256: f.SHA256, ChunkBytes: f.ChunkBytes, ChunkSha256: f.ChunkSHA256, Mapped: f.Mapped})
 	}
+	resp.Phases = phasesToPB(out.Phases)
 	return resp, nil
 }
 
@@ -100,7 +101,7 @@ func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeRes
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures}, nil
+	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures, Phases: phasesToPB(out.Phases)}, nil
 }
 
 func (s *server) PowerOff(ctx context.Context, r *pb.PowerOffRequest) (*pb.PowerOffResponse, error) {
@@ -220,6 +221,7 @@ func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse
 	for _, f := range out.Sums {
 		resp.Sums = append(resp.Sums, FileSum{Name: f.Name, Size: f.Size, SHA256: f.Sha256, ChunkBytes: f.ChunkBytes, ChunkSHA256: f.ChunkSha256, Mapped: f.Mapped})
 	}
+	resp.Phases = phasesFromPB(out.Phases)
 	return resp, nil
 }
 
@@ -229,7 +231,7 @@ func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, e
 	if err != nil {
 		return ResumeResponse{}, rpc.FromStatus(err)
 	}
-	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures}, nil
+	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures, Phases: phasesFromPB(out.Phases)}, nil
 }
 
 // PowerOff implements VMM.
@@ -280,4 +282,20 @@ func (c *Client) Events(ctx context.Context, r EventsRequest) (<-chan Event, err
 		}
 	}()
 	return ch, nil
+}
+
+func phasesToPB(ps []Phase) []*pb.Phase {
+	var out []*pb.Phase
+	for _, p := range ps {
+		out = append(out, &pb.Phase{Name: p.Name, Seconds: p.Seconds})
+	}
+	return out
+}
+
+func phasesFromPB(ps []*pb.Phase) []Phase {
+	var out []Phase
+	for _, p := range ps {
+		out = append(out, Phase{Name: p.Name, Seconds: p.Seconds})
+	}
+	return out
 }

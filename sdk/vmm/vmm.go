@@ -182,6 +182,8 @@ type SuspendResponse struct {
 	// again (it still fsyncs them and checks their size). An entry may
 	// also just mark a file Mapped.
 	Sums []FileSum
+	// Phases, optional, say where the time went (for the journal).
+	Phases []Phase
 }
 
 // FileSum is the checksum of a file a plugin wrote, whole and per chunk
@@ -217,6 +219,8 @@ type ResumeResponse struct {
 	Console Console
 	// CPUFeatures: as in StartResponse.
 	CPUFeatures []string
+	// Phases, optional, say where the time went (for the journal).
+	Phases []Phase
 }
 
 // PowerOffRequest stops the machine without saving it.

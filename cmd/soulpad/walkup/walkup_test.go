@@ -89,6 +89,17 @@ func walkUp(t *testing.T, cryptPlugin string) {
 	if n := strings.Count(st, `"cpu_model": "portable"`); n != 3 {
 		t.Fatalf("status lists %d suspend points; want 3:\n%s", n, st)
 	}
+	// The journal says where each suspend's and resume's time went.
+	j, _, _ := e.Run(t, "journal")
+	want := []string{"resume phases: prepare ", ", launch ", ", state ", ", cont ", "suspend phases: stop ", ", seal "}
+	if os.Getenv("SOULPAD_PLUGINS_VMM") == "vmm-libvirt" {
+		want = []string{"resume phases: prepare ", ", restore ", "suspend phases: save ", ", seal "}
+	}
+	for _, want := range want {
+		if !strings.Contains(j, want) {
+			t.Errorf("the journal has no %q:\n%s", want, j)
+		}
+	}
 }
 
 func TestGuestPowerOffEndsTheSession(t *testing.T) {

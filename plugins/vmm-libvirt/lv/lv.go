@@ -329,28 +329,32 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		flags |= libvirt.DOMAIN_SAVE_BYPASS_CACHE
 	}
 	m.stopping = true
+	timer := vmm.NewTimer()
 	if err := m.dom.SaveFlags(state, "", flags); err != nil {
 		m.stopping = false
 		_ = os.Remove(state)
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-libvirt: suspend: %s", lverr(err))
 	}
+	timer.Mark("save")
 	// libvirt wrote the image as root; sync it before the core seals it.
 	if f, err := os.Open(state); err == nil {
 		_ = f.Sync()
 		f.Close()
 	}
+	timer.Mark("sync")
 	ver, _ := p.conn.GetLibVersion()
 	desc := p.expected(m.spec, ver)
 	files, frozen, err := p.chain().Freeze(m.machineDir, req.StateDir, m.spec.Disks, m.tops)
 	if err != nil {
 		return vmm.SuspendResponse{}, err
 	}
+	timer.Mark("disks")
 	desc.Disks, desc.MachineDir, desc.RunDir = frozen, m.machineDir, m.runDir
 	files = append([]string{StateFile}, files...)
 	m.dom.Free()
 	os.RemoveAll(m.runDir)
 	p.vm = nil
-	return vmm.SuspendResponse{Files: files, Description: desc.String()}, nil
+	return vmm.SuspendResponse{Files: files, Description: desc.String(), Phases: timer.Phases()}, nil
 }
 
 // Resume implements vmm.VMM.
@@ -383,6 +387,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	if st.Size() == 0 {
 		return vmm.ResumeResponse{}, fmt.Errorf("vmm-libvirt: resume: %s is empty: %w", state, sdk.ErrCorrupt)
 	}
+	timer := vmm.NewTimer()
 	if err := p.connect(); err != nil {
 		return vmm.ResumeResponse{}, err
 	}
@@ -427,11 +432,13 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	}
 	p.events.Reset()
 	p.vm = m
+	timer.Mark("prepare")
 	err = p.conn.DomainRestoreFlags(state, xml, flags)
 	removeMachineConf(m.runDir)
 	if err != nil {
 		return fail(fmt.Errorf("vmm-libvirt: resume: %s: %w", lverr(err), restoreErr(err)))
 	}
+	timer.Mark("restore")
 	dom, err := p.conn.LookupDomainByName(m.name)
 	if err != nil {
 		return fail(fmt.Errorf("vmm-libvirt: resume: restored domain %s not found: %s", m.name, lverr(err)))
@@ -442,7 +449,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		_ = dom.Destroy()
 		return fail(err)
 	}
-	return vmm.ResumeResponse{Console: p.console(m), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
+	return vmm.ResumeResponse{Console: p.console(m), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}, nil
 }
 
 // restoreErr classifies a failed restore: a damaged image, or a host

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -93,14 +92,8 @@ func BenchmarkMappedMemory(b *testing.B) {
 			}
 		}
 	}
-	med := func(c cell, f func(memCycle) float64) float64 {
-		var xs []float64
-		for _, r := range results[c] {
-			xs = append(xs, f(r))
-		}
-		return vmmbench.Median(xs)
-	}
-	fmt.Printf("\nvmm-qemu memory modes on XFS with reflink (median of %d; load average %.1f → %.1f%s)\n", reps, load0, vmmbench.LoadAverage(), noisy(load0))
+	med := func(c cell, f func(memCycle) float64) float64 { return vmmbench.MedianOf(results[c], f) }
+	fmt.Printf("\nvmm-qemu memory modes on XFS with reflink (median of %d; load average %.1f → %.1f%s)\n", reps, load0, vmmbench.LoadAverage(), vmmbench.Noisy(load0))
 	fmt.Printf("%-6s %-7s %10s %9s %10s %10s %12s %12s %12s %10s\n", "RAM", "mode", "suspend1 s", "vs dd", "resume s", "to tick s", "suspend2 s", "suspend2 cpu", "written2 %RAM", "resume cpu")
 	for _, mib := range []uint64{256, 1024} {
 		for _, mode := range []string{"stream", "mapped"} {
@@ -149,13 +142,6 @@ func BenchmarkMappedMemory(b *testing.B) {
 	b.ReportMetric(tick(1024, "mapped")/tick(256, "mapped"), "mapped-tick-1G/256M")
 }
 
-func noisy(load0 float64) string {
-	if l := vmmbench.LoadAverage(); l > 2.5 || load0 > 2.5 {
-		return "; NOISY: the load average is above the 2 cores"
-	}
-	return ""
-}
-
 func runMemCycle(b *testing.B, mib uint64, mode string) memCycle {
 	b.Helper()
 	ctx := context.Background()
@@ -174,7 +160,7 @@ func runMemCycle(b *testing.B, mib uint64, mode string) memCycle {
 		b.Fatal(err)
 	}
 	defer v.PowerOff(ctx, vmm.PowerOffRequest{Force: true})
-	waitLog(b, st.Console.Log, "soulpad-counter 2")
+	vmmbench.WaitLog(b, st.Console.Log, "soulpad-counter 2")
 	var r memCycle
 	suspend := func(name string) (vmm.SuspendResponse, float64, float64) {
 		dir := filepath.Join(root, name)
@@ -219,11 +205,11 @@ func runMemCycle(b *testing.B, mib uint64, mode string) memCycle {
 	}
 	r.resumeCont = time.Since(t0).Seconds()
 	st.Console = re.Console
-	waitLog(b, re.Console.Log, "soulpad-counter ")
+	vmmbench.WaitLog(b, re.Console.Log, "soulpad-counter ")
 	r.resumeTick = time.Since(t0).Seconds()
 	r.cpuResume = vmmbench.CPUSeconds() - cpu0 + vmmbench.ProcCPUSeconds(vmmbench.PidServing(re.Console.Socket))
 	w1 := vmmbench.DeviceWritten(b, root)
-	waitLog(b, re.Console.Log, "redirtied")
+	vmmbench.WaitLog(b, re.Console.Log, "redirtied")
 	_, r.suspend2, r.cpuSuspend2 = suspend("p2")
 	r.bytes2 = vmmbench.DeviceWritten(b, root) - w1
 	// dd: the first suspend's bytes, with fsync, into the same file system.
@@ -236,20 +222,4 @@ func runMemCycle(b *testing.B, mib uint64, mode string) memCycle {
 	fmt.Printf("  %4d MiB %-6s: suspend1 %.2f s (%.0f MiB written), resume %.2f s, tick %.2f s, suspend2 %.2f s (%.1f MiB written), dd %.2f s\n",
 		mib, mode, r.suspend1, float64(r.bytes1)/(1<<20), r.resumeCont, r.resumeTick, r.suspend2, float64(r.bytes2)/(1<<20), r.dd)
 	return r
-}
-
-// waitLog waits until the console log has want.
-func waitLog(b *testing.B, log, want string) {
-	b.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		out, _ := os.ReadFile(log)
-		if strings.Contains(string(out), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%q did not appear on the console:\n%s", want, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

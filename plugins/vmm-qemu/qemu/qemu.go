@@ -562,9 +562,11 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		_ = os.Remove(filepath.Join(req.StateDir, RAMFile))
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", err)
 	}
+	timer := vmm.NewTimer()
 	if err := v.qmp.Execute(ctx, "stop", nil, nil); err != nil {
 		return fail(err)
 	}
+	timer.Mark("stop")
 	// Mapped RAM stays out of the stream: it is in the file already
 	// (unless memory = "stream" now: then all of it goes in the stream).
 	// The capability is set either way: a resume may have turned it on.
@@ -625,6 +627,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	if cerr != nil {
 		return fail(cerr)
 	}
+	timer.Mark("state")
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
@@ -635,12 +638,17 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		if err := syncFile(v.ramFile); err != nil {
 			return fail(err)
 		}
+		timer.Mark("sync")
 		if err := cloneFile(ctx, filepath.Join(req.StateDir, RAMFile), v.ramFile); err != nil {
 			return fail(err)
 		}
+		timer.Mark("clone")
 		ramFiles = []string{RAMFile}
+	} else {
+		timer.Mark("sync")
 	}
 	p.quit(ctx, v)
+	timer.Mark("quit")
 	desc := v.desc
 	if !mapped {
 		desc.Memory = ""
@@ -649,6 +657,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	if err != nil {
 		return vmm.SuspendResponse{}, err
 	}
+	timer.Mark("disks")
 	desc.Disks = frozen
 	files = append(append([]string{StateFile}, ramFiles...), files...)
 	p.vm = nil
@@ -657,7 +666,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		// Resume maps it: the core checks it beside the running guest.
 		sums = append(sums, vmm.FileSum{Name: RAMFile, Mapped: true})
 	}
-	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: sums}, nil
+	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: sums, Phases: timer.Phases()}, nil
 }
 
 // Resume implements vmm.VMM.
@@ -697,6 +706,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	p.machineType = desc.MachineType
 	defer func() { p.machineType = saved }()
 
+	timer := vmm.NewTimer()
 	tops, err := p.chain().ResumeTops(ctx, req.MachineDir, req.StateDir, req.Spec.Disks, desc.Disks)
 	if err != nil {
 		return vmm.ResumeResponse{}, err
@@ -722,6 +732,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 			return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: %w", err)
 		}
 	}
+	timer.Mark("prepare")
 	p.events.Reset()
 	if err := p.launch(ctx, v, true); err != nil {
 		p.dropOverlays(v)
@@ -730,6 +741,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		}
 		return vmm.ResumeResponse{}, err
 	}
+	timer.Mark("launch")
 	fail := func(err error) (vmm.ResumeResponse, error) {
 		gone := errors.Is(err, qmp.ErrClosed)
 		select {
@@ -772,9 +784,11 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	if err := waitIncoming(ctx, v); err != nil {
 		return fail(err)
 	}
+	timer.Mark("state")
 	if err := v.qmp.Execute(ctx, "cont", nil, nil); err != nil {
 		return fail(err)
 	}
+	timer.Mark("cont")
 	if err := p.commitTops(v); err != nil {
 		return fail(err)
 	}
@@ -784,7 +798,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		v.startPrefetch()
 	}
 	p.vm = v
-	return vmm.ResumeResponse{Console: p.console(v), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
+	return vmm.ResumeResponse{Console: p.console(v), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}, nil
 }
 
 // setIgnoreShared keeps shared (file-backed) RAM out of the migration

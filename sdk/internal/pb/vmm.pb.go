@@ -550,6 +550,7 @@ type SuspendResponse struct {
 	Files         []string               `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
 	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	Sums          []*FileSum             `protobuf:"bytes,3,rep,name=sums,proto3" json:"sums,omitempty"`
+	Phases        []*Phase               `protobuf:"bytes,4,rep,name=phases,proto3" json:"phases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +606,66 @@ func (x *SuspendResponse) GetSums() []*FileSum {
 	return nil
 }
 
+func (x *SuspendResponse) GetPhases() []*Phase {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
+// Phase is one timed part of a suspend or resume.
+type Phase struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Seconds       float64                `protobuf:"fixed64,2,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Phase) Reset() {
+	*x = Phase{}
+	mi := &file_vmm_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Phase) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Phase) ProtoMessage() {}
+
+func (x *Phase) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Phase.ProtoReflect.Descriptor instead.
+func (*Phase) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Phase) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Phase) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
 type ResumeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Spec          *MachineSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -617,7 +678,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +690,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +703,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{8}
+	return file_vmm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResumeRequest) GetSpec() *MachineSpec {
@@ -677,13 +738,14 @@ type ResumeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Console       *Console               `protobuf:"bytes,1,opt,name=console,proto3" json:"console,omitempty"`
 	CpuFeatures   []string               `protobuf:"bytes,2,rep,name=cpu_features,json=cpuFeatures,proto3" json:"cpu_features,omitempty"`
+	Phases        []*Phase               `protobuf:"bytes,3,rep,name=phases,proto3" json:"phases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +757,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +770,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{9}
+	return file_vmm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResumeResponse) GetConsole() *Console {
@@ -725,6 +787,13 @@ func (x *ResumeResponse) GetCpuFeatures() []string {
 	return nil
 }
 
+func (x *ResumeResponse) GetPhases() []*Phase {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
 type PowerOffRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -735,7 +804,7 @@ type PowerOffRequest struct {
 
 func (x *PowerOffRequest) Reset() {
 	*x = PowerOffRequest{}
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +816,7 @@ func (x *PowerOffRequest) String() string {
 func (*PowerOffRequest) ProtoMessage() {}
 
 func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +829,7 @@ func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffRequest.ProtoReflect.Descriptor instead.
 func (*PowerOffRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{10}
+	return file_vmm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PowerOffRequest) GetName() string {
@@ -785,7 +854,7 @@ type PowerOffResponse struct {
 
 func (x *PowerOffResponse) Reset() {
 	*x = PowerOffResponse{}
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +866,7 @@ func (x *PowerOffResponse) String() string {
 func (*PowerOffResponse) ProtoMessage() {}
 
 func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +879,7 @@ func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffResponse.ProtoReflect.Descriptor instead.
 func (*PowerOffResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{11}
+	return file_vmm_proto_rawDescGZIP(), []int{12}
 }
 
 type StatusRequest struct {
@@ -822,7 +891,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +903,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +916,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{12}
+	return file_vmm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusRequest) GetName() string {
@@ -867,7 +936,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +948,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +961,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{13}
+	return file_vmm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusResponse) GetState() string {
@@ -918,7 +987,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_vmm_proto_msgTypes[14]
+	mi := &file_vmm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +999,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[14]
+	mi := &file_vmm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1012,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{14}
+	return file_vmm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EventsRequest) GetName() string {
@@ -964,7 +1033,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_vmm_proto_msgTypes[15]
+	mi := &file_vmm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1045,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[15]
+	mi := &file_vmm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1058,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{15}
+	return file_vmm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Event) GetType() string {
@@ -1024,7 +1093,7 @@ type KeepDisksRequest struct {
 
 func (x *KeepDisksRequest) Reset() {
 	*x = KeepDisksRequest{}
-	mi := &file_vmm_proto_msgTypes[16]
+	mi := &file_vmm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1105,7 @@ func (x *KeepDisksRequest) String() string {
 func (*KeepDisksRequest) ProtoMessage() {}
 
 func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[16]
+	mi := &file_vmm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1118,7 @@ func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepDisksRequest.ProtoReflect.Descriptor instead.
 func (*KeepDisksRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{16}
+	return file_vmm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeepDisksRequest) GetSpec() *MachineSpec {
@@ -1083,7 +1152,7 @@ type KeepDisksResponse struct {
 
 func (x *KeepDisksResponse) Reset() {
 	*x = KeepDisksResponse{}
-	mi := &file_vmm_proto_msgTypes[17]
+	mi := &file_vmm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1164,7 @@ func (x *KeepDisksResponse) String() string {
 func (*KeepDisksResponse) ProtoMessage() {}
 
 func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[17]
+	mi := &file_vmm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1177,7 @@ func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepDisksResponse.ProtoReflect.Descriptor instead.
 func (*KeepDisksResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{17}
+	return file_vmm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeepDisksResponse) GetFiles() []string {
@@ -1135,7 +1204,7 @@ type PointState struct {
 
 func (x *PointState) Reset() {
 	*x = PointState{}
-	mi := &file_vmm_proto_msgTypes[18]
+	mi := &file_vmm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1216,7 @@ func (x *PointState) String() string {
 func (*PointState) ProtoMessage() {}
 
 func (x *PointState) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[18]
+	mi := &file_vmm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1229,7 @@ func (x *PointState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointState.ProtoReflect.Descriptor instead.
 func (*PointState) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{18}
+	return file_vmm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PointState) GetStateDir() string {
@@ -1188,7 +1257,7 @@ type CollectDisksRequest struct {
 
 func (x *CollectDisksRequest) Reset() {
 	*x = CollectDisksRequest{}
-	mi := &file_vmm_proto_msgTypes[19]
+	mi := &file_vmm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1269,7 @@ func (x *CollectDisksRequest) String() string {
 func (*CollectDisksRequest) ProtoMessage() {}
 
 func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[19]
+	mi := &file_vmm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1282,7 @@ func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectDisksRequest.ProtoReflect.Descriptor instead.
 func (*CollectDisksRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{19}
+	return file_vmm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CollectDisksRequest) GetSpec() *MachineSpec {
@@ -1247,7 +1316,7 @@ type CollectDisksResponse struct {
 
 func (x *CollectDisksResponse) Reset() {
 	*x = CollectDisksResponse{}
-	mi := &file_vmm_proto_msgTypes[20]
+	mi := &file_vmm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1328,7 @@ func (x *CollectDisksResponse) String() string {
 func (*CollectDisksResponse) ProtoMessage() {}
 
 func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[20]
+	mi := &file_vmm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1341,7 @@ func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectDisksResponse.ProtoReflect.Descriptor instead.
 func (*CollectDisksResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{20}
+	return file_vmm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CollectDisksResponse) GetRemoved() []string {
@@ -1343,20 +1412,25 @@ const file_vmm_proto_rawDesc = "" +
 	"\vchunk_bytes\x18\x04 \x01(\x04R\n" +
 	"chunkBytes\x12!\n" +
 	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\x12\x16\n" +
-	"\x06mapped\x18\x06 \x01(\bR\x06mapped\"r\n" +
+	"\x06mapped\x18\x06 \x01(\bR\x06mapped\"\x9d\x01\n" +
 	"\x0fSuspendResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
-	"\x04sums\x18\x03 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\x9c\x01\n" +
+	"\x04sums\x18\x03 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\x12)\n" +
+	"\x06phases\x18\x04 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\"5\n" +
+	"\x05Phase\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aseconds\x18\x02 \x01(\x01R\aseconds\"\x9c\x01\n" +
 	"\rResumeRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
 	"machineDir\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"b\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x8d\x01\n" +
 	"\x0eResumeResponse\x12-\n" +
 	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
-	"\fcpu_features\x18\x02 \x03(\tR\vcpuFeatures\";\n" +
+	"\fcpu_features\x18\x02 \x03(\tR\vcpuFeatures\x12)\n" +
+	"\x06phases\x18\x03 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\";\n" +
 	"\x0fPowerOffRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x12\n" +
@@ -1415,7 +1489,7 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_vmm_proto_goTypes = []any{
 	(*Disk)(nil),                 // 0: soulpad.v1.Disk
 	(*MachineSpec)(nil),          // 1: soulpad.v1.MachineSpec
@@ -1425,53 +1499,56 @@ var file_vmm_proto_goTypes = []any{
 	(*SuspendRequest)(nil),       // 5: soulpad.v1.SuspendRequest
 	(*FileSum)(nil),              // 6: soulpad.v1.FileSum
 	(*SuspendResponse)(nil),      // 7: soulpad.v1.SuspendResponse
-	(*ResumeRequest)(nil),        // 8: soulpad.v1.ResumeRequest
-	(*ResumeResponse)(nil),       // 9: soulpad.v1.ResumeResponse
-	(*PowerOffRequest)(nil),      // 10: soulpad.v1.PowerOffRequest
-	(*PowerOffResponse)(nil),     // 11: soulpad.v1.PowerOffResponse
-	(*StatusRequest)(nil),        // 12: soulpad.v1.StatusRequest
-	(*StatusResponse)(nil),       // 13: soulpad.v1.StatusResponse
-	(*EventsRequest)(nil),        // 14: soulpad.v1.EventsRequest
-	(*Event)(nil),                // 15: soulpad.v1.Event
-	(*KeepDisksRequest)(nil),     // 16: soulpad.v1.KeepDisksRequest
-	(*KeepDisksResponse)(nil),    // 17: soulpad.v1.KeepDisksResponse
-	(*PointState)(nil),           // 18: soulpad.v1.PointState
-	(*CollectDisksRequest)(nil),  // 19: soulpad.v1.CollectDisksRequest
-	(*CollectDisksResponse)(nil), // 20: soulpad.v1.CollectDisksResponse
-	nil,                          // 21: soulpad.v1.MachineSpec.ExtraEntry
+	(*Phase)(nil),                // 8: soulpad.v1.Phase
+	(*ResumeRequest)(nil),        // 9: soulpad.v1.ResumeRequest
+	(*ResumeResponse)(nil),       // 10: soulpad.v1.ResumeResponse
+	(*PowerOffRequest)(nil),      // 11: soulpad.v1.PowerOffRequest
+	(*PowerOffResponse)(nil),     // 12: soulpad.v1.PowerOffResponse
+	(*StatusRequest)(nil),        // 13: soulpad.v1.StatusRequest
+	(*StatusResponse)(nil),       // 14: soulpad.v1.StatusResponse
+	(*EventsRequest)(nil),        // 15: soulpad.v1.EventsRequest
+	(*Event)(nil),                // 16: soulpad.v1.Event
+	(*KeepDisksRequest)(nil),     // 17: soulpad.v1.KeepDisksRequest
+	(*KeepDisksResponse)(nil),    // 18: soulpad.v1.KeepDisksResponse
+	(*PointState)(nil),           // 19: soulpad.v1.PointState
+	(*CollectDisksRequest)(nil),  // 20: soulpad.v1.CollectDisksRequest
+	(*CollectDisksResponse)(nil), // 21: soulpad.v1.CollectDisksResponse
+	nil,                          // 22: soulpad.v1.MachineSpec.ExtraEntry
 }
 var file_vmm_proto_depIdxs = []int32{
 	0,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
-	21, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
+	22, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
 	1,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
 	4,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
 	6,  // 4: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
-	1,  // 5: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
-	4,  // 6: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
-	1,  // 7: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	1,  // 8: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	18, // 9: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
-	2,  // 10: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	5,  // 11: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	8,  // 12: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	10, // 13: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	12, // 14: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	14, // 15: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	16, // 16: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
-	19, // 17: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
-	3,  // 18: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	7,  // 19: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	9,  // 20: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	11, // 21: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	13, // 22: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	15, // 23: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	17, // 24: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
-	20, // 25: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 5: soulpad.v1.SuspendResponse.phases:type_name -> soulpad.v1.Phase
+	1,  // 6: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
+	4,  // 7: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
+	8,  // 8: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
+	1,  // 9: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	1,  // 10: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	19, // 11: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	2,  // 12: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	5,  // 13: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	9,  // 14: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	11, // 15: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	13, // 16: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	15, // 17: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	17, // 18: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	20, // 19: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	3,  // 20: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	7,  // 21: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	10, // 22: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	12, // 23: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	14, // 24: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	16, // 25: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	18, // 26: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	21, // 27: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
@@ -1485,7 +1562,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
