@@ -798,7 +798,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	// No secrets: what status shows without unlocking the vault.
 	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
-		"point": point.Manifest.ID, "bytes": point.Size(), "cpu_model": s.spec.CPUModel,
+		"point": point.Manifest.ID, "bytes": point.Size(), "hashed_bytes": pend.Hashed(), "cpu_model": s.spec.CPUModel,
 		"accelerator": s.spec.Accelerator, "host": s.profile.Hostname,
 		"host_summary": HostSummary(s.profile), "host_fingerprint": s.profile.Fingerprint,
 	}})

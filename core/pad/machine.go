@@ -102,6 +102,10 @@ type FileSum struct {
 	// it whole at resume; it is checked beside the running machine
 	// (VerifyMapped), not before it (VerifyEager).
 	Mapped bool `json:"mapped,omitempty"`
+	// SumOfChunks: SHA256 is the SHA-256 of the chunks' SHA-256 sums
+	// (as bytes, in order), not of the file's bytes. The core seals
+	// mapped files so, hashing only the chunks that changed.
+	SumOfChunks bool `json:"sum_of_chunks,omitempty"`
 }
 
 // Point kinds.
@@ -181,6 +185,8 @@ type Pending struct {
 	m   *Machine
 	id  string
 	dir string
+	// hashed counts the bytes Seal read to checksum them.
+	hashed int64
 }
 
 // NewPending makes an empty directory for a new suspend point.
@@ -199,6 +205,11 @@ func (p *Pending) Dir() string { return p.dir }
 
 // ID is the point's identifier.
 func (p *Pending) ID() string { return p.id }
+
+// Hashed is how many bytes Seal read to checksum the point's files
+// (files the VMM plugin summed, and the chunks of a mapped file unchanged
+// since the parent point, are not read).
+func (p *Pending) Hashed() int64 { return p.hashed }
 
 // Discard removes the pending point.
 func (p *Pending) Discard() error { return os.RemoveAll(p.dir) }
@@ -223,11 +234,18 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 		}
 		var fs FileSum
 		var err error
-		if k, ok := findSum(known, name); ok {
+		var hashed int64
+		switch k, ok := findSum(known, name); {
+		case ok:
 			fs, err = syncKnown(filepath.Join(p.dir, name), k)
-		} else {
+		case isMapped(known, name):
+			parent, parentSum := p.m.pointFile(man.Parent, name)
+			fs, hashed, err = sumChunks(context.Background(), filepath.Join(p.dir, name), parent, parentSum)
+		default:
 			fs, err = sumFile(filepath.Join(p.dir, name), true)
+			hashed = fs.Size
 		}
+		p.hashed += hashed
 		if err != nil {
 			return Point{}, fmt.Errorf("seal suspend point: %w", err)
 		}
@@ -251,6 +269,29 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 	}
 	p.dir = final
 	return Point{Dir: final, Manifest: man}, nil
+}
+
+// pointFile is a file of sealed point id and its checksums, if the point
+// and the file exist.
+func (m *Machine) pointFile(id, name string) (string, *FileSum) {
+	if id == "" || strings.ContainsAny(id, "/.") {
+		return "", nil
+	}
+	dir := filepath.Join(m.PointsDir(), id)
+	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return "", nil
+	}
+	var man Manifest
+	if json.Unmarshal(b, &man) != nil || man.ID != id {
+		return "", nil
+	}
+	for _, f := range man.Files {
+		if f.Name == name {
+			return filepath.Join(dir, name), &f
+		}
+	}
+	return "", nil
 }
 
 func isMapped(known []FileSum, name string) bool {
@@ -456,7 +497,13 @@ func (p Point) verify(ctx context.Context, which func(FileSum) bool) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		got, err := sumFileCtx(ctx, filepath.Join(p.Dir, f.Name), false)
+		var got FileSum
+		var err error
+		if f.SumOfChunks {
+			got, err = verifyChunks(ctx, filepath.Join(p.Dir, f.Name), f)
+		} else {
+			got, err = sumFileCtx(ctx, filepath.Join(p.Dir, f.Name), false)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("suspend point %s: %s is missing: %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
 		}

@@ -28,6 +28,8 @@ type Result struct {
 	// StateBytes is the size of the memory and device state written.
 	StateBytes int64
 	DirtyMiB   uint64
+	// The plugin's own account of where the time went.
+	SuspendPhases, ResumePhases []vmm.Phase
 }
 
 // Cycle boots the guest with mib MiB on v (configured with config), lets
@@ -68,10 +70,12 @@ func Cycle(b *testing.B, v vmm.VMM, config []byte, stateFile string, mib uint64)
 		b.Fatal(err)
 	}
 	t0 = time.Now()
-	if _, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: sdir, Description: sus.Description}); err != nil {
+	res, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: sdir, Description: sus.Description})
+	if err != nil {
 		b.Fatal(err)
 	}
 	r.Resume = time.Since(t0)
+	r.SuspendPhases, r.ResumePhases = sus.Phases, res.Phases
 	st, err := os.Stat(filepath.Join(sdir, stateFile))
 	if err != nil {
 		b.Fatal(err)

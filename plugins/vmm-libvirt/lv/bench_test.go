@@ -34,6 +34,8 @@ func BenchmarkSuspendResumeBesideQEMU(b *testing.B) {
 				fmt.Printf("%4d MiB guest (%d MiB dirtied): suspend libvirt %.3f s (state %.1f MiB) vs qemu %.3f s (%.1f MiB): %.2fx; resume libvirt %.3f s vs qemu %.3f s: %.2fx\n",
 					mib, l.DirtyMiB, l.Suspend.Seconds(), float64(l.StateBytes)/(1<<20), q.Suspend.Seconds(), float64(q.StateBytes)/(1<<20),
 					l.Suspend.Seconds()/q.Suspend.Seconds(), l.Resume.Seconds(), q.Resume.Seconds(), l.Resume.Seconds()/q.Resume.Seconds())
+				fmt.Printf("  libvirt: suspend %s; resume %s\n  qemu:    suspend %s; resume %s\n", vmm.FormatPhases(l.SuspendPhases), vmm.FormatPhases(l.ResumePhases),
+					vmm.FormatPhases(q.SuspendPhases), vmm.FormatPhases(q.ResumePhases))
 			}
 		})
 	}

@@ -1,0 +1,223 @@
+package pad
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/soulpad/soulpad/internal/ctxio"
+	"github.com/soulpad/soulpad/sdk"
+)
+
+// MappedChunkBytes is the chunk size of a mapped file's checksums: a
+// suspend hashes only the chunks the guest changed since the point it
+// resumed from.
+const MappedChunkBytes = 1 << 20
+
+// sumChunks checksums the file at path in chunks of MappedChunkBytes; its
+// SHA256 is the checksum of the chunks' checksums (SumOfChunks). A chunk
+// that shares all its blocks with the same chunk of parent (a reflinked
+// copy on the same file system, whose sums parentSum holds) is not read:
+// blocks shared by copy-on-write hold the same bytes, and parent is a
+// sealed point's file, never written again. hashed counts the bytes read.
+func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (FileSum, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return FileSum{}, 0, err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return FileSum{}, 0, fmt.Errorf("sync %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return FileSum{}, 0, err
+	}
+	size := st.Size()
+	var mine, theirs []extent
+	reuse := parentSum != nil && parentSum.SumOfChunks && parentSum.ChunkBytes == MappedChunkBytes && parentSum.Size == size
+	if reuse {
+		for _, c := range parentSum.ChunkSHA256 {
+			if b, err := hex.DecodeString(c); err != nil || len(b) != sha256.Size {
+				reuse = false // a damaged manifest: hash everything
+			}
+		}
+	}
+	if reuse {
+		mine, err = fileExtents(f)
+		if err == nil {
+			theirs, err = pathExtents(parent)
+		}
+		reuse = err == nil
+	}
+	n := (size + MappedChunkBytes - 1) / MappedChunkBytes
+	out := FileSum{Size: size, ChunkBytes: MappedChunkBytes, SumOfChunks: true, ChunkSHA256: make([]string, n)}
+	root := sha256.New()
+	buf := make([]byte, MappedChunkBytes)
+	var hashed int64
+	for i := int64(0); i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return FileSum{}, hashed, err
+		}
+		start, end := i*MappedChunkBytes, min((i+1)*MappedChunkBytes, size)
+		if reuse && i < int64(len(parentSum.ChunkSHA256)) && sameBlocks(mine, theirs, start, end) {
+			out.ChunkSHA256[i] = parentSum.ChunkSHA256[i]
+		} else {
+			if _, err := f.ReadAt(buf[:end-start], start); err != nil && !errors.Is(err, io.EOF) {
+				return FileSum{}, hashed, fmt.Errorf("read %s: %w", path, err)
+			}
+			s := sha256.Sum256(buf[:end-start])
+			out.ChunkSHA256[i] = hex.EncodeToString(s[:])
+			hashed += end - start
+		}
+		b, _ := hex.DecodeString(out.ChunkSHA256[i])
+		root.Write(b)
+	}
+	out.SHA256 = hex.EncodeToString(root.Sum(nil))
+	return out, hashed, nil
+}
+
+// maxChunkBytes bounds the chunk size a manifest may ask a reader to
+// hold.
+const maxChunkBytes = 64 << 20
+
+// verifyChunks re-reads a file sealed by sumChunks.
+func verifyChunks(ctx context.Context, path string, want FileSum) (FileSum, error) {
+	if want.ChunkBytes <= 0 || want.ChunkBytes > maxChunkBytes {
+		return FileSum{}, fmt.Errorf("%s: the manifest's chunk size %d is not one SoulPad writes: %w", path, want.ChunkBytes, sdk.ErrCorrupt)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return FileSum{}, err
+	}
+	defer f.Close()
+	root := sha256.New()
+	var size int64
+	r := ctxio.Reader{Ctx: ctx, R: f}
+	buf := make([]byte, want.ChunkBytes)
+	for {
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			s := sha256.Sum256(buf[:k])
+			root.Write(s[:])
+			size += int64(k)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return FileSum{}, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	return FileSum{Size: size, SHA256: hex.EncodeToString(root.Sum(nil))}, nil
+}
+
+// extent is one mapping of a file's bytes to the device.
+type extent struct {
+	logical, physical, length uint64
+}
+
+// FIEMAP, from linux/fiemap.h.
+const (
+	fsIocFiemap        = 0xC020660B
+	fiemapFlagSync     = 0x1
+	fiemapExtentLast   = 0x1
+	fiemapExtentUnsure = 0x2 | 0x4 | 0x8 | 0x80 | 0x100 | 0x200 | 0x400 // unknown, delalloc, encoded, encrypted, not aligned, inline, tail
+	fiemapBatch        = 256
+)
+
+type fiemapExtent struct {
+	Logical, Physical, Length uint64
+	_                         [2]uint64
+	Flags                     uint32
+	_                         [3]uint32
+}
+
+type fiemapHeader struct {
+	Start, Length                uint64
+	Flags, Mapped, Count, Unused uint32
+}
+
+var errNoExtents = errors.New("the file system does not report where this file's blocks are")
+
+func pathExtents(path string) ([]extent, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return fileExtents(f)
+}
+
+// fileExtents lists where f's data lives (FIEMAP, after a sync). An
+// extent whose place is not known for sure fails it.
+func fileExtents(f *os.File) ([]extent, error) {
+	var out []extent
+	buf := make([]byte, int(unsafe.Sizeof(fiemapHeader{}))+fiemapBatch*int(unsafe.Sizeof(fiemapExtent{})))
+	hdr := (*fiemapHeader)(unsafe.Pointer(&buf[0]))
+	exts := unsafe.Slice((*fiemapExtent)(unsafe.Pointer(&buf[unsafe.Sizeof(fiemapHeader{})])), fiemapBatch)
+	var start uint64
+	for {
+		clear(buf)
+		*hdr = fiemapHeader{Start: start, Length: ^uint64(0) - start, Flags: fiemapFlagSync, Count: fiemapBatch}
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(unsafe.Pointer(&buf[0]))); e != 0 {
+			return nil, fmt.Errorf("%w: %v", errNoExtents, e)
+		}
+		if hdr.Mapped == 0 {
+			return out, nil
+		}
+		for _, x := range exts[:hdr.Mapped] {
+			if x.Flags&fiemapExtentUnsure != 0 {
+				return nil, errNoExtents
+			}
+			out = append(out, extent{logical: x.Logical, physical: x.Physical, length: x.Length})
+			if x.Flags&fiemapExtentLast != 0 {
+				return out, nil
+			}
+		}
+		last := exts[hdr.Mapped-1]
+		start = last.Logical + last.Length
+	}
+}
+
+// sameBlocks says whether bytes [start, end) of two files live in the
+// same device blocks (holes in both count as the same).
+func sameBlocks(a, b []extent, start, end int64) bool {
+	return slices.Equal(clip(a, uint64(start), uint64(end)), clip(b, uint64(start), uint64(end)))
+}
+
+// clip is the part of exts in [start, end), adjacent pieces merged.
+func clip(exts []extent, start, end uint64) []extent {
+	var out []extent
+	i, _ := slices.BinarySearchFunc(exts, start, func(x extent, off uint64) int {
+		switch {
+		case x.logical+x.length <= off:
+			return -1
+		case x.logical > off:
+			return 1
+		}
+		return 0
+	})
+	for ; i < len(exts) && exts[i].logical < end; i++ {
+		x := exts[i]
+		lo, hi := max(x.logical, start), min(x.logical+x.length, end)
+		if lo >= hi {
+			continue
+		}
+		e := extent{logical: lo, physical: x.physical + (lo - x.logical), length: hi - lo}
+		if n := len(out); n > 0 && out[n-1].logical+out[n-1].length == e.logical && out[n-1].physical+out[n-1].length == e.physical {
+			out[n-1].length += e.length
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
