@@ -761,7 +761,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	var known []pad.FileSum
 	for _, f := range out.Sums {
-		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, Mapped: f.Mapped})
+		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks})
 	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
 		Kind:           pad.KindMemory,

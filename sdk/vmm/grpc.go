@@ -90,7 +90,7 @@ func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.Suspend
 	}
 	resp := &pb.SuspendResponse{Files: out.Files, Description: out.Description}
 	for _, f := range out.Sums {
-		resp.Sums = append(resp.Sums, &pb.FileSum{Name: f.Name, Size: f.Size, Sha256: f.SHA256, ChunkBytes: f.ChunkBytes, ChunkSha256: f.ChunkSHA256, Mapped: f.Mapped})
+		resp.Sums = append(resp.Sums, &pb.FileSum{Name: f.Name, Size: f.Size, Sha256: f.SHA256, ChunkBytes: f.ChunkBytes, ChunkSha256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks})
 	}
 	resp.Phases = phasesToPB(out.Phases)
 	return resp, nil
@@ -219,7 +219,7 @@ func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse
 	}
 	resp := SuspendResponse{Files: out.Files, Description: out.Description}
 	for _, f := range out.Sums {
-		resp.Sums = append(resp.Sums, FileSum{Name: f.Name, Size: f.Size, SHA256: f.Sha256, ChunkBytes: f.ChunkBytes, ChunkSHA256: f.ChunkSha256, Mapped: f.Mapped})
+		resp.Sums = append(resp.Sums, FileSum{Name: f.Name, Size: f.Size, SHA256: f.Sha256, ChunkBytes: f.ChunkBytes, ChunkSHA256: f.ChunkSha256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks})
 	}
 	resp.Phases = phasesFromPB(out.Phases)
 	return resp, nil

@@ -19,10 +19,10 @@ func TestSumWriter(t *testing.T) {
 	}
 	got := w.Sum()
 	all := out.Bytes()
-	whole := sha256.Sum256(all)
-	if got.Size != 10000 || got.SHA256 != hex.EncodeToString(whole[:]) || got.Name != "memory.state" {
+	if got.Size != 10000 || !got.SumOfChunks || got.Name != "memory.state" {
 		t.Fatalf("sum %+v", got)
 	}
+	root := sha256.New()
 	if len(got.ChunkSHA256) != 3 {
 		t.Fatalf("%d chunks; want 3 (4096, 4096, 1808)", len(got.ChunkSHA256))
 	}
@@ -32,6 +32,10 @@ func TestSumWriter(t *testing.T) {
 		if c != hex.EncodeToString(s[:]) {
 			t.Fatalf("chunk %d sum differs", i)
 		}
+		root.Write(s[:])
+	}
+	if got.SHA256 != hex.EncodeToString(root.Sum(nil)) {
+		t.Fatal("the file's sum is not the sum of its chunk sums")
 	}
 }
 
@@ -44,9 +48,13 @@ func FuzzSumWriter(f *testing.F) {
 		for i := 0; i < len(data); i += s {
 			w.Write(data[i:min(i+s, len(data))])
 		}
-		whole := sha256.Sum256(data)
-		if sum := w.Sum(); sum.SHA256 != hex.EncodeToString(whole[:]) || sum.Size != uint64(len(data)) {
-			t.Fatal("whole sum differs")
+		root := sha256.New()
+		for i := 0; i < len(data); i += int(chunk) + 1 {
+			c := sha256.Sum256(data[i:min(i+int(chunk)+1, len(data))])
+			root.Write(c[:])
+		}
+		if sum := w.Sum(); sum.SHA256 != hex.EncodeToString(root.Sum(nil)) || sum.Size != uint64(len(data)) {
+			t.Fatal("the sum of the chunk sums differs")
 		}
 	})
 }

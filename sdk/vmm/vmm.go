@@ -192,7 +192,8 @@ type FileSum struct {
 	// Name is relative to StateDir.
 	Name string
 	Size uint64
-	// SHA256 is the whole file's, in hex.
+	// SHA256 is the whole file's, in hex; with SumOfChunks, the SHA-256
+	// of the chunk sums (as bytes, in order) instead.
 	SHA256 string
 	// ChunkBytes is the chunk size; ChunkSHA256 the chunks' SHA-256 in
 	// order (the last chunk may be short). Empty when not computed.
@@ -204,6 +205,8 @@ type FileSum struct {
 	// it beside the running machine instead of before it, stopping the
 	// machine without suspending if it does not match.
 	Mapped bool
+	// SumOfChunks: see SHA256.
+	SumOfChunks bool
 }
 
 // ResumeRequest restores a machine from a sealed suspend point.

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
 	"github.com/soulpad/soulpad/sdk"
@@ -590,10 +591,14 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		return fail(err)
 	}
 	defer pr.Close()
+	// A larger pipe, and large reads: fewer wake-ups on both sides.
+	_, _ = unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	sum = vmm.NewSumWriter(StateFile, f, 0)
 	copied = make(chan error, 1)
 	go func() {
-		_, err := io.Copy(sum, pr)
+		// (struct{io.Reader} hides pr's WriteTo, which would copy in
+		// 32 KiB pieces.)
+		_, err := io.CopyBuffer(sum, struct{ io.Reader }{pr}, make([]byte, 1<<20))
 		if err != nil {
 			// The state cannot be written (the vault's file system gave
 			// up): close the pipe, or QEMU waits on it forever; the

@@ -469,6 +469,7 @@ type FileSum struct {
 	ChunkBytes    uint64                 `protobuf:"varint,4,opt,name=chunk_bytes,json=chunkBytes,proto3" json:"chunk_bytes,omitempty"`
 	ChunkSha256   []string               `protobuf:"bytes,5,rep,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
 	Mapped        bool                   `protobuf:"varint,6,opt,name=mapped,proto3" json:"mapped,omitempty"`
+	SumOfChunks   bool                   `protobuf:"varint,7,opt,name=sum_of_chunks,json=sumOfChunks,proto3" json:"sum_of_chunks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,6 +542,13 @@ func (x *FileSum) GetChunkSha256() []string {
 func (x *FileSum) GetMapped() bool {
 	if x != nil {
 		return x.Mapped
+	}
+	return false
+}
+
+func (x *FileSum) GetSumOfChunks() bool {
+	if x != nil {
+		return x.SumOfChunks
 	}
 	return false
 }
@@ -1404,7 +1412,7 @@ const file_vmm_proto_rawDesc = "" +
 	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xa5\x01\n" +
+	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xc9\x01\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
@@ -1412,7 +1420,8 @@ const file_vmm_proto_rawDesc = "" +
 	"\vchunk_bytes\x18\x04 \x01(\x04R\n" +
 	"chunkBytes\x12!\n" +
 	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\x12\x16\n" +
-	"\x06mapped\x18\x06 \x01(\bR\x06mapped\"\x9d\x01\n" +
+	"\x06mapped\x18\x06 \x01(\bR\x06mapped\x12\"\n" +
+	"\rsum_of_chunks\x18\a \x01(\bR\vsumOfChunks\"\x9d\x01\n" +
 	"\x0fSuspendResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +

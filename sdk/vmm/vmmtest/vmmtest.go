@@ -222,7 +222,38 @@ func (s *suite) suspend(t *testing.T, m Machine) (string, vmm.SuspendResponse) {
 			t.Fatalf("Suspend listed %s: %v", f, err)
 		}
 	}
+	for _, sum := range out.Sums {
+		if sum.SHA256 == "" && sum.Mapped {
+			continue // the core sums it
+		}
+		if got := fileSum(t, filepath.Join(dir, sum.Name), sum); got.SHA256 != sum.SHA256 || got.Size != sum.Size || !slices.Equal(got.ChunkSHA256, sum.ChunkSHA256) {
+			t.Fatalf("Suspend's checksum of %s is not the file's: said %d bytes, %s; the file has %d bytes, %s", sum.Name, sum.Size, sum.SHA256, got.Size, got.SHA256)
+		}
+	}
 	return dir, out
+}
+
+// fileSum reads a file as want says it was summed (whole or by chunks).
+func fileSum(t *testing.T, path string, want vmm.FileSum) vmm.FileSum {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := sha256.Sum256(data)
+	got := vmm.FileSum{Size: uint64(len(data)), SHA256: hex.EncodeToString(whole[:])}
+	if want.ChunkBytes > 0 {
+		var chunks [][sha256.Size]byte
+		for off := uint64(0); off < uint64(len(data)); off += want.ChunkBytes {
+			chunks = append(chunks, sha256.Sum256(data[off:min(off+want.ChunkBytes, uint64(len(data)))]))
+		}
+		c := vmm.SumOfChunkSums(want.Name, got.Size, want.ChunkBytes, chunks)
+		got.ChunkSHA256 = c.ChunkSHA256
+		if want.SumOfChunks {
+			got.SHA256 = c.SHA256
+		}
+	}
+	return got
 }
 
 func (s *suite) nothingRunning(t *testing.T) {
