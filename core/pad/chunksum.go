@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -51,12 +52,15 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 			}
 		}
 	}
-	if reuse {
-		mine, err = fileExtents(f)
-		if err == nil {
-			theirs, err = pathExtents(parent)
-		}
+	// Where the file's blocks are: a chunk with none is a hole (guest
+	// RAM never touched) and needs no reading either.
+	mine, err = fileExtents(f)
+	mapped := err == nil
+	if reuse && mapped {
+		theirs, err = pathExtents(parent)
 		reuse = err == nil
+	} else {
+		reuse = false
 	}
 	n := (size + MappedChunkBytes - 1) / MappedChunkBytes
 	out := FileSum{Size: size, ChunkBytes: MappedChunkBytes, SumOfChunks: true, ChunkSHA256: make([]string, n)}
@@ -68,9 +72,12 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 			return FileSum{}, hashed, err
 		}
 		start, end := i*MappedChunkBytes, min((i+1)*MappedChunkBytes, size)
-		if reuse && i < int64(len(parentSum.ChunkSHA256)) && sameBlocks(mine, theirs, start, end) {
+		switch {
+		case mapped && len(clip(mine, uint64(start), uint64(end))) == 0:
+			out.ChunkSHA256[i] = zeroSum(end - start)
+		case reuse && i < int64(len(parentSum.ChunkSHA256)) && sameBlocks(mine, theirs, start, end):
 			out.ChunkSHA256[i] = parentSum.ChunkSHA256[i]
-		} else {
+		default:
 			if _, err := f.ReadAt(buf[:end-start], start); err != nil && !errors.Is(err, io.EOF) {
 				return FileSum{}, hashed, fmt.Errorf("read %s: %w", path, err)
 			}
@@ -88,6 +95,18 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 // maxChunkBytes bounds the chunk size a manifest may ask a reader to
 // hold.
 const maxChunkBytes = 64 << 20
+
+var zeroSums sync.Map // length → hex SHA-256 of that many zero bytes
+
+func zeroSum(n int64) string {
+	if s, ok := zeroSums.Load(n); ok {
+		return s.(string)
+	}
+	s := sha256.Sum256(make([]byte, n))
+	h := hex.EncodeToString(s[:])
+	zeroSums.Store(n, h)
+	return h
+}
 
 // verifyChunks re-reads a file sealed by sumChunks.
 func verifyChunks(ctx context.Context, path string, want FileSum) (FileSum, error) {

@@ -179,3 +179,37 @@ func TestClipExtents(t *testing.T) {
 		t.Fatal("sameBlocks disagrees with the extents")
 	}
 }
+
+// RAM the guest never touched is a hole in the file: it is summed as
+// zeros without being read.
+func TestSealSkipsHoles(t *testing.T) {
+	root := testguest.XFSDir(t, 512<<20)
+	m := MachineIn(root, "soul")
+	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := m.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 6*MappedChunkBytes)
+	rand.Read(data[3*MappedChunkBytes+10 : 3*MappedChunkBytes+5000])
+	f, err := os.Create(filepath.Join(pend.Dir(), "memory.ram"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(int64(len(data)))
+	f.WriteAt(data[3*MappedChunkBytes:4*MappedChunkBytes], 3*MappedChunkBytes)
+	f.Close()
+	pt, err := pend.Seal([]string{"memory.ram"}, Manifest{}, FileSum{Name: "memory.ram", Mapped: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pend.Hashed() != MappedChunkBytes {
+		t.Fatalf("hashed %d bytes of a file with one chunk of data; want %d", pend.Hashed(), MappedChunkBytes)
+	}
+	checkSums(t, pt.Manifest.Files[0], data)
+	if err := pt.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
