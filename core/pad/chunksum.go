@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/internal/ctxio"
@@ -64,13 +67,9 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 	}
 	n := (size + MappedChunkBytes - 1) / MappedChunkBytes
 	out := FileSum{Size: size, ChunkBytes: MappedChunkBytes, SumOfChunks: true, ChunkSHA256: make([]string, n)}
-	root := sha256.New()
-	buf := make([]byte, MappedChunkBytes)
-	var hashed int64
+	// The chunks to read, hashed on every CPU (SHA-256 is the cost).
+	var todo []int64
 	for i := int64(0); i < n; i++ {
-		if err := ctx.Err(); err != nil {
-			return FileSum{}, hashed, err
-		}
 		start, end := i*MappedChunkBytes, min((i+1)*MappedChunkBytes, size)
 		switch {
 		case mapped && len(clip(mine, uint64(start), uint64(end))) == 0:
@@ -78,18 +77,44 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 		case reuse && i < int64(len(parentSum.ChunkSHA256)) && sameBlocks(mine, theirs, start, end):
 			out.ChunkSHA256[i] = parentSum.ChunkSHA256[i]
 		default:
-			if _, err := f.ReadAt(buf[:end-start], start); err != nil && !errors.Is(err, io.EOF) {
-				return FileSum{}, hashed, fmt.Errorf("read %s: %w", path, err)
-			}
-			s := sha256.Sum256(buf[:end-start])
-			out.ChunkSHA256[i] = hex.EncodeToString(s[:])
-			hashed += end - start
+			todo = append(todo, i)
 		}
-		b, _ := hex.DecodeString(out.ChunkSHA256[i])
+	}
+	var next atomic.Int64
+	var hashed atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < min(runtime.GOMAXPROCS(0), 8, len(todo)); w++ {
+		g.Go(func() error {
+			buf := make([]byte, MappedChunkBytes)
+			for {
+				k := next.Add(1) - 1
+				if k >= int64(len(todo)) {
+					return nil
+				}
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				i := todo[k]
+				start, end := i*MappedChunkBytes, min((i+1)*MappedChunkBytes, size)
+				if _, err := f.ReadAt(buf[:end-start], start); err != nil && !errors.Is(err, io.EOF) {
+					return fmt.Errorf("read %s: %w", path, err)
+				}
+				s := sha256.Sum256(buf[:end-start])
+				out.ChunkSHA256[i] = hex.EncodeToString(s[:])
+				hashed.Add(end - start)
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return FileSum{}, hashed.Load(), err
+	}
+	root := sha256.New()
+	for _, c := range out.ChunkSHA256 {
+		b, _ := hex.DecodeString(c)
 		root.Write(b)
 	}
 	out.SHA256 = hex.EncodeToString(root.Sum(nil))
-	return out, hashed, nil
+	return out, hashed.Load(), nil
 }
 
 // maxChunkBytes bounds the chunk size a manifest may ask a reader to
