@@ -7,13 +7,17 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 # with it, so the tests run the code that ships.
 export GOEXPERIMENT := runtimesecret
 
-.PHONY: all build test test-short fuzz demo proto deps vet fmt clean bench
+.PHONY: all build test test-short fuzz demo proto deps vet fmt clean bench s3server
 
 all: build
 
 ## deps: install the system packages SoulPad needs (Debian; idempotent)
 deps:
 	@scripts/deps.sh
+
+## s3server: build (once, cached by version) the S3 server the store tests run
+s3server:
+	@scripts/s3server.sh build >/dev/null
 
 ## build: build soulpad and every plugin into bin/
 build:
@@ -23,10 +27,10 @@ build:
 ## test: the whole suite (installs what is missing first): vet, gofmt, the
 ##       race detector on the core, the SDK and the CLI, then every package
 ##       with the end-to-end walk-up tests (cmd/soulpad/walkup)
-test: deps
+test: deps s3server
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$$')" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/atomicfile/ ./sdk/vmm/diskchain/ ./internal/mountinfo/ ./internal/chunkstage/
+	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/atomicfile/ ./sdk/vmm/diskchain/ ./internal/mountinfo/ ./internal/chunkstage/ ./plugins/store-s3/...
 	$(GO) test -count=1 -timeout 40m ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s); their seed

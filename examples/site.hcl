@@ -104,6 +104,13 @@ plugins {
   # vault's key.
   backup = ""
 
+  # The store plugin (optional): store-s3 keeps versions of the locked pad
+  # on an S3 object store (Internet Suspend/Resume). `soulpad run` then
+  # checks the pad out and copies in what it lacks before unlock, and
+  # copies out what changed and checks it in after the suspend; a PC
+  # without a pad starts from an empty pad.path. Needs store.name.
+  store = ""
+
   # Pin plugin binaries by SHA-256: a binary that differs is refused.
   # `soulpad plugins` prints each binary's SHA-256.
   # sha256 {
@@ -225,6 +232,29 @@ plugin "vmm-libvirt" {
   # The tool that makes disk overlays. Default: qemu-img from PATH.
   # qemu_img = "/usr/bin/qemu-img"
 }
+
+# With plugins.store: the pad's name on the store (lower-case letters,
+# digits, '.', '_', '-').
+# store {
+#   name = "alice"
+# }
+
+# plugin "store-s3" {
+#   # The S3 service, host[:port]. Required.
+#   endpoint = "s3.example.org"
+#   # HTTPS. Default true.
+#   secure = true
+#   region = ""
+#   # The bucket (it must exist). Required.
+#   bucket = "soulpad"
+#   # Goes before every key. Default none.
+#   prefix = "pads/"
+#   # Credentials; without them AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+#   access_key = "…"
+#   secret_key_file = "/etc/soulpad/s3-secret"
+#   # Chunks moved at once. Default 8.
+#   parallel = 8
+# }
 
 # plugin "backup-restic" {
 #   # The restic repository: a directory on a second disk, or a location

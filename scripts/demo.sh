@@ -37,10 +37,42 @@ printf 'correct horse battery staple walks up\n' >"$demo/passphrase"
 chmod 600 "$demo/passphrase"
 export SOULPAD_UNLOCK_PASSPHRASE_FILE="$demo/passphrase"
 
+# `make demo ISR=1`: Internet Suspend/Resume. The pad's versions live on
+# an S3 server (SeaweedFS on 127.0.0.1, scripts/s3server.sh); PC A works
+# and suspends, PC B (no pad at all) checks the pad out and resumes it,
+# and a third place is refused while B holds the lease.
+if [ -n "${ISR:-}" ]; then
+  say "starting an S3 server on 127.0.0.1 (SeaweedFS; built once, about 16 CPU-minutes)"
+  read -r endpoint key secret < <(scripts/s3server.sh start "$demo/s3")
+  trap 'scripts/s3server.sh stop "$demo/s3"' EXIT
+  cat >"$demo/site.hcl" <<HCL
+# The built-in default config, with the pad's versions on the demo's S3 server.
+pad { path = "$demo/pc-a/pad" }
+machine { memory_mib = 256 }
+plugins {
+  crypt  = "crypt-gocryptfs"
+  vmm    = "vmm-qemu"
+  detect = "detect-linux"
+  store  = "store-s3"
+}
+store { name = "alice" }
+plugin "store-s3" {
+  endpoint        = "$endpoint"
+  secure          = false
+  bucket          = "soulpad"
+  access_key      = "$key"
+  secret_key_file = "$secret"
+}
+HCL
+  export SOULPAD_CONFIG="$demo/site.hcl"
+  export SOULPAD_PAD_PATH="$demo/pc-a/pad"
+fi
+
 say "soulpad init: a new pad at $SOULPAD_PAD_PATH"
 "$soulpad" init
 
-# session LABEL: run the machine, show its console, suspend it.
+# session LABEL [HOOK]: run the machine, show its console, run HOOK while
+# it runs, suspend it.
 session() {
   local log="$demo/run-$1.log"
   "$soulpad" run >"$log" 2>&1 &
@@ -58,6 +90,7 @@ session() {
   echo "-- the guest's serial console ('soulpad console'):"
   "$soulpad" console --dump >"$demo/console-$1.log"
   grep -E "soulpad-(counter|guest)" "$demo/console-$1.log" | tail -n 8 | sed 's/^/   /'
+  if [ -n "${2:-}" ]; then "$2"; fi
   echo "-- soulpad suspend"
   "$soulpad" suspend
   wait "$pid" || { cat "$log"; echo "demo: soulpad run failed" >&2; exit 1; }
@@ -67,6 +100,30 @@ session() {
 
 say "soulpad run on this PC (cold boot), then suspend"
 session 1
+
+if [ -n "${ISR:-}" ]; then
+  third_place() {
+    echo "-- meanwhile, at a third place: soulpad run"
+    if SOULPAD_PAD_PATH="$demo/pc-c/pad" "$soulpad" run >"$demo/run-c.log" 2>&1; then
+      echo "demo: a third place ran the pad while PC B held the lease" >&2
+      exit 1
+    fi
+    grep -iE "checked out" "$demo/run-c.log" | head -n 2 | sed 's/^/   /'
+  }
+  say "PC B, with no pad at all ($demo/pc-b/pad is empty): check out, copy in, resume"
+  export SOULPAD_PAD_PATH="$demo/pc-b/pad"
+  session 2 third_place
+  say "soulpad store versions"
+  "$soulpad" store versions
+  first_end=$(grep -o 'soulpad-counter [0-9]*' "$demo/console-1.log" | tail -n 1 | cut -d' ' -f2)
+  second_start=$(grep -o 'soulpad-counter [0-9]*' "$demo/console-2.log" | head -n 1 | cut -d' ' -f2)
+  if [ -z "$second_start" ] || [ "$second_start" -le "$first_end" ]; then
+    echo "demo: the counter did not continue on PC B: it was at $first_end, and printed ${second_start:-nothing}" >&2
+    exit 1
+  fi
+  say "done: the counter was at $first_end on PC A and went on from $second_start on PC B, which had no pad"
+  exit 0
+fi
 
 moved="$demo/other-pc/usb-pad"
 say "unplug, walk to another PC, plug in: the pad is now at $moved"

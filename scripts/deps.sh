@@ -19,6 +19,8 @@ packages=(
   libvirt-clients     # virsh
   libvirt-dev         # cgo headers for libvirt.org/go/libvirt
   pkg-config
+  curl                # scripts/s3server.sh waits for the S3 server
+  python3             # scripts/s3server.sh asks the kernel for free ports
 )
 
 missing=()

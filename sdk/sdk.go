@@ -31,6 +31,7 @@ const (
 	KindCrypt  Kind = "crypt"
 	KindBackup Kind = "backup"
 	KindDetect Kind = "detect"
+	KindStore  Kind = "store"
 )
 
 // Kinds lists the plugin kinds this program knows, in the order a session

@@ -28,6 +28,7 @@ func configArg(g *globals) string {
 func newRunCmd(g *globals) *cobra.Command {
 	var cf credFlags
 	var coldBoot, acceptPlugins bool
+	var storeVersion uint64
 	var point string
 	c := &cobra.Command{
 		Use:   "run",
@@ -99,7 +100,7 @@ changed while the pad was locked.`,
 			var ctl atomic.Pointer[control.Server]
 			sess = lifecycle.New(lifecycle.Options{
 				Config: cfg, Log: g.logger(cfg), Out: out,
-				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point, AcceptPadPlugins: acceptPlugins,
+				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point, AcceptPadPlugins: acceptPlugins, StoreVersion: storeVersion,
 				OnRunning: func(s *lifecycle.Session) {
 					srv, err := control.Listen(s.Pad().Meta.ID, func(r control.Request) control.Response {
 						switch r.Command {
@@ -149,6 +150,7 @@ changed while the pad was locked.`,
 	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&coldBoot, "cold-boot", false, "boot the latest disk instead of resuming (the suspend point is kept)")
 	c.Flags().StringVar(&point, "point", "", "resume this suspend point (ID or unique prefix, see 'soulpad points') with its own disk")
+	c.Flags().Uint64Var(&storeVersion, "store-version", 0, "with a store: copy in this version instead of the newest (a rollback; see 'soulpad store versions')")
 	c.Flags().BoolVar(&acceptPlugins, "accept-pad-plugins", false, "take the plugins now on the pad as good after you replaced them yourself (otherwise a change stops the run)")
 	c.MarkFlagsMutuallyExclusive("cold-boot", "point")
 	return c

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/knadh/koanf/v2"
+	"github.com/soulpad/soulpad/sdk/store"
 )
 
 //go:embed default.hcl
@@ -41,6 +42,7 @@ type Config struct {
 	Machine Machine `koanf:"machine"`
 	Plugins Plugins `koanf:"plugins"`
 	Session Session `koanf:"session"`
+	Store   Store   `koanf:"store"`
 	Log     Log     `koanf:"log"`
 
 	// Plugin holds each plugin's own block, by plugin name; it is handed to
@@ -79,11 +81,15 @@ type Machine struct {
 // string field but dirs names the plugin of the kind its key names; a new
 // kind is one more field here.
 type Plugins struct {
-	Dirs   []string          `koanf:"dirs"`
-	Crypt  string            `koanf:"crypt"`
-	VMM    string            `koanf:"vmm"`
-	Detect string            `koanf:"detect"`
-	Backup string            `koanf:"backup"`
+	Dirs   []string `koanf:"dirs"`
+	Crypt  string   `koanf:"crypt"`
+	VMM    string   `koanf:"vmm"`
+	Detect string   `koanf:"detect"`
+	Backup string   `koanf:"backup"`
+	// Store keeps the pad's versions on a remote store (Internet
+	// Suspend/Resume): the session checks the pad out and copies it in
+	// before unlock, copies it out and checks it in after the suspend.
+	Store  string            `koanf:"store"`
 	SHA256 map[string]string `koanf:"sha256"`
 	// Strict starts only plugins pinned in sha256 (sites that pin
 	// everything).
@@ -115,6 +121,13 @@ type Session struct {
 	// KeepPoints is how many suspend points with memory are kept: after a
 	// point is sealed the oldest beyond this count are pruned.
 	KeepPoints int `koanf:"keep_points"`
+}
+
+// Store names the pad on the store plugins.store chooses.
+type Store struct {
+	// Name is the pad's name on the store (lower-case letters, digits,
+	// '.', '_', '-').
+	Name string `koanf:"name"`
 }
 
 // Log sets the log level.
@@ -314,6 +327,14 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	}
 	if c.Session.BackupAfterSuspend && c.Plugins.Backup == "" {
 		at("session.backup_after_suspend", "needs plugins.backup to name a backup plugin")
+	}
+	switch {
+	case c.Plugins.Store != "" && c.Store.Name == "":
+		at("store.name", "must be set when plugins.store is: the pad's name on the store, e.g. \"alice\"")
+	case c.Store.Name != "" && !store.ValidName(c.Store.Name):
+		at("store.name", "%q cannot name a pad on a store: use lower-case letters, digits, '.', '_' and '-' (at most 63)", c.Store.Name)
+	case c.Store.Name != "" && c.Plugins.Store == "":
+		at("plugins.store", "must name a store plugin (e.g. \"store-s3\") when store.name is set")
 	}
 }
 

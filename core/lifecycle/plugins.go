@@ -2,12 +2,14 @@ package lifecycle
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/store"
 )
 
 // startOne starts the one plugin a command needs (name, of kind), found
@@ -26,4 +28,17 @@ func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []
 		return nil, nil, err
 	}
 	return host, p, nil
+}
+
+// OpenStore starts the store plugin plugins.store names; the caller
+// closes the host.
+func OpenStore(ctx context.Context, cfg *config.Config, log hclog.Logger) (*pluginhost.Host, store.Store, error) {
+	if cfg.Plugins.Store == "" {
+		return nil, nil, fmt.Errorf("no store is configured: set plugins.store (e.g. \"store-s3\"), store.name and the plugin's block in %s", cfg.Source)
+	}
+	host, p, err := startOne(ctx, cfg, log, nil, cfg.Plugins.Store, sdk.KindStore)
+	if err != nil {
+		return nil, nil, err
+	}
+	return host, p.Store(), nil
 }

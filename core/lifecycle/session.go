@@ -57,6 +57,9 @@ type Options struct {
 	OnRunning func(s *Session)
 	// PluginDirs, when set, replaces the search path derived from config.
 	PluginDirs []string
+	// StoreVersion copies in this version from the store (a rollback)
+	// instead of the newest; with plugins.store only.
+	StoreVersion uint64
 }
 
 // Outcome is how a session ended.
@@ -118,8 +121,14 @@ type Session struct {
 	padPluginsOK bool
 	plaintext    string
 	mountDir     string
-	machine      *pad.Machine
-	machineSpec  vmm.Spec
+	// checkout: what the store said, for the journal; storeAhead: the
+	// pad has changes the store lacks.
+	storeNote  string
+	storeAhead bool
+	// finals run after the shutdown stage (see finally).
+	finals      []func(context.Context) error
+	machine     *pad.Machine
+	machineSpec vmm.Spec
 	// resume: the machine as it runs (its spec, description, console),
 	// the point its disk comes from, and its generation.
 	spec vmm.Spec
@@ -146,12 +155,16 @@ type step struct {
 // steps is the session up to a running machine, in order. A new stage
 // (say, a checkout from a store before unlock) is one more entry.
 func (s *Session) steps() []step {
-	return []step{
+	var pre []step
+	if s.cfg.Plugins.Store != "" {
+		pre = append(pre, step{StageCheckout, s.checkout})
+	}
+	return append(pre, []step{
 		{StageBoot, s.boot},
 		{StageDetect, s.detectStage},
 		{StageUnlock, s.unlock},
 		{StageResume, s.resume},
-	}
+	}...)
 }
 
 // New prepares a session; Run does the work.
@@ -199,6 +212,9 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	if serr := s.r.shutdown(sctx); serr != nil {
 		err = errors.Join(err, serr)
 	}
+	if ferr := s.runFinally(sctx); ferr != nil {
+		err = errors.Join(err, ferr)
+	}
 	if err != nil {
 		s.result.Outcome = OutcomeFailed
 	}
@@ -240,6 +256,9 @@ func (s *Session) boot(ctx context.Context, note *string) error {
 	p, j, lock := s.pad, s.r.journal, s.lock
 	_ = lock.SetSession(s.ID)
 	_ = j.Append(pad.Entry{Stage: StageBoot, Event: "start", Message: "session start", Fields: map[string]any{"pad": p.Meta.ID, "config": s.cfg.Source}})
+	if s.storeNote != "" {
+		_ = j.Append(pad.Entry{Stage: StageCheckout, Event: "info", Message: s.storeNote})
+	}
 	if prev := lock.Previous; prev != nil {
 		msg := fmt.Sprintf("the previous holder of the pad, %s, ended without releasing it (killed, crashed, or the power went)", *prev)
 		s.r.progress("  %s", msg)
@@ -249,7 +268,9 @@ func (s *Session) boot(ctx context.Context, note *string) error {
 		return fmt.Errorf("the pad's vault was made by crypt plugin %s, but plugins.crypt in %s is %s: set plugins.crypt = %q",
 			p.Meta.Crypt.Name, s.cfg.Source, s.cfg.Plugins.Crypt, p.Meta.Crypt.Name)
 	}
-	s.startHost()
+	if s.host == nil {
+		s.startHost()
+	}
 	var err error
 	if s.cfg.Plugins.Detect != "" {
 		if s.detect, err = s.host.Start(ctx, s.cfg.Plugins.Detect, sdk.KindDetect, s.cfg.PluginConfigJSON(s.cfg.Plugins.Detect)); err != nil {
@@ -275,12 +296,14 @@ func (s *Session) openPad(command, journalName string) error {
 		return err
 	}
 	s.pad = p
-	lock, err := pad.LockPad(p.Dir, command, false)
-	if err != nil {
-		return err
+	if s.lock == nil { // the checkout took it already
+		lock, err := pad.LockPad(p.Dir, command, false)
+		if err != nil {
+			return err
+		}
+		s.lock = lock
+		s.r.push("release the pad", func(context.Context) error { return lock.Release() })
 	}
-	s.lock = lock
-	s.r.push("release the pad", func(context.Context) error { return lock.Release() })
 	s.r.journal, err = pad.NewJournal(p.JournalDir(), journalName)
 	return err
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/soulpad/soulpad/sdk/backup"
 	"github.com/soulpad/soulpad/sdk/crypt"
 	"github.com/soulpad/soulpad/sdk/detect"
+	"github.com/soulpad/soulpad/sdk/store"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
@@ -195,6 +196,9 @@ func (p *Plugin) Crypt() crypt.Crypt { return p.Client.(crypt.Crypt) }
 
 // Backup returns the plugin as a Backup.
 func (p *Plugin) Backup() backup.Backup { return p.Client.(backup.Backup) }
+
+// Store is the plugin as a store plugin.
+func (p *Plugin) Store() store.Store { return p.Client.(store.Store) }
 
 // Detect returns the plugin as a Detect.
 func (p *Plugin) Detect() detect.Detect { return p.Client.(detect.Detect) }

@@ -2,6 +2,8 @@
 package fstree
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -41,4 +43,32 @@ func Count(dir string) (files, bytes uint64, err error) {
 		return err
 	})
 	return files, bytes, err
+}
+
+// Hash hashes every path (relative to root) and regular file under root,
+// leaving out the paths skip names (a directory with all below it).
+func Hash(root string, skip func(rel string) bool) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if skip != nil && skip(filepath.ToSlash(rel)) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		fmt.Fprintln(h, rel)
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
 }

@@ -7,6 +7,7 @@ import (
 	_ "github.com/soulpad/soulpad/sdk/backup" // the kinds register themselves
 	_ "github.com/soulpad/soulpad/sdk/crypt"
 	_ "github.com/soulpad/soulpad/sdk/detect"
+	_ "github.com/soulpad/soulpad/sdk/store"
 	_ "github.com/soulpad/soulpad/sdk/vmm"
 
 	"os"

@@ -8,8 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -23,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testguest"
 	"github.com/soulpad/soulpad/internal/testluks"
@@ -318,25 +317,11 @@ func (e Env) OnHost(t testing.TB, profile string) {
 // TreeHash hashes every path and file under root.
 func TreeHash(t testing.TB, root string) string {
 	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(h, p)
-		if d.Type().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
+	h, err := fstree.Hash(root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return h
 }
 
 // Descendants lists the processes below pid with their executable's base

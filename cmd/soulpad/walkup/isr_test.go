@@ -1,0 +1,112 @@
+package walkup
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testcli"
+	"github.com/soulpad/soulpad/internal/tests3"
+)
+
+var copiedIn = regexp.MustCompile(`copied in ([0-9.]+ [KMG]?i?B) of ([0-9.]+ [KMG]?i?B)`)
+
+// Internet Suspend/Resume as users walk it: PC A works and suspends, and
+// the pad goes to the store; PC B, with no pad, checks it out, copies it
+// in and resumes where A left off; a third place is refused while B holds
+// the lease; A, back, copies in only what B changed.
+func TestISRWalkUpAcrossPCs(t *testing.T) {
+	srv := tests3.Start(t)
+	testbin.Build(t, "plugins/store-s3")
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "store { name = \"alice\" }\n%s", srv.HCL())
+	f.Close()
+	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+	padA := e.Pad
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	ticksA, out := e.Session(t, 3)
+	if !strings.Contains(out, "a new pad: its first version is copied out at the end") || !strings.Contains(out, "copied out version 1") {
+		t.Fatalf("A's first session did not copy the new pad out:\n%s", out)
+	}
+
+	// PC B: nothing here but the config.
+	padB := filepath.Join(t.TempDir(), "pc-b", "pad")
+	e.Pad = padB
+	t.Setenv("SOULPAD_PAD_PATH", padB)
+	_, buf, done := e.StartRun(t)
+	if !strings.Contains(buf.String(), "version 1: copied in") {
+		t.Fatalf("B did not copy version 1 in:\n%s", buf.String())
+	}
+	vs := e.WaitCounter(t, 1)
+	if vs[0] <= ticksA[len(ticksA)-1] {
+		t.Fatalf("on B the counter printed %d first; A had reached %d: it must continue", vs[0], ticksA[len(ticksA)-1])
+	}
+	// A third place while B holds the lease.
+	c := e
+	c.Pad = filepath.Join(t.TempDir(), "pc-c", "pad")
+	t.Setenv("SOULPAD_PAD_PATH", c.Pad)
+	cout, cerr, code := c.Run(t, "run")
+	if code == 0 || !strings.Contains(cout+cerr, "checked out by") {
+		t.Fatalf("a run elsewhere while B holds the lease: exit %d\n%s%s", code, cout, cerr)
+	}
+	t.Setenv("SOULPAD_PAD_PATH", padB)
+	ticksB := e.WaitCounter(t, len(vs)+2)
+	if o, eo, code := e.Run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend on B: %s %s", o, eo)
+	}
+	testcli.Wait(t, done, buf)
+	if !strings.Contains(buf.String(), "copied out version 2") {
+		t.Fatalf("B did not copy out version 2:\n%s", buf.String())
+	}
+	js, _, _ := e.Run(t, "store", "versions", "--json")
+	var list struct {
+		Versions []struct {
+			Version uint64 `json:"version"`
+			Local   bool   `json:"local"`
+		} `json:"versions"`
+	}
+	if err := json.Unmarshal([]byte(js), &list); err != nil || len(list.Versions) != 2 || !list.Versions[1].Local {
+		t.Fatalf("store versions --json on B: %v\n%s", err, js)
+	}
+
+	// Back on A: only what B changed comes in.
+	e.Pad = padA
+	t.Setenv("SOULPAD_PAD_PATH", padA)
+	ticksA2, out := e.Session(t, 2)
+	m := copiedIn.FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "version 2: copied in") {
+		t.Fatalf("A did not copy version 2 in:\n%s", out)
+	}
+	if fetched, total := parseSize(m[1]), parseSize(m[2]); fetched <= 0 || fetched*2 > total {
+		t.Fatalf("A copied in %s of %s; want only what B changed (well under half)", m[1], m[2])
+	}
+	if ticksA2[0] <= ticksB[len(ticksB)-1] {
+		t.Fatalf("back on A the counter printed %d first; B had reached %d", ticksA2[0], ticksB[len(ticksB)-1])
+	}
+}
+
+func parseSize(s string) float64 {
+	f := strings.Fields(s)
+	n, _ := strconv.ParseFloat(f[0], 64)
+	switch f[1] {
+	case "KiB":
+		n *= 1 << 10
+	case "MiB":
+		n *= 1 << 20
+	case "GiB":
+		n *= 1 << 30
+	}
+	return n
+}

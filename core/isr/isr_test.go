@@ -1,0 +1,258 @@
+package isr
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/internal/fstree"
+	"github.com/soulpad/soulpad/internal/tests3"
+	"github.com/soulpad/soulpad/plugins/store-s3/s3"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/sdktest"
+	"github.com/soulpad/soulpad/sdk/store"
+)
+
+// s3Store is store-s3 on a real S3 server (SeaweedFS) for the test.
+func s3Store(t *testing.T) store.Store {
+	t.Helper()
+	srv := tests3.Start(t)
+	s := sdktest.InProcess(t, s3.New()).(store.Store)
+	if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: srv.Config()}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// lockedPad makes a pad as a locked one looks: a vault of random bytes,
+// a journal, pad.json, the lock file.
+func lockedPad(t *testing.T, vaultMiB int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pad")
+	for _, d := range []string{"journal", "plugins"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o700)
+	}
+	vault := make([]byte, vaultMiB<<20+777)
+	rand.Read(vault)
+	write(t, dir, "vault", vault)
+	write(t, dir, "pad.json", []byte(`{"id":"x"}`))
+	write(t, dir, "journal/20261127T000000Z-a.jsonl", []byte("{}\n"))
+	write(t, dir, "lock", []byte("held by a test"))
+	return dir
+}
+
+func write(t *testing.T, dir, rel string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, rel), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tree hashes what a copy carries: every path and file but the lock and
+// the sync state.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	h, err := fstree.Hash(dir, skipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// The walk-up of ISR: A copies out, B (no pad) checks out and copies in,
+// changes a little and copies out; A copies in only that.
+func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 8)
+	b := filepath.Join(t.TempDir(), "empty", "pad")
+	if _, err := Checkout(ctx, st, a, "alice", "pc-a", false); err != nil {
+		t.Fatal(err)
+	}
+	out, err := Push(ctx, st, a, "alice", "pc-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Seq != 1 || out.Uploaded != out.PadBytes {
+		t.Fatalf("first copy-out = %+v; want version 1 with every byte", out)
+	}
+	if _, err := Checkout(ctx, st, b, "alice", "pc-b", false); !errors.Is(err, sdk.ErrBusy) || !strings.Contains(err.Error(), "pc-a") {
+		t.Fatalf("checkout on B while A holds the lease = %v; want busy, naming pc-a", err)
+	}
+	if err := Checkin(ctx, st, a, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Checkout(ctx, st, b, "alice", "pc-b", false); err != nil {
+		t.Fatal(err)
+	}
+	in, err := Pull(ctx, st, b, "alice", 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Seq != 1 || in.Fetched != in.PadBytes || tree(t, b) != tree(t, a) {
+		t.Fatalf("copy-in to an empty place = %+v; want all of version 1, the same tree", in)
+	}
+	// B works: one chunk of the vault and a new journal.
+	f, _ := os.OpenFile(filepath.Join(b, "vault"), os.O_WRONLY, 0)
+	f.WriteAt([]byte("changed"), 3<<20+5)
+	f.Close()
+	write(t, b, "journal/20261127T010000Z-b.jsonl", []byte("{\"b\":1}\n"))
+	out, err = Push(ctx, st, b, "alice", "pc-b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(1<<20 + len("{\"b\":1}\n")); out.Seq != 2 || out.Uploaded != want {
+		t.Fatalf("second copy-out = %+v; want version 2 and %d bytes (one chunk and the journal)", out, want)
+	}
+	if err := Checkin(ctx, st, b, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Checkout(ctx, st, a, "alice", "pc-a", false); err != nil {
+		t.Fatal(err)
+	}
+	in, err = Pull(ctx, st, a, "alice", 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Seq != 2 || in.Fetched != 1<<20+int64(len("{\"b\":1}\n")) || tree(t, a) != tree(t, b) {
+		t.Fatalf("copy-in to A = %+v; want version 2 by one chunk and the journal", in)
+	}
+	if again, err := Pull(ctx, st, a, "alice", 0, false, nil); err != nil || again.Fetched != 0 || again.Hashed != 0 {
+		t.Fatalf("a copy-in of a current pad = %+v, %v; want nothing fetched or read", again, err)
+	}
+	// Rollback: version 1 again, then forward.
+	v1 := tree(t, b)
+	if _, err := Pull(ctx, st, a, "alice", 1, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tree(t, a) == v1 {
+		t.Fatal("a copy-in of version 1 left version 2's tree")
+	}
+	if _, err := os.Stat(filepath.Join(a, "journal/20261127T010000Z-b.jsonl")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("rolling back to version 1 kept a file only version 2 has")
+	}
+}
+
+// A session while the store was out of reach leaves the pad ahead; if the
+// store moved on meanwhile, neither side is overwritten.
+func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 2)
+	Checkout(ctx, st, a, "bob", "pc-a", false)
+	if _, err := Push(ctx, st, a, "bob", "pc-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	write(t, a, "journal/offline.jsonl", []byte("{}\n"))
+	in, err := Pull(ctx, st, a, "bob", 0, false, nil)
+	if err != nil || !in.Ahead || in.Fetched != 0 {
+		t.Fatalf("copy-in with local changes = %+v, %v; want Ahead, nothing fetched", in, err)
+	}
+	// Another PC makes version 2 (A's lease broken: it was away).
+	b := filepath.Join(t.TempDir(), "pad")
+	if _, err := Checkout(ctx, st, b, "bob", "pc-b", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, st, b, "bob", 0, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	write(t, b, "journal/b.jsonl", []byte("{}\n"))
+	if out, err := Push(ctx, st, b, "bob", "pc-b", nil); err != nil || out.Seq != 2 {
+		t.Fatalf("B's copy-out = %+v, %v", out, err)
+	}
+	if _, err := Pull(ctx, st, a, "bob", 0, false, nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("copy-in to A with its own changes and a newer version = %v; want ErrConflict", err)
+	}
+	if _, err := Push(ctx, st, a, "bob", "pc-a", nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("copy-out from A behind the store = %v; want ErrConflict", err)
+	}
+	if _, err := os.Stat(filepath.Join(a, "journal/offline.jsonl")); err != nil {
+		t.Fatal("a refused copy lost the pad's own change")
+	}
+	// Deliberately: the store's version wins.
+	if _, err := Pull(ctx, st, a, "bob", 0, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if tree(t, a) != tree(t, b) {
+		t.Fatal("a forced copy-in did not make A version 2")
+	}
+}
+
+// A copy-in cut short leaves a pad that says so: it is neither copied out
+// nor trusted, and the next copy-in compares every chunk and repairs it.
+func TestCutShortCopyInIsRedone(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 3)
+	Checkout(ctx, st, a, "carol", "pc-a", false)
+	if _, err := Push(ctx, st, a, "carol", "pc-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	want := tree(t, a)
+	state, _ := LoadState(a)
+	state.Incomplete = true
+	state.Save(a)
+	f, _ := os.OpenFile(filepath.Join(a, "vault"), os.O_WRONLY, 0)
+	f.WriteAt([]byte("half"), 2<<20)
+	f.Close()
+	if _, err := Push(ctx, st, a, "carol", "pc-a", nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("copy-out of a cut-short copy-in = %v; want ErrConflict", err)
+	}
+	in, err := Pull(ctx, st, a, "carol", 0, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Fetched != 1<<20 || tree(t, a) != want {
+		t.Fatalf("the repairing copy-in = %+v; want the one damaged chunk back", in)
+	}
+}
+
+// gc removes the chunks no version names, and nothing a version needs.
+func TestGCKeepsWhatVersionsNeed(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 2)
+	Checkout(ctx, st, a, "dave", "pc-a", false)
+	Push(ctx, st, a, "dave", "pc-a", nil)
+	write(t, a, "vault", []byte("all new"))
+	if out, err := Push(ctx, st, a, "dave", "pc-a", nil); err != nil || out.Seq != 2 {
+		t.Fatal(out, err)
+	}
+	if n, err := GC(ctx, st, "dave"); err != nil || n != 0 {
+		t.Fatalf("gc with both versions = %d, %v; want nothing removed", n, err)
+	}
+	st.Delete(ctx, store.DeleteRequest{Name: "dave", Versions: []uint64{1}})
+	if n, err := GC(ctx, st, "dave"); err != nil || n != 3 {
+		t.Fatalf("gc after dropping version 1 = %d, %v; want its 3 vault chunks", n, err)
+	}
+	b := filepath.Join(t.TempDir(), "pad")
+	Checkin(ctx, st, a, "dave")
+	Checkout(ctx, st, b, "dave", "pc-b", false)
+	if _, err := Pull(ctx, st, b, "dave", 0, false, nil); err != nil || tree(t, b) != tree(t, a) {
+		t.Fatalf("version 2 after gc: %v", err)
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte(`{"format":1,"name":"alice","seq":1,"chunk_bytes":1048576,"files":[{"path":"vault","size":3,"mode":384,"chunks":["` + strings.Repeat("a", 64) + `"]}]}`))
+	f.Add([]byte(`{"format":1,"name":"alice","seq":1,"chunk_bytes":4,"dirs":["journal"],"files":[{"path":"../x","size":0,"chunks":[]}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			return
+		}
+		for _, fl := range m.Files {
+			if checkPath(fl.Path) != nil || filepath.IsAbs(fl.Path) || strings.HasPrefix(filepath.Clean(fl.Path), "..") {
+				t.Fatalf("accepted a path outside the pad: %q", fl.Path)
+			}
+			if int64(len(fl.Chunks)) != chunksOf(fl.Size, m.ChunkBytes) {
+				t.Fatal("accepted a chunk count that does not fit the size")
+			}
+		}
+	})
+}
