@@ -49,16 +49,19 @@ test-short: deps
 	$(GO) test -count=1 -short ./...
 
 ## demo: install what is missing, build, run the walk-up demo
-##       (VMM=vmm-libvirt runs it on a libvirtd the demo starts and stops)
+##       (VMM=vmm-libvirt runs it on a libvirtd the demo starts and stops;
+##       ISR=1 keeps the pad on an S3 server the demo starts and stops, and
+##       walks up to a PC that has no pad)
 demo: deps build
-	@VMM=$(VMM) scripts/demo.sh
+	@VMM=$(VMM) ISR=$(ISR) scripts/demo.sh
 
 ## bench: benchmarks that print ratios against a baseline measured in the same run
 ##        (needs ~20 GB free for the backup benchmark's 4 GiB image; about two
 ##        hours; SOULPAD_BENCH_REPS=1 for a quicker look)
-bench: deps
+bench: deps s3server
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./plugins/vmm-qemu/...
 	$(GO) test -run '^$$' -bench WalkUpThroughVaults -benchtime 1x -timeout 180m ./cmd/soulpad/walkup/
+	$(GO) test -run '^$$' -bench ISRCopy -benchtime 1x -timeout 60m ./cmd/soulpad/walkup/
 	$(GO) test -run '^$$' -bench BesideQEMU -benchtime 1x -timeout 60m ./plugins/vmm-libvirt/...
 	$(GO) test -run '^$$' -bench VaultThroughput -benchtime 6x ./plugins/crypt-luks/...
 	$(GO) test -run '^$$' -bench 'XTS$$' ./plugins/crypt-luks/...

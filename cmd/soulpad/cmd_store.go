@@ -56,7 +56,7 @@ func newStoreVersionsCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "versions",
-		Short: "List the pad's versions on the store, and who has it checked out",
+		Short: "List the pad's versions on the store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(g, func(ctx context.Context, cfg *config.Config, st store.Store) error {
