@@ -256,3 +256,40 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+// A copy-out cut short (killed, or the network went) leaves chunks on the
+// store but no version; the next copy-out sends only the rest.
+func TestCutShortCopyOutResumes(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 6)
+	Checkout(ctx, st, a, "erin", "pc-a", false)
+	local, _, _, err := Scan(ctx, a, DefaultChunkBytes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the cut-short copy-out had sent: the vault's first 4 chunks.
+	var sent []store.Piece
+	var sentBytes int64
+	for _, l := range local {
+		if l.Path == "vault" {
+			for i, c := range l.Chunks[:4] {
+				sent = append(sent, store.Piece{Sum: c, Path: filepath.Join(a, "vault"), Offset: int64(i) << 20, Length: 1 << 20})
+				sentBytes += 1 << 20
+			}
+		}
+	}
+	if _, err := st.Push(ctx, store.TransferRequest{Name: "erin", Pieces: sent}); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := st.Versions(ctx, store.VersionsRequest{Name: "erin"}); len(vs.Versions) != 0 {
+		t.Fatal("chunks alone made a version")
+	}
+	out, err := Push(ctx, st, a, "erin", "pc-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Seq != 1 || out.Uploaded != out.PadBytes-sentBytes {
+		t.Fatalf("the resumed copy-out = %+v; want version 1 sending all but the %d bytes already there", out, sentBytes)
+	}
+}
