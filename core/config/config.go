@@ -358,6 +358,8 @@ func (c *Config) resolvePaths() {
 	c.Pad.Path = c.abs(c.Pad.Path)
 	c.Unlock.PassphraseFile = c.abs(c.Unlock.PassphraseFile)
 	c.Unlock.KeyFile = c.abs(c.Unlock.KeyFile)
+	c.Machine.Kernel = c.abs(c.Machine.Kernel)
+	c.Machine.Initrd = c.abs(c.Machine.Initrd)
 	for i, d := range c.Plugins.Dirs {
 		c.Plugins.Dirs[i] = c.abs(d)
 	}

@@ -155,3 +155,18 @@ plugins {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// machine.kernel and machine.initrd are relative to the config's
+// directory, as site.hcl says, not to where soulpad runs.
+func TestMachineFilesAreRelativeToTheConfig(t *testing.T) {
+	c, err := load(t, minimal+`machine {
+  kernel = "guest/vmlinuz"
+  initrd = "/abs/initrd.img"
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Machine.Kernel != "/base/guest/vmlinuz" || c.Machine.Initrd != "/abs/initrd.img" {
+		t.Fatalf("kernel %q, initrd %q; want /base/guest/vmlinuz and the absolute path unchanged", c.Machine.Kernel, c.Machine.Initrd)
+	}
+}
