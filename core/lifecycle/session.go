@@ -529,7 +529,11 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 	}
 	if p := plan.Resume; p != nil {
 		s.spec.CPUModel = p.Manifest.CPUModel
-		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description})
+		var sums []vmm.FileSum
+		for _, f := range p.OnLoadSums() {
+			sums = append(sums, vmm.FileSum{Name: f.Name, Size: uint64(f.Size), SHA256: f.SHA256, ChunkBytes: uint64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, SumOfChunks: f.SumOfChunks, OnLoad: true})
+		}
+		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description, Sums: sums})
 		if err != nil {
 			err = s.vmm.Err("resume "+p.Manifest.ID, err)
 			if errors.Is(err, sdk.ErrIncompatibleHost) || errors.Is(err, sdk.ErrCorrupt) {
@@ -784,7 +788,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	var known []pad.FileSum
 	for _, f := range out.Sums {
-		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks})
+		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks, OnLoad: f.OnLoad})
 	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
 		Kind:           pad.KindMemory,

@@ -106,6 +106,9 @@ type FileSum struct {
 	// (as bytes, in order), not of the file's bytes. The core seals
 	// mapped files so, hashing only the chunks that changed.
 	SumOfChunks bool `json:"sum_of_chunks,omitempty"`
+	// OnLoad: the VMM plugin checks the file against its sum as it loads
+	// it at resume, before the machine runs; VerifyEager leaves it to it.
+	OnLoad bool `json:"on_load,omitempty"`
 }
 
 // Point kinds.
@@ -251,6 +254,7 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 		}
 		fs.Name = name
 		fs.Mapped = isMapped(known, name)
+		fs.OnLoad = fs.OnLoad && len(fs.SHA256) == 64 // only a sum the plugin computed
 		man.Files = append(man.Files, fs)
 	}
 	b, err := json.MarshalIndent(man, "", "  ")
@@ -468,9 +472,21 @@ func (p Point) Verify() error {
 }
 
 // VerifyEager is Verify for the files a resume reads before the machine
-// runs: all but the mapped ones.
+// runs: all but the mapped ones, and those the VMM plugin checks as it
+// loads them (OnLoad, see OnLoadSums).
 func (p Point) VerifyEager() error {
-	return p.verify(context.Background(), func(f FileSum) bool { return !f.Mapped })
+	return p.verify(context.Background(), func(f FileSum) bool { return !f.Mapped && !f.OnLoad })
+}
+
+// OnLoadSums are the sums the VMM plugin checks as it loads the files.
+func (p Point) OnLoadSums() []FileSum {
+	var out []FileSum
+	for _, f := range p.Manifest.Files {
+		if f.OnLoad {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // VerifyMapped is Verify for the mapped files, which a resume checks

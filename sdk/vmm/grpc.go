@@ -89,15 +89,13 @@ func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.Suspend
 		return nil, rpc.ToStatus(err)
 	}
 	resp := &pb.SuspendResponse{Files: out.Files, Description: out.Description}
-	for _, f := range out.Sums {
-		resp.Sums = append(resp.Sums, &pb.FileSum{Name: f.Name, Size: f.Size, Sha256: f.SHA256, ChunkBytes: f.ChunkBytes, ChunkSha256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks})
-	}
+	resp.Sums = sumsToPB(out.Sums)
 	resp.Phases = phasesToPB(out.Phases)
 	return resp, nil
 }
 
 func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeResponse, error) {
-	out, err := s.impl.Resume(ctx, ResumeRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
+	out, err := s.impl.Resume(ctx, ResumeRequest{Spec: specFromPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description, Sums: sumsFromPB(r.Sums)})
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
@@ -218,16 +216,14 @@ func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse
 		return SuspendResponse{}, rpc.FromStatus(err)
 	}
 	resp := SuspendResponse{Files: out.Files, Description: out.Description}
-	for _, f := range out.Sums {
-		resp.Sums = append(resp.Sums, FileSum{Name: f.Name, Size: f.Size, SHA256: f.Sha256, ChunkBytes: f.ChunkBytes, ChunkSHA256: f.ChunkSha256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks})
-	}
+	resp.Sums = sumsFromPB(out.Sums)
 	resp.Phases = phasesFromPB(out.Phases)
 	return resp, nil
 }
 
 // Resume implements VMM.
 func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, error) {
-	out, err := c.c.Resume(ctx, &pb.ResumeRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description})
+	out, err := c.c.Resume(ctx, &pb.ResumeRequest{Spec: specToPB(r.Spec), MachineDir: r.MachineDir, StateDir: r.StateDir, Description: r.Description, Sums: sumsToPB(r.Sums)})
 	if err != nil {
 		return ResumeResponse{}, rpc.FromStatus(err)
 	}
@@ -296,6 +292,22 @@ func phasesFromPB(ps []*pb.Phase) []Phase {
 	var out []Phase
 	for _, p := range ps {
 		out = append(out, Phase{Name: p.Name, Seconds: p.Seconds})
+	}
+	return out
+}
+
+func sumsToPB(fs []FileSum) []*pb.FileSum {
+	var out []*pb.FileSum
+	for _, f := range fs {
+		out = append(out, &pb.FileSum{Name: f.Name, Size: f.Size, Sha256: f.SHA256, ChunkBytes: f.ChunkBytes, ChunkSha256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks, OnLoad: f.OnLoad})
+	}
+	return out
+}
+
+func sumsFromPB(fs []*pb.FileSum) []FileSum {
+	var out []FileSum
+	for _, f := range fs {
+		out = append(out, FileSum{Name: f.Name, Size: f.Size, SHA256: f.Sha256, ChunkBytes: f.ChunkBytes, ChunkSHA256: f.ChunkSha256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks, OnLoad: f.OnLoad})
 	}
 	return out
 }

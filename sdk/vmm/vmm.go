@@ -207,6 +207,10 @@ type FileSum struct {
 	Mapped bool
 	// SumOfChunks: see SHA256.
 	SumOfChunks bool
+	// OnLoad: the plugin checks the file against this sum itself as it
+	// loads it at resume (ResumeRequest.Sums), before the guest runs,
+	// failing with sdk.ErrCorrupt; the core then does not read it first.
+	OnLoad bool
 }
 
 // ResumeRequest restores a machine from a sealed suspend point.
@@ -215,6 +219,9 @@ type ResumeRequest struct {
 	MachineDir  string
 	StateDir    string
 	Description string
+	// Sums are the point's checksums of the files the plugin marked
+	// OnLoad when it suspended: it checks them as it loads them.
+	Sums []FileSum
 }
 
 // ResumeResponse describes the resumed machine.

@@ -209,3 +209,40 @@ func TestLibvirtDownIsClearAndPadUntouched(t *testing.T) {
 		t.Fatal("the failed run changed the vault")
 	}
 }
+
+// A byte of the sealed state changed on the pad: vmm-qemu checks the state
+// as QEMU loads it, and the guest never runs; the point is refused with
+// what to do, and kept.
+func TestDamagedStateIsRefusedBeforeTheGuestRuns(t *testing.T) {
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	e.Session(t, 2)
+	pts := e.Points(t)
+	latest := pts[len(pts)-1].ID
+	state := filepath.Join(e.Pad, "vault", "machines", "soul", "points", latest, "memory.state")
+	b, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x55
+	if err := os.WriteFile(state, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := e.Run(t, "run")
+	if code == 0 {
+		t.Fatalf("run resumed a damaged point:\n%s", out)
+	}
+	for _, want := range []string{"memory.state does not match its checksum", "soulpad run --point ID"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("the refusal does not say %q:\n%s%s", want, out, errOut)
+		}
+	}
+	if strings.Contains(out, "the machine is running") {
+		t.Errorf("the guest ran on a damaged state:\n%s", out)
+	}
+	if after := e.Points(t); len(after) != len(pts) {
+		t.Errorf("points before %d, after %d: the damaged point must be kept", len(pts), len(after))
+	}
+}

@@ -666,7 +666,10 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	desc.Disks = frozen
 	files = append(append([]string{StateFile}, ramFiles...), files...)
 	p.vm = nil
-	sums := []vmm.FileSum{sum.Sum()}
+	// The state is checked as it is loaded, at resume (OnLoad).
+	stateSum := sum.Sum()
+	stateSum.OnLoad = true
+	sums := []vmm.FileSum{stateSum}
 	if len(ramFiles) > 0 {
 		// Resume maps it: the core checks it beside the running guest.
 		sums = append(sums, vmm.FileSum{Name: RAMFile, Mapped: true})
@@ -774,7 +777,21 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return fail(err)
 	}
 	defer f.Close()
-	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, int(f.Fd())); err != nil {
+	// With the point's sum of the state, QEMU reads it through a pipe
+	// and the plugin checks it on the way: one read, and the guest does
+	// not run unless it matched.
+	var loaded *stateCheck
+	fd := int(f.Fd())
+	if want, ok := findSum(req.Sums, StateFile); ok {
+		if loaded, err = checkWhileLoading(f, want); err != nil {
+			return fail(err)
+		}
+		defer loaded.close()
+		fd = loaded.fd()
+	}
+	err = v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, fd)
+	loaded.sent()
+	if err != nil {
 		return fail(err)
 	}
 	if desc.Memory == memoryMapped {
@@ -787,6 +804,9 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		return fail(err)
 	}
 	if err := waitIncoming(ctx, v); err != nil {
+		return fail(err)
+	}
+	if err := loaded.verify(); err != nil {
 		return fail(err)
 	}
 	timer.Mark("state")

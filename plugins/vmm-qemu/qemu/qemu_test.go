@@ -152,6 +152,24 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Fatal("a failed resume changed the truncated state")
 	}
 
+	// A byte of the state changed on the pad (QEMU would load it: it is
+	// in guest RAM): checked as it is loaded, the guest never runs.
+	if len(sus.Sums) == 0 || !sus.Sums[0].OnLoad || sus.Sums[0].Name != qemu.StateFile {
+		t.Fatalf("the suspend's sums %+v; want the state's, checked on load", sus.Sums)
+	}
+	flipped := t.TempDir()
+	for name, content := range stateBefore {
+		b := []byte(content)
+		if filepath.Base(name) == qemu.StateFile {
+			b[len(b)/2] ^= 0x55
+		}
+		if err := os.WriteFile(filepath.Join(flipped, filepath.Base(name)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: flipped, Description: sus.Description, Sums: sus.Sums})
+	check("a changed byte in the state", err, sdk.ErrCorrupt, "does not match its checksum")
+
 	// QEMU missing from PATH.
 	if _, err := p.Configure(ctx, sdk.ConfigureRequest{Config: []byte(`{"qemu": "qemu-system-nowhere"}`)}); err != nil {
 		t.Fatal(err)

@@ -470,6 +470,7 @@ type FileSum struct {
 	ChunkSha256   []string               `protobuf:"bytes,5,rep,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
 	Mapped        bool                   `protobuf:"varint,6,opt,name=mapped,proto3" json:"mapped,omitempty"`
 	SumOfChunks   bool                   `protobuf:"varint,7,opt,name=sum_of_chunks,json=sumOfChunks,proto3" json:"sum_of_chunks,omitempty"`
+	OnLoad        bool                   `protobuf:"varint,8,opt,name=on_load,json=onLoad,proto3" json:"on_load,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,6 +550,13 @@ func (x *FileSum) GetMapped() bool {
 func (x *FileSum) GetSumOfChunks() bool {
 	if x != nil {
 		return x.SumOfChunks
+	}
+	return false
+}
+
+func (x *FileSum) GetOnLoad() bool {
+	if x != nil {
+		return x.OnLoad
 	}
 	return false
 }
@@ -680,6 +688,7 @@ type ResumeRequest struct {
 	MachineDir    string                 `protobuf:"bytes,2,opt,name=machine_dir,json=machineDir,proto3" json:"machine_dir,omitempty"`
 	StateDir      string                 `protobuf:"bytes,3,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
 	Description   string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Sums          []*FileSum             `protobuf:"bytes,5,rep,name=sums,proto3" json:"sums,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -740,6 +749,13 @@ func (x *ResumeRequest) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *ResumeRequest) GetSums() []*FileSum {
+	if x != nil {
+		return x.Sums
+	}
+	return nil
 }
 
 type ResumeResponse struct {
@@ -1412,7 +1428,7 @@ const file_vmm_proto_rawDesc = "" +
 	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xc9\x01\n" +
+	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xe2\x01\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
@@ -1421,7 +1437,8 @@ const file_vmm_proto_rawDesc = "" +
 	"chunkBytes\x12!\n" +
 	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\x12\x16\n" +
 	"\x06mapped\x18\x06 \x01(\bR\x06mapped\x12\"\n" +
-	"\rsum_of_chunks\x18\a \x01(\bR\vsumOfChunks\"\x9d\x01\n" +
+	"\rsum_of_chunks\x18\a \x01(\bR\vsumOfChunks\x12\x17\n" +
+	"\aon_load\x18\b \x01(\bR\x06onLoad\"\x9d\x01\n" +
 	"\x0fSuspendResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
@@ -1429,13 +1446,14 @@ const file_vmm_proto_rawDesc = "" +
 	"\x06phases\x18\x04 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\"5\n" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aseconds\x18\x02 \x01(\x01R\aseconds\"\x9c\x01\n" +
+	"\aseconds\x18\x02 \x01(\x01R\aseconds\"\xc5\x01\n" +
 	"\rResumeRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.soulpad.v1.MachineSpecR\x04spec\x12\x1f\n" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
 	"machineDir\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x8d\x01\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12'\n" +
+	"\x04sums\x18\x05 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\x8d\x01\n" +
 	"\x0eResumeResponse\x12-\n" +
 	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
 	"\fcpu_features\x18\x02 \x03(\tR\vcpuFeatures\x12)\n" +
@@ -1532,32 +1550,33 @@ var file_vmm_proto_depIdxs = []int32{
 	6,  // 4: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
 	8,  // 5: soulpad.v1.SuspendResponse.phases:type_name -> soulpad.v1.Phase
 	1,  // 6: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
-	4,  // 7: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
-	8,  // 8: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
-	1,  // 9: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	1,  // 10: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	19, // 11: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
-	2,  // 12: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	5,  // 13: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	9,  // 14: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	11, // 15: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	13, // 16: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	15, // 17: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	17, // 18: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
-	20, // 19: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
-	3,  // 20: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	7,  // 21: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	10, // 22: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	12, // 23: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	14, // 24: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	16, // 25: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	18, // 26: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
-	21, // 27: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
-	20, // [20:28] is the sub-list for method output_type
-	12, // [12:20] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 7: soulpad.v1.ResumeRequest.sums:type_name -> soulpad.v1.FileSum
+	4,  // 8: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
+	8,  // 9: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
+	1,  // 10: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	1,  // 11: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	19, // 12: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	2,  // 13: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	5,  // 14: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	9,  // 15: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	11, // 16: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	13, // 17: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	15, // 18: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	17, // 19: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	20, // 20: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	3,  // 21: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	7,  // 22: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	10, // 23: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	12, // 24: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	14, // 25: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	16, // 26: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	18, // 27: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	21, // 28: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
