@@ -65,31 +65,7 @@ type padCycle struct {
 // SOULPAD_BENCH_SIZES ("256,1024") and SOULPAD_BENCH_CRYPTS pick cells.
 func BenchmarkWalkUpThroughVaults(b *testing.B) {
 	testguest.RequireQEMU(b)
-	// soulpad refuses SOULPAD_ variables that are not config keys: read
-	// the benchmark's own, then hide them from the runs.
-	env := map[string]string{}
-	for _, k := range []string{"SOULPAD_BENCH_REPS", "SOULPAD_BENCH_SIZES", "SOULPAD_BENCH_CRYPTS", "SOULPAD_BENCH_CSV"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env[k] = v
-			os.Unsetenv(k)
-			defer os.Setenv(k, v)
-		}
-	}
-	reps := 3
-	if n, err := strconv.Atoi(env["SOULPAD_BENCH_REPS"]); err == nil && n > 0 {
-		reps = n
-	}
-	sizes := []uint64{256, 1024}
-	if s := env["SOULPAD_BENCH_SIZES"]; s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
-			if err != nil {
-				b.Fatalf("SOULPAD_BENCH_SIZES: %v", err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	env, reps, sizes := benchSettings(b, 256, 1024)
 	crypts := []string{"crypt-plain", "crypt-gocryptfs", "crypt-luks"}
 	if s := env["SOULPAD_BENCH_CRYPTS"]; s != "" {
 		crypts = strings.Split(s, ",")
@@ -168,6 +144,36 @@ func BenchmarkWalkUpThroughVaults(b *testing.B) {
 		b.Fatal(err)
 	}
 	fmt.Printf("every run: %s (SOULPAD_BENCH_CSV sets the path)\n", csvPath)
+}
+
+// benchSettings reads the benchmarks' SOULPAD_BENCH_* variables and
+// hides them from the soulpad runs until b ends (soulpad refuses SOULPAD_
+// variables that are not config keys): all of them, the repetitions
+// (default 3) and the guest sizes (default sizes).
+func benchSettings(b *testing.B, sizes ...uint64) (map[string]string, int, []uint64) {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SOULPAD_BENCH_") {
+			env[k] = v
+			os.Unsetenv(k)
+			b.Cleanup(func() { os.Setenv(k, v) })
+		}
+	}
+	reps := 3
+	if n, err := strconv.Atoi(env["SOULPAD_BENCH_REPS"]); err == nil && n > 0 {
+		reps = n
+	}
+	if s := env["SOULPAD_BENCH_SIZES"]; s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
+			if err != nil {
+				b.Fatalf("SOULPAD_BENCH_SIZES: %v", err)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	return env, reps, sizes
 }
 
 // phaseNames are the phase names the runs reported, in the order they

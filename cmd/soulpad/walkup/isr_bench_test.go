@@ -38,29 +38,7 @@ import (
 //
 // SOULPAD_BENCH_SIZES picks the guest's RAM (default "1024").
 func BenchmarkISRCopy(b *testing.B) {
-	env := map[string]string{}
-	for _, k := range []string{"SOULPAD_BENCH_REPS", "SOULPAD_BENCH_SIZES"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env[k] = v
-			os.Unsetenv(k)
-			defer os.Setenv(k, v)
-		}
-	}
-	reps := 3
-	if n, err := strconv.Atoi(env["SOULPAD_BENCH_REPS"]); err == nil && n > 0 {
-		reps = n
-	}
-	sizes := []uint64{1024}
-	if s := env["SOULPAD_BENCH_SIZES"]; s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	_, reps, sizes := benchSettings(b, 1024)
 	for _, mib := range sizes {
 		isrCopy(b, mib, reps)
 	}
