@@ -24,7 +24,7 @@ import (
 
 const (
 	lockFile  = pad.LockFile
-	stateDir  = ".store"
+	stateDir  = pad.StoreStateDir
 	stateFile = ".store/state.json"
 )
 

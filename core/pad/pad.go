@@ -19,11 +19,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
 // FormatVersion is the pad layout version this code writes and reads.
 const FormatVersion = 1
+
+// StoreStateDir holds what a pad knows of its last sync with a store
+// (core/isr); it is local to each pad and never copied.
+const StoreStateDir = ".store"
 
 // MetaFile is the pad's identity file.
 const MetaFile = "pad.json"
@@ -78,14 +83,18 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Create lays out a new pad in dir, which must be absent or empty. The
-// vault itself is made by the crypt plugin afterwards, at VaultPath.
+// Create lays out a new pad in dir, which must be absent or empty (but
+// for a lock file and a store's sync state, which a run that found no pad
+// there leaves). The vault itself is made by the crypt plugin afterwards,
+// at VaultPath.
 func Create(dir string, meta Meta) (*Pad, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+	ents, err := os.ReadDir(dir)
+	ents = slices.DeleteFunc(ents, func(e fs.DirEntry) bool { return e.Name() == LockFile || e.Name() == StoreStateDir })
+	if err == nil && len(ents) > 0 {
 		if _, err := os.Stat(filepath.Join(dir, MetaFile)); err == nil {
 			return nil, fmt.Errorf("create pad %s: a pad already exists there", dir)
 		}

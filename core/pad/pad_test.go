@@ -242,3 +242,20 @@ func newPending(t *testing.T) *Pending {
 	}
 	return pend
 }
+
+// A run that found no pad (and a store with no version yet) leaves a lock
+// file and the store's sync state: `soulpad init` still makes the pad
+// there; anything else in the directory is refused.
+func TestCreateWhereARunFoundNoPad(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, LockFile), nil, 0o600)
+	os.MkdirAll(filepath.Join(dir, StoreStateDir), 0o700)
+	if _, err := Create(dir, Meta{}); err != nil {
+		t.Fatalf("create beside a lock and a sync state: %v", err)
+	}
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "photo.jpg"), nil, 0o600)
+	if _, err := Create(other, Meta{}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("create in a directory with a user's file = %v; want it refused", err)
+	}
+}

@@ -33,6 +33,11 @@ func TestISRWalkUpAcrossPCs(t *testing.T) {
 	f.Close()
 	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
 	padA := e.Pad
+	// Nothing on the store and no pad: run says what to do, and init then
+	// makes the pad in that place.
+	if out, errOut, code := e.Run(t, "run"); code == 0 || !strings.Contains(out+errOut, "make one with `soulpad init`") {
+		t.Fatalf("run with no pad and an empty store: exit %d\n%s%s", code, out, errOut)
+	}
 	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
