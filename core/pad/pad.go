@@ -33,8 +33,8 @@ const StoreStateDir = ".store"
 // MetaFile is the pad's identity file.
 const MetaFile = "pad.json"
 
-// ErrNotAPad: the directory has no pad.json.
-var ErrNotAPad = errors.New("not a SoulPad pad (no pad.json); create one with `soulpad init`")
+// ErrNotAPad: there is no pad where one was looked for.
+var ErrNotAPad = errors.New("no pad")
 
 // PluginRef names the plugin (and its version) that made part of a pad.
 type PluginRef struct {
@@ -135,7 +135,10 @@ func Open(dir string) (*Pad, error) {
 	}
 	b, err := os.ReadFile(filepath.Join(dir, MetaFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open pad %s: %w", dir, ErrNotAPad)
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s: that directory does not exist. Is the USB disk plugged in and mounted there? pad.path in the config (or SOULPAD_PAD_PATH) says where to look; `soulpad init` makes a new pad", ErrNotAPad, dir)
+		}
+		return nil, fmt.Errorf("%w at %s: the directory has no pad.json, so it is not a SoulPad pad; `soulpad init` makes one there if it is empty", ErrNotAPad, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open pad %s: %w", dir, err)

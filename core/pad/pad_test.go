@@ -259,3 +259,18 @@ func TestCreateWhereARunFoundNoPad(t *testing.T) {
 		t.Fatalf("create in a directory with a user's file = %v; want it refused", err)
 	}
 }
+
+// A pad that is not there (the USB disk not plugged in) is told apart
+// from a directory that holds no pad, and both say where was looked.
+func TestMissingPadSaysWhereItLooked(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "media", "usb")
+	_, err := Open(gone)
+	if !errors.Is(err, ErrNotAPad) || !strings.Contains(err.Error(), gone) || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "plugged in") {
+		t.Fatalf("open of a missing directory = %v; want it to say the directory is missing, and where", err)
+	}
+	empty := t.TempDir()
+	_, err = Open(empty)
+	if !errors.Is(err, ErrNotAPad) || !strings.Contains(err.Error(), empty) || !strings.Contains(err.Error(), "no pad.json") {
+		t.Fatalf("open of a directory without a pad = %v", err)
+	}
+}
