@@ -93,6 +93,13 @@ environment variable (see 'soulpad config env').`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			switch g.logLevel {
+			case "", "trace", "debug", "info", "warn", "error":
+				return nil
+			}
+			return fmt.Errorf("--log-level %q: want one of trace, debug, info, warn, error", g.logLevel)
+		},
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", os.Getenv("SOULPAD_CONFIG"), "site config file (HCL); default: $SOULPAD_CONFIG, else the built-in config")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")

@@ -208,3 +208,15 @@ unlock { passphrase_file = "pass" }`).Replace(string(hcl)))
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A log level that does not exist is refused, not taken silently.
+func TestUnknownLogLevelIsRefused(t *testing.T) {
+	e := testcli.Setup(t)
+	_, errOut, code := e.Run(t, "--log-level", "verbose", "status")
+	if code == 0 || !strings.Contains(errOut, `--log-level "verbose": want one of trace, debug, info, warn, error`) {
+		t.Fatalf("--log-level verbose: exit %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code := e.Run(t, "--log-level", "debug", "config", "default"); code != 0 {
+		t.Fatalf("--log-level debug: exit %d %s", code, errOut)
+	}
+}
