@@ -164,3 +164,44 @@ func Restore(ctx context.Context, o BackupOptions, id, target string) (backup.Re
 	fmt.Fprintf(o.Out, "restored pad %s: %d files, %s\n", p.Meta.ID, res.Files, humanBytes(int64(res.BytesRestored)))
 	return res, nil
 }
+
+// VerifyBackup checks the backup target (snapshot id, or all of it when
+// id is empty) through the backup plugin; a damaged target is an error
+// wrapping sdk.ErrCorrupt.
+func VerifyBackup(ctx context.Context, o BackupOptions, id string) (backup.VerifyResponse, error) {
+	o.defaults()
+	host, bp, err := startBackup(ctx, o)
+	if err != nil {
+		return backup.VerifyResponse{}, err
+	}
+	defer host.Close()
+	if !bp.Info.Has(backup.CapVerify) {
+		return backup.VerifyResponse{}, fmt.Errorf("backup plugin %s cannot verify its target: %w", bp.Name, sdk.ErrUnsupported)
+	}
+	out, err := bp.Backup().(backup.Verifier).Verify(ctx, backup.VerifyRequest{SnapshotID: id})
+	if err != nil {
+		return out, bp.Err("verify", err)
+	}
+	return out, nil
+}
+
+// PruneBackups removes all but the newest keepLast snapshots.
+func PruneBackups(ctx context.Context, o BackupOptions, keepLast int) (backup.PruneResponse, error) {
+	o.defaults()
+	if keepLast < 1 {
+		return backup.PruneResponse{}, fmt.Errorf("keep at least one snapshot (--keep-last 1 or more): %w", sdk.ErrInvalidArgument)
+	}
+	host, bp, err := startBackup(ctx, o)
+	if err != nil {
+		return backup.PruneResponse{}, err
+	}
+	defer host.Close()
+	if !bp.Info.Has(backup.CapPrune) {
+		return backup.PruneResponse{}, fmt.Errorf("backup plugin %s cannot prune its target: %w", bp.Name, sdk.ErrUnsupported)
+	}
+	out, err := bp.Backup().(backup.Pruner).Prune(ctx, backup.PruneRequest{KeepLast: keepLast})
+	if err != nil {
+		return out, bp.Err("prune", err)
+	}
+	return out, nil
+}

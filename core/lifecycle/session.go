@@ -688,7 +688,7 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 				case err := <-s.checked:
 					s.checked = nil
 					if err != nil {
-						return s.damagedPoint(err)
+						return s.checkFailed(err)
 					}
 				case <-s.opts.SuspendRequests:
 					*note = "suspend requested"
@@ -747,6 +747,19 @@ func (s *Session) runAndSuspend(ctx context.Context) error {
 // beside the running machine: the guest ran on memory that is not what
 // was sealed, so nothing is suspended on top of it; the machine is
 // powered off (the cleanup) and the point is kept.
+// checkFailed reports a failed check of the resumed point's mapped
+// memory. A vault whose crypt plugin died fails the check too (its reads
+// fail): then the plugin's death is what happened, and is reported as
+// such once seen (it is, within moments, when that is the cause).
+func (s *Session) checkFailed(err error) error {
+	select {
+	case <-s.crypt.Done():
+		return s.cryptDied()
+	case <-time.After(2 * time.Second):
+	}
+	return s.damagedPoint(err)
+}
+
 func (s *Session) damagedPoint(err error) error {
 	return fmt.Errorf("%w: %w; the machine ran on it for a moment and was stopped without suspending (its disk is kept as a point at the next run). `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
 		ErrRefusedPoint, err, s.parent)
@@ -766,7 +779,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		}
 		s.checked = nil
 		if err != nil {
-			return s.damagedPoint(err)
+			return s.checkFailed(err)
 		}
 		phases = append(phases, vmm.Phase{Name: "check", Seconds: time.Since(waited).Seconds()})
 	}

@@ -62,7 +62,8 @@ func TestRestoreDrill(t *testing.T) {
 func restoreDrill(t *testing.T, plugin string) {
 	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
 	testbin.Build(t, "plugins/"+plugin)
-	block := backupBlocks[plugin](t, t.TempDir())
+	target := t.TempDir()
+	block := backupBlocks[plugin](t, target)
 	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +100,24 @@ func restoreDrill(t *testing.T, plugin string) {
 		t.Fatalf("backups: exit %d, want 2 snapshots:\n%s", code, list)
 	}
 
+	// Verify and prune, where the plugin can.
+	vout, verr, code := e.Run(t, "backup", "verify")
+	switch {
+	case plugin == "backup-restic" && (code != 0 || !strings.Contains(vout, "the backup target is whole")):
+		t.Fatalf("backup verify: exit %d\n%s%s", code, vout, verr)
+	case plugin != "backup-restic" && (code == 0 || !strings.Contains(verr, "cannot verify")):
+		t.Fatalf("backup verify with %s (no verify capability): exit %d\n%s%s", plugin, code, vout, verr)
+	}
+	if plugin == "backup-restic" {
+		if pout, perr, code := e.Run(t, "backup", "prune", "--keep-last", "1"); code != 0 || !strings.Contains(pout, "removed 1 snapshots") {
+			t.Fatalf("backup prune --keep-last 1: exit %d\n%s%s", code, pout, perr)
+		}
+		if list, _, _ := e.Run(t, "backups", "--json"); json.Unmarshal([]byte(list), &snaps) != nil || len(snaps) != 1 {
+			t.Fatalf("after prune: %s; want the newest snapshot only", list)
+		}
+		snaps = append([]backup.Snapshot{{}}, snaps...) // the restore below takes snaps[1], the newest
+	}
+
 	// The pad is lost.
 	if err := os.RemoveAll(e.Pad); err != nil {
 		t.Fatal(err)
@@ -118,6 +137,22 @@ func restoreDrill(t *testing.T, plugin string) {
 	second, out := e.Session(t, 2)
 	if !strings.Contains(out, "resumed ") || second[0] <= n {
 		t.Fatalf("after restore the counter printed %v; want it to go on from %d:\n%s", second, n, out)
+	}
+	if plugin == "backup-restic" {
+		// A damaged target is found by verify, before a restore needs it.
+		packs, _ := filepath.Glob(filepath.Join(target, "repo", "data", "*", "*"))
+		if len(packs) == 0 {
+			t.Fatal("no restic pack files to damage")
+		}
+		b, _ := os.ReadFile(packs[0])
+		b[len(b)/2] ^= 0xff
+		os.Chmod(packs[0], 0o600)
+		if err := os.WriteFile(packs[0], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if vout, verr, code := e.Run(t, "backup", "verify"); code == 0 {
+			t.Fatalf("backup verify of a damaged repository passed:\n%s%s", vout, verr)
+		}
 	}
 }
 
