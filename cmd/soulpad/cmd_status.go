@@ -80,7 +80,7 @@ holds the pad's lock, and the stage timings of the last session.`,
 			if err != nil {
 				return err
 			}
-			rep := StatusReport{Pad: p.Meta, Dir: p.Dir}
+			rep := StatusReport{Pad: p.Meta, Dir: p.Dir, Points: []PointInfo{}, LastSession: []StageTiming{}} // [] not null, for scripts
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 			defer cancel()
 			if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {

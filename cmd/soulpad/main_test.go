@@ -82,6 +82,10 @@ func TestInitRunSuspendStatusJournal(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "created at "+e.Pad) {
 		t.Fatalf("init: exit %d\n%s%s", code, out, errOut)
 	}
+	// Before any session: empty lists are [], not null.
+	if js, _, _ := e.Run(t, "status", "--json"); !strings.Contains(js, `"suspend_points": []`) || !strings.Contains(js, `"last_session": []`) {
+		t.Errorf("status --json of a new pad: want [] for its empty lists:\n%s", js)
+	}
 	if _, err := os.Stat(filepath.Join(e.Pad, "plugins", "vmm-counter")); err != nil {
 		t.Fatalf("init did not carry the plugins onto the pad: %v", err)
 	}
