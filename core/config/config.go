@@ -212,7 +212,8 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 		at(key, "unknown key; valid keys here: %s", strings.Join(siblings(known, key), ", "))
 	}
 
-	// Environment overrides.
+	// Environment overrides; fromEnv remembers which variable set a key.
+	fromEnv := map[string]string{}
 	for _, kv := range env {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(name, "SOULPAD_") || envIgnored[name] {
@@ -231,6 +232,7 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 			return nil, err
 		}
 		lines[key] = 0
+		fromEnv[key] = name
 	}
 
 	cfg := Defaults()
@@ -240,7 +242,12 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 		if m := quotedKey.FindStringSubmatch(err.Error()); m != nil {
 			key = m[1]
 		}
-		errs = append(errs, &Error{File: source, Line: lines[key], Key: key, Msg: cleanDecodeErr(err)})
+		msg := cleanDecodeErr(err, k.Get(key))
+		if name, ok := fromEnv[key]; ok {
+			errs = append(errs, &Error{File: "environment", Key: name, Msg: msg})
+		} else {
+			errs = append(errs, &Error{File: source, Line: lines[key], Key: key, Msg: msg})
+		}
 		return nil, errors.Join(errs...)
 	}
 	if len(errs) == 0 {
@@ -257,12 +264,22 @@ var envIgnored = map[string]bool{"SOULPAD_CONFIG": true, "SOULPAD_PLUGIN_MAGIC_C
 
 var quotedKey = regexp.MustCompile(`'([a-z0-9_.\-]+)'`)
 
-func cleanDecodeErr(err error) string {
+// cleanDecodeErr says what a value of the wrong type should have been,
+// without the decoder's internals.
+func cleanDecodeErr(err error, got any) string {
 	s := err.Error()
-	if i := strings.LastIndex(s, "error(s) decoding:"); i >= 0 {
-		s = strings.TrimSpace(s[i+len("error(s) decoding:"):])
+	for _, m := range []string{"error(s) decoding:", "the following error(s):"} {
+		if i := strings.LastIndex(s, m); i >= 0 {
+			s = strings.TrimSpace(s[i+len(m):])
+		}
 	}
 	s = strings.TrimPrefix(s, "* ")
+	switch {
+	case strings.Contains(s, "as 'int'") || strings.Contains(s, "as 'uint'"):
+		return fmt.Sprintf("want a whole number, not %q", fmt.Sprint(got))
+	case strings.Contains(s, "as 'bool'"):
+		return fmt.Sprintf("want true or false, not %q", fmt.Sprint(got))
+	}
 	return s
 }
 

@@ -170,3 +170,16 @@ func TestMachineFilesAreRelativeToTheConfig(t *testing.T) {
 		t.Fatalf("kernel %q, initrd %q; want /base/guest/vmlinuz and the absolute path unchanged", c.Machine.Kernel, c.Machine.Initrd)
 	}
 }
+
+// A value of the wrong type says what it should be, and where it came
+// from: the file's line, or the environment variable.
+func TestWrongTypeSaysWhatAndWhere(t *testing.T) {
+	_, err := load(t, minimal+"machine {\n  vcpus = \"two\"\n}\n")
+	if err == nil || !strings.Contains(err.Error(), `site.hcl:8: machine.vcpus: want a whole number, not "two"`) {
+		t.Fatalf("vcpus = \"two\": %v", err)
+	}
+	_, err = load(t, minimal, "SOULPAD_MACHINE_VCPUS=abc")
+	if err == nil || !strings.Contains(err.Error(), `environment: SOULPAD_MACHINE_VCPUS: want a whole number, not "abc"`) || strings.Contains(err.Error(), "site.hcl") || strings.Contains(err.Error(), "decoding") {
+		t.Fatalf("SOULPAD_MACHINE_VCPUS=abc: %v", err)
+	}
+}
