@@ -19,7 +19,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Short: "Validate a site config (FILE, else --config, else the built-in one)",
 		Long: `Validate a site config: HCL syntax, unknown keys, values out of range, and
 SOULPAD_* environment overrides. Each problem names the file, the line and
-key, and what would be valid. Exit status 1 when it is not valid.`,
+key, and what would be valid. Exit status 2 when it is not valid.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := g.configPath
@@ -29,7 +29,7 @@ key, and what would be valid. Exit status 1 when it is not valid.`,
 			cfg, err := config.Load(path)
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError(1)
+				return exitError(exitConfig)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (pad %s, crypt %s, vmm %s)\n", cfg.Source, cfg.Pad.Path, cfg.Plugins.Crypt, cfg.Plugins.VMM)
 			return nil

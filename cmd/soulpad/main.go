@@ -4,9 +4,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -43,16 +45,23 @@ func main() {
 // Exit statuses (documented in `soulpad run --help`).
 const (
 	exitFailed         = 1
+	exitConfig         = 2 // the config, a flag or an argument is wrong
 	exitPadInUse       = 3
 	exitPluginDied     = 4
 	exitWrongPass      = 5
 	exitPointRefused   = 6
 	exitPluginsChanged = 7
+	exitInterrupted    = 130 // Ctrl-C or SIGTERM stopped the command (as shells count it)
 )
 
 // exitCode tells scripts what kind of failure ended the command.
 func exitCode(err error) int {
+	var cfgErr *config.Error
 	switch {
+	case errors.As(err, &cfgErr) || isUsage(err):
+		return exitConfig
+	case errors.Is(err, context.Canceled):
+		return exitInterrupted
 	case errors.Is(err, pad.ErrPadLocked):
 		return exitPadInUse
 	case errors.Is(err, sdk.ErrPluginExited):
@@ -122,4 +131,16 @@ func (g *globals) logger(cfg *config.Config) hclog.Logger {
 		level = "info"
 	}
 	return hclog.New(&hclog.LoggerOptions{Name: "soulpad", Level: hclog.LevelFromString(level), Output: os.Stderr})
+}
+
+// isUsage says whether cobra refused the command line (a flag or an
+// argument).
+func isUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "--log-level "} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
+			return true
+		}
+	}
+	return false
 }

@@ -49,8 +49,12 @@ func TestConfigCheck(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "broken.hcl")
 	_ = os.WriteFile(bad, []byte("pad { path = \"p\" }\nplugins {\n  crypt = \"crypt-plain\"\n  vmm = \"vmm-qemu\"\n  vmn = \"x\"\n}\n"), 0o600)
 	_, errOut, code = e.Run(t, "config", "check", bad)
-	if code != 1 || !strings.Contains(errOut, "broken.hcl:5: plugins.vmn: unknown key") {
-		t.Fatalf("broken config: exit %d, stderr %q; want exit 1 naming line 5 and the key", code, errOut)
+	if code != 2 || !strings.Contains(errOut, "broken.hcl:5: plugins.vmn: unknown key") {
+		t.Fatalf("broken config: exit %d, stderr %q; want exit 2 naming line 5 and the key", code, errOut)
+	}
+	// A bad flag is the same kind of mistake.
+	if _, errOut, code := e.Run(t, "status", "--no-such-flag"); code != 2 {
+		t.Fatalf("an unknown flag: exit %d %s; want 2", code, errOut)
 	}
 }
 
