@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testguest"
 	"github.com/soulpad/soulpad/internal/testlibvirt"
+	"github.com/soulpad/soulpad/internal/vmmbench"
 	"github.com/soulpad/soulpad/plugins/vmm-libvirt/lv"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/sdktest"
@@ -157,7 +159,22 @@ func TestGuestCmdlineOffArgv(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: the guest's counter did not move past %d", when, after)
+				b, _ := os.ReadFile(con.Log)
+				if len(b) > 2000 {
+					b = b[len(b)-2000:]
+				}
+				// Is the guest stuck, or is its output lost? QEMU's CPU
+				// time over a second tells a spinning guest from an
+				// idle one; the console socket's own log path, whether
+				// anything was written at all.
+				diag := ""
+				for _, l := range argvWith("guest=soulpad-" + spec.Name + "-") {
+					pid, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(strings.Fields(l)[0], "/proc/"), "/cmdline:"))
+					c0 := vmmbench.ProcCPUSeconds(pid)
+					time.Sleep(time.Second)
+					diag += fmt.Sprintf("QEMU %d used %.2f CPU-s in 1 s; ", pid, vmmbench.ProcCPUSeconds(pid)-c0)
+				}
+				t.Fatalf("%s: the guest's counter did not move past %d (%s); the console log (%s) ends:\n%s", when, after, diag, con.Log, b)
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
