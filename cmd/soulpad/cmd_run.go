@@ -66,7 +66,7 @@ says which. Plugins that others could write are never started.
 
 Exit status (every soulpad command): 0 suspended or powered off (or done);
 1 an error; 2 the config, a flag or an argument is wrong; 3 the pad is in
-use; 4 a plugin died and the session was stopped; 5 wrong passphrase; 6
+use (here, or checked out on the store by another PC); 4 a plugin died and the session was stopped; 5 wrong passphrase; 6
 the suspend point was refused (nothing was changed); 7 a plugin on the pad
 changed while the pad was locked; 130 interrupted (Ctrl-C during a command
 other than run, where Ctrl-C suspends).`,

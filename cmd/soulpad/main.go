@@ -62,8 +62,8 @@ func exitCode(err error) int {
 		return exitConfig
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.Is(err, pad.ErrPadLocked):
-		return exitPadInUse
+	case errors.Is(err, pad.ErrPadLocked), errors.Is(err, sdk.ErrBusy):
+		return exitPadInUse // here, or checked out on the store by another PC
 	case errors.Is(err, sdk.ErrPluginExited):
 		return exitPluginDied
 	case errors.Is(err, sdk.ErrWrongPassphrase):

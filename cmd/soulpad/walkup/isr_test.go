@@ -63,7 +63,7 @@ func TestISRWalkUpAcrossPCs(t *testing.T) {
 	c.Pad = filepath.Join(t.TempDir(), "pc-c", "pad")
 	t.Setenv("SOULPAD_PAD_PATH", c.Pad)
 	cout, cerr, code := c.Run(t, "run")
-	if code == 0 || !strings.Contains(cout+cerr, "checked out by") {
+	if code != 3 || !strings.Contains(cout+cerr, "checked out by") {
 		t.Fatalf("a run elsewhere while B holds the lease: exit %d\n%s%s", code, cout, cerr)
 	}
 	t.Setenv("SOULPAD_PAD_PATH", padB)
