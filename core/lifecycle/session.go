@@ -553,12 +553,12 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 			vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			s.r.push("stop checking the point", func(context.Context) error { cancel(); return nil })
 			s.checked = make(chan error, 1)
-			point := *p
+			point, journal := *p, s.r.journal
 			go func() {
 				start := time.Now()
 				err := point.VerifyMapped(vctx)
 				if err == nil {
-					_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: fmt.Sprintf("point %s's mapped memory checked in %.1f s", point.Manifest.ID, time.Since(start).Seconds())})
+					_ = journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: fmt.Sprintf("point %s's mapped memory checked in %.1f s", point.Manifest.ID, time.Since(start).Seconds())})
 				}
 				s.checked <- err
 			}()
