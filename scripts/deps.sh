@@ -21,6 +21,17 @@ packages=(
   pkg-config
   curl                # scripts/s3server.sh waits for the S3 server
   python3             # scripts/s3server.sh asks the kernel for free ports
+  gdisk               # soulpad image: the GPT (sgdisk)
+  dosfstools          # soulpad image: the EFI system partition (mkfs.vfat)
+  mtools              # soulpad image: filling it without a mount (mcopy)
+  grub-pc-bin         # soulpad image: GRUB for BIOS
+  grub-efi-amd64-bin  # soulpad image: GRUB for UEFI (unsigned fallback)
+  squashfs-tools      # soulpad image: the host OS (mksquashfs)
+  kmod                # soulpad image: module dependencies (depmod, modprobe)
+  udev                # soulpad image: the host OS's udev
+  e2fsprogs           # soulpad image: the pad partition (mke2fs -d); debugfs in its test
+  binutils            # soulpad image: strip
+  ovmf                # the bootable pad's test boots UEFI with Secure Boot
 )
 
 missing=()

@@ -57,8 +57,9 @@ const (
 // exitCode tells scripts what kind of failure ended the command.
 func exitCode(err error) int {
 	var cfgErr *config.Error
+	var uErr usageError
 	switch {
-	case errors.As(err, &cfgErr) || isUsage(err):
+	case errors.As(err, &cfgErr) || errors.As(err, &uErr) || isUsage(err):
 		return exitConfig
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
@@ -75,6 +76,14 @@ func exitCode(err error) int {
 	}
 	return exitFailed
 }
+
+// usageError is a wrong flag or argument found by a command itself
+// (exit status 2, as cobra's own refusals).
+type usageError struct{ error }
+
+func usageErr(err error) error { return usageError{err} }
+
+func (e usageError) Unwrap() error { return e.error }
 
 // exitError exits with a status and no message (already printed).
 type exitError int
@@ -112,7 +121,7 @@ environment variable (see 'soulpad config env').`,
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", os.Getenv("SOULPAD_CONFIG"), "site config file (HCL); default: $SOULPAD_CONFIG, else the built-in config")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
-	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g))
+	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g))
 	return root
 }
 

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/internal/padimage"
+)
+
+func newImageCmd(g *globals) *cobra.Command {
+	var out, size, keyLabel, console, cache, keyFile, passFile string
+	c := &cobra.Command{
+		Use:   "image --out FILE",
+		Short: "Build a bootable pad: a disk image any PC boots to resume the machine",
+		Long: `Build a disk image that makes a USB disk a bootable pad. A PC boots it (BIOS
+or UEFI; with Secure Boot through Debian's signed shim, GRUB and kernel)
+into a small host OS carried on the image: it loads the drivers, finds the
+pad on the same disk, reads the key file from a key disk or asks for the
+passphrase, and runs 'soulpad run'. The PC's power button (or Ctrl-C)
+suspends; the host then unmounts the pad and powers the PC off. Nothing is
+written to the PC's own disks: they are never mounted, and all scratch is
+in memory.
+
+The pad on the image is made now by 'soulpad init' with the config
+(--config, else the built-in one): the passphrase is asked twice, or taken
+from --passphrase-file, or --key-file makes a vault opened by that file.
+Copy the key file as soulpad.key onto a second USB disk whose file system
+is labelled --key-label (default SOULPAD-KEY) to boot without typing.
+
+The image holds: GRUB for BIOS and UEFI, Debian's linux-image-amd64
+(downloaded with apt-get download and kept in --cache), a small initramfs
+(USB, storage and squashfs drivers), the host OS as a squashfs (QEMU,
+soulpad and its plugins, udev, the kernel's drivers, Debian's free
+firmware), and the pad partition (ext4, label SOULPAD-PAD) with the rest
+of --size. Building needs root-free tools only: sgdisk, mkfs.vfat,
+mtools, grub-mkimage (grub-pc-bin, grub-efi-amd64-bin), mksquashfs,
+mke2fs, busybox-static and apt-get ('make deps' installs them).
+
+Write it to a USB disk (every byte on the disk is replaced):
+  dd if=pad.img of=/dev/sdX bs=4M conv=fsync status=progress
+
+--console ttyS0 puts the session on the serial port instead of the
+screen (for PCs and virtual machines without one); the boot menu offers
+both either way.`,
+		Example: `  soulpad image --out pad.img --size 8G --config site.hcl
+  soulpad image --out pad.img --key-file /media/key/soulpad.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usageErr(errors.New("--out FILE is required: where the image is written"))
+			}
+			mib, err := parseSizeMiB(size)
+			if err != nil {
+				return usageErr(fmt.Errorf("--size %q: %w", size, err))
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
+				return usageErr(fmt.Errorf("--out %s is not a regular file: build the image to a file, then dd it to the disk", out))
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			plugins := filepath.Join(filepath.Dir(self), "plugins")
+			if _, err := os.Stat(filepath.Join(plugins, cfg.Plugins.VMM)); err != nil {
+				return fmt.Errorf("the image carries the plugins beside soulpad, and %s has no %s (build them: make build)", plugins, cfg.Plugins.VMM)
+			}
+			if cfg.Plugins.VMM == "vmm-libvirt" {
+				return usageErr(errors.New("plugins.vmm = \"vmm-libvirt\": the bootable host OS has no libvirtd; use vmm-qemu"))
+			}
+			if cache == "" {
+				d, err := os.UserCacheDir()
+				if err != nil {
+					return fmt.Errorf("--cache: %w", err)
+				}
+				cache = filepath.Join(d, "soulpad", "image")
+			}
+			outAbs, err := filepath.Abs(out)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			// The pad, made by soulpad init into a staging directory beside
+			// the image (same file system: the vault can be large).
+			stage, err := os.MkdirTemp(filepath.Dir(outAbs), ".soulpad-image-pad-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(stage)
+			hcl := config.DefaultHCL()
+			if cfg.Source != "" && cfg.Source != "built-in" {
+				if hcl, err = os.ReadFile(cfg.Source); err != nil {
+					return err
+				}
+			}
+			if err := os.WriteFile(filepath.Join(stage, "site.hcl"), hcl, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "making the pad (soulpad init)\n")
+			args := []string{"init", "--no-carry-plugins"}
+			if g.configPath != "" {
+				args = append(args, "--config", g.configPath)
+			}
+			if keyFile != "" {
+				args = append(args, "--key-file", keyFile)
+			}
+			if passFile != "" {
+				args = append(args, "--passphrase-file", passFile)
+			}
+			initCmd := exec.CommandContext(cmd.Context(), self, args...)
+			initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(stage, "pad"))
+			initCmd.Stdin, initCmd.Stderr = os.Stdin, cmd.ErrOrStderr()
+			initOut, err := initCmd.StdoutPipe()
+			if err != nil {
+				return err
+			}
+			if err := initCmd.Start(); err != nil {
+				return err
+			}
+			sc := bufio.NewScanner(initOut)
+			for sc.Scan() {
+				// Its "next: soulpad run" is for a pad used here, not on the image.
+				if !strings.HasPrefix(sc.Text(), "next:") {
+					fmt.Fprintln(w, "  "+sc.Text())
+				}
+			}
+			if err := initCmd.Wait(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) && ee.ExitCode() > 0 {
+					// init said why; keep its exit status.
+					fmt.Fprintln(cmd.ErrOrStderr(), "soulpad image: the pad could not be made; no image was written")
+					return exitError(ee.ExitCode())
+				}
+				return fmt.Errorf("soulpad init for the image's pad: %w", err)
+			}
+			start := time.Now()
+			res, err := padimage.Build(cmd.Context(), padimage.Options{
+				Out: outAbs, SizeMiB: mib, PadRoot: stage, Soulpad: self, Plugins: plugins,
+				Cache: cache, KeyLabel: keyLabel, Console: console,
+				Progress: func(l string) { fmt.Fprintln(w, l) },
+				Log:      cmd.ErrOrStderr(),
+			})
+			if err != nil {
+				return err
+			}
+			sb := "Secure Boot through Debian's signed shim and GRUB"
+			if !res.SecureBoot {
+				sb = "UEFI without Secure Boot (Debian's signed shim and GRUB could not be downloaded)"
+			}
+			fmt.Fprintf(w, "wrote %s (%d MiB) in %.0f s: kernel %s, host OS %d MiB, BIOS and %s\n",
+				out, mib, time.Since(start).Seconds(), res.Kernel, res.SystemMiB, sb)
+			fmt.Fprintf(w, "write it to a USB disk: dd if=%s of=/dev/sdX bs=4M conv=fsync status=progress\n", out)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&out, "out", "o", "", "the image file to write (required)")
+	c.Flags().StringVar(&size, "size", "8G", "the image's size (the USB disk's or less), e.g. 8G, 2048M")
+	c.Flags().StringVar(&keyLabel, "key-label", "SOULPAD-KEY", "the file-system label of the key disk holding soulpad.key")
+	c.Flags().StringVar(&console, "console", "tty0", "where the session's prompt goes by default: tty0 (the screen) or ttyS0 (the serial port)")
+	c.Flags().StringVar(&cache, "cache", "", "where downloaded packages are kept (default: ~/.cache/soulpad/image)")
+	c.Flags().StringVar(&keyFile, "key-file", "", "make the vault opened by this file's bytes (copy it to the key disk as soulpad.key)")
+	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the new vault's passphrase from this file (first line) instead of asking")
+	return c
+}
+
+// parseSizeMiB reads sizes such as 8G, 8GiB, 512M, 2048 (MiB).
+func parseSizeMiB(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B"), "I")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'M':
+			t = t[:len(t)-1]
+		case 'G':
+			mult, t = 1024, t[:len(t)-1]
+		case 'T':
+			mult, t = 1024*1024, t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a size such as 8G, 8GiB or 2048M")
+	}
+	if n > (1<<40)/mult {
+		return 0, errors.New("too large")
+	}
+	return n * mult, nil
+}

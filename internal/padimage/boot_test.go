@@ -1,0 +1,471 @@
+package padimage_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/soulpad/soulpad/internal/kvmprobe"
+	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/internal/testguest"
+)
+
+// TestBootablePad builds an image with `soulpad image` as a user does and
+// boots it three times in QEMU as the walk-up PC (q35, the image and a key
+// disk as USB sticks on xHCI, and an internal disk of the PC's own):
+//
+//  1. BIOS, with the key disk: the machine boots cold, runs, and the PC's
+//     power button suspends it; the host OS powers off.
+//  2. The pad, read offline with debugfs, holds that sealed point.
+//  3. UEFI with Secure Boot (OVMF with Microsoft's keys, so shim, GRUB and
+//     the kernel are checked): the point resumes and the counter goes on;
+//     the power button suspends again.
+//  4. BIOS without the key disk: the passphrase prompt comes, three wrong
+//     passphrases end the run with status 5, and "off" powers the PC off
+//     with the pad unchanged.
+//
+// The PC's own disk is the same byte for byte at the end. It takes a few
+// minutes (QEMU under TCG runs the host OS, which runs the machine).
+func TestBootablePad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a PC three times: minutes")
+	}
+	testguest.RequireQEMU(t)
+	for _, tool := range []string{"sgdisk", "mkfs.vfat", "mcopy", "grub-mkimage", "mksquashfs", "debugfs", "apt-get"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is missing (make deps installs it)", tool)
+		}
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	root := testbin.Root(t)
+	for _, pkg := range []string{"cmd/soulpad", "plugins/crypt-gocryptfs", "plugins/vmm-qemu", "plugins/detect-linux"} {
+		out := filepath.Join(bin, filepath.Base(pkg))
+		if pkg != "cmd/soulpad" {
+			out = filepath.Join(bin, "plugins", filepath.Base(pkg))
+		}
+		cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOEXPERIMENT="+testbin.Experiments())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	soulpad := filepath.Join(bin, "soulpad")
+	kernel, initrd := testguest.Build(t)
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("a key on its own USB stick, 32+ bytes long\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "site.hcl")
+	writeFile(t, cfg, fmt.Sprintf(`pad { path = "pad" }
+machine {
+  memory_mib    = 128
+  disk_size_mib = 16
+  kernel        = %q
+  initrd        = %q
+  cmdline       = "console=ttyS0 quiet panic=-1"
+}
+plugins {
+  crypt  = "crypt-gocryptfs"
+  vmm    = "vmm-qemu"
+  detect = "detect-linux"
+}
+plugin "crypt-gocryptfs" { scrypt_logn = 10 }
+`, kernel, initrd))
+	img := filepath.Join(dir, "pad.img")
+	build := exec.Command(soulpad, "image", "--out", img, "--size", "2G", "--config", cfg, "--key-file", key, "--console", "ttyS0")
+	build.Env = cleanEnv()
+	out, err := build.CombinedOutput()
+	t.Logf("soulpad image:\n%s", out)
+	if err != nil {
+		t.Fatalf("soulpad image: %v", err)
+	}
+
+	keyDisk := filepath.Join(dir, "key.img")
+	run(t, "mkfs.vfat", "-C", "-n", "SOULPAD-KEY", keyDisk, "8192")
+	run(t, "mcopy", "-i", keyDisk, key, "::/soulpad.key")
+	// The PC's own disk: a file system with a file, never to be touched.
+	pcDisk := filepath.Join(dir, "pc.img")
+	pcFiles := filepath.Join(dir, "pc-files")
+	writeFile(t, filepath.Join(pcFiles, "mine.txt"), "the PC owner's file\n")
+	run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", pcFiles, pcDisk, "32M")
+	pcSum := fileSum(t, pcDisk)
+
+	// 1. BIOS, key disk: cold boot, run, power button.
+	pc := boot(t, dir, "bios", img, keyDisk, pcDisk)
+	pc.waitFor(t, regexp.MustCompile(`soulpad-host: booted by BIOS`), 3*time.Minute)
+	pc.waitFor(t, regexp.MustCompile(`soulpad-host: key disk`), 2*time.Minute)
+	pc.waitFor(t, regexp.MustCompile(`▸ unlock`), 2*time.Minute)
+	t.Logf("BIOS boot: power on to the unlock stage in %.1f s (TCG)", time.Since(pc.start).Seconds())
+	pc.waitFor(t, regexp.MustCompile(`cold boot`), 2*time.Minute)
+	last := pc.waitCounter(t, 3, 3*time.Minute)
+	pc.powerButton(t)
+	m := pc.waitFor(t, regexp.MustCompile(`sealed (\S+),`), 5*time.Minute)
+	point := m[1]
+	pc.waitFor(t, regexp.MustCompile(`the pad can be unplugged`), time.Minute)
+	pc.waitExit(t, 2*time.Minute)
+	if got := pc.lastCounter(); got > last {
+		last = got
+	}
+
+	// 2. The pad, offline: the sealed point is there.
+	pad := filepath.Join(dir, "offline")
+	dumpPad(t, img, pad)
+	points := exec.Command(soulpad, "points", "--config", cfg)
+	points.Env = append(cleanEnv(), "SOULPAD_PAD_PATH="+filepath.Join(pad, "pad"), "SOULPAD_UNLOCK_KEY_FILE="+key)
+	pout, err := points.CombinedOutput()
+	if err != nil || !bytes.Contains(pout, []byte(point)) {
+		t.Fatalf("soulpad points on the pad read offline (want %s): %v\n%s", point, err, pout)
+	}
+	t.Logf("offline, the pad holds the sealed point %s", point)
+
+	// 3. UEFI with Secure Boot, key disk: resume, the counter goes on.
+	if code, vars := ovmf(t, dir); code != "" {
+		pc = boot(t, dir, "uefi", img, keyDisk, pcDisk, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+		pc.waitFor(t, regexp.MustCompile(`soulpad-host: booted by UEFI, Secure Boot on`), 4*time.Minute)
+		pc.waitFor(t, regexp.MustCompile(`▸ unlock`), 2*time.Minute)
+		t.Logf("UEFI Secure Boot: power on to the unlock stage in %.1f s (TCG)", time.Since(pc.start).Seconds())
+		pc.waitFor(t, regexp.MustCompile(`resumed `+regexp.QuoteMeta(point)), 3*time.Minute)
+		first := pc.waitCounter(t, 1, 3*time.Minute)
+		if first < last {
+			t.Fatalf("after the resume the counter is at %d, before the suspend it had reached %d: not resumed", first, last)
+		}
+		t.Logf("the counter went on: %d before the suspend, %d after the resume", last, first)
+		pc.powerButton(t)
+		m = pc.waitFor(t, regexp.MustCompile(`sealed (\S+),`), 5*time.Minute)
+		point = m[1]
+		pc.waitExit(t, 2*time.Minute)
+	} else {
+		t.Log("OVMF with Microsoft's keys is missing (apt-get install ovmf): UEFI not booted")
+	}
+
+	// 4. BIOS, no key disk: the prompt, wrong passphrases, power off.
+	pc = boot(t, dir, "nokey", img, "", pcDisk)
+	for i := 0; i < 3; i++ {
+		pc.waitForCount(t, "Passphrase: ", i+1, 4*time.Minute)
+		pc.send(t, "not the key\n")
+	}
+	pc.waitFor(t, regexp.MustCompile(`soulpad run ended with status 5`), 3*time.Minute)
+	pc.send(t, "off\n")
+	pc.waitExit(t, 2*time.Minute)
+	dumpPad(t, img, filepath.Join(dir, "offline2"))
+	points = exec.Command(soulpad, "points", "--config", cfg)
+	points.Env = append(cleanEnv(), "SOULPAD_PAD_PATH="+filepath.Join(dir, "offline2", "pad"), "SOULPAD_UNLOCK_KEY_FILE="+key)
+	if pout, err = points.CombinedOutput(); err != nil || !bytes.Contains(pout, []byte(point)) {
+		t.Fatalf("after the wrong passphrases the pad should still hold %s: %v\n%s", point, err, pout)
+	}
+
+	if got := fileSum(t, pcDisk); got != pcSum {
+		t.Fatal("the PC's own disk changed")
+	}
+}
+
+type pc struct {
+	start  time.Time
+	cmd    *exec.Cmd
+	qmp    string
+	serial net.Conn
+	mu     sync.Mutex
+	log    bytes.Buffer
+	done   chan error
+}
+
+func boot(t *testing.T, dir, name, img, keyDisk, pcDisk string, extra ...string) *pc {
+	t.Helper()
+	sock := filepath.Join(dir, name+".serial")
+	qmp := filepath.Join(dir, name+".qmp")
+	// KVM where it runs guests, else TCG.
+	accel, cpu := "tcg", "max"
+	if ok, _ := kvmprobe.Usable("/dev/kvm"); ok {
+		accel, cpu = "kvm", "host"
+	}
+	args := []string{"-machine", "q35", "-cpu", cpu, "-m", "3072", "-smp", "2", "-accel", accel,
+		"-device", "qemu-xhci,id=xhci",
+		"-drive", "if=none,id=pad,format=raw,file=" + img, "-device", "usb-storage,bus=xhci.0,drive=pad,bootindex=1",
+		"-drive", "if=none,id=pc,format=raw,file=" + pcDisk, "-device", "virtio-blk-pci,drive=pc",
+		"-display", "none", "-monitor", "none", "-no-reboot",
+		"-chardev", "socket,id=s0,path=" + sock + ",server=on,wait=on", "-serial", "chardev:s0",
+		"-qmp", "unix:" + qmp + ",server=on,wait=off"}
+	if keyDisk != "" {
+		args = append(args, "-drive", "if=none,id=key,format=raw,file="+keyDisk, "-device", "usb-storage,bus=xhci.0,drive=key")
+	}
+	args = append(args, extra...)
+	p := &pc{start: time.Now(), qmp: qmp, done: make(chan error, 1)}
+	p.cmd = exec.Command("qemu-system-x86_64", args...)
+	var stderr bytes.Buffer
+	p.cmd.Stderr = &stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); <-p.done })
+	go func() {
+		err := p.cmd.Wait()
+		if err != nil && stderr.Len() > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		p.done <- err
+	}()
+	var err error
+	for i := 0; i < 100; i++ {
+		if p.serial, err = net.Dial("unix", sock); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("serial console: %v (%s)", err, stderr.String())
+	}
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer logf.Close()
+		buf := make([]byte, 4096)
+		for {
+			n, err := p.serial.Read(buf)
+			if n > 0 {
+				p.mu.Lock()
+				p.log.Write(buf[:n])
+				p.mu.Unlock()
+				logf.Write(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s: the PC's serial console (last 6000 bytes):\n%s", name, p.tail(6000))
+		}
+	})
+	return p
+}
+
+func (p *pc) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func (p *pc) tail(n int) string {
+	s := p.text()
+	if len(s) > n {
+		s = s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *pc) waitFor(t *testing.T, re *regexp.Regexp, d time.Duration) []string {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if m := re.FindStringSubmatch(p.text()); m != nil {
+			return m
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			if m := re.FindStringSubmatch(p.text()); m != nil {
+				return m
+			}
+			t.Fatalf("the PC powered off (%v) before %q", err, re)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no %q on the PC's console in %s", re, d)
+	return nil
+}
+
+func (p *pc) waitForCount(t *testing.T, s string, n int, d time.Duration) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if strings.Count(p.text(), s) >= n {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%q did not appear %d times on the PC's console in %s", s, n, d)
+}
+
+var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
+
+// waitCounter waits for n counter lines after the last "the machine is
+// running" and returns the first of them.
+func (p *pc) waitCounter(t *testing.T, n int, d time.Duration) int {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		s := p.text()
+		if i := strings.LastIndex(s, "the machine is running"); i >= 0 {
+			if m := counterRE.FindAllStringSubmatch(s[i:], -1); len(m) >= n {
+				v, _ := strconv.Atoi(m[0][1])
+				return v
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d counter lines from the machine in %s", n, d)
+	return 0
+}
+
+func (p *pc) lastCounter() int {
+	m := counterRE.FindAllStringSubmatch(p.text(), -1)
+	if len(m) == 0 {
+		return 0
+	}
+	v, _ := strconv.Atoi(m[len(m)-1][1])
+	return v
+}
+
+func (p *pc) send(t *testing.T, s string) {
+	t.Helper()
+	if _, err := io.WriteString(p.serial, s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// powerButton presses the PC's power button (ACPI, through QMP).
+func (p *pc) powerButton(t *testing.T) {
+	t.Helper()
+	c, err := net.Dial("unix", p.qmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"qmp_capabilities", "system_powerdown"} {
+		b, _ := json.Marshal(map[string]string{"execute": cmd})
+		if _, err := c.Write(append(b, '\n')); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(l, `"return"`) {
+				break
+			}
+			if strings.Contains(l, `"error"`) {
+				t.Fatalf("%s: %s", cmd, l)
+			}
+		}
+	}
+}
+
+func (p *pc) waitExit(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("QEMU: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatalf("the PC did not power off in %s", d)
+	}
+	if !strings.Contains(p.text(), "the pad is unmounted: powering off") {
+		t.Fatal("the PC powered off without unmounting the pad")
+	}
+}
+
+// dumpPad copies the pad partition's files out of the image with debugfs.
+func dumpPad(t *testing.T, img, to string) {
+	t.Helper()
+	out, err := exec.Command("sgdisk", "-i", "4", img).Output()
+	if err != nil {
+		t.Fatalf("sgdisk: %v", err)
+	}
+	m := regexp.MustCompile(`First sector: (\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("sgdisk -i 4: %s", out)
+	}
+	first, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dev := fmt.Sprintf("%s?offset=%d", img, first*512)
+	if b, err := exec.Command("debugfs", "-R", "rdump /pad "+to, dev).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs rdump: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(filepath.Join(to, "pad", "pad.json")); err != nil {
+		t.Fatalf("the pad read offline has no pad.json: %v", err)
+	}
+}
+
+func ovmf(t *testing.T, dir string) (code, vars string) {
+	code = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd"
+	src := "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
+	if _, err := os.Stat(code); err != nil {
+		return "", ""
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", ""
+	}
+	vars = filepath.Join(dir, "OVMF_VARS.fd")
+	if err := os.WriteFile(vars, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return code, vars
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, b)
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// cleanEnv is the environment without SOULPAD_* settings of the caller's.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SOULPAD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
