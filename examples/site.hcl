@@ -60,8 +60,11 @@ machine {
   # "user" (NAT, like the original SoulPad) or "none". Default "user".
   network = "user"
 
-  # "none", or "auto" for a window when the host has a display.
-  # Default "none".
+  # The machine's screen. "vnc": served on a private unix socket, shown by
+  # `soulpad view` (or saved by `soulpad view --screenshot FILE`). "auto":
+  # the same, and a window of its own when the host has a desktop
+  # (DISPLAY or WAYLAND_DISPLAY; vmm-qemu). "none": no screen, the serial
+  # console only. Default "none".
   display = "none"
 
   # Boot a kernel directly instead of from the disk: these files are copied

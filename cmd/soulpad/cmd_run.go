@@ -113,7 +113,7 @@ other than run, where Ctrl-C suspends).`,
 							return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
 						case "status", "console":
 							c := s.Console()
-							return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log}
+							return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen}
 						}
 						return control.Response{Message: "unknown command " + r.Command}
 					})

@@ -303,7 +303,7 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	}
 	oneOf(at, "machine.accelerator", c.Machine.Accelerator, "auto", "kvm", "tcg")
 	oneOf(at, "machine.network", c.Machine.Network, "user", "none")
-	oneOf(at, "machine.display", c.Machine.Display, "none", "auto")
+	oneOf(at, "machine.display", c.Machine.Display, "none", "vnc", "auto")
 	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
 	if c.Plugins.Crypt == "" {
 		at("plugins.crypt", "must be set: the crypt plugin, e.g. \"crypt-luks\" or \"crypt-gocryptfs\"")

@@ -25,7 +25,8 @@ var ErrNoSession = errors.New("no `soulpad run` is running for this pad")
 
 // Request is a command to the running session.
 type Request struct {
-	// Command is "suspend", "status" or "console".
+	// Command is "suspend", "status" or "console" (which also says where
+	// the screen is).
 	Command string `json:"command"`
 }
 
@@ -37,6 +38,8 @@ type Response struct {
 	// ConsoleSocket and ConsoleLog locate the machine's serial console.
 	ConsoleSocket string `json:"console_socket,omitempty"`
 	ConsoleLog    string `json:"console_log,omitempty"`
+	// Screen is the machine's screen (a VNC unix socket), if it has one.
+	Screen string `json:"screen,omitempty"`
 }
 
 // Dir is the directory of this user's control sockets (see

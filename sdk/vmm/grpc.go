@@ -62,9 +62,13 @@ func specFromPB(s *pb.MachineSpec) Spec {
 	return out
 }
 
-func consoleToPB(c Console) *pb.Console { return &pb.Console{Socket: c.Socket, Log: c.Log} }
+func consoleToPB(c Console) *pb.Console {
+	return &pb.Console{Socket: c.Socket, Log: c.Log, Screen: c.Screen}
+}
 
-func consoleFromPB(c *pb.Console) Console { return Console{Socket: c.GetSocket(), Log: c.GetLog()} }
+func consoleFromPB(c *pb.Console) Console {
+	return Console{Socket: c.GetSocket(), Log: c.GetLog(), Screen: c.GetScreen()}
+}
 
 type server struct {
 	pb.UnimplementedVMMServer

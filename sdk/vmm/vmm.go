@@ -106,7 +106,9 @@ type Spec struct {
 	Disks       []Disk `json:"disks,omitempty"`
 	// Network is "user" (NAT) or "none".
 	Network string `json:"network"`
-	// Display is "none" or "auto" (a window when the host has a display).
+	// Display is "none" (no screen), "vnc" (the screen on Console.Screen
+	// only), or "auto" (Console.Screen, and a window when the host has a
+	// desktop).
 	Display string `json:"display"`
 	// Kernel, Initrd and Cmdline boot a kernel directly (paths relative to
 	// the machine directory unless absolute); empty boots from the disks.
@@ -160,6 +162,11 @@ type Console struct {
 	// Log is a file that receives everything the console prints while the
 	// machine runs; it is removed when the machine stops.
 	Log string
+	// Screen, when the machine has a display (Spec.Display "vnc" or
+	// "auto"), is a unix socket serving its screen over VNC (RFB 3.8,
+	// no authentication: the socket is in a directory only the user can
+	// enter). `soulpad view` attaches to it.
+	Screen string
 }
 
 // SuspendRequest stops the running machine and saves it.

@@ -84,6 +84,8 @@ type machine struct {
 	// stopping is set while the plugin itself stops the domain (save,
 	// power off), so the stop is not reported as the guest's.
 	stopping bool
+	// screen: the domain serves its screen on screen.sock.
+	screen bool
 }
 
 // New returns the plugin.
@@ -221,7 +223,7 @@ func newMachine(spec vmm.Spec, machineDir string) (*machine, error) {
 		return nil, err
 	}
 	name := fmt.Sprintf("soulpad-%s-%d", spec.Name, time.Now().UnixNano())
-	return &machine{spec: spec, machineDir: machineDir, runDir: run, name: name, tops: map[string]string{}}, nil
+	return &machine{spec: spec, machineDir: machineDir, runDir: run, name: name, tops: map[string]string{}, screen: hasScreen(spec)}, nil
 }
 
 func (p *Plugin) xml(m *machine) string {
@@ -266,7 +268,11 @@ func (p *Plugin) reap() {
 }
 
 func (p *Plugin) console(m *machine) vmm.Console {
-	return vmm.Console{Socket: filepath.Join(m.runDir, "console.sock"), Log: filepath.Join(m.runDir, "console.log")}
+	c := vmm.Console{Socket: filepath.Join(m.runDir, "console.sock"), Log: filepath.Join(m.runDir, "console.log")}
+	if m.screen {
+		c.Screen = filepath.Join(m.runDir, screenSock)
+	}
+	return c
 }
 
 // Start implements vmm.VMM.
@@ -427,6 +433,8 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		flags |= libvirt.DOMAIN_SAVE_BYPASS_CACHE
 	}
 	m.name = domainName(xml)
+	// The screen is what the saved domain had, whatever the spec says now.
+	m.screen = strings.Contains(xml, "/"+screenSock+"'")
 	if err := writeMachineConf(m.runDir, req.Spec); err != nil {
 		return fail(err)
 	}

@@ -2,11 +2,13 @@ package lv_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,6 +117,20 @@ func TestDomainsOfDeadPluginsAreReaped(t *testing.T) {
 }
 
 // argvWith lists the processes whose argv contains s.
+// serialQtree is the isa-serial part of `info qtree`.
+func serialQtree(b []byte) []byte {
+	s := string(b)
+	i := strings.Index(s, "isa-serial")
+	if i < 0 {
+		return nil
+	}
+	s = s[i:]
+	if j := strings.Index(s, "\n      dev:"); j > 0 {
+		s = s[:j]
+	}
+	return []byte(s)
+}
+
 func argvWith(s string) []string {
 	var out []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
@@ -133,6 +149,10 @@ func argvWith(s string) []string {
 // are in the runtime directory, not the host's disk.
 func TestGuestCmdlineOffArgv(t *testing.T) {
 	o := opts(t)
+	var uri string
+	_ = json.Unmarshal(o.Config, &struct {
+		URI *string `json:"uri"`
+	}{&uri})
 	v := sdktest.InProcess(t, lv.New()).(vmm.VMM)
 	ctx := context.Background()
 	if _, err := v.Configure(ctx, sdk.ConfigureRequest{Config: o.Config}); err != nil {
@@ -173,6 +193,17 @@ func TestGuestCmdlineOffArgv(t *testing.T) {
 					c0 := vmmbench.ProcCPUSeconds(pid)
 					time.Sleep(time.Second)
 					diag += fmt.Sprintf("QEMU %d used %.2f CPU-s in 1 s; ", pid, vmmbench.ProcCPUSeconds(pid)-c0)
+					// What the guest's CPU, interrupt controllers and
+					// serial port hold, from QEMU's monitor.
+					if m := regexp.MustCompile(`guest=([^, ]+)`).FindStringSubmatch(l); m != nil {
+						for _, hmp := range []string{"info registers", "info lapic", "info pic", "info irq", "info qtree"} {
+							out, _ := exec.Command("virsh", "-c", uri, "qemu-monitor-command", m[1], "--hmp", hmp).CombinedOutput()
+							if hmp == "info qtree" {
+								out = serialQtree(out)
+							}
+							diag += fmt.Sprintf("\n%s:\n%s", hmp, out)
+						}
+					}
 				}
 				t.Fatalf("%s: the guest's counter did not move past %d (%s); the console log (%s) ends:\n%s", when, after, diag, con.Log, b)
 			}

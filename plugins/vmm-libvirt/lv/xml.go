@@ -89,6 +89,11 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 	}
 	fmt.Fprintf(&b, "    <serial type='unix'><source mode='bind' path='%s'/><log file='%s' append='on'/><target port='0'/></serial>\n",
 		esc(filepath.Join(runDir, "console.sock")), esc(filepath.Join(runDir, "console.log")))
+	if hasScreen(spec) {
+		// The screen for `soulpad view`: VNC on a socket in the private
+		// run directory, and the same VGA as vmm-qemu's.
+		fmt.Fprintf(&b, "    <graphics type='vnc' socket='%s'/>\n    <video><model type='vga'/></video>\n", esc(filepath.Join(runDir, screenSock)))
+	}
 	b.WriteString("    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n")
 	if spec.Kernel != "" && cmdlineInFile(spec.Cmdline) {
 		// libvirt would put <cmdline> on QEMU's argv, which any local
@@ -103,7 +108,11 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 const (
 	qemuNS      = "http://libvirt.org/schemas/domain/qemu/1.0"
 	machineConf = "machine.conf"
+	screenSock  = "screen.sock"
 )
+
+// hasScreen says whether the machine's screen is served on screen.sock.
+func hasScreen(spec vmm.Spec) bool { return spec.Display == "vnc" || spec.Display == "auto" }
 
 // cmdlineInFile says whether the kernel command line goes to QEMU in a
 // config file: any that QEMU's config syntax can quote (no quote, line

@@ -164,6 +164,9 @@ func devices(spec vmm.Spec) string {
 	return strings.Join(d, ",")
 }
 
+// hasScreen says whether the machine's screen is served on screen.sock.
+func hasScreen(spec vmm.Spec) bool { return spec.Display == "vnc" || spec.Display == "auto" }
+
 // memoryBackend is the -machine option that backs RAM with the file.
 func memoryBackend(v *proc) string {
 	if v.ramFile == "" {
@@ -205,6 +208,11 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 		a = append(a, "-display", "gtk")
 	} else {
 		a = append(a, "-display", "none")
+	}
+	if hasScreen(spec) {
+		// The screen for `soulpad view`, on a socket in the private run
+		// directory: no port, no password to leak.
+		a = append(a, "-vnc", "unix:"+filepath.Join(v.runDir, "screen.sock"))
 	}
 	for _, d := range spec.Disks {
 		top := v.tops[d.Name]
@@ -423,7 +431,11 @@ func (v *proc) dropMemory() {
 func (p *Plugin) emit(ev vmm.Event) { p.events.Publish(ev) }
 
 func (p *Plugin) console(v *proc) vmm.Console {
-	return vmm.Console{Socket: filepath.Join(v.runDir, "console.sock"), Log: filepath.Join(v.runDir, "console.log")}
+	c := vmm.Console{Socket: filepath.Join(v.runDir, "console.sock"), Log: filepath.Join(v.runDir, "console.log")}
+	if hasScreen(v.spec) {
+		c.Screen = filepath.Join(v.runDir, "screen.sock")
+	}
+	return c
 }
 
 // check validates spec against this host; p.mu is held.

@@ -361,6 +361,7 @@ type Console struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Socket        string                 `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
 	Log           string                 `protobuf:"bytes,2,opt,name=log,proto3" json:"log,omitempty"`
+	Screen        string                 `protobuf:"bytes,3,opt,name=screen,proto3" json:"screen,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +406,13 @@ func (x *Console) GetSocket() string {
 func (x *Console) GetLog() string {
 	if x != nil {
 		return x.Log
+	}
+	return ""
+}
+
+func (x *Console) GetScreen() string {
+	if x != nil {
+		return x.Screen
 	}
 	return ""
 }
@@ -1422,10 +1430,11 @@ const file_vmm_proto_rawDesc = "" +
 	"\rStartResponse\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12-\n" +
 	"\aconsole\x18\x02 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
-	"\fcpu_features\x18\x03 \x03(\tR\vcpuFeatures\"3\n" +
+	"\fcpu_features\x18\x03 \x03(\tR\vcpuFeatures\"K\n" +
 	"\aConsole\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x10\n" +
-	"\x03log\x18\x02 \x01(\tR\x03log\"A\n" +
+	"\x03log\x18\x02 \x01(\tR\x03log\x12\x16\n" +
+	"\x06screen\x18\x03 \x01(\tR\x06screen\"A\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xe2\x01\n" +
