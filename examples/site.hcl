@@ -64,8 +64,8 @@ machine {
   # `soulpad view` (or saved by `soulpad view --screenshot FILE`). "auto":
   # the same, and a window of its own when the host has a desktop
   # (DISPLAY or WAYLAND_DISPLAY; vmm-qemu). "none": no screen, the serial
-  # console only. Default "none".
-  display = "none"
+  # console only. Default "auto".
+  display = "auto"
 
   # Boot a kernel directly instead of from the disk: these files are copied
   # into the vault by `soulpad init`. Default: none.

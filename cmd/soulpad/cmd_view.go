@@ -3,18 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/soulpad/soulpad/core/control"
 	"github.com/soulpad/soulpad/internal/atomicfile"
+	"github.com/soulpad/soulpad/internal/fbview"
 	"github.com/soulpad/soulpad/internal/rfb"
 )
 
@@ -30,7 +35,8 @@ var viewers = []struct {
 }
 
 func newViewCmd(g *globals) *cobra.Command {
-	var shot string
+	var shot, fbPath, tty string
+	var noKeys bool
 	c := &cobra.Command{
 		Use:   "view",
 		Short: "Show the running machine's screen (or save a screenshot)",
@@ -43,6 +49,12 @@ viewer closes.
 
 --screenshot FILE saves the screen as a PNG instead (- for stdout), with
 no viewer.
+
+--fb /dev/fb0 shows the screen full-screen on a Linux framebuffer (a PC's
+screen without a desktop: the bootable pad's host OS does this) and sends
+the PC's keyboards to the machine (grabbed: the console gets no keys
+until the machine stops or the view ends). It ends when the machine
+stops.
 
 The machine has a screen when machine.display is "vnc" or "auto" ("auto"
 also opens a window of its own when the host has a desktop).`,
@@ -69,6 +81,9 @@ also opens a window of its own when the host has a desktop).`,
 			if shot != "" {
 				return screenshot(resp.Screen, shot, cmd)
 			}
+			if fbPath != "" {
+				return framebuffer(cmd.Context(), resp.Screen, fbPath, tty, !noKeys)
+			}
 			for _, v := range viewers {
 				if path, err := exec.LookPath(v.bin); err == nil {
 					fmt.Fprintf(cmd.ErrOrStderr(), "soulpad: the screen in %s (closing it leaves the machine running)\n", v.bin)
@@ -81,7 +96,40 @@ also opens a window of its own when the host has a desktop).`,
 		},
 	}
 	c.Flags().StringVar(&shot, "screenshot", "", "save the screen as a PNG to FILE (- for stdout) instead of showing it")
+	c.Flags().StringVar(&fbPath, "fb", "", "show the screen full-screen on this framebuffer device (e.g. /dev/fb0)")
+	c.Flags().StringVar(&tty, "tty", "/dev/tty0", "with --fb: the console to switch to graphics while the screen is shown")
+	c.Flags().BoolVar(&noKeys, "no-keyboard", false, "with --fb: leave the keyboards to the console")
 	return c
+}
+
+func framebuffer(ctx context.Context, sock, fbPath, tty string, keys bool) error {
+	fb, err := fbview.OpenFramebuffer(fbPath)
+	if err != nil {
+		return err
+	}
+	defer fb.Close()
+	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("the screen: %w", err)
+	}
+	defer conn.Close()
+	cl, err := rfb.Dial(conn)
+	if err != nil {
+		return fmt.Errorf("the screen: %w", err)
+	}
+	if restore, err := fbview.Console(tty); err == nil {
+		defer restore()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); conn.Close() }()
+	if keys {
+		go fbview.Keyboards(ctx, cl)
+	}
+	if err := fbview.Show(ctx, cl, fb, 30*time.Millisecond); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("the screen: %w", err)
+	}
+	return nil
 }
 
 func screenshot(sock, to string, cmd *cobra.Command) error {

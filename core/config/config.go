@@ -139,7 +139,7 @@ type Log struct {
 func Defaults() Config {
 	return Config{
 		Machine: Machine{Name: "soul", MemoryMiB: 256, VCPUs: 1, CPUModel: "portable", Accelerator: "auto",
-			DiskSizeMiB: 64, Network: "user", Display: "none"},
+			DiskSizeMiB: 64, Network: "user", Display: "auto"},
 		Pad:     Pad{VaultSizeMiB: 2048},
 		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120, KeepPoints: 3},
 		Log:     Log{Level: "warn"},

@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"image"
+	imagedraw "image/draw"
+	"image/png"
 	"io"
 	"net"
 	"os"
@@ -113,6 +116,18 @@ plugin "crypt-gocryptfs" { scrypt_logn = 10 }
 	t.Logf("BIOS boot: power on to the unlock stage in %.1f s (TCG)", time.Since(pc.start).Seconds())
 	pc.waitFor(t, regexp.MustCompile(`cold boot`), 2*time.Minute)
 	last := pc.waitCounter(t, 3, 3*time.Minute)
+	// The PC's screen shows the machine's, full-screen.
+	for i := 0; ; i++ {
+		ok, why := showsTheGuest(pc.screen(t, dir))
+		if ok {
+			t.Logf("the PC's screen shows the machine's: %s", why)
+			break
+		}
+		if i == 30 {
+			t.Fatalf("the PC's screen does not show the machine's (%s); see %s", why, filepath.Join(dir, "pc-screen.png"))
+		}
+		time.Sleep(2 * time.Second)
+	}
 	pc.powerButton(t)
 	m := pc.waitFor(t, regexp.MustCompile(`sealed (\S+),`), 5*time.Minute)
 	point := m[1]
@@ -343,7 +358,51 @@ func (p *pc) send(t *testing.T, s string) {
 }
 
 // powerButton presses the PC's power button (ACPI, through QMP).
-func (p *pc) powerButton(t *testing.T) {
+func (p *pc) powerButton(t *testing.T) { t.Helper(); p.qmpRun(t, "system_powerdown", nil) }
+
+// screen is what the PC's screen shows.
+func (p *pc) screen(t *testing.T, dir string) *image.RGBA {
+	t.Helper()
+	path := filepath.Join(dir, "pc-screen.png")
+	p.qmpRun(t, "screendump", map[string]string{"filename": path, "format": "png"})
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rgba := image.NewRGBA(img.Bounds())
+	imagedraw.Draw(rgba, rgba.Rect, img, img.Bounds().Min, imagedraw.Src)
+	return rgba
+}
+
+// showsTheGuest says whether the PC's screen shows the demo guest's
+// screen (its banner box, 720×400 text mode) centred, and nothing else:
+// every lit pixel inside the banner's place.
+func showsTheGuest(img *image.RGBA) (bool, string) {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	off := image.Pt(max(0, (w-720)/2), max(0, (h-400)/2))
+	banner := image.Rect(4*9, 2*16, 54*9, 8*16).Add(off).Inset(-4)
+	lit, outside := 0, 0
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			c := img.RGBAAt(x, y)
+			if int(c.R)+int(c.G)+int(c.B) < 96 {
+				continue
+			}
+			lit++
+			if !image.Pt(x, y).In(banner) {
+				outside++
+			}
+		}
+	}
+	return lit > 500 && outside == 0, fmt.Sprintf("%dx%d screen: %d lit pixels, %d outside the banner's place %v", w, h, lit, outside, banner)
+}
+
+func (p *pc) qmpRun(t *testing.T, command string, args any) {
 	t.Helper()
 	c, err := net.Dial("unix", p.qmp)
 	if err != nil {
@@ -354,8 +413,12 @@ func (p *pc) powerButton(t *testing.T) {
 	if _, err := r.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"qmp_capabilities", "system_powerdown"} {
-		b, _ := json.Marshal(map[string]string{"execute": cmd})
+	for _, cmd := range []string{"qmp_capabilities", command} {
+		msg := map[string]any{"execute": cmd}
+		if cmd == command && args != nil {
+			msg["arguments"] = args
+		}
+		b, _ := json.Marshal(msg)
 		if _, err := c.Write(append(b, '\n')); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,6 +43,56 @@ func Capture(c Conn, timeout time.Duration) (*image.RGBA, error) {
 	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return nil, err
 	}
+	cl, err := newClient(c, encRaw)
+	if err != nil {
+		return nil, err
+	}
+	w, h := cl.Size()
+	covered := make([]bool, w*h)
+	left := w * h
+	for left > 0 {
+		rects, err := cl.Update(false)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rects {
+			for y := r.Min.Y; y < r.Max.Y; y++ {
+				for x := r.Min.X; x < r.Max.X; x++ {
+					if !covered[y*w+x] {
+						covered[y*w+x] = true
+						left--
+					}
+				}
+			}
+		}
+	}
+	return cl.Screen, nil
+}
+
+// Encodings this client takes.
+const (
+	encRaw         = 0
+	encCopyRect    = 1
+	encDesktopSize = -223 // pseudo: the screen changed size
+	encExtKeyEvent = -258 // pseudo: QEMU's key events by scan code
+)
+
+// Client is a connection to a VNC server with the screen as last seen.
+type Client struct {
+	c       io.Writer
+	r       *bufio.Reader
+	Screen  *image.RGBA
+	extKeys atomic.Bool
+	wmu     sync.Mutex
+}
+
+// Dial does the handshake on c and asks for Raw and CopyRect pixels,
+// screen size changes, and key events by scan code.
+func Dial(c io.ReadWriter) (*Client, error) {
+	return newClient(c, encRaw, encCopyRect, encDesktopSize, encExtKeyEvent)
+}
+
+func newClient(c io.ReadWriter, encodings ...int32) (*Client, error) {
 	r := bufio.NewReader(c)
 	w, h, err := handshake(r, c)
 	if err != nil {
@@ -48,15 +100,180 @@ func Capture(c Conn, timeout time.Duration) (*image.RGBA, error) {
 	}
 	// 32 bits per pixel, little endian, true colour, 8 bits per channel:
 	// red at bit 0, green at 8, blue at 16 (RGBA's byte order).
-	pf := []byte{0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0}
-	enc := []byte{2, 0, 0, 1, 0, 0, 0, 0} // SetEncodings: Raw
-	req := []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-	binary.BigEndian.PutUint16(req[6:], uint16(w))
-	binary.BigEndian.PutUint16(req[8:], uint16(h))
-	if _, err := c.Write(append(append(pf, enc...), req...)); err != nil {
+	msg := []byte{0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0}
+	msg = append(msg, 2, 0)
+	msg = binary.BigEndian.AppendUint16(msg, uint16(len(encodings)))
+	for _, e := range encodings {
+		msg = binary.BigEndian.AppendUint32(msg, uint32(e))
+	}
+	if _, err := c.Write(msg); err != nil {
 		return nil, err
 	}
-	return readFrame(r, w, h)
+	return &Client{c: c, r: r, Screen: image.NewRGBA(image.Rect(0, 0, w, h))}, nil
+}
+
+// ExtKeys says whether the server takes key events by scan code (Key);
+// it knows after the first Update.
+func (cl *Client) ExtKeys() bool { return cl.extKeys.Load() }
+
+// Size is the screen's size.
+func (cl *Client) Size() (int, int) { return cl.Screen.Rect.Dx(), cl.Screen.Rect.Dy() }
+
+func (cl *Client) write(b []byte) error {
+	cl.wmu.Lock()
+	defer cl.wmu.Unlock()
+	_, err := cl.c.Write(b)
+	return err
+}
+
+// Key presses (down) or releases a key given by its XT scan code as QEMU
+// numbers them (0x01 Esc … 0x58 F12; 0x80|code for the 0xE0-prefixed
+// keys). Without ExtKeys it sends nothing.
+func (cl *Client) Key(down bool, qnum uint32) error {
+	if !cl.ExtKeys() {
+		return nil
+	}
+	b := []byte{255, 0, 0, 0}
+	if down {
+		b[3] = 1
+	}
+	b = binary.BigEndian.AppendUint32(b, 0) // keysym: the scan code says it
+	b = binary.BigEndian.AppendUint32(b, qnum)
+	return cl.write(b)
+}
+
+// Update asks for the screen (what changed since the last update when
+// incremental) and reads the server's messages until one framebuffer
+// update has been applied to Screen. It returns the rectangles that
+// changed; a size change replaces Screen and returns it whole.
+func (cl *Client) Update(incremental bool) ([]image.Rectangle, error) {
+	req := []byte{3, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if incremental {
+		req[1] = 1
+	}
+	w, h := cl.Size()
+	binary.BigEndian.PutUint16(req[6:], uint16(w))
+	binary.BigEndian.PutUint16(req[8:], uint16(h))
+	if err := cl.write(req); err != nil {
+		return nil, err
+	}
+	r := cl.r
+	for {
+		t, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		switch t {
+		case 0: // FramebufferUpdate
+			return cl.readRects()
+		case 1: // SetColourMapEntries
+			var hd [5]byte
+			if _, err := io.ReadFull(r, hd[:]); err != nil {
+				return nil, err
+			}
+			if _, err := io.CopyN(io.Discard, r, int64(binary.BigEndian.Uint16(hd[3:]))*6); err != nil {
+				return nil, err
+			}
+		case 2: // Bell
+		case 3: // ServerCutText
+			var hd [7]byte
+			if _, err := io.ReadFull(r, hd[:]); err != nil {
+				return nil, err
+			}
+			n := binary.BigEndian.Uint32(hd[3:])
+			if n > maxCutText {
+				return nil, protoErr("cut text of %d bytes", n)
+			}
+			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, protoErr("server message type %d", t)
+		}
+	}
+}
+
+func (cl *Client) readRects() ([]image.Rectangle, error) {
+	r := cl.r
+	var hd [3]byte
+	if _, err := io.ReadFull(r, hd[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hd[1:]))
+	if n > maxRects {
+		return nil, protoErr("%d rectangles", n)
+	}
+	var out []image.Rectangle
+	for i := 0; i < n; i++ {
+		var rh [12]byte
+		if _, err := io.ReadFull(r, rh[:]); err != nil {
+			return nil, err
+		}
+		x, y := int(binary.BigEndian.Uint16(rh[0:])), int(binary.BigEndian.Uint16(rh[2:]))
+		rw, rht := int(binary.BigEndian.Uint16(rh[4:])), int(binary.BigEndian.Uint16(rh[6:]))
+		rect := image.Rect(x, y, x+rw, y+rht)
+		switch e := int32(binary.BigEndian.Uint32(rh[8:])); e {
+		case encDesktopSize:
+			if rw == 0 || rht == 0 || rw > MaxSide || rht > MaxSide {
+				return nil, protoErr("screen size %dx%d", rw, rht)
+			}
+			cl.Screen = image.NewRGBA(image.Rect(0, 0, rw, rht))
+			out = append(out[:0], cl.Screen.Rect)
+			continue
+		case encExtKeyEvent:
+			cl.extKeys.Store(true)
+			continue
+		case encRaw, encCopyRect:
+			if !rect.In(cl.Screen.Rect) {
+				return nil, protoErr("rectangle %v outside the %v screen", rect, cl.Screen.Rect)
+			}
+			if e == encCopyRect {
+				var src [4]byte
+				if _, err := io.ReadFull(r, src[:]); err != nil {
+					return nil, err
+				}
+				sx, sy := int(binary.BigEndian.Uint16(src[0:])), int(binary.BigEndian.Uint16(src[2:]))
+				from := image.Rect(sx, sy, sx+rw, sy+rht)
+				if !from.In(cl.Screen.Rect) {
+					return nil, protoErr("copy from %v outside the %v screen", from, cl.Screen.Rect)
+				}
+				copyRect(cl.Screen, rect, from.Min)
+			} else {
+				row := make([]byte, rw*4)
+				for yy := y; yy < y+rht; yy++ {
+					if _, err := io.ReadFull(r, row); err != nil {
+						return nil, err
+					}
+					off := cl.Screen.PixOffset(x, yy)
+					copy(cl.Screen.Pix[off:off+len(row)], row)
+					for k := 3; k < len(row); k += 4 {
+						cl.Screen.Pix[off+k] = 0xff
+					}
+				}
+			}
+			if !rect.Empty() {
+				out = append(out, rect)
+			}
+		default:
+			return nil, protoErr("rectangle encoding %d, not one asked for", e)
+		}
+	}
+	return out, nil
+}
+
+// copyRect copies the pixels at from (the size of dst) onto dst, as
+// overlapping moves do.
+func copyRect(img *image.RGBA, dst image.Rectangle, from image.Point) {
+	w := dst.Dx() * 4
+	tmp := make([]byte, w*dst.Dy())
+	for y := 0; y < dst.Dy(); y++ {
+		o := img.PixOffset(from.X, from.Y+y)
+		copy(tmp[y*w:], img.Pix[o:o+w])
+	}
+	for y := 0; y < dst.Dy(); y++ {
+		o := img.PixOffset(dst.Min.X, dst.Min.Y+y)
+		copy(img.Pix[o:o+w], tmp[y*w:(y+1)*w])
+	}
 }
 
 // handshake does the version, security and init exchange and returns the
@@ -120,84 +337,6 @@ func handshake(r *bufio.Reader, w io.Writer) (int, int, error) {
 		return 0, 0, err
 	}
 	return wd, ht, nil
-}
-
-// readFrame reads server messages until one framebuffer update has
-// covered the whole screen.
-func readFrame(r *bufio.Reader, w, h int) (*image.RGBA, error) {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	covered := make([]bool, w*h)
-	left := w * h
-	for left > 0 {
-		t, err := r.ReadByte()
-		if err != nil {
-			return nil, err
-		}
-		switch t {
-		case 0: // FramebufferUpdate
-			var hd [3]byte
-			if _, err := io.ReadFull(r, hd[:]); err != nil {
-				return nil, err
-			}
-			n := int(binary.BigEndian.Uint16(hd[1:]))
-			if n > maxRects {
-				return nil, protoErr("%d rectangles", n)
-			}
-			for i := 0; i < n; i++ {
-				var rh [12]byte
-				if _, err := io.ReadFull(r, rh[:]); err != nil {
-					return nil, err
-				}
-				x, y := int(binary.BigEndian.Uint16(rh[0:])), int(binary.BigEndian.Uint16(rh[2:]))
-				rw, rh2 := int(binary.BigEndian.Uint16(rh[4:])), int(binary.BigEndian.Uint16(rh[6:]))
-				if e := int32(binary.BigEndian.Uint32(rh[8:])); e != 0 {
-					return nil, protoErr("rectangle encoding %d, asked for Raw (0)", e)
-				}
-				if x+rw > w || y+rh2 > h {
-					return nil, protoErr("rectangle %dx%d at %d,%d outside the %dx%d screen", rw, rh2, x, y, w, h)
-				}
-				row := make([]byte, rw*4)
-				for yy := y; yy < y+rh2; yy++ {
-					if _, err := io.ReadFull(r, row); err != nil {
-						return nil, err
-					}
-					off := img.PixOffset(x, yy)
-					copy(img.Pix[off:off+len(row)], row)
-					for xx := x; xx < x+rw; xx++ {
-						img.Pix[img.PixOffset(xx, yy)+3] = 0xff
-						if !covered[yy*w+xx] {
-							covered[yy*w+xx] = true
-							left--
-						}
-					}
-				}
-			}
-		case 1: // SetColourMapEntries
-			var hd [5]byte
-			if _, err := io.ReadFull(r, hd[:]); err != nil {
-				return nil, err
-			}
-			if _, err := io.CopyN(io.Discard, r, int64(binary.BigEndian.Uint16(hd[3:]))*6); err != nil {
-				return nil, err
-			}
-		case 2: // Bell
-		case 3: // ServerCutText
-			var hd [7]byte
-			if _, err := io.ReadFull(r, hd[:]); err != nil {
-				return nil, err
-			}
-			n := binary.BigEndian.Uint32(hd[3:])
-			if n > maxCutText {
-				return nil, protoErr("cut text of %d bytes", n)
-			}
-			if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
-				return nil, err
-			}
-		default:
-			return nil, protoErr("server message type %d", t)
-		}
-	}
-	return img, nil
 }
 
 func readString(r io.Reader, max uint32) string {

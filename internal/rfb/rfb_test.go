@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"image"
 	"image/color"
 	"io"
 	"testing"
@@ -116,4 +117,73 @@ func FuzzCapture(f *testing.F) {
 			t.Fatalf("screen of %v", img.Bounds())
 		}
 	})
+}
+
+// A viewer's session: the first update, a copy within the screen, the
+// server's yes to key events by scan code, a size change, and a key.
+func TestClientFollowsTheScreen(t *testing.T) {
+	var b bytes.Buffer
+	hs := server(4, 2, nil, nil)
+	b.Write(hs[:len(hs)-4]) // handshake, bell, cut text; no update yet
+	// Update 1: raw, whole screen.
+	b.Write([]byte{0, 0})
+	b.Write(u16(2))
+	b.Write(append(append(u16(0), u16(0)...), append(u16(4), u16(2)...)...))
+	b.Write(u32(0))
+	for y := 0; y < 2; y++ {
+		for x := 0; x < 4; x++ {
+			b.Write([]byte{byte(10*y + x), 0, 0, 0})
+		}
+	}
+	b.Write(append(append(u16(0), u16(0)...), append(u16(0), u16(0)...)...))
+	b.Write(u32(-258 & 0xffffffff)) // QEMU: key events by scan code, yes
+	// Update 2: copy the top-left 2×1 onto the bottom-right.
+	b.Write([]byte{0, 0})
+	b.Write(u16(1))
+	b.Write(append(append(u16(2), u16(1)...), append(u16(2), u16(1)...)...))
+	b.Write(u32(1))
+	b.Write(append(u16(0), u16(0)...))
+	// Update 3: the screen is now 3×3.
+	b.Write([]byte{0, 0})
+	b.Write(u16(1))
+	b.Write(append(append(u16(0), u16(0)...), append(u16(3), u16(3)...)...))
+	b.Write(u32(-223 & 0xffffffff))
+	s := &scripted{Reader: bytes.NewReader(b.Bytes())}
+	cl, err := Dial(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.ExtKeys() {
+		t.Fatal("ExtKeys before the server said so")
+	}
+	if err := cl.Key(true, 0x1e); err != nil || bytes.Contains(s.wrote.Bytes(), []byte{255, 0, 0, 1}) {
+		t.Fatal("a key was sent before the server took scan codes")
+	}
+	r, err := cl.Update(false)
+	if err != nil || len(r) != 1 || !cl.ExtKeys() {
+		t.Fatalf("update 1: %v %v ext %v", r, err, cl.ExtKeys())
+	}
+	if r, err = cl.Update(true); err != nil || len(r) != 1 || r[0] != image.Rect(2, 1, 4, 2) {
+		t.Fatalf("update 2: %v %v", r, err)
+	}
+	if got := []byte{cl.Screen.RGBAAt(2, 1).R, cl.Screen.RGBAAt(3, 1).R}; !bytes.Equal(got, []byte{0, 1}) {
+		t.Fatalf("after the copy the bottom-right holds %v, want [0 1]", got)
+	}
+	if r, err = cl.Update(true); err != nil || len(r) != 1 || r[0] != image.Rect(0, 0, 3, 3) {
+		t.Fatalf("update 3: %v %v", r, err)
+	}
+	if w, h := cl.Size(); w != 3 || h != 3 {
+		t.Fatalf("size %dx%d after the change, want 3x3", w, h)
+	}
+	if err := cl.Key(true, 0x1e); err != nil {
+		t.Fatal(err)
+	}
+	w := s.wrote.Bytes()
+	if !bytes.HasSuffix(w, []byte{255, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x1e}) {
+		t.Fatalf("key event % x", w[len(w)-12:])
+	}
+	// The encodings asked for: Raw, CopyRect, DesktopSize, scan codes.
+	if !bytes.Contains(w, []byte{2, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0x21, 0xff, 0xff, 0xfe, 0xfe}) {
+		t.Fatal("SetEncodings is not Raw, CopyRect, DesktopSize, QEMU extended keys")
+	}
 }
