@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
+	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/internal/testlibvirt"
 )
@@ -226,5 +227,37 @@ func TestUnknownLogLevelIsRefused(t *testing.T) {
 	}
 	if _, errOut, code := e.Run(t, "--log-level", "debug", "config", "default"); code != 0 {
 		t.Fatalf("--log-level debug: exit %d %s", code, errOut)
+	}
+}
+
+// `soulpad suspend --wait` returns when the pad can be unplugged: the run
+// has ended, the lock is free, and it names the new point.
+func TestSuspendWaitReturnsWhenThePadCanBeUnplugged(t *testing.T) {
+	e := testcli.Setup(t)
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s%s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	out, errOut, code := e.Run(t, "suspend", "--wait")
+	if code != 0 || !strings.Contains(out, "the pad can be unplugged") {
+		t.Fatalf("suspend --wait: exit %d\n%s%s", code, out, errOut)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("soulpad run: %v\n%s", err, buf.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("suspend --wait returned while soulpad run was still running:\n%s", buf.String())
+	}
+	if st, err := pad.PeekLock(e.Pad); err != nil || st.Held {
+		t.Fatalf("the pad is still locked after suspend --wait: %+v %v", st, err)
+	}
+	// The point it names is the one the run sealed.
+	i := strings.Index(out, "suspended to point ")
+	id := strings.Fields(out[i+len("suspended to point "):])[0]
+	id = strings.TrimSuffix(id, ";")
+	if !strings.Contains(buf.String(), "suspended to point "+id) {
+		t.Fatalf("suspend --wait named %s; the run said:\n%s", id, buf.String())
 	}
 }

@@ -128,6 +128,11 @@ plugin "crypt-gocryptfs" { scrypt_logn = 10 }
 		}
 		time.Sleep(2 * time.Second)
 	}
+	// The PC's keyboard types into the machine.
+	for _, k := range []string{"s", "o", "u", "l", "ret"} {
+		pc.qmpRun(t, "send-key", map[string]any{"keys": []map[string]string{{"type": "qcode", "data": k}}})
+	}
+	pc.waitFor(t, regexp.MustCompile(`soulpad-guest: typed soul`), time.Minute)
 	pc.powerButton(t)
 	m := pc.waitFor(t, regexp.MustCompile(`sealed (\S+),`), 5*time.Minute)
 	point := m[1]

@@ -99,6 +99,17 @@ func restoreDrill(t *testing.T, plugin string) {
 	if code != 0 || json.Unmarshal([]byte(list), &snaps) != nil || len(snaps) != 2 {
 		t.Fatalf("backups: exit %d, want 2 snapshots:\n%s", code, list)
 	}
+	// snake_case keys; the size where the target says it (restic does).
+	var sized []struct {
+		ID        string  `json:"id"`
+		SizeBytes *uint64 `json:"size_bytes"`
+	}
+	if err := json.Unmarshal([]byte(list), &sized); err != nil || sized[0].ID == "" || strings.Contains(list, `"SizeBytes"`) {
+		t.Fatalf("backups --json keys: %v\n%s", err, list)
+	}
+	if plugin == "backup-restic" && (sized[1].SizeBytes == nil || *sized[1].SizeBytes < 1<<20) {
+		t.Fatalf("backups --json: restic's snapshot has no size:\n%s", list)
+	}
 
 	// Verify and prune, where the plugin can.
 	vout, verr, code := e.Run(t, "backup", "verify")

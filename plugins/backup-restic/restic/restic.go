@@ -243,7 +243,17 @@ func (p *Plugin) List(ctx context.Context, _ backup.ListRequest) (backup.ListRes
 			k, v, _ := strings.Cut(t, "=")
 			tags[k] = v
 		}
-		out.Snapshots = append(out.Snapshots, backup.Snapshot{ID: s.Short, Time: s.Time, Tags: tags})
+		snap := backup.Snapshot{ID: s.Short, Time: s.Time, Tags: tags}
+		// The size restored (what the pad held), as restic counts it.
+		if b, err := p.run(ctx, "", nil, "stats", "--json", "--mode", "restore-size", s.ID); err == nil {
+			var st struct {
+				TotalSize uint64 `json:"total_size"`
+			}
+			if json.Unmarshal(b, &st) == nil {
+				snap.SizeBytes = st.TotalSize
+			}
+		}
+		out.Snapshots = append(out.Snapshots, snap)
 	}
 	return out, nil
 }
