@@ -47,7 +47,7 @@ plugins { sha256 = { "name" = "…" } } so that a replaced binary is refused.`,
 				Description  string   `json:"description,omitempty"`
 				Error        string   `json:"error,omitempty"`
 			}
-			var rows []row
+			rows := []row{}
 			for _, b := range bins {
 				r := row{Name: b.Name, SHA256: b.SHA256, Path: b.Path, Pinned: "no"}
 				if pin, ok := cfg.Plugins.SHA256[b.Name]; ok {
@@ -64,6 +64,12 @@ plugins { sha256 = { "name" = "…" } } so that a replaced binary is refused.`,
 				} else {
 					r.Kind, r.Version, r.APIVersions, r.Capabilities, r.Description = string(p.Info.Kind), p.Info.Version, p.Info.APIVersions, p.Info.Capabilities, p.Info.Description
 					p.Kill()
+				}
+				if r.Capabilities == nil {
+					r.Capabilities = []string{} // [] not null, as every --json
+				}
+				if r.APIVersions == nil {
+					r.APIVersions = []int{}
 				}
 				rows = append(rows, r)
 			}

@@ -2,16 +2,18 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/internal/testlibvirt"
 )
@@ -90,6 +92,15 @@ func TestInitRunSuspendStatusJournal(t *testing.T) {
 	// Before any session: empty lists are [], not null.
 	if js, _, _ := e.Run(t, "status", "--json"); !strings.Contains(js, `"suspend_points": []`) || !strings.Contains(js, `"last_session": []`) {
 		t.Errorf("status --json of a new pad: want [] for its empty lists:\n%s", js)
+	} else {
+		var rep struct {
+			Pad struct {
+				VMM struct{ Name, Version string } `json:"vmm"`
+			} `json:"pad"`
+		}
+		if json.Unmarshal([]byte(js), &rep) != nil || rep.Pad.VMM.Name != "vmm-counter" || rep.Pad.VMM.Version == "" {
+			t.Errorf("status --json: the pad's VMM has no name or version:\n%s", js)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(e.Pad, "plugins", "vmm-counter")); err != nil {
 		t.Fatalf("init did not carry the plugins onto the pad: %v", err)
@@ -259,5 +270,68 @@ func TestSuspendWaitReturnsWhenThePadCanBeUnplugged(t *testing.T) {
 	id = strings.TrimSuffix(id, ";")
 	if !strings.Contains(buf.String(), "suspended to point "+id) {
 		t.Fatalf("suspend --wait named %s; the run said:\n%s", id, buf.String())
+	}
+}
+
+// Every --json output decodes, uses snake_case keys (but for the values
+// of maps whose keys are data: tags, fields), and has no null lists.
+func TestJSONOutputsShareOneStyle(t *testing.T) {
+	e := testcli.Setup(t)
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s%s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	if out, errOut, code := e.Run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend: %s%s", out, errOut)
+	}
+	testcli.Wait(t, done, buf)
+	key := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	var walk func(path string, v any) error
+	walk = func(path string, v any) error {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if !key.MatchString(k) {
+					return fmt.Errorf("%s: key %q is not snake_case", path, k)
+				}
+				if k == "tags" || k == "fields" || k == "flags" {
+					continue // keys are data
+				}
+				if x == nil && (strings.HasSuffix(k, "s") || k == "last_session") {
+					return fmt.Errorf("%s.%s is null; an empty list is []", path, k)
+				}
+				if err := walk(path+"."+k, x); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for i, x := range v {
+				if err := walk(fmt.Sprintf("%s[%d]", path, i), x); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, args := range [][]string{{"status", "--json"}, {"points", "--json"}, {"plugins", "--json"}, {"journal", "--json"}} {
+		out, errOut, code := e.Run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s", args, code, errOut)
+		}
+		dec := json.NewDecoder(strings.NewReader(out)) // journal: one object per line
+		n := 0
+		for dec.More() {
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				t.Fatalf("%v: %v\n%s", args, err, out)
+			}
+			if err := walk(args[0], v); err != nil {
+				t.Errorf("%v: %v", args, err)
+			}
+			n++
+		}
+		if n == 0 {
+			t.Errorf("%v printed no JSON", args)
+		}
 	}
 }

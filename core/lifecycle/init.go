@@ -89,6 +89,14 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		fmt.Fprintf(o.Out, "warning: %s does not encrypt the vault\n", cp.Name)
 	}
 	meta := pad.Meta{Machine: cfg.Machine.Name, Crypt: pad.PluginRef{Name: cp.Name, Version: cp.Info.Version}, VMM: pad.PluginRef{Name: cfg.Plugins.VMM}}
+	// The VMM plugin's version, from the plugin itself (not configured:
+	// its host, e.g. libvirtd, need not be up to make a pad).
+	if vp, err := host.Launch(ctx, cfg.Plugins.VMM); err == nil {
+		meta.VMM.Version = vp.Info.Version
+		vp.Kill()
+	} else {
+		fmt.Fprintf(o.Out, "warning: the VMM plugin %s: %v\n", cfg.Plugins.VMM, err)
+	}
 	p, err = pad.Create(dir, meta)
 	if err != nil {
 		return nil, err
