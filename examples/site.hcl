@@ -4,10 +4,13 @@
 #   soulpad init --config examples/site.hcl   create the pad it describes
 #   soulpad run  --config examples/site.hcl   run it
 #
-# Relative paths are relative to this file's directory. Any key can be
-# overridden by an environment variable: pad.path is SOULPAD_PAD_PATH,
-# machine.memory_mib is SOULPAD_MACHINE_MEMORY_MIB, and so on
-# (`soulpad config env` lists them; lists are comma-separated).
+# Relative paths are relative to this file's directory, in plugin blocks
+# too. Any key can be overridden by an environment variable: pad.path is
+# SOULPAD_PAD_PATH, machine.memory_mib is SOULPAD_MACHINE_MEMORY_MIB, and
+# so on (`soulpad config env` lists them; lists are comma-separated); a
+# key of a plugin's block is SOULPAD_PLUGIN_<PLUGIN>_<KEY>, e.g.
+# SOULPAD_PLUGIN_BACKUP_RESTIC_REPOSITORY. `soulpad config check` checks
+# the file, the environment and every plugin's block.
 
 pad {
   # The pad's directory: the USB disk's mount point, a partition's mount
@@ -289,7 +292,8 @@ plugin "vmm-libvirt" {
 #   # dsmc = "/usr/bin/dsmc"
 # }
 
-plugin "crypt-plain" {
-  # crypt-plain (no encryption) refuses to work unless this is true.
-  allow_no_encryption = false
-}
+# plugin "crypt-plain" {
+#   # crypt-plain (no encryption) refuses to work unless this is true.
+#   # Default false.
+#   allow_no_encryption = true
+# }

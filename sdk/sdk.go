@@ -1,9 +1,7 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -103,17 +101,16 @@ type ConfigureRequest struct {
 
 // Decode decodes the plugin's block into v, a pointer to the plugin's typed
 // config struct (with json tags). Unknown keys are an error wrapping
-// ErrInvalidConfig that names the key, so a typo in site.hcl is caught.
+// ErrInvalidConfig that names the key, the nearest valid one ("did you
+// mean") and all valid ones, so a typo in site.hcl is caught; a value of
+// the wrong type says what the key wants. A string (as environment
+// variables set them) is taken for a number or a boolean key when it
+// reads as one.
 func (r ConfigureRequest) Decode(v any) error {
 	if len(r.Config) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(r.Config))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, err.Error())
-	}
-	return nil
+	return decodeConfig(r.Config, v)
 }
 
 // ConfigureResponse is empty; a plugin that rejects its config returns an

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -45,6 +46,11 @@ func TestHelpSaysWhatEachCommandDoes(t *testing.T) {
 func TestConfigCheck(t *testing.T) {
 	e := testcli.Setup(t)
 	ex := filepath.Join(testbin.Root(t), "examples", "site.hcl")
+	// The example's plugins, each started and handed its block.
+	for _, p := range []string{"crypt-gocryptfs", "crypt-luks", "detect-linux", "vmm-qemu", "vmm-libvirt"} {
+		testbin.Build(t, "plugins/"+p)
+	}
+	t.Setenv("SOULPAD_PLUGINS_DIRS", testbin.Dir())
 	out, errOut, code := e.Run(t, "config", "check", ex)
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Fatalf("config check examples/site.hcl: exit %d\n%s%s", code, out, errOut)
@@ -333,5 +339,68 @@ func TestJSONOutputsShareOneStyle(t *testing.T) {
 		if n == 0 {
 			t.Errorf("%v printed no JSON", args)
 		}
+	}
+}
+
+// config check starts the plugins and hands them their blocks: a typo in
+// a block, a block or a choice of a plugin that does not exist, and a bad
+// value are caught, at their lines (or the environment variable), with
+// "did you mean".
+func TestConfigCheckAsksThePlugins(t *testing.T) {
+	e := testcli.Setup(t) // crypt-plain and vmm-counter in testbin.Dir()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.hcl")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("pad { path = \"pad\" }\nplugins {\n  dirs  = [%q]\n  crypt = \"crypt-plain\"\n  vmm   = \"vmm-counter\"\n}\n%s", testbin.Dir(), s)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(env ...string) (string, int) {
+		t.Helper()
+		cmd := exec.Command(e.Bin, "config", "check", cfg)
+		cmd.Env = append(os.Environ(), env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if x, ok := err.(*exec.ExitError); ok {
+			code = x.ExitCode()
+		}
+		return stderr.String(), code
+	}
+
+	write("plugin \"crypt-plain\" {\n  allow_no_encryptoin = true\n}\nplugin \"vmm-countr\" {}\n")
+	errOut, code := check()
+	for _, want := range []string{
+		`site.hcl:8: plugin.crypt-plain.allow_no_encryptoin: crypt-plain: unknown key "allow_no_encryptoin" (did you mean "allow_no_encryption"?)`,
+		`site.hcl:10: plugin.vmm-countr: no plugin "vmm-countr"`, `did you mean "vmm-counter"?`,
+	} {
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("exit %d; stderr lacks %q:\n%s", code, want, errOut)
+		}
+	}
+
+	// A plugin key from the environment, and a bad one blamed on it.
+	write("")
+	if errOut, code := check("SOULPAD_PLUGIN_CRYPT_PLAIN_ALLOW_NO_ENCRYPTION=true"); code != 0 {
+		t.Errorf("a plugin key from the environment: exit %d\n%s", code, errOut)
+	}
+	errOut, code = check("SOULPAD_PLUGIN_CRYPT_PLAIN_ALLOW_NO_ENCRYPTION=maybe")
+	if want := `environment: SOULPAD_PLUGIN_CRYPT_PLAIN_ALLOW_NO_ENCRYPTION (plugin.crypt-plain.allow_no_encryption): crypt-plain: key "allow_no_encryption": want true or false`; code != 2 || !strings.Contains(errOut, want) {
+		t.Errorf("a bad plugin key from the environment: exit %d; want %q in:\n%s", code, want, errOut)
+	}
+	errOut, code = check("SOULPAD_PLUGIN_FOO=1")
+	if code != 2 || !strings.Contains(errOut, "SOULPAD_PLUGIN_FOO: names no plugin key") {
+		t.Errorf("SOULPAD_PLUGIN_FOO: exit %d\n%s", code, errOut)
+	}
+	// --no-plugins checks the file alone.
+	write("plugin \"vmm-countr\" {}\n")
+	if errOut, code := check(); code != 2 {
+		t.Errorf("a missing plugin: exit %d\n%s", code, errOut)
+	}
+	cmd := exec.Command(e.Bin, "config", "check", "--no-plugins", cfg)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("--no-plugins: %v\n%s", err, b)
 	}
 }

@@ -36,6 +36,10 @@ type Config struct {
 	Source string `koanf:"-"`
 	// BaseDir is what relative paths in the file are relative to.
 	BaseDir string `koanf:"-"`
+	// lines are the file's line of each key (0: set by the environment).
+	lines map[string]int
+	// env names the environment variable that set a key.
+	env map[string]string
 
 	Pad     Pad     `koanf:"pad"`
 	Unlock  Unlock  `koanf:"unlock"`
@@ -199,7 +203,14 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 	lines := p.lines
 	known := leafKeys(reflect.TypeOf(Config{}), "")
 	var errs []error
+	// fromEnv remembers which environment variable set a key: its errors
+	// are the variable's, not the file's.
+	fromEnv := map[string]string{}
 	at := func(key, msg string, args ...any) {
+		if name, ok := fromEnv[key]; ok {
+			errs = append(errs, &Error{File: "environment", Key: name + " (" + key + ")", Msg: fmt.Sprintf(msg, args...)})
+			return
+		}
 		errs = append(errs, &Error{File: source, Line: lines[key], Key: key, Msg: fmt.Sprintf(msg, args...)})
 	}
 
@@ -212,11 +223,24 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 		at(key, "unknown key; valid keys here: %s", strings.Join(siblings(known, key), ", "))
 	}
 
-	// Environment overrides; fromEnv remembers which variable set a key.
-	fromEnv := map[string]string{}
+	// Environment overrides.
 	for _, kv := range env {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(name, "SOULPAD_") || envIgnored[name] {
+			continue
+		}
+		if strings.HasPrefix(name, pluginEnvPrefix) {
+			// A key of a plugin's own block: SOULPAD_PLUGIN_<NAME>_<KEY>.
+			key, err := pluginEnvKey(k, name)
+			if err != nil {
+				errs = append(errs, &Error{File: "environment", Key: name, Msg: err.Error()})
+				continue
+			}
+			if err := k.Set(key, val); err != nil {
+				return nil, err
+			}
+			lines[key] = 0
+			fromEnv[key] = name
 			continue
 		}
 		key, ok := envKey(known, name)
@@ -236,7 +260,7 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 	}
 
 	cfg := Defaults()
-	cfg.Source, cfg.BaseDir = source, baseDir
+	cfg.Source, cfg.BaseDir, cfg.lines, cfg.env = source, baseDir, lines, fromEnv
 	if err := k.Unmarshal("", &cfg); err != nil {
 		key := ""
 		if m := quotedKey.FindStringSubmatch(err.Error()); m != nil {
@@ -261,6 +285,37 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 }
 
 var envIgnored = map[string]bool{"SOULPAD_CONFIG": true, "SOULPAD_PLUGIN_MAGIC_COOKIE": true}
+
+const pluginEnvPrefix = "SOULPAD_PLUGIN_"
+
+// pluginKinds are the first word of every plugin's name.
+var pluginKinds = []string{"crypt", "vmm", "detect", "backup", "store"}
+
+// pluginEnvKey maps SOULPAD_PLUGIN_<NAME>_<KEY> to "plugin.<name>.<key>":
+// NAME is a plugin's name with "-" as "_" (BACKUP_RESTIC for
+// backup-restic), the longest that has a block in the file, else the
+// plugin kind and one more word; KEY is the rest, lower case.
+func pluginEnvKey(k *koanf.Koanf, name string) (string, error) {
+	rest := strings.ToLower(strings.TrimPrefix(name, pluginEnvPrefix))
+	words := strings.Split(rest, "_")
+	blocks := k.MapKeys("plugin")
+	for i := len(words) - 1; i >= 1; i-- {
+		n := strings.Join(words[:i], "-")
+		for _, b := range blocks {
+			if b == n {
+				return "plugin." + n + "." + strings.Join(words[i:], "_"), nil
+			}
+		}
+	}
+	if len(words) >= 3 {
+		for _, kind := range pluginKinds {
+			if words[0] == kind {
+				return "plugin." + kind + "-" + words[1] + "." + strings.Join(words[2:], "_"), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("names no plugin key: SOULPAD_PLUGIN_<PLUGIN>_<KEY>, the plugin's name with _ for -, e.g. SOULPAD_PLUGIN_BACKUP_RESTIC_REPOSITORY for repository in plugin \"backup-restic\"")
+}
 
 var quotedKey = regexp.MustCompile(`'([a-z0-9_.\-]+)'`)
 
@@ -380,6 +435,33 @@ func (c *Config) resolvePaths() {
 	for i, d := range c.Plugins.Dirs {
 		c.Plugins.Dirs[i] = c.abs(d)
 	}
+}
+
+// At is an Error about key (e.g. "plugin.crypt-luks.engine" or
+// "plugins.vmm"): in the file at the key's line (or its block's, or the
+// nearest enclosing key's), or in the environment variable that set it.
+func (c *Config) At(key, msg string) *Error {
+	if name, ok := c.env[key]; ok {
+		return &Error{File: "environment", Key: name + " (" + key + ")", Msg: msg}
+	}
+	line := 0
+	for k := key; k != "" && line == 0; {
+		line = c.lines[k]
+		if i := strings.LastIndexByte(k, '.'); i >= 0 {
+			k = k[:i]
+		} else {
+			k = ""
+		}
+	}
+	if line == 0 {
+		// A block's own line: the first of its keys.
+		for k, l := range c.lines {
+			if strings.HasPrefix(k, key+".") && l > 0 && (line == 0 || l < line) {
+				line = l
+			}
+		}
+	}
+	return &Error{File: c.Source, Line: line, Key: key, Msg: msg}
 }
 
 // PluginConfigJSON returns the plugin's block as JSON ("{}" when absent).

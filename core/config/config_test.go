@@ -94,7 +94,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "SOULPAD_MACHINE_MEMORY_MIB") {
 		t.Fatalf("a misspelt variable = %v; want an error naming the valid one", err)
 	}
-	if _, err := load(t, minimal, "SOULPAD_MACHINE_VCPUS=0"); err == nil || !strings.Contains(err.Error(), "machine.vcpus") {
+	if _, err := load(t, minimal, "SOULPAD_MACHINE_VCPUS=0"); err == nil || !strings.Contains(err.Error(), "environment: SOULPAD_MACHINE_VCPUS (machine.vcpus): ") {
 		t.Fatalf("an invalid override = %v; want it validated", err)
 	}
 }
@@ -181,5 +181,47 @@ func TestWrongTypeSaysWhatAndWhere(t *testing.T) {
 	_, err = load(t, minimal, "SOULPAD_MACHINE_VCPUS=abc")
 	if err == nil || !strings.Contains(err.Error(), `environment: SOULPAD_MACHINE_VCPUS: want a whole number, not "abc"`) || strings.Contains(err.Error(), "site.hcl") || strings.Contains(err.Error(), "decoding") {
 		t.Fatalf("SOULPAD_MACHINE_VCPUS=abc: %v", err)
+	}
+}
+
+// A plugin's keys from the environment: SOULPAD_PLUGIN_<PLUGIN>_<KEY>, the
+// plugin found by its block (the longest name that has one) or by its
+// kind; its errors name the variable.
+func TestPluginKeysFromTheEnvironment(t *testing.T) {
+	hcl := minimal + `
+plugin "backup-restic" { repository = "/r" }
+plugin "vmm-qemu-extra" { a = 1 }
+`
+	c, err := load(t, hcl,
+		"SOULPAD_PLUGIN_BACKUP_RESTIC_PASSWORD_FILE=pw",
+		"SOULPAD_PLUGIN_BACKUP_RESTIC_REPOSITORY=/srv/r",
+		"SOULPAD_PLUGIN_VMM_QEMU_EXTRA_B=2",
+		"SOULPAD_PLUGIN_STORE_S3_ENDPOINT=s3.example.org",
+		"SOULPAD_PLUGIN_MAGIC_COOKIE=go-plugin's own")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"backup-restic":  `{"password_file":"pw","repository":"/srv/r"}`,
+		"vmm-qemu-extra": `{"a":1,"b":"2"}`,
+		"store-s3":       `{"endpoint":"s3.example.org"}`,
+	} {
+		if got := string(c.PluginConfigJSON(name)); got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+	if e := c.At("plugin.backup-restic.repository", "bad"); e.File != "environment" || !strings.Contains(e.Error(), "SOULPAD_PLUGIN_BACKUP_RESTIC_REPOSITORY") {
+		t.Errorf("an error about a key the environment set: %v", e)
+	}
+	if e := c.At("plugin.vmm-qemu-extra.a", "bad"); e.File != "site.hcl" || e.Line != 9 {
+		t.Errorf("an error about a key of the file: %+v", e)
+	}
+	if _, err := load(t, minimal, "SOULPAD_PLUGIN_NOSUCH=1"); err == nil || !strings.Contains(err.Error(), "SOULPAD_PLUGIN_NOSUCH: names no plugin key") {
+		t.Errorf("SOULPAD_PLUGIN_NOSUCH: %v", err)
+	}
+	// A core key's wrong value from the environment is the variable's.
+	_, err = load(t, minimal, "SOULPAD_PLUGINS_STORE=store-s3", "SOULPAD_STORE_NAME=Not A Name")
+	if err == nil || !strings.Contains(err.Error(), "environment: SOULPAD_STORE_NAME (store.name): ") || strings.Contains(err.Error(), "site.hcl") {
+		t.Errorf("store.name from the environment: %v; want the variable blamed, not the file", err)
 	}
 }

@@ -22,6 +22,7 @@ func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []
 	}
 	host := pluginhost.New(log.Named("plugin"), dirs, cfg.Plugins.SHA256)
 	host.Strict = cfg.Plugins.Strict
+	host.WorkDir = cfg.BaseDir
 	p, err := host.Start(ctx, name, kind, cfg.PluginConfigJSON(name))
 	if err != nil {
 		host.Close()

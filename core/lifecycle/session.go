@@ -311,6 +311,7 @@ func (s *Session) openPad(command, journalName string) error {
 // startHost makes the plugin host; its plugins stop at shutdown.
 func (s *Session) startHost() {
 	s.host = pluginhost.New(s.log.Named("plugin"), s.pluginDirs(), s.cfg.Plugins.SHA256)
+	s.host.WorkDir = s.cfg.BaseDir
 	s.host.Strict = s.cfg.Plugins.Strict
 	s.r.push("stop plugins", func(context.Context) error { s.host.Close(); return nil })
 }

@@ -76,6 +76,11 @@ type Host struct {
 
 	// Strict starts only pinned plugins.
 	Strict bool
+	// WorkDir is the plugins' working directory: the config file's
+	// directory, so that relative paths in a plugin's block (a password
+	// file, a repository) mean what they mean in the file. "" keeps
+	// soulpad's own.
+	WorkDir string
 }
 
 // New returns a host that looks for plugins in dirs, in order, and
@@ -284,6 +289,7 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	cmd := exec.Command(bin.Path)
+	cmd.Dir = h.WorkDir
 	// A plugin gets what it needs of the environment, not all of soulpad's.
 	cmd.Env = PluginEnv(os.Environ())
 	// The kernel ends the plugin if the host dies, however it dies: with

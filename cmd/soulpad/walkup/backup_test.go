@@ -15,19 +15,21 @@ import (
 	"github.com/soulpad/soulpad/sdk/backup"
 )
 
-// backupBlocks configure each backup plugin against a fresh target in dir.
-var backupBlocks = map[string]func(t *testing.T, dir string) string{
-	"backup-restic": func(t *testing.T, dir string) string {
+// backupBlocks configure each backup plugin against a fresh target in dir
+// (cfgDir is the config file's).
+var backupBlocks = map[string]func(t *testing.T, dir, cfgDir string) string{
+	"backup-restic": func(t *testing.T, dir, cfgDir string) string {
 		requireTool(t, "restic")
-		pw := filepath.Join(dir, "restic-password")
-		if err := os.WriteFile(pw, []byte("backup password for the drill\n"), 0o600); err != nil {
+		// Beside the config and named relative to it, as site.hcl says
+		// relative paths are.
+		if err := os.WriteFile(filepath.Join(cfgDir, "restic-password"), []byte("backup password for the drill\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return fmt.Sprintf("plugin \"backup-restic\" {\n  repository    = %q\n  password_file = %q\n}\n", filepath.Join(dir, "repo"), pw)
+		return fmt.Sprintf("plugin \"backup-restic\" {\n  repository    = %q\n  password_file = \"restic-password\"\n}\n", filepath.Join(dir, "repo"))
 	},
 	// backup-tsm against the dsmc STAND-IN (no TSM server can run here):
 	// a local directory plays the server.
-	"backup-tsm": func(t *testing.T, dir string) string {
+	"backup-tsm": func(t *testing.T, dir, _ string) string {
 		dsmc := testbin.Build(t, "internal/testplugins/dsmc-standin")
 		server := filepath.Join(dir, "server")
 		os.Mkdir(server, 0o700)
@@ -63,7 +65,7 @@ func restoreDrill(t *testing.T, plugin string) {
 	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
 	testbin.Build(t, "plugins/"+plugin)
 	target := t.TempDir()
-	block := backupBlocks[plugin](t, target)
+	block := backupBlocks[plugin](t, target, filepath.Dir(e.Cfg))
 	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

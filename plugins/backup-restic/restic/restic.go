@@ -73,6 +73,12 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	if err := req.Decode(&c); err != nil {
 		return sdk.ConfigureResponse{}, fmt.Errorf("backup-restic: %w", err)
 	}
+	// Relative paths are the site config's (the plugin's working directory).
+	c.PasswordFile = sdk.ConfigPath(c.PasswordFile)
+	c.Restic = sdk.ConfigProgram(c.Restic)
+	if c.Repository != "" && !strings.Contains(c.Repository, ":") {
+		c.Repository = sdk.ConfigPath(c.Repository) // a local directory
+	}
 	if c.Repository == "" || c.PasswordFile == "" {
 		return sdk.ConfigureResponse{}, fmt.Errorf("backup-restic: repository and password_file must be set (e.g. repository = \"/media/backup/soulpad\"): %w", sdk.ErrInvalidConfig)
 	}

@@ -99,6 +99,9 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	if err := req.Decode(&c); err != nil {
 		return sdk.ConfigureResponse{}, fmt.Errorf("backup-tsm: %w", err)
 	}
+	// Relative paths are the site config's (the plugin's working directory).
+	c.Dsmc = sdk.ConfigProgram(c.Dsmc)
+	c.OptFile, c.PasswordFile, c.StagingDir = sdk.ConfigPath(c.OptFile), sdk.ConfigPath(c.PasswordFile), sdk.ConfigPath(c.StagingDir)
 	if c.OptFile == "" {
 		return sdk.ConfigureResponse{}, fmt.Errorf("backup-tsm: optfile must name the client option file (dsm.opt): %w", sdk.ErrInvalidConfig)
 	}

@@ -79,6 +79,8 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	if err := req.Decode(&c); err != nil {
 		return sdk.ConfigureResponse{}, fmt.Errorf("crypt-gocryptfs: %w", err)
 	}
+	// Relative paths are the site config's (the plugin's working directory).
+	c.Binary = sdk.ConfigProgram(c.Binary)
 	if c.ScryptLogN < 10 || c.ScryptLogN > 28 {
 		return sdk.ConfigureResponse{}, fmt.Errorf("crypt-gocryptfs: scrypt_logn %d is out of range 10..28: %w", c.ScryptLogN, sdk.ErrInvalidConfig)
 	}

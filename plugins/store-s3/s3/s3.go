@@ -78,6 +78,8 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	if err := req.Decode(&c); err != nil {
 		return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: %w", err)
 	}
+	// Relative paths are the site config's (the plugin's working directory).
+	c.SecretKeyFile = sdk.ConfigPath(c.SecretKeyFile)
 	if c.Endpoint == "" || c.Bucket == "" {
 		return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: endpoint and bucket must be set (e.g. endpoint = \"s3.example.org\", bucket = \"soulpad\"): %w", sdk.ErrInvalidConfig)
 	}
