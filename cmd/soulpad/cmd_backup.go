@@ -102,7 +102,7 @@ func backupAfterSuspend(g *globals, cfg *config.Config, out io.Writer) {
 	fmt.Fprintln(out, "backing up (session.backup_after_suspend); Ctrl-C skips it, the next backup catches up")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	_, err := lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: out})
+	_, err := lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progress(out)})
 	if err == nil {
 		return
 	}

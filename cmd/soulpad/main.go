@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -26,6 +27,15 @@ var version = "0.1.0-dev"
 type globals struct {
 	configPath string
 	logLevel   string
+	quiet      bool
+}
+
+// progress is where a command's progress goes: out, or nowhere with -q.
+func (g *globals) progress(out io.Writer) io.Writer {
+	if g.quiet {
+		return io.Discard
+	}
+	return out
 }
 
 func main() {
@@ -121,6 +131,7 @@ environment variable (see 'soulpad config env').`,
 	}
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", os.Getenv("SOULPAD_CONFIG"), "site config file (HCL); default: $SOULPAD_CONFIG, else the built-in config")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print results and errors only: no progress, no stage table, log level error")
 	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g), newViewCmd(g))
 	return root
 }
@@ -133,6 +144,9 @@ func (g *globals) load() (*config.Config, error) {
 // logger logs to stderr at the configured level.
 func (g *globals) logger(cfg *config.Config) hclog.Logger {
 	level := g.logLevel
+	if level == "" && g.quiet {
+		level = "error"
+	}
 	if level == "" && cfg != nil {
 		level = cfg.Log.Level
 	}

@@ -404,3 +404,31 @@ func TestConfigCheckAsksThePlugins(t *testing.T) {
 		t.Errorf("--no-plugins: %v\n%s", err, b)
 	}
 }
+
+// -q prints the result and errors only: no stage lines, no table.
+func TestQuietRunPrintsTheResultOnly(t *testing.T) {
+	e := testcli.Setup(t)
+	out, errOut, code := e.Run(t, "-q", "init")
+	if code != 0 || strings.Contains(out, "creating the vault") || !strings.Contains(out, "created at") {
+		t.Fatalf("init -q: exit %d\n%s%s", code, out, errOut)
+	}
+	_, buf, done := e.StartRunArgs(t, "-q")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, _, code := e.Run(t, "suspend"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the quiet run never took a suspend:\n%s", buf.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	testcli.Wait(t, done, buf)
+	got := buf.String()
+	if !strings.Contains(got, "suspended to point") || strings.Contains(got, "STAGE") || strings.Contains(got, "▸") {
+		t.Fatalf("run -q printed more (or less) than its result:\n%s", got)
+	}
+	if lines := strings.Split(strings.TrimSpace(got), "\n"); len(lines) != 1 {
+		t.Fatalf("run -q printed %d lines, want 1:\n%s", len(lines), got)
+	}
+}

@@ -107,13 +107,6 @@ func (r *runner) runCleanups(ctx context.Context) error {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func round(d time.Duration) time.Duration {
-	switch {
-	case d > 10*time.Second:
-		return d.Round(100 * time.Millisecond)
-	case d > time.Second:
-		return d.Round(10 * time.Millisecond)
-	default:
-		return d.Round(100 * time.Microsecond)
-	}
-}
+// round prints a stage's time in seconds, as the stage table does (not
+// Go's "4m18s"), to hundredths.
+func round(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }

@@ -303,7 +303,7 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		SecureConfig:     secure,
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           h.log.Named(name),
+		Logger:           quietLog{h.log.Named(name)},
 		StartTimeout:     30 * time.Second,
 		AutoMTLS:         true,
 	})
