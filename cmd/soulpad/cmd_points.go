@@ -78,7 +78,8 @@ remove them.`,
 points'). The disk state that only they needed goes too; what a remaining
 point or the latest disk needs always stays. The newest memory point can
 only be removed with --force: without it the next run cold-boots.`,
-		Args: cobra.MinimumNArgs(1),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completePoints(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			force, _ := cmd.Flags().GetBool("force")
 			_, v, err := openVault(cmd, true)

@@ -22,7 +22,8 @@ as it was backed up, locked; run it with its passphrase:
 
   soulpad restore 3f9a1c2e /media/new-usb/pad
   SOULPAD_PAD_PATH=/media/new-usb/pad soulpad run`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeSnapshots(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := g.load()
 			if err != nil {

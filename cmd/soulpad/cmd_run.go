@@ -155,6 +155,7 @@ other than run, where Ctrl-C suspends).`,
 	c.Flags().Uint64Var(&storeVersion, "store-version", 0, "with a store: copy in this version instead of the newest (a rollback; see 'soulpad store versions')")
 	c.Flags().BoolVar(&acceptPlugins, "accept-pad-plugins", false, "take the plugins now on the pad as good after you replaced them yourself (otherwise a change stops the run)")
 	c.MarkFlagsMutuallyExclusive("cold-boot", "point")
+	_ = c.RegisterFlagCompletionFunc("point", completePoints(g))
 	return c
 }
 

@@ -133,6 +133,7 @@ environment variable (see 'soulpad config env').`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print results and errors only: no progress, no stage table, log level error")
 	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g), newViewCmd(g))
+	root.AddCommand(newManCmd(root))
 	return root
 }
 

@@ -432,3 +432,44 @@ func TestQuietRunPrintsTheResultOnly(t *testing.T) {
 		t.Fatalf("run -q printed %d lines, want 1:\n%s", len(lines), got)
 	}
 }
+
+// Man pages for every command, and completion of suspend point IDs.
+func TestManPagesAndCompletion(t *testing.T) {
+	e := testcli.Setup(t)
+	dir := t.TempDir()
+	out, errOut, code := e.Run(t, "man", dir)
+	if code != 0 {
+		t.Fatalf("man: exit %d %s", code, errOut)
+	}
+	for _, page := range []string{"soulpad.1", "soulpad-run.1", "soulpad-points-rm.1", "soulpad-image.1", "soulpad-view.1"} {
+		b, err := os.ReadFile(filepath.Join(dir, page))
+		if err != nil || !bytes.Contains(b, []byte(".TH \"SOULPAD\" \"1\"")) {
+			t.Errorf("%s: %v (%s)", page, err, out)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "soulpad-run.1")); !bytes.Contains(b, []byte("Exit status")) {
+		t.Error("soulpad-run.1 lacks the exit statuses its --help gives")
+	}
+
+	if _, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatal(errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	if _, errOut, code := e.Run(t, "suspend"); code != 0 {
+		t.Fatal(errOut)
+	}
+	testcli.Wait(t, done, buf)
+	m := regexp.MustCompile(`suspended to point (\S+);`).FindStringSubmatch(buf.String())
+	if m == nil {
+		t.Fatalf("no point:\n%s", buf.String())
+	}
+	for _, args := range [][]string{{"__complete", "points", "rm", ""}, {"__complete", "run", "--point", m[1][:4]}} {
+		out, errOut, code := e.Run(t, args...)
+		if code != 0 || !strings.Contains(out, m[1]+"\tsealed ") {
+			t.Errorf("%v: exit %d, want %s offered:\n%s%s", args, code, m[1], out, errOut)
+		}
+	}
+	if out, _, _ := e.Run(t, "__complete", "run", "--point", "zz"); strings.Contains(out, m[1]) {
+		t.Errorf("a prefix that matches nothing offered %s", m[1])
+	}
+}
