@@ -89,26 +89,16 @@ holds the pad's lock, and the stage timings of the last session.`,
 			if rep.Lock, err = pad.PeekLock(p.Dir); err != nil {
 				return err
 			}
-			all, err := pad.ReadJournal(p.JournalDir())
+			sealed, err := journalPoints(p)
 			if err != nil {
 				return err
 			}
-			removed := map[string]bool{}
-			for _, e := range all {
-				if ids, ok := e.Fields["removed"].([]any); ok && e.Event == "info" {
-					for _, id := range ids {
-						removed[fmt.Sprint(id)] = true
-					}
+			for _, e := range sealed {
+				pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
+				if n, ok := e.Fields["bytes"].(float64); ok {
+					pi.Bytes = int64(n)
 				}
-			}
-			for _, e := range all {
-				if e.Event == "info" && e.Message == "suspend point sealed" && e.Fields != nil && e.Fields["point"] != nil && !removed[fmt.Sprint(e.Fields["point"])] {
-					pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
-					if n, ok := e.Fields["bytes"].(float64); ok {
-						pi.Bytes = int64(n)
-					}
-					rep.Points = append(rep.Points, pi)
-				}
+				rep.Points = append(rep.Points, pi)
 			}
 			if prof, src, err := lifecycle.ProbeHost(ctx, cfg, g.logger(cfg)); err == nil {
 				rep.ThisHost, rep.ThisHostSummary = &prof, lifecycle.HostSummary(prof)+" ("+src+")"
