@@ -36,7 +36,7 @@ one completes.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			_, err = lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: cmd.OutOrStdout()})
+			_, err = lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progressOut(cmd.OutOrStdout()), Progress: g.shower(cmd.OutOrStdout())})
 			return err
 		},
 	}
@@ -102,7 +102,7 @@ func backupAfterSuspend(g *globals, cfg *config.Config, out io.Writer) {
 	fmt.Fprintln(out, "backing up (session.backup_after_suspend); Ctrl-C skips it, the next backup catches up")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	_, err := lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progress(out)})
+	_, err := lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progressOut(out), Progress: g.shower(out)})
 	if err == nil {
 		return
 	}

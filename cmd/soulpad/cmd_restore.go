@@ -35,7 +35,7 @@ as it was backed up, locked; run it with its passphrase:
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if _, err := lifecycle.Restore(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progress(cmd.OutOrStdout())}, args[0], target); err != nil {
+			if _, err := lifecycle.Restore(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progressOut(cmd.OutOrStdout()), Progress: g.shower(cmd.OutOrStdout())}, args[0], target); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "next: SOULPAD_PAD_PATH=%s soulpad run%s\n", target, configArg(g))

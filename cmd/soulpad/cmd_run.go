@@ -101,14 +101,14 @@ other than run, where Ctrl-C suspends).`,
 			var sess *lifecycle.Session
 			var ctl atomic.Pointer[control.Server]
 			sess = lifecycle.New(lifecycle.Options{
-				Config: cfg, Log: g.logger(cfg), Out: g.progress(out),
+				Config: cfg, Log: g.logger(cfg), Out: g.progressOut(out), Progress: g.shower(out),
 				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point, AcceptPadPlugins: acceptPlugins, StoreVersion: storeVersion,
 				OnRunning: func(s *lifecycle.Session) {
 					srv, err := control.Listen(s.Pad().Meta.ID, func(r control.Request) control.Response {
 						switch r.Command {
 						case "suspend":
 							if ask() {
-								fmt.Fprintln(g.progress(out), "\nsuspend asked for over the control socket: suspending…")
+								fmt.Fprintln(g.progressOut(out), "\nsuspend asked for over the control socket: suspending…")
 							}
 							return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
 						case "status", "console":
@@ -128,7 +128,7 @@ other than run, where Ctrl-C suspends).`,
 			if srv := ctl.Load(); srv != nil {
 				srv.Close()
 			}
-			printTimings(g.progress(out), res)
+			printTimings(g.progressOut(out), res)
 			if err != nil {
 				return err
 			}

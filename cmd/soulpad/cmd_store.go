@@ -139,10 +139,11 @@ func printer(cmd *cobra.Command) func(string, ...any) {
 	return func(f string, a ...any) { fmt.Fprintf(cmd.OutOrStdout(), f+"\n", a...) }
 }
 
-func progressPrinter(out func(string, ...any)) isr.Progress {
+// isrProgress shows a copy-in's or copy-out's progress.
+func isrProgress(show lifecycle.ProgressFunc) isr.Progress {
 	return func(phase string, p store.Progress) {
-		if p.BytesTotal > 0 {
-			out("  %s: %s of %s (%d%%)", phase, lifecycle.HumanBytes(int64(p.BytesDone)), lifecycle.HumanBytes(int64(p.BytesTotal)), p.BytesDone*100/p.BytesTotal)
+		if p.BytesTotal > 0 && show != nil {
+			show(lifecycle.Progress{Step: phase, Done: p.BytesDone, Total: p.BytesTotal, Final: p.BytesDone >= p.BytesTotal})
 		}
 	}
 }
@@ -162,7 +163,7 @@ alone (copy them out with 'soulpad store push'), unless --force discards them.`,
 			return withStore(g, func(ctx context.Context, cfg *config.Config, st store.Store) error {
 				out := printer(cmd)
 				return checkedOut(ctx, cfg, st, out, func() (bool, error) {
-					res, err := isr.Pull(ctx, st, cfg.Pad.Path, cfg.Store.Name, version, force, progressPrinter(out))
+					res, err := isr.Pull(ctx, st, cfg.Pad.Path, cfg.Store.Name, version, force, isrProgress(g.shower(cmd.OutOrStdout())))
 					if err != nil {
 						return false, err
 					}
@@ -198,7 +199,7 @@ than the one the pad came from.`,
 				out := printer(cmd)
 				return checkedOut(ctx, cfg, st, out, func() (bool, error) {
 					host, _ := os.Hostname()
-					res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, progressPrinter(out))
+					res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, isrProgress(g.shower(cmd.OutOrStdout())))
 					if err != nil {
 						return !errors.Is(err, isr.ErrConflict), err
 					}

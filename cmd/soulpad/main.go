@@ -17,6 +17,7 @@ import (
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
 	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/internal/progress"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/secmem"
 )
@@ -25,13 +26,27 @@ import (
 var version = "0.1.0-dev"
 
 type globals struct {
-	configPath string
-	logLevel   string
-	quiet      bool
+	configPath   string
+	logLevel     string
+	quiet        bool
+	progressMode string
+}
+
+// shower shows the progress of long steps on out in the --progress mode
+// (none with -q).
+func (g *globals) shower(out io.Writer) lifecycle.ProgressFunc {
+	if g.quiet || g.progressMode == progress.None {
+		return func(lifecycle.Progress) {}
+	}
+	s, err := progress.New(out, g.progressMode)
+	if err != nil {
+		return nil
+	}
+	return s.Report
 }
 
 // progress is where a command's progress goes: out, or nowhere with -q.
-func (g *globals) progress(out io.Writer) io.Writer {
+func (g *globals) progressOut(out io.Writer) io.Writer {
 	if g.quiet {
 		return io.Discard
 	}
@@ -122,6 +137,9 @@ environment variable (see 'soulpad config env').`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if _, err := progress.New(io.Discard, g.progressMode); err != nil {
+				return usageErr(fmt.Errorf("--%w", err))
+			}
 			switch g.logLevel {
 			case "", "trace", "debug", "info", "warn", "error":
 				return nil
@@ -132,6 +150,7 @@ environment variable (see 'soulpad config env').`,
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", os.Getenv("SOULPAD_CONFIG"), "site config file (HCL); default: $SOULPAD_CONFIG, else the built-in config")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print results and errors only: no progress, no stage table, log level error")
+	root.PersistentFlags().StringVar(&g.progressMode, "progress", progress.Auto, "how long steps show progress: auto (a bar on a terminal, a line every 2 s otherwise), bar, plain, json (one object per line), none")
 	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g), newViewCmd(g))
 	root.AddCommand(newManCmd(root))
 	return root

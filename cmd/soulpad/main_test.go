@@ -473,3 +473,44 @@ func TestManPagesAndCompletion(t *testing.T) {
 		t.Errorf("a prefix that matches nothing offered %s", m[1])
 	}
 }
+
+// --progress json: the suspend's progress as JSON lines among the output;
+// an unknown mode is a usage error.
+func TestProgressJSON(t *testing.T) {
+	e := testcli.Setup(t)
+	if _, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatal(errOut)
+	}
+	_, errOut, code := e.Run(t, "--progress", "fancy", "status")
+	if code != 2 || !strings.Contains(errOut, "--progress \"fancy\": want one of auto, bar, plain, json, none") {
+		t.Fatalf("--progress fancy: exit %d %s", code, errOut)
+	}
+	_, buf, done := e.StartRunArgs(t, "--progress", "json")
+	testcli.WaitFor(t, buf, done, "the machine is running", time.Minute)
+	if _, errOut, code := e.Run(t, "suspend"); code != 0 {
+		t.Fatal(errOut)
+	}
+	testcli.Wait(t, done, buf)
+	var final bool
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var ev struct {
+			Event string `json:"event"`
+			Step  string `json:"step"`
+			Done  uint64 `json:"done_bytes"`
+			Total uint64 `json:"total_bytes"`
+			Final bool   `json:"final"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		if ev.Event == "progress" && ev.Step == "suspend" && ev.Final && ev.Done == ev.Total && ev.Total == 64<<20 {
+			final = true
+		}
+	}
+	if !final {
+		t.Fatalf("no final suspend progress event of the machine's 64 MiB:\n%s", buf.String())
+	}
+}

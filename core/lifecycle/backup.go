@@ -23,6 +23,9 @@ type BackupOptions struct {
 	Log    hclog.Logger
 	// Out receives progress for the user; nil discards it.
 	Out io.Writer
+	// Progress, when set, receives the backup's or restore's progress
+	// instead of lines on Out.
+	Progress ProgressFunc
 	// PluginDirs, when set, replaces the search path derived from config.
 	PluginDirs []string
 }
@@ -50,10 +53,16 @@ func startBackup(ctx context.Context, o BackupOptions) (*pluginhost.Host, *plugi
 	return startOne(ctx, o.Config, o.Log, o.PluginDirs, o.Config.Plugins.Backup, sdk.KindBackup)
 }
 
-// progressPrinter prints progress at most twice a second.
-func progressPrinter(out io.Writer) func(backup.Progress) {
+// progressPrinter prints progress at most twice a second, or hands it to
+// o.Progress.
+func progressPrinter(o BackupOptions) func(backup.Progress) {
+	out := o.Out
 	var last time.Time
 	return func(p backup.Progress) {
+		if o.Progress != nil {
+			o.Progress(Progress{Step: p.Phase, Done: p.BytesDone, Total: p.BytesTotal, Final: p.Phase == "done"})
+			return
+		}
 		if time.Since(last) < 500*time.Millisecond && p.Phase != "done" {
 			return
 		}
@@ -100,7 +109,7 @@ func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error)
 	fmt.Fprintf(o.Out, "backing up pad %s (%s) with %s…\n", p.Meta.ID, p.Dir, bp.Name)
 	start := time.Now()
 	res, err := bp.Backup().Backup(ctx, backup.BackupRequest{SourceDir: p.Dir, Tags: map[string]string{"pad": p.Meta.ID, "machine": p.Meta.Machine},
-		OnProgress: progressPrinter(o.Out)})
+		OnProgress: progressPrinter(o)})
 	if err != nil {
 		_ = j.Append(pad.Entry{Stage: "backup", Event: "fail", Error: err.Error(), DurationMS: ms(time.Since(start))})
 		return backup.BackupResponse{}, bp.Err("backup", err)
@@ -148,7 +157,7 @@ func Restore(ctx context.Context, o BackupOptions, id, target string) (backup.Re
 	}
 	defer host.Close()
 	fmt.Fprintf(o.Out, "restoring snapshot %s into %s with %s…\n", id, target, bp.Name)
-	res, err := bp.Backup().Restore(ctx, backup.RestoreRequest{SnapshotID: id, TargetDir: target, OnProgress: progressPrinter(o.Out)})
+	res, err := bp.Backup().Restore(ctx, backup.RestoreRequest{SnapshotID: id, TargetDir: target, OnProgress: progressPrinter(o)})
 	if err != nil {
 		return backup.RestoreResponse{}, bp.Err("restore", err)
 	}

@@ -35,6 +35,9 @@ type Options struct {
 	Log    hclog.Logger
 	// Out receives progress for the user; nil discards it.
 	Out io.Writer
+	// Progress, when set, receives the progress of the long steps
+	// (suspend, copy-in, copy-out) instead of lines on Out.
+	Progress ProgressFunc
 	// Credential supplies the vault's credential; not called for plugins
 	// that announce crypt.CapNoEncryption.
 	Credential CredentialFunc
@@ -789,7 +792,11 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		return err
 	}
 	start := time.Now()
+	// The state as it reaches the vault: memory and device state, about
+	// the guest's RAM when it is streamed.
+	stopWatch := watchDir(ctx, pend.Dir(), "suspend", s.spec.MemoryMiB<<20, 250*time.Millisecond, s.opts.Progress)
 	out, err := s.vmm.VMM().Suspend(ctx, vmm.SuspendRequest{Name: s.spec.Name, StateDir: pend.Dir()})
+	stopWatch()
 	if err != nil {
 		_ = pend.Discard()
 		return s.vmm.Err("suspend", err)

@@ -161,6 +161,10 @@ func (s *Session) timed(name string, fn func() (string, error)) error {
 
 // transferProgress prints a copy's progress now and then.
 func (s *Session) transferProgress(phase string, p store.Progress) {
+	if s.opts.Progress != nil {
+		s.opts.Progress(Progress{Step: phase, Done: p.BytesDone, Total: p.BytesTotal, Final: p.BytesTotal > 0 && p.BytesDone >= p.BytesTotal})
+		return
+	}
 	if p.BytesTotal == 0 {
 		return
 	}
