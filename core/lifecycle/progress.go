@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"path/filepath"
 	"time"
+
+	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
 // Progress is how far a long step is: Done of Total bytes (Total 0 when
@@ -50,6 +52,46 @@ func watchDir(ctx context.Context, dir, step string, total uint64, interval time
 		close(done)
 		<-finished
 		report(Progress{Step: step, Done: total, Total: total, Final: true})
+	}
+}
+
+// watchVMM reports the VMM plugin's own progress of step (plugins with
+// vmm.CapProgress) until the returned stop is called.
+func (s *Session) watchVMM(ctx context.Context, step string) (stop func()) {
+	pr, ok := s.vmm.VMM().(vmm.ProgressReporter)
+	if s.opts.Progress == nil || !ok || !s.vmm.Info.Has(vmm.CapProgress) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	var last vmm.ProgressResponse
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				qctx, cancel := context.WithTimeout(ctx, time.Second)
+				p, err := pr.Progress(qctx, vmm.ProgressRequest{Name: s.spec.Name})
+				cancel()
+				if err == nil && p.Step == step && p.Total > 0 {
+					last = p
+					s.opts.Progress(Progress{Step: step, Done: min(p.Done, p.Total), Total: p.Total})
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		if last.Total > 0 { // it showed progress: end it
+			s.opts.Progress(Progress{Step: step, Done: last.Total, Total: last.Total, Final: true})
+		}
 	}
 }
 

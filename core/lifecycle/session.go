@@ -537,7 +537,9 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		for _, f := range p.OnLoadSums() {
 			sums = append(sums, vmm.FileSum{Name: f.Name, Size: uint64(f.Size), SHA256: f.SHA256, ChunkBytes: uint64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, SumOfChunks: f.SumOfChunks, OnLoad: true})
 		}
+		stopWatch := s.watchVMM(ctx, "resume")
 		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description, Sums: sums})
+		stopWatch()
 		if err != nil {
 			err = s.vmm.Err("resume "+p.Manifest.ID, err)
 			if errors.Is(err, sdk.ErrIncompatibleHost) || errors.Is(err, sdk.ErrCorrupt) {

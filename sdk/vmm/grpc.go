@@ -164,6 +164,27 @@ func (s *server) CollectDisks(ctx context.Context, r *pb.CollectDisksRequest) (*
 	return &pb.CollectDisksResponse{Removed: out.Removed, BytesFreed: out.BytesFreed}, nil
 }
 
+func (s *server) Progress(ctx context.Context, r *pb.ProgressRequest) (*pb.ProgressResponse, error) {
+	pr, ok := s.impl.(ProgressReporter)
+	if !ok {
+		return nil, rpc.ToStatus(sdk.ErrUnsupported)
+	}
+	out, err := pr.Progress(ctx, ProgressRequest{Name: r.Name})
+	if err != nil {
+		return nil, rpc.ToStatus(err)
+	}
+	return &pb.ProgressResponse{Step: out.Step, Done: out.Done, Total: out.Total}, nil
+}
+
+// Progress implements ProgressReporter.
+func (c *Client) Progress(ctx context.Context, r ProgressRequest) (ProgressResponse, error) {
+	out, err := c.c.Progress(ctx, &pb.ProgressRequest{Name: r.Name})
+	if err != nil {
+		return ProgressResponse{}, rpc.FromStatus(err)
+	}
+	return ProgressResponse{Step: out.Step, Done: out.Done, Total: out.Total}, nil
+}
+
 // Client is the host's view of a VMM plugin. It implements VMM,
 // EventStreamer and DiskHistory (the optional ones fail with
 // sdk.ErrUnsupported when the plugin lacks them).
@@ -173,9 +194,10 @@ type Client struct {
 }
 
 var (
-	_ VMM           = (*Client)(nil)
-	_ EventStreamer = (*Client)(nil)
-	_ DiskHistory   = (*Client)(nil)
+	_ VMM              = (*Client)(nil)
+	_ EventStreamer    = (*Client)(nil)
+	_ DiskHistory      = (*Client)(nil)
+	_ ProgressReporter = (*Client)(nil)
 )
 
 // KeepDisks implements DiskHistory.

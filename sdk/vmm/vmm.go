@@ -30,6 +30,8 @@ const (
 	// needs another before anything starts. A plugin that announces none
 	// of a prefix makes no promise either way.
 	CapDiskFormatPrefix = "disk-format:"
+	// CapProgress: the plugin implements ProgressReporter.
+	CapProgress = "progress"
 	CapNetworkPrefix    = "network:"
 )
 
@@ -297,6 +299,23 @@ type VMM interface {
 
 	// Status reports the machine's state.
 	Status(ctx context.Context, req StatusRequest) (StatusResponse, error)
+}
+
+// ProgressRequest asks how far the running Suspend or Resume is.
+type ProgressRequest struct{ Name string }
+
+// ProgressResponse says it: Step is "suspend" or "resume" ("" when
+// neither runs), Done of Total bytes of state (Total 0 when unknown).
+type ProgressResponse struct {
+	Step        string
+	Done, Total uint64
+}
+
+// ProgressReporter is optional (capability "progress"). Progress is called
+// while Suspend or Resume runs (the host polls it a few times a second)
+// and must answer at once.
+type ProgressReporter interface {
+	Progress(ctx context.Context, req ProgressRequest) (ProgressResponse, error)
 }
 
 // Event is something the machine did on its own.

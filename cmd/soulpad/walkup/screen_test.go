@@ -79,8 +79,13 @@ func screenAcrossResume(t *testing.T) {
 	suspend(t, e, done, buf)
 
 	// Resume: the same screen, pixel for pixel.
-	_, buf, done = e.StartRun(t)
+	_, buf, done = e.StartRunArgs(t, "--progress", "json")
+	testcli.WaitFor(t, buf, done, "the machine is running", 2*time.Minute)
 	e.WaitCounter(t, 1)
+	// vmm-qemu says how far the state's load is; the last report is whole.
+	if os.Getenv("SOULPAD_PLUGINS_VMM") == "" && !strings.Contains(buf.String(), `"final":true,"step":"resume"`) {
+		t.Errorf("no final resume progress event:\n%s", buf.String())
+	}
 	after := shot("after")
 	if !before.Rect.Eq(after.Rect) || !bytes.Equal(before.Pix, after.Pix) {
 		t.Fatalf("the screen after the resume (%v, %d lit) differs from the one before the suspend (%v, %d lit); see %s",

@@ -56,6 +56,7 @@ type Plugin struct {
 	machineType string
 	vm          *proc
 	events      eventhub.Hub
+	prog        progress // not under mu: Progress answers while Suspend runs
 }
 
 // New returns the plugin, logging to log (nil: nowhere).
@@ -76,7 +77,7 @@ var (
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-qemu", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
-		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory,
+		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory, vmm.CapProgress,
 			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none"},
 		Description: "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
 }
@@ -607,10 +608,17 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	_, _ = unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	sum = vmm.NewSumWriter(StateFile, f, 0)
 	copied = make(chan error, 1)
+	// About the guest's RAM goes through (less when it is mapped).
+	total := v.spec.MemoryMiB << 20
+	if mapped {
+		total = 0
+	}
+	p.prog.start("suspend", total)
 	go func() {
+		defer p.prog.end()
 		// (struct{io.Reader} hides pr's WriteTo, which would copy in
 		// 32 KiB pieces.)
-		_, err := io.CopyBuffer(sum, struct{ io.Reader }{pr}, make([]byte, 1<<20))
+		_, err := io.CopyBuffer(p.prog.counter(sum), struct{ io.Reader }{pr}, make([]byte, 1<<20))
 		if err != nil {
 			// The state cannot be written (the vault's file system gave
 			// up): close the pipe, or QEMU waits on it forever; the
@@ -795,7 +803,9 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	var loaded *stateCheck
 	fd := int(f.Fd())
 	if want, ok := findSum(req.Sums, StateFile); ok {
-		if loaded, err = checkWhileLoading(f, want); err != nil {
+		p.prog.start("resume", want.Size)
+		defer p.prog.end()
+		if loaded, err = checkWhileLoading(f, want, p.prog.counter); err != nil {
 			return fail(err)
 		}
 		defer loaded.close()

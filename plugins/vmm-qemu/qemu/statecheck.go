@@ -38,7 +38,7 @@ func findSum(sums []vmm.FileSum, name string) (vmm.FileSum, bool) {
 
 // checkWhileLoading starts copying f into a pipe whose read end QEMU gets
 // (fd), summing what goes through as want was summed.
-func checkWhileLoading(f *os.File, want vmm.FileSum) (*stateCheck, error) {
+func checkWhileLoading(f *os.File, want vmm.FileSum, count func(io.Writer) io.Writer) (*stateCheck, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -56,7 +56,7 @@ func checkWhileLoading(f *os.File, want vmm.FileSum) (*stateCheck, error) {
 	go func() {
 		// (struct{io.Reader} hides f's WriteTo, which would copy in
 		// 32 KiB pieces.)
-		n, err := io.CopyBuffer(w, struct{ io.Reader }{f}, make([]byte, 1<<20))
+		n, err := io.CopyBuffer(count(w), struct{ io.Reader }{f}, make([]byte, 1<<20))
 		c.n = n
 		pw.Close() // EOF for QEMU; a pipe QEMU closed early fails the copy
 		c.done <- err

@@ -21,6 +21,110 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ProgressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressRequest) Reset() {
+	*x = ProgressRequest{}
+	mi := &file_vmm_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressRequest) ProtoMessage() {}
+
+func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
+func (*ProgressRequest) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ProgressRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ProgressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Step          string                 `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	Done          uint64                 `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Total         uint64                 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressResponse) Reset() {
+	*x = ProgressResponse{}
+	mi := &file_vmm_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressResponse) ProtoMessage() {}
+
+func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_vmm_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressResponse.ProtoReflect.Descriptor instead.
+func (*ProgressResponse) Descriptor() ([]byte, []int) {
+	return file_vmm_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProgressResponse) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *ProgressResponse) GetDone() uint64 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 type Disk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -34,7 +138,7 @@ type Disk struct {
 
 func (x *Disk) Reset() {
 	*x = Disk{}
-	mi := &file_vmm_proto_msgTypes[0]
+	mi := &file_vmm_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +150,7 @@ func (x *Disk) String() string {
 func (*Disk) ProtoMessage() {}
 
 func (x *Disk) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[0]
+	mi := &file_vmm_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +163,7 @@ func (x *Disk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disk.ProtoReflect.Descriptor instead.
 func (*Disk) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{0}
+	return file_vmm_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Disk) GetName() string {
@@ -117,7 +221,7 @@ type MachineSpec struct {
 
 func (x *MachineSpec) Reset() {
 	*x = MachineSpec{}
-	mi := &file_vmm_proto_msgTypes[1]
+	mi := &file_vmm_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +233,7 @@ func (x *MachineSpec) String() string {
 func (*MachineSpec) ProtoMessage() {}
 
 func (x *MachineSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[1]
+	mi := &file_vmm_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,7 +246,7 @@ func (x *MachineSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MachineSpec.ProtoReflect.Descriptor instead.
 func (*MachineSpec) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{1}
+	return file_vmm_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MachineSpec) GetName() string {
@@ -241,7 +345,7 @@ type StartRequest struct {
 
 func (x *StartRequest) Reset() {
 	*x = StartRequest{}
-	mi := &file_vmm_proto_msgTypes[2]
+	mi := &file_vmm_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +357,7 @@ func (x *StartRequest) String() string {
 func (*StartRequest) ProtoMessage() {}
 
 func (x *StartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[2]
+	mi := &file_vmm_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +370,7 @@ func (x *StartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRequest.ProtoReflect.Descriptor instead.
 func (*StartRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{2}
+	return file_vmm_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StartRequest) GetSpec() *MachineSpec {
@@ -308,7 +412,7 @@ type StartResponse struct {
 
 func (x *StartResponse) Reset() {
 	*x = StartResponse{}
-	mi := &file_vmm_proto_msgTypes[3]
+	mi := &file_vmm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +424,7 @@ func (x *StartResponse) String() string {
 func (*StartResponse) ProtoMessage() {}
 
 func (x *StartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[3]
+	mi := &file_vmm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +437,7 @@ func (x *StartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartResponse.ProtoReflect.Descriptor instead.
 func (*StartResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{3}
+	return file_vmm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StartResponse) GetDescription() string {
@@ -368,7 +472,7 @@ type Console struct {
 
 func (x *Console) Reset() {
 	*x = Console{}
-	mi := &file_vmm_proto_msgTypes[4]
+	mi := &file_vmm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +484,7 @@ func (x *Console) String() string {
 func (*Console) ProtoMessage() {}
 
 func (x *Console) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[4]
+	mi := &file_vmm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +497,7 @@ func (x *Console) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Console.ProtoReflect.Descriptor instead.
 func (*Console) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{4}
+	return file_vmm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Console) GetSocket() string {
@@ -427,7 +531,7 @@ type SuspendRequest struct {
 
 func (x *SuspendRequest) Reset() {
 	*x = SuspendRequest{}
-	mi := &file_vmm_proto_msgTypes[5]
+	mi := &file_vmm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +543,7 @@ func (x *SuspendRequest) String() string {
 func (*SuspendRequest) ProtoMessage() {}
 
 func (x *SuspendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[5]
+	mi := &file_vmm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +556,7 @@ func (x *SuspendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendRequest.ProtoReflect.Descriptor instead.
 func (*SuspendRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{5}
+	return file_vmm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SuspendRequest) GetName() string {
@@ -485,7 +589,7 @@ type FileSum struct {
 
 func (x *FileSum) Reset() {
 	*x = FileSum{}
-	mi := &file_vmm_proto_msgTypes[6]
+	mi := &file_vmm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +601,7 @@ func (x *FileSum) String() string {
 func (*FileSum) ProtoMessage() {}
 
 func (x *FileSum) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[6]
+	mi := &file_vmm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +614,7 @@ func (x *FileSum) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileSum.ProtoReflect.Descriptor instead.
 func (*FileSum) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{6}
+	return file_vmm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FileSum) GetName() string {
@@ -581,7 +685,7 @@ type SuspendResponse struct {
 
 func (x *SuspendResponse) Reset() {
 	*x = SuspendResponse{}
-	mi := &file_vmm_proto_msgTypes[7]
+	mi := &file_vmm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +697,7 @@ func (x *SuspendResponse) String() string {
 func (*SuspendResponse) ProtoMessage() {}
 
 func (x *SuspendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[7]
+	mi := &file_vmm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +710,7 @@ func (x *SuspendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspendResponse.ProtoReflect.Descriptor instead.
 func (*SuspendResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{7}
+	return file_vmm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SuspendResponse) GetFiles() []string {
@@ -648,7 +752,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +764,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[8]
+	mi := &file_vmm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +777,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{8}
+	return file_vmm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Phase) GetName() string {
@@ -703,7 +807,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +819,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[9]
+	mi := &file_vmm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +832,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{9}
+	return file_vmm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResumeRequest) GetSpec() *MachineSpec {
@@ -777,7 +881,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +893,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[10]
+	mi := &file_vmm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +906,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{10}
+	return file_vmm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResumeResponse) GetConsole() *Console {
@@ -836,7 +940,7 @@ type PowerOffRequest struct {
 
 func (x *PowerOffRequest) Reset() {
 	*x = PowerOffRequest{}
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +952,7 @@ func (x *PowerOffRequest) String() string {
 func (*PowerOffRequest) ProtoMessage() {}
 
 func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[11]
+	mi := &file_vmm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +965,7 @@ func (x *PowerOffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffRequest.ProtoReflect.Descriptor instead.
 func (*PowerOffRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{11}
+	return file_vmm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PowerOffRequest) GetName() string {
@@ -886,7 +990,7 @@ type PowerOffResponse struct {
 
 func (x *PowerOffResponse) Reset() {
 	*x = PowerOffResponse{}
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1002,7 @@ func (x *PowerOffResponse) String() string {
 func (*PowerOffResponse) ProtoMessage() {}
 
 func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[12]
+	mi := &file_vmm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1015,7 @@ func (x *PowerOffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOffResponse.ProtoReflect.Descriptor instead.
 func (*PowerOffResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{12}
+	return file_vmm_proto_rawDescGZIP(), []int{14}
 }
 
 type StatusRequest struct {
@@ -923,7 +1027,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1039,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[13]
+	mi := &file_vmm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1052,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{13}
+	return file_vmm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatusRequest) GetName() string {
@@ -968,7 +1072,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_vmm_proto_msgTypes[14]
+	mi := &file_vmm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1084,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[14]
+	mi := &file_vmm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1097,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{14}
+	return file_vmm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetState() string {
@@ -1019,7 +1123,7 @@ type EventsRequest struct {
 
 func (x *EventsRequest) Reset() {
 	*x = EventsRequest{}
-	mi := &file_vmm_proto_msgTypes[15]
+	mi := &file_vmm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1135,7 @@ func (x *EventsRequest) String() string {
 func (*EventsRequest) ProtoMessage() {}
 
 func (x *EventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[15]
+	mi := &file_vmm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1148,7 @@ func (x *EventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventsRequest.ProtoReflect.Descriptor instead.
 func (*EventsRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{15}
+	return file_vmm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EventsRequest) GetName() string {
@@ -1065,7 +1169,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_vmm_proto_msgTypes[16]
+	mi := &file_vmm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1181,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[16]
+	mi := &file_vmm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1194,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{16}
+	return file_vmm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Event) GetType() string {
@@ -1125,7 +1229,7 @@ type KeepDisksRequest struct {
 
 func (x *KeepDisksRequest) Reset() {
 	*x = KeepDisksRequest{}
-	mi := &file_vmm_proto_msgTypes[17]
+	mi := &file_vmm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1241,7 @@ func (x *KeepDisksRequest) String() string {
 func (*KeepDisksRequest) ProtoMessage() {}
 
 func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[17]
+	mi := &file_vmm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1254,7 @@ func (x *KeepDisksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepDisksRequest.ProtoReflect.Descriptor instead.
 func (*KeepDisksRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{17}
+	return file_vmm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeepDisksRequest) GetSpec() *MachineSpec {
@@ -1184,7 +1288,7 @@ type KeepDisksResponse struct {
 
 func (x *KeepDisksResponse) Reset() {
 	*x = KeepDisksResponse{}
-	mi := &file_vmm_proto_msgTypes[18]
+	mi := &file_vmm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1300,7 @@ func (x *KeepDisksResponse) String() string {
 func (*KeepDisksResponse) ProtoMessage() {}
 
 func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[18]
+	mi := &file_vmm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1313,7 @@ func (x *KeepDisksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeepDisksResponse.ProtoReflect.Descriptor instead.
 func (*KeepDisksResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{18}
+	return file_vmm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeepDisksResponse) GetFiles() []string {
@@ -1236,7 +1340,7 @@ type PointState struct {
 
 func (x *PointState) Reset() {
 	*x = PointState{}
-	mi := &file_vmm_proto_msgTypes[19]
+	mi := &file_vmm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1352,7 @@ func (x *PointState) String() string {
 func (*PointState) ProtoMessage() {}
 
 func (x *PointState) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[19]
+	mi := &file_vmm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1365,7 @@ func (x *PointState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointState.ProtoReflect.Descriptor instead.
 func (*PointState) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{19}
+	return file_vmm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PointState) GetStateDir() string {
@@ -1289,7 +1393,7 @@ type CollectDisksRequest struct {
 
 func (x *CollectDisksRequest) Reset() {
 	*x = CollectDisksRequest{}
-	mi := &file_vmm_proto_msgTypes[20]
+	mi := &file_vmm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1405,7 @@ func (x *CollectDisksRequest) String() string {
 func (*CollectDisksRequest) ProtoMessage() {}
 
 func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[20]
+	mi := &file_vmm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1418,7 @@ func (x *CollectDisksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectDisksRequest.ProtoReflect.Descriptor instead.
 func (*CollectDisksRequest) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{20}
+	return file_vmm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CollectDisksRequest) GetSpec() *MachineSpec {
@@ -1348,7 +1452,7 @@ type CollectDisksResponse struct {
 
 func (x *CollectDisksResponse) Reset() {
 	*x = CollectDisksResponse{}
-	mi := &file_vmm_proto_msgTypes[21]
+	mi := &file_vmm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1464,7 @@ func (x *CollectDisksResponse) String() string {
 func (*CollectDisksResponse) ProtoMessage() {}
 
 func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_vmm_proto_msgTypes[21]
+	mi := &file_vmm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1477,7 @@ func (x *CollectDisksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectDisksResponse.ProtoReflect.Descriptor instead.
 func (*CollectDisksResponse) Descriptor() ([]byte, []int) {
-	return file_vmm_proto_rawDescGZIP(), []int{21}
+	return file_vmm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CollectDisksResponse) GetRemoved() []string {
@@ -1395,7 +1499,13 @@ var File_vmm_proto protoreflect.FileDescriptor
 const file_vmm_proto_rawDesc = "" +
 	"\n" +
 	"\tvmm.proto\x12\n" +
-	"soulpad.v1\"~\n" +
+	"soulpad.v1\"%\n" +
+	"\x0fProgressRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"P\n" +
+	"\x10ProgressResponse\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\tR\x04step\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\x04R\x04done\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x04R\x05total\"~\n" +
 	"\x04Disk\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
@@ -1502,7 +1612,7 @@ const file_vmm_proto_rawDesc = "" +
 	"\x14CollectDisksResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x03(\tR\aremoved\x12\x1f\n" +
 	"\vbytes_freed\x18\x02 \x01(\x04R\n" +
-	"bytesFreed2\xa7\x04\n" +
+	"bytesFreed2\xee\x04\n" +
 	"\x03VMM\x12<\n" +
 	"\x05Start\x12\x18.soulpad.v1.StartRequest\x1a\x19.soulpad.v1.StartResponse\x12B\n" +
 	"\aSuspend\x12\x1a.soulpad.v1.SuspendRequest\x1a\x1b.soulpad.v1.SuspendResponse\x12?\n" +
@@ -1511,7 +1621,8 @@ const file_vmm_proto_rawDesc = "" +
 	"\x06Status\x12\x19.soulpad.v1.StatusRequest\x1a\x1a.soulpad.v1.StatusResponse\x128\n" +
 	"\x06Events\x12\x19.soulpad.v1.EventsRequest\x1a\x11.soulpad.v1.Event0\x01\x12H\n" +
 	"\tKeepDisks\x12\x1c.soulpad.v1.KeepDisksRequest\x1a\x1d.soulpad.v1.KeepDisksResponse\x12Q\n" +
-	"\fCollectDisks\x12\x1f.soulpad.v1.CollectDisksRequest\x1a .soulpad.v1.CollectDisksResponseB,Z*github.com/soulpad/soulpad/sdk/internal/pbb\x06proto3"
+	"\fCollectDisks\x12\x1f.soulpad.v1.CollectDisksRequest\x1a .soulpad.v1.CollectDisksResponse\x12E\n" +
+	"\bProgress\x12\x1b.soulpad.v1.ProgressRequest\x1a\x1c.soulpad.v1.ProgressResponseB,Z*github.com/soulpad/soulpad/sdk/internal/pbb\x06proto3"
 
 var (
 	file_vmm_proto_rawDescOnce sync.Once
@@ -1525,64 +1636,68 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_vmm_proto_goTypes = []any{
-	(*Disk)(nil),                 // 0: soulpad.v1.Disk
-	(*MachineSpec)(nil),          // 1: soulpad.v1.MachineSpec
-	(*StartRequest)(nil),         // 2: soulpad.v1.StartRequest
-	(*StartResponse)(nil),        // 3: soulpad.v1.StartResponse
-	(*Console)(nil),              // 4: soulpad.v1.Console
-	(*SuspendRequest)(nil),       // 5: soulpad.v1.SuspendRequest
-	(*FileSum)(nil),              // 6: soulpad.v1.FileSum
-	(*SuspendResponse)(nil),      // 7: soulpad.v1.SuspendResponse
-	(*Phase)(nil),                // 8: soulpad.v1.Phase
-	(*ResumeRequest)(nil),        // 9: soulpad.v1.ResumeRequest
-	(*ResumeResponse)(nil),       // 10: soulpad.v1.ResumeResponse
-	(*PowerOffRequest)(nil),      // 11: soulpad.v1.PowerOffRequest
-	(*PowerOffResponse)(nil),     // 12: soulpad.v1.PowerOffResponse
-	(*StatusRequest)(nil),        // 13: soulpad.v1.StatusRequest
-	(*StatusResponse)(nil),       // 14: soulpad.v1.StatusResponse
-	(*EventsRequest)(nil),        // 15: soulpad.v1.EventsRequest
-	(*Event)(nil),                // 16: soulpad.v1.Event
-	(*KeepDisksRequest)(nil),     // 17: soulpad.v1.KeepDisksRequest
-	(*KeepDisksResponse)(nil),    // 18: soulpad.v1.KeepDisksResponse
-	(*PointState)(nil),           // 19: soulpad.v1.PointState
-	(*CollectDisksRequest)(nil),  // 20: soulpad.v1.CollectDisksRequest
-	(*CollectDisksResponse)(nil), // 21: soulpad.v1.CollectDisksResponse
-	nil,                          // 22: soulpad.v1.MachineSpec.ExtraEntry
+	(*ProgressRequest)(nil),      // 0: soulpad.v1.ProgressRequest
+	(*ProgressResponse)(nil),     // 1: soulpad.v1.ProgressResponse
+	(*Disk)(nil),                 // 2: soulpad.v1.Disk
+	(*MachineSpec)(nil),          // 3: soulpad.v1.MachineSpec
+	(*StartRequest)(nil),         // 4: soulpad.v1.StartRequest
+	(*StartResponse)(nil),        // 5: soulpad.v1.StartResponse
+	(*Console)(nil),              // 6: soulpad.v1.Console
+	(*SuspendRequest)(nil),       // 7: soulpad.v1.SuspendRequest
+	(*FileSum)(nil),              // 8: soulpad.v1.FileSum
+	(*SuspendResponse)(nil),      // 9: soulpad.v1.SuspendResponse
+	(*Phase)(nil),                // 10: soulpad.v1.Phase
+	(*ResumeRequest)(nil),        // 11: soulpad.v1.ResumeRequest
+	(*ResumeResponse)(nil),       // 12: soulpad.v1.ResumeResponse
+	(*PowerOffRequest)(nil),      // 13: soulpad.v1.PowerOffRequest
+	(*PowerOffResponse)(nil),     // 14: soulpad.v1.PowerOffResponse
+	(*StatusRequest)(nil),        // 15: soulpad.v1.StatusRequest
+	(*StatusResponse)(nil),       // 16: soulpad.v1.StatusResponse
+	(*EventsRequest)(nil),        // 17: soulpad.v1.EventsRequest
+	(*Event)(nil),                // 18: soulpad.v1.Event
+	(*KeepDisksRequest)(nil),     // 19: soulpad.v1.KeepDisksRequest
+	(*KeepDisksResponse)(nil),    // 20: soulpad.v1.KeepDisksResponse
+	(*PointState)(nil),           // 21: soulpad.v1.PointState
+	(*CollectDisksRequest)(nil),  // 22: soulpad.v1.CollectDisksRequest
+	(*CollectDisksResponse)(nil), // 23: soulpad.v1.CollectDisksResponse
+	nil,                          // 24: soulpad.v1.MachineSpec.ExtraEntry
 }
 var file_vmm_proto_depIdxs = []int32{
-	0,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
-	22, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
-	1,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
-	4,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
-	6,  // 4: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
-	8,  // 5: soulpad.v1.SuspendResponse.phases:type_name -> soulpad.v1.Phase
-	1,  // 6: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
-	6,  // 7: soulpad.v1.ResumeRequest.sums:type_name -> soulpad.v1.FileSum
-	4,  // 8: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
-	8,  // 9: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
-	1,  // 10: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	1,  // 11: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	19, // 12: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
-	2,  // 13: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	5,  // 14: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	9,  // 15: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	11, // 16: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	13, // 17: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	15, // 18: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	17, // 19: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
-	20, // 20: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
-	3,  // 21: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	7,  // 22: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	10, // 23: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	12, // 24: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	14, // 25: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	16, // 26: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	18, // 27: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
-	21, // 28: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
+	2,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
+	24, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
+	3,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
+	6,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
+	8,  // 4: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
+	10, // 5: soulpad.v1.SuspendResponse.phases:type_name -> soulpad.v1.Phase
+	3,  // 6: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
+	8,  // 7: soulpad.v1.ResumeRequest.sums:type_name -> soulpad.v1.FileSum
+	6,  // 8: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
+	10, // 9: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
+	3,  // 10: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	3,  // 11: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	21, // 12: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	4,  // 13: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	7,  // 14: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	11, // 15: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	13, // 16: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	15, // 17: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	17, // 18: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	19, // 19: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	22, // 20: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	0,  // 21: soulpad.v1.VMM.Progress:input_type -> soulpad.v1.ProgressRequest
+	5,  // 22: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	9,  // 23: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	12, // 24: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	14, // 25: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	16, // 26: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	18, // 27: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	20, // 28: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	23, // 29: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	1,  // 30: soulpad.v1.VMM.Progress:output_type -> soulpad.v1.ProgressResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1599,7 +1714,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

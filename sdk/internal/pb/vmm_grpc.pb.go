@@ -27,6 +27,7 @@ const (
 	VMM_Events_FullMethodName       = "/soulpad.v1.VMM/Events"
 	VMM_KeepDisks_FullMethodName    = "/soulpad.v1.VMM/KeepDisks"
 	VMM_CollectDisks_FullMethodName = "/soulpad.v1.VMM/CollectDisks"
+	VMM_Progress_FullMethodName     = "/soulpad.v1.VMM/Progress"
 )
 
 // VMMClient is the client API for VMM service.
@@ -41,6 +42,7 @@ type VMMClient interface {
 	Events(ctx context.Context, in *EventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 	KeepDisks(ctx context.Context, in *KeepDisksRequest, opts ...grpc.CallOption) (*KeepDisksResponse, error)
 	CollectDisks(ctx context.Context, in *CollectDisksRequest, opts ...grpc.CallOption) (*CollectDisksResponse, error)
+	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
 }
 
 type vMMClient struct {
@@ -140,6 +142,16 @@ func (c *vMMClient) CollectDisks(ctx context.Context, in *CollectDisksRequest, o
 	return out, nil
 }
 
+func (c *vMMClient) Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProgressResponse)
+	err := c.cc.Invoke(ctx, VMM_Progress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VMMServer is the server API for VMM service.
 // All implementations must embed UnimplementedVMMServer
 // for forward compatibility.
@@ -152,6 +164,7 @@ type VMMServer interface {
 	Events(*EventsRequest, grpc.ServerStreamingServer[Event]) error
 	KeepDisks(context.Context, *KeepDisksRequest) (*KeepDisksResponse, error)
 	CollectDisks(context.Context, *CollectDisksRequest) (*CollectDisksResponse, error)
+	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
 	mustEmbedUnimplementedVMMServer()
 }
 
@@ -185,6 +198,9 @@ func (UnimplementedVMMServer) KeepDisks(context.Context, *KeepDisksRequest) (*Ke
 }
 func (UnimplementedVMMServer) CollectDisks(context.Context, *CollectDisksRequest) (*CollectDisksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CollectDisks not implemented")
+}
+func (UnimplementedVMMServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
 }
 func (UnimplementedVMMServer) mustEmbedUnimplementedVMMServer() {}
 func (UnimplementedVMMServer) testEmbeddedByValue()             {}
@@ -344,6 +360,24 @@ func _VMM_CollectDisks_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VMM_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VMMServer).Progress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VMM_Progress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VMMServer).Progress(ctx, req.(*ProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VMM_ServiceDesc is the grpc.ServiceDesc for VMM service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -378,6 +412,10 @@ var VMM_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CollectDisks",
 			Handler:    _VMM_CollectDisks_Handler,
+		},
+		{
+			MethodName: "Progress",
+			Handler:    _VMM_Progress_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
