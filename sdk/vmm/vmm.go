@@ -31,8 +31,8 @@ const (
 	// of a prefix makes no promise either way.
 	CapDiskFormatPrefix = "disk-format:"
 	// CapProgress: the plugin implements ProgressReporter.
-	CapProgress = "progress"
-	CapNetworkPrefix    = "network:"
+	CapProgress      = "progress"
+	CapNetworkPrefix = "network:"
 )
 
 // Supports reports whether a plugin with these capabilities runs value
