@@ -30,9 +30,9 @@ const (
 	// needs another before anything starts. A plugin that announces none
 	// of a prefix makes no promise either way.
 	CapDiskFormatPrefix = "disk-format:"
+	CapNetworkPrefix    = "network:"
 	// CapProgress: the plugin implements ProgressReporter.
-	CapProgress      = "progress"
-	CapNetworkPrefix = "network:"
+	CapProgress = "progress"
 )
 
 // Supports reports whether a plugin with these capabilities runs value
