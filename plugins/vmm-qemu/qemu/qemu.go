@@ -57,6 +57,9 @@ type Plugin struct {
 	vm          *proc
 	events      eventhub.Hub
 	prog        progress // not under mu: Progress answers while Suspend runs
+
+	displaysOnce sync.Once
+	displays     map[string]bool // QEMU's display backends
 }
 
 // New returns the plugin, logging to log (nil: nowhere).
@@ -165,6 +168,23 @@ func devices(spec vmm.Spec) string {
 	return strings.Join(d, ",")
 }
 
+// hasDisplay says whether this QEMU has the display backend (gtk is a
+// loadable module: Debian's qemu-system-gui). Without it a window is not
+// opened, and the screen is on `soulpad view` only.
+func (p *Plugin) hasDisplay(name string) bool {
+	p.displaysOnce.Do(func() {
+		out, _ := exec.Command(p.qemuPath, "-display", "help").CombinedOutput()
+		p.displays = map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			p.displays[strings.TrimSpace(l)] = true
+		}
+		if !p.displays["gtk"] && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+			p.log.Warn("no window for the machine: QEMU's GTK display is not installed (Debian: qemu-system-gui); `soulpad view` shows the screen")
+		}
+	})
+	return p.displays[name]
+}
+
 // hasScreen says whether the machine's screen is served on screen.sock.
 func hasScreen(spec vmm.Spec) bool { return spec.Display == "vnc" || spec.Display == "auto" }
 
@@ -205,7 +225,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 	if v.ramFile != "" {
 		a = append(a, memoryArgs(v.ramFile, spec.MemoryMiB)...)
 	}
-	if spec.Display == "auto" && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") {
+	if spec.Display == "auto" && (os.Getenv("DISPLAY") != "" || os.Getenv("WAYLAND_DISPLAY") != "") && p.hasDisplay("gtk") {
 		a = append(a, "-display", "gtk")
 	} else {
 		a = append(a, "-display", "none")
