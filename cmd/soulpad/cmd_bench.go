@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/soulpad/soulpad/internal/bench"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var quick bool
+	var sizes, speeds, crypts, outDir, scratch string
+	var reps int
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure suspend and resume here, beside the SoulPad paper's tables",
+		Long: `Measure what the SoulPad paper (MobiSys 2005) measured, on this PC, through
+soulpad itself, and print our figures beside the published ones:
+
+  Table 2     resume and suspend latency by guest memory and pad speed
+              (USB 2.0: resume 116–141 s, suspend 10–30 s for 256 MB)
+  Tables 3–4  where the time goes, stage by stage, from the pad's journal
+  Table 5     what encryption costs (+10 s resume, +6 s suspend)
+
+Each cell makes a pad on a loop device of its own (XFS with reflink, or
+ext4), throttled to the pad speed (usb2 35 MiB/s, usb3 400 MiB/s, none)
+with the kernel's block throttling (cgroup blkio, or io.max with cgroup
+v2), and runs the configured machine with the configured plugins and the
+crypt plugin of the cell: soulpad init; run (cold boot; the demo guest
+fills half its RAM, soulpad.dirty_mib); suspend --wait (timed); unplug
+and plug the pad (nothing cached); run (the resume, timed to "running"
+and to the guest's next tick); suspend --wait again (what changed). The
+bytes that reached the pad are counted at its loop device.
+
+The machine must boot a kernel directly (machine.kernel and initrd: the
+demo guest, examples/guest/build.sh). Needs root (loop devices and
+throttling). --quick (256 MiB, usb2 and none, the configured crypt
+plugin, once) takes about two minutes here; the full run says how long
+it will take first.
+
+Writes results.csv (every run), results.json (runs, medians and the
+paper's numbers) and latency.svg (a chart) to --out.`,
+		Example: `  soulpad bench --quick --config site.hcl
+  soulpad bench --sizes 256M,1G --speeds usb2,none --crypts crypt-plain,crypt-luks --reps 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if cfg.Machine.Kernel == "" {
+				return usageErr(errors.New("soulpad bench runs a machine that boots a kernel directly: set machine.kernel and machine.initrd (the demo guest: examples/guest/build.sh, then its .cache/guest/vmlinuz and initrd.img)"))
+			}
+			if os.Geteuid() != 0 {
+				return errors.New("soulpad bench needs root: its pads are loop devices it throttles")
+			}
+			if quick { // what is not given on the command line
+				f := cmd.Flags()
+				if !f.Changed("sizes") {
+					sizes = "256M"
+				}
+				if !f.Changed("speeds") {
+					speeds = "usb2,none"
+				}
+				if !f.Changed("reps") {
+					reps = 1
+				}
+			}
+			if crypts == "" {
+				crypts = cfg.Plugins.Crypt
+			}
+			plan := bench.Plan{Config: g.configPath, Cmdline: cfg.Machine.Cmdline, Reps: reps, Dir: scratch}
+			if plan.Cmdline == "" {
+				plan.Cmdline = "console=ttyS0 quiet panic=-1"
+			}
+			if plan.Soulpad, err = os.Executable(); err != nil {
+				return err
+			}
+			for _, s := range strings.Split(sizes, ",") {
+				mib, err := parseSizeMiB(s)
+				if err != nil || mib < 64 {
+					return usageErr(fmt.Errorf("--sizes %q: %q is not a memory size of 64M or more", sizes, s))
+				}
+				plan.SizesMiB = append(plan.SizesMiB, mib)
+			}
+			for _, s := range strings.Split(speeds, ",") {
+				sp, ok := bench.Speeds[strings.TrimSpace(s)]
+				if !ok {
+					return usageErr(fmt.Errorf("--speeds: %q: want usb2, usb3 or none", s))
+				}
+				plan.Speeds = append(plan.Speeds, sp)
+			}
+			for _, c := range strings.Split(crypts, ",") {
+				plan.Crypts = append(plan.Crypts, strings.TrimSpace(c))
+			}
+			if reps < 1 {
+				return usageErr(errors.New("--reps: at least 1"))
+			}
+			if outDir == "" {
+				outDir = "soulpad-bench-" + time.Now().Format("20060102-150405")
+			}
+			if err := os.MkdirAll(outDir, 0o755); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			n := len(plan.SizesMiB) * len(plan.Speeds) * len(plan.Crypts) * plan.Reps
+			fmt.Fprintf(w, "%d runs (memory %s; pads %s; %s; %d each): about %s here\n", n, sizes, speeds, crypts, reps, plan.Estimate().Round(time.Minute))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			start := time.Now()
+			cells := plan.Run(ctx, func(i, n int, c bench.Cell) {
+				left := time.Duration(float64(time.Since(start)) / float64(i) * float64(n-i)).Round(time.Second)
+				if c.Error != "" {
+					fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: FAILED: %s\n", i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Error)
+					return
+				}
+				fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s, resume %.2f s (tick %.2f s), 2nd suspend %.2f s; about %s left\n",
+					i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Resume, c.ResumeTick, c.Suspend2, left)
+			})
+			med := bench.Median(cells)
+			fmt.Fprintln(w)
+			bench.Table(w, med)
+			errs := []error{
+				bench.WriteCSV(filepath.Join(outDir, "results.csv"), cells),
+				bench.WriteJSON(filepath.Join(outDir, "results.json"), cells, med),
+			}
+			if len(med) > 0 {
+				errs = append(errs, bench.WriteChart(filepath.Join(outDir, "latency.svg"), med), bench.WriteChart(filepath.Join(outDir, "latency.png"), med))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "\nwrote %s/results.csv, results.json and latency.svg (and .png) in %s\n", outDir, time.Since(start).Round(time.Second))
+			failed := 0
+			for _, c := range cells {
+				if c.Error != "" {
+					failed++
+				}
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted after %d of %d runs: %w", len(cells), n, ctx.Err())
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d runs failed (see above and results.csv)", failed, n)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&quick, "quick", false, "256 MiB, usb2 and none, the configured crypt plugin, once (flags given beside it win): about two minutes")
+	c.Flags().StringVar(&sizes, "sizes", "256M,512M,1G,2G", "guest memory sizes")
+	c.Flags().StringVar(&speeds, "speeds", "usb2,usb3,none", "pad speeds: usb2 (35 MiB/s), usb3 (400 MiB/s), none")
+	c.Flags().StringVar(&crypts, "crypts", "", "crypt plugins (default: the configured one), e.g. crypt-plain,crypt-gocryptfs,crypt-luks")
+	c.Flags().IntVar(&reps, "reps", 3, "runs of each cell (the tables show medians)")
+	c.Flags().StringVar(&outDir, "out", "", "where results.csv, results.json and latency.svg go (default soulpad-bench-<time>)")
+	c.Flags().StringVar(&scratch, "dir", os.TempDir(), "scratch space for the pads' images (3× memory + 1 GiB each, sparse)")
+	return c
+}

@@ -1,0 +1,64 @@
+package walkup_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/soulpad/soulpad/internal/testcli"
+)
+
+// soulpad bench --quick, as a user runs it: the tables with the paper's
+// numbers, the files, and a throttled pad that is really as slow as USB
+// 2.0 (what a suspend writes goes through the 35 MiB/s cap).
+func TestBenchQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two walk-ups")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("soulpad bench needs root")
+	}
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
+	out := filepath.Join(t.TempDir(), "results")
+	stdout, errOut, code := e.Run(t, "bench", "--quick", "--crypts", "crypt-plain", "--out", out, "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s%s", code, stdout, errOut)
+	}
+	for _, want := range []string{"2 runs", "[2/2]", "Table 2", "116–141", "Tables 3–4", "57 (host OS autoconfiguration)", "wrote "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, stdout)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Medians []struct {
+			Speed    string  `json:"pad_speed"`
+			Resume   float64 `json:"resume_to_running_s"`
+			Suspend  float64 `json:"suspend_s"`
+			Written1 float64 `json:"suspend_mib_to_pad"`
+		} `json:"medians"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil || len(res.Medians) != 2 {
+		t.Fatalf("results.json: %v\n%s", err, b)
+	}
+	for _, m := range res.Medians {
+		if m.Written1 < 128 {
+			t.Errorf("%s: the suspend wrote %.0f MiB to the pad; the guest filled 128 MiB", m.Speed, m.Written1)
+		}
+		// What the suspend wrote went through the cap (it is synced
+		// before the point is sealed): no less time than that.
+		if floor := 0.8 * m.Written1 / 35; m.Speed == "usb2" && m.Suspend < floor {
+			t.Errorf("usb2: the suspend wrote %.0f MiB in %.2f s: faster than 35 MiB/s, the pad is not throttled", m.Written1, m.Suspend)
+		}
+	}
+	for _, f := range []string{"results.csv", "latency.svg", "latency.png"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -1,0 +1,398 @@
+// Package bench is `soulpad bench`: the SoulPad paper's tables (MobiSys
+// 2005: Table 2, suspend and resume latency by pad; Tables 3 and 4, the
+// stages; Table 5, the cost of encryption) measured again here, through
+// the soulpad command as a user runs it, on a pad that is a throttled loop
+// device, with the published numbers beside ours.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Plan is what to measure.
+type Plan struct {
+	Soulpad string // the soulpad binary
+	Config  string // the site config (--config; "" the built-in one)
+	// Cmdline is the guest's kernel command line from the config; the
+	// bench adds soulpad.dirty_mib (the demo guest fills that much RAM).
+	Cmdline  string
+	SizesMiB []int64
+	Speeds   []Speed
+	Crypts   []string
+	Reps     int
+	Dir      string // scratch: pad images
+	Log      io.Writer
+}
+
+// Cell is one measurement.
+type Cell struct {
+	MemoryMiB  int64   `json:"memory_mib"`
+	Speed      string  `json:"pad_speed"`
+	Crypt      string  `json:"crypt"`
+	Rep        int     `json:"rep"`
+	Suspend1   float64 `json:"suspend_s"`
+	Resume     float64 `json:"resume_to_running_s"`
+	ResumeTick float64 `json:"resume_to_tick_s"`
+	Suspend2   float64 `json:"second_suspend_s"`
+	Written1   float64 `json:"suspend_mib_to_pad"`
+	Written2   float64 `json:"second_suspend_mib_to_pad"`
+	// Stages are the resumed session's stage times from the journal.
+	Stages map[string]float64 `json:"stages_s"`
+	Error  string             `json:"error,omitempty"`
+}
+
+// Estimate is about how long the plan takes here (TCG): the guest fills
+// half its RAM at about 8 MiB/s, and each cell boots, suspends, resumes
+// and suspends again.
+func (p Plan) Estimate() time.Duration {
+	var d time.Duration
+	for _, s := range p.SizesMiB {
+		per := 25*time.Second + time.Duration(s/2/8)*time.Second
+		for _, sp := range p.Speeds {
+			io := time.Duration(0)
+			if sp.BytesPerSecond > 0 {
+				io = time.Duration(float64(3*s<<20)/float64(sp.BytesPerSecond)) * time.Second
+			}
+			d += time.Duration(len(p.Crypts)*p.Reps) * (per + io)
+		}
+	}
+	return d
+}
+
+// Run measures every cell, calling done after each.
+func (p Plan) Run(ctx context.Context, done func(i, n int, c Cell)) []Cell {
+	var cells []Cell
+	n := len(p.SizesMiB) * len(p.Speeds) * len(p.Crypts) * p.Reps
+	i := 0
+	for _, size := range p.SizesMiB {
+		for _, sp := range p.Speeds {
+			for _, crypt := range p.Crypts {
+				for rep := 1; rep <= p.Reps; rep++ {
+					if ctx.Err() != nil {
+						return cells
+					}
+					c := Cell{MemoryMiB: size, Speed: sp.Name, Crypt: crypt, Rep: rep}
+					if err := p.cell(ctx, &c, sp); err != nil {
+						c.Error = err.Error()
+					}
+					cells = append(cells, c)
+					i++
+					if done != nil {
+						done(i, n, c)
+					}
+				}
+			}
+		}
+	}
+	return cells
+}
+
+func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
+	dir, err := os.MkdirTemp(p.Dir, "soulpad-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	disk, err := NewPadDisk(dir, 3*c.MemoryMiB+1024)
+	if err != nil {
+		return err
+	}
+	defer disk.Close()
+	pw := filepath.Join(dir, "passphrase")
+	if err := os.WriteFile(pw, []byte("a bench passphrase of some length\n"), 0o600); err != nil {
+		return err
+	}
+	env := append(os.Environ(),
+		"SOULPAD_PAD_PATH="+filepath.Join(disk.Mount, "pad"),
+		"SOULPAD_PLUGINS_CRYPT="+c.Crypt,
+		"SOULPAD_PLUGINS_STORE=", "SOULPAD_PLUGINS_BACKUP=", "SOULPAD_SESSION_BACKUP_AFTER_SUSPEND=false",
+		fmt.Sprintf("SOULPAD_MACHINE_MEMORY_MIB=%d", c.MemoryMiB),
+		fmt.Sprintf("SOULPAD_PAD_VAULT_SIZE_MIB=%d", 2*c.MemoryMiB+512),
+		fmt.Sprintf("SOULPAD_MACHINE_CMDLINE=%s soulpad.dirty_mib=%d", p.Cmdline, dirtyMiB(c.MemoryMiB)),
+		"SOULPAD_MACHINE_DISPLAY=none",
+		"SOULPAD_SESSION_KEEP_POINTS=2",
+		"SOULPAD_UNLOCK_PASSPHRASE_FILE="+pw)
+	if c.Crypt == "crypt-plain" {
+		env = append(env, "SOULPAD_PLUGIN_CRYPT_PLAIN_ALLOW_NO_ENCRYPTION=true")
+	}
+	if p.Config != "" {
+		env = append(env, "SOULPAD_CONFIG="+p.Config)
+	}
+	cli := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, p.Soulpad, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return string(out), fmt.Errorf("soulpad %s: %v: %s", strings.Join(args, " "), err, lastLine(string(out)))
+		}
+		return string(out), nil
+	}
+	if _, err := cli("init", "--no-carry-plugins"); err != nil {
+		return err
+	}
+	if err := disk.Throttle(sp); err != nil {
+		return err
+	}
+
+	// Cold boot; the guest fills half its RAM; the first suspend.
+	run, err := p.start(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer run.kill()
+	if err := run.wait("the machine is running", 3*time.Minute); err != nil {
+		return err
+	}
+	// Filling RAM runs at a few MiB/s under TCG.
+	if _, err := waitConsole(ctx, cli, run, "soulpad-guest: dirtied", 0, time.Minute+time.Duration(dirtyMiB(c.MemoryMiB))*time.Second); err != nil {
+		return err
+	}
+	last, err := waitConsole(ctx, cli, run, "soulpad-counter", 0, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	w0 := disk.written()
+	t := time.Now()
+	if _, err := cli("suspend", "--wait"); err != nil {
+		return err
+	}
+	c.Suspend1 = time.Since(t).Seconds()
+	c.Written1 = float64(disk.written()-w0) / (1 << 20)
+	if err := run.end(); err != nil {
+		return err
+	}
+
+	// Unplug and plug in again (nothing cached), resume.
+	if err := disk.Unplug(); err != nil {
+		return err
+	}
+	if err := disk.Plug(); err != nil {
+		return err
+	}
+	t = time.Now()
+	run, err = p.start(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer run.kill()
+	if err := run.wait("the machine is running", 10*time.Minute); err != nil {
+		return err
+	}
+	c.Resume = time.Since(t).Seconds()
+	if !strings.Contains(run.text(), "resumed ") {
+		return fmt.Errorf("the second run did not resume: %s", lastLine(run.text()))
+	}
+	if _, err := waitConsole(ctx, cli, run, "soulpad-counter", last, 5*time.Minute); err != nil {
+		return err
+	}
+	c.ResumeTick = time.Since(t).Seconds()
+
+	// The second suspend: what changed since the first.
+	w0 = disk.written()
+	t = time.Now()
+	if _, err := cli("suspend", "--wait"); err != nil {
+		return err
+	}
+	c.Suspend2 = time.Since(t).Seconds()
+	c.Written2 = float64(disk.written()-w0) / (1 << 20)
+	if err := run.end(); err != nil {
+		return err
+	}
+	out, err := cli("status", "--json")
+	if err != nil {
+		return err
+	}
+	var st struct {
+		Last []struct {
+			Stage string  `json:"stage"`
+			MS    float64 `json:"duration_ms"`
+		} `json:"last_session"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return fmt.Errorf("status --json: %w", err)
+	}
+	c.Stages = map[string]float64{}
+	for _, s := range st.Last {
+		c.Stages[s.Stage] = s.MS / 1000
+	}
+	return nil
+}
+
+// dirtyMiB is how much of its RAM the guest fills: half, leaving the
+// small guest room for its kernel and tools.
+func dirtyMiB(memMiB int64) int64 { return max(0, min(memMiB/2, memMiB-96)) }
+
+var counterRE = regexp.MustCompile(`soulpad-counter (\d+)`)
+
+// waitConsole polls the machine's console until it shows what; for
+// "soulpad-counter", a counter above after. It returns the last counter.
+func waitConsole(ctx context.Context, cli func(...string) (string, error), run *running, what string, after int, d time.Duration) (int, error) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		select {
+		case err := <-run.done:
+			run.done <- err
+			return 0, fmt.Errorf("soulpad run ended (%v) before the console showed %q: %s", err, what, lastLine(run.text()))
+		default:
+		}
+		out, _ := cli("console", "--dump")
+		n := 0
+		if m := counterRE.FindAllStringSubmatch(out, -1); len(m) > 0 {
+			n, _ = strconv.Atoi(m[len(m)-1][1])
+		}
+		if what == "soulpad-counter" && n > after || what != "soulpad-counter" && strings.Contains(out, what) {
+			return n, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("the machine's console did not show %q in %s", what, d)
+}
+
+// written is what was written to the loop device so far, in bytes.
+func (d *PadDisk) written() uint64 {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d.Dev), "stat"))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[6], 10, 64) // sectors written
+	return n * 512
+}
+
+type running struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  strings.Builder
+	done chan error
+}
+
+func (p Plan) start(ctx context.Context, env []string) (*running, error) {
+	r := &running{cmd: exec.CommandContext(ctx, p.Soulpad, "run", "--progress", "none"), done: make(chan error, 1)}
+	r.cmd.Env = env
+	pr, err := r.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	r.cmd.Stderr = r.cmd.Stdout
+	if err := r.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			r.mu.Lock()
+			r.out.WriteString(sc.Text() + "\n")
+			r.mu.Unlock()
+		}
+		r.done <- r.cmd.Wait()
+	}()
+	return r, nil
+}
+
+func (r *running) text() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.String()
+}
+
+func (r *running) wait(s string, d time.Duration) error {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if strings.Contains(r.text(), s) {
+			return nil
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			return fmt.Errorf("soulpad run ended (%v): %s", err, lastLine(r.text()))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("soulpad run: no %q in %s", s, d)
+}
+
+func (r *running) end() error {
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if err != nil {
+			return fmt.Errorf("soulpad run: %v: %s", err, lastLine(r.text()))
+		}
+		return nil
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("soulpad run did not end after its suspend")
+	}
+}
+
+func (r *running) kill() {
+	if r.cmd.ProcessState == nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Signal(os.Interrupt) // a suspend, never a kill
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Minute):
+			_ = r.cmd.Process.Kill()
+		}
+	}
+}
+
+func lastLine(s string) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	return l[len(l)-1]
+}
+
+// Median is the per-(memory, speed, crypt) median of the cells' figures.
+func Median(cells []Cell) []Cell {
+	type key struct {
+		m     int64
+		s, cr string
+	}
+	groups := map[key][]Cell{}
+	var order []key
+	for _, c := range cells {
+		if c.Error != "" {
+			continue
+		}
+		k := key{c.MemoryMiB, c.Speed, c.Crypt}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], c)
+	}
+	var out []Cell
+	for _, k := range order {
+		g := groups[k]
+		med := func(f func(Cell) float64) float64 {
+			v := make([]float64, len(g))
+			for i, c := range g {
+				v[i] = f(c)
+			}
+			sort.Float64s(v)
+			return v[len(v)/2]
+		}
+		m := Cell{MemoryMiB: k.m, Speed: k.s, Crypt: k.cr, Rep: len(g), Stages: map[string]float64{},
+			Suspend1: med(func(c Cell) float64 { return c.Suspend1 }), Resume: med(func(c Cell) float64 { return c.Resume }),
+			ResumeTick: med(func(c Cell) float64 { return c.ResumeTick }), Suspend2: med(func(c Cell) float64 { return c.Suspend2 }),
+			Written1: med(func(c Cell) float64 { return c.Written1 }), Written2: med(func(c Cell) float64 { return c.Written2 })}
+		for st := range g[0].Stages {
+			m.Stages[st] = med(func(c Cell) float64 { return c.Stages[st] })
+		}
+		out = append(out, m)
+	}
+	return out
+}

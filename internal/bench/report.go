@@ -1,0 +1,218 @@
+package bench
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"text/tabwriter"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// The SoulPad paper's numbers (Cáceres et al., "Reincarnating PCs with
+// Portable SoulPads", MobiSys 2005), for a 256 MB VM and a 16 GB disk.
+var Paper = struct {
+	// Table 2: latency over USB 2.0, seconds, across its PCs and disks.
+	ResumeUSB2, SuspendUSB2 [2]float64
+	// Over USB 1.1: more than 16 minutes.
+	USB11 float64
+	// Tables 3 and 4: the stages, seconds.
+	AutoConfig, LoadState, StopVM, SaveMemory float64
+	// Table 5: a streamlined boot, and encryption's cost, seconds.
+	StreamlinedBoot, EncryptResume, EncryptSuspend float64
+}{
+	ResumeUSB2: [2]float64{116, 141}, SuspendUSB2: [2]float64{10, 30}, USB11: 16 * 60,
+	AutoConfig: 57, LoadState: 57, StopVM: 6, SaveMemory: 16,
+	StreamlinedBoot: -12, EncryptResume: 10, EncryptSuspend: 6,
+}
+
+// Table prints the medians beside the paper's numbers.
+func Table(w io.Writer, med []Cell) {
+	fmt.Fprintln(w, "Table 2 — suspend and resume latency (s) by memory and pad; the paper: a 256 MB VM over USB 2.0")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "memory\tpad\tcrypt\tresume\tto tick\tsuspend\t2nd suspend\tMiB to pad\t2nd MiB\truns\tpaper resume\tpaper suspend\t")
+	for _, c := range med {
+		pr, ps := "", ""
+		if c.Speed == "usb2" && c.MemoryMiB == 256 {
+			pr = fmt.Sprintf("%.0f–%.0f", Paper.ResumeUSB2[0], Paper.ResumeUSB2[1])
+			ps = fmt.Sprintf("%.0f–%.0f", Paper.SuspendUSB2[0], Paper.SuspendUSB2[1])
+		}
+		fmt.Fprintf(tw, "%d MiB\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%d\t%s\t%s\t\n", c.MemoryMiB, c.Speed, c.Crypt,
+			c.Resume, c.ResumeTick, c.Suspend1, c.Suspend2, c.Written1, c.Written2, c.Rep, pr, ps)
+	}
+	tw.Flush()
+
+	if len(med) == 0 {
+		return
+	}
+	// Tables 3–4: the stages of the slowest pad's smallest machine.
+	ref := med[0]
+	for _, c := range med {
+		if c.MemoryMiB == ref.MemoryMiB && c.Speed == "usb2" {
+			ref = c
+			break
+		}
+	}
+	fmt.Fprintf(w, "\nTables 3–4 — where the time goes (s), %d MiB, %s pad, %s\n", ref.MemoryMiB, ref.Speed, ref.Crypt)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "soulpad\tours\tthe paper\t")
+	fmt.Fprintf(tw, "boot + detect (a host OS is already up)\t%.2f\t%.0f (host OS autoconfiguration)\t\n", ref.Stages["boot"]+ref.Stages["detect"], Paper.AutoConfig)
+	fmt.Fprintf(tw, "unlock\t%.2f\t—\t\n", ref.Stages["unlock"])
+	fmt.Fprintf(tw, "resume\t%.2f\t%.0f (loading VM state)\t\n", ref.Stages["resume"], Paper.LoadState)
+	fmt.Fprintf(tw, "suspend (stop, save, seal)\t%.2f\t%.0f (stop %.0f + save memory %.0f)\t\n", ref.Stages["suspend"], Paper.StopVM+Paper.SaveMemory, Paper.StopVM, Paper.SaveMemory)
+	fmt.Fprintf(tw, "shutdown\t%.2f\t—\t\n", ref.Stages["shutdown"])
+	tw.Flush()
+
+	// Table 5: encryption's cost against crypt-plain at the same size and pad.
+	var rows []string
+	for _, c := range med {
+		if c.Crypt == "crypt-plain" {
+			continue
+		}
+		for _, p := range med {
+			if p.Crypt == "crypt-plain" && p.MemoryMiB == c.MemoryMiB && p.Speed == c.Speed {
+				rows = append(rows, fmt.Sprintf("%d MiB\t%s\t%s\t%+.2f\t%+.2f\t%+.0f\t%+.0f\t", c.MemoryMiB, c.Speed, c.Crypt,
+					c.Resume-p.Resume, c.Suspend1-p.Suspend1, Paper.EncryptResume, Paper.EncryptSuspend))
+			}
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w, "\nTable 5 — what encryption costs (s) against crypt-plain")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "memory\tpad\tcrypt\tresume\tsuspend\tpaper resume\tpaper suspend\t")
+		for _, r := range rows {
+			fmt.Fprintln(tw, r)
+		}
+		tw.Flush()
+	}
+}
+
+// WriteCSV writes every run.
+func WriteCSV(path string, cells []Cell) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	stages := []string{"boot", "detect", "unlock", "resume", "run", "suspend", "shutdown"}
+	head := []string{"memory_mib", "pad_speed", "crypt", "rep", "resume_to_running_s", "resume_to_tick_s", "suspend_s", "second_suspend_s", "suspend_mib_to_pad", "second_suspend_mib_to_pad"}
+	for _, s := range stages {
+		head = append(head, "stage_"+s+"_s")
+	}
+	_ = w.Write(append(head, "error"))
+	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	for _, c := range cells {
+		row := []string{strconv.FormatInt(c.MemoryMiB, 10), c.Speed, c.Crypt, strconv.Itoa(c.Rep), ff(c.Resume), ff(c.ResumeTick), ff(c.Suspend1), ff(c.Suspend2), ff(c.Written1), ff(c.Written2)}
+		for _, s := range stages {
+			row = append(row, ff(c.Stages[s]))
+		}
+		_ = w.Write(append(row, c.Error))
+	}
+	w.Flush()
+	return errorsJoin(w.Error(), f.Close())
+}
+
+// WriteJSON writes every run and the medians.
+func WriteJSON(path string, cells, med []Cell) error {
+	b, err := json.MarshalIndent(map[string]any{"runs": cells, "medians": med, "paper": Paper}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// WriteChart charts resume and suspend latency by memory size, a pair of
+// bars per pad speed (the first crypt plugin measured). The format
+// follows path's extension (.svg, .png).
+func WriteChart(path string, med []Cell) error {
+	if len(med) == 0 {
+		return fmt.Errorf("nothing to chart")
+	}
+	crypt := med[0].Crypt
+	var sizes []int64
+	seen := map[int64]bool{}
+	var speeds []string
+	seenS := map[string]bool{}
+	for _, c := range med {
+		if c.Crypt != crypt {
+			continue
+		}
+		if !seen[c.MemoryMiB] {
+			seen[c.MemoryMiB] = true
+			sizes = append(sizes, c.MemoryMiB)
+		}
+		if !seenS[c.Speed] {
+			seenS[c.Speed] = true
+			speeds = append(speeds, c.Speed)
+		}
+	}
+	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("SoulPad here: resume and suspend latency (%s)", crypt)
+	p.Y.Label.Text = "seconds"
+	p.X.Label.Text = "guest memory"
+	names := make([]string, len(sizes))
+	for i, s := range sizes {
+		names[i] = fmt.Sprintf("%d MiB", s)
+	}
+	p.NominalX(names...)
+	palette := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255}, {140, 86, 75, 255}}
+	w := vg.Points(9)
+	nbars := 2 * len(speeds)
+	for si, sp := range speeds {
+		for k, what := range []string{"resume", "suspend"} {
+			vals := make(plotter.Values, len(sizes))
+			for i, s := range sizes {
+				for _, c := range med {
+					if c.Crypt == crypt && c.Speed == sp && c.MemoryMiB == s {
+						if what == "resume" {
+							vals[i] = c.Resume
+						} else {
+							vals[i] = c.Suspend1
+						}
+					}
+				}
+			}
+			b, err := plotter.NewBarChart(vals, w)
+			if err != nil {
+				return err
+			}
+			idx := 2*si + k
+			b.Color = palette[idx%len(palette)]
+			b.LineStyle.Width = 0
+			b.Offset = w * vg.Length(float64(idx)-float64(nbars-1)/2)
+			p.Add(b)
+			p.Legend.Add(what+", "+sp+" pad", b)
+		}
+	}
+	// Room around the groups, and above the bars for the legend.
+	p.X.Min, p.X.Max = -0.7, float64(len(sizes))-0.3
+	top := 0.0
+	for _, c := range med {
+		if c.Crypt == crypt {
+			top = max(top, c.Resume, c.Suspend1)
+		}
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.7
+	p.Legend.Top = true
+	p.Legend.Left = true
+	width := max(420, 160+60*len(sizes)*len(speeds))
+	if err := p.Save(vg.Points(float64(width)), 4*vg.Inch, path); err != nil {
+		return err
+	}
+	return nil
+}
+
+func errorsJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

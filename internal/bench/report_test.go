@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func cells() []Cell {
+	var out []Cell
+	for _, m := range []int64{256, 1024} {
+		for _, sp := range []string{"usb2", "none"} {
+			for _, cr := range []string{"crypt-plain", "crypt-luks"} {
+				for rep := 1; rep <= 3; rep++ {
+					f := float64(m) / 256 * float64(rep)
+					if sp == "usb2" {
+						f *= 5
+					}
+					if cr == "crypt-luks" {
+						f += 1
+					}
+					out = append(out, Cell{MemoryMiB: m, Speed: sp, Crypt: cr, Rep: rep, Suspend1: f, Resume: 2 * f, ResumeTick: 2*f + 0.5, Suspend2: f / 10,
+						Written1: float64(m) / 2, Written2: 10, Stages: map[string]float64{"boot": 0.2, "detect": 0.01, "unlock": 0.1, "resume": 2 * f, "suspend": f, "shutdown": 0.05}})
+				}
+			}
+		}
+	}
+	return append(out, Cell{MemoryMiB: 256, Speed: "usb2", Crypt: "crypt-plain", Rep: 4, Error: "boom"})
+}
+
+func TestMedianTablesAndFiles(t *testing.T) {
+	med := Median(cells())
+	if len(med) != 8 {
+		t.Fatalf("%d medians, want 8", len(med))
+	}
+	// 256 MiB, usb2, crypt-plain: reps 1..3 give 5, 10, 15; the failed run is left out.
+	if c := med[0]; c.MemoryMiB != 256 || c.Speed != "usb2" || c.Crypt != "crypt-plain" || c.Suspend1 != 10 || c.Resume != 20 || c.Rep != 3 || c.Stages["resume"] != 20 {
+		t.Fatalf("first median %+v", c)
+	}
+	var buf bytes.Buffer
+	Table(&buf, med)
+	out := buf.String()
+	for _, want := range []string{"116–141", "10–30", "Tables 3–4", "57 (host OS autoconfiguration)", "Table 5", "+1.00", "+10"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the table lacks %q:\n%s", want, out)
+		}
+	}
+	dir := t.TempDir()
+	if err := WriteCSV(filepath.Join(dir, "r.csv"), cells()); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(filepath.Join(dir, "r.csv"))
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != 26 || rows[25][len(rows[25])-1] != "boom" {
+		t.Fatalf("csv: %v, %d rows", err, len(rows))
+	}
+	if err := WriteJSON(filepath.Join(dir, "r.json"), cells(), med); err != nil {
+		t.Fatal(err)
+	}
+	var js struct {
+		Runs, Medians []Cell
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "r.json"))
+	if err := json.Unmarshal(b, &js); err != nil || len(js.Runs) != 25 || len(js.Medians) != 8 {
+		t.Fatalf("json: %v %d %d", err, len(js.Runs), len(js.Medians))
+	}
+	if err := WriteChart(filepath.Join(dir, "c.svg"), med); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "c.svg")); !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(b, []byte("resume, usb2 pad")) {
+		t.Fatal("the SVG chart lacks its legend")
+	}
+	if err := WriteChart(filepath.Join(dir, "c.png"), med); err != nil {
+		t.Fatal(err)
+	}
+	pf, _ := os.Open(filepath.Join(dir, "c.png"))
+	defer pf.Close()
+	if _, err := png.Decode(pf); err != nil {
+		t.Fatalf("the PNG chart: %v", err)
+	}
+}
+
+func TestEstimateGrowsWithTheWork(t *testing.T) {
+	small := Plan{SizesMiB: []int64{256}, Speeds: []Speed{Speeds["none"]}, Crypts: []string{"c"}, Reps: 1}
+	big := Plan{SizesMiB: []int64{256, 2048}, Speeds: []Speed{Speeds["usb2"], Speeds["none"]}, Crypts: []string{"a", "b"}, Reps: 3}
+	if s, b := small.Estimate(), big.Estimate(); s <= 0 || b < 10*s {
+		t.Fatalf("estimates %s and %s", s, b)
+	}
+}
