@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
+	"syscall"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -93,6 +95,10 @@ both either way.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
+			// Ctrl-C stops the build and removes what it made (the output
+			// file is written last, whole, or not at all).
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			// The pad, made by soulpad init into a staging directory beside
 			// the image (same file system: the vault can be large).
 			stage, err := os.MkdirTemp(filepath.Dir(outAbs), ".soulpad-image-pad-")
@@ -120,7 +126,7 @@ both either way.`,
 			if passFile != "" {
 				args = append(args, "--passphrase-file", passFile)
 			}
-			initCmd := exec.CommandContext(cmd.Context(), self, args...)
+			initCmd := exec.CommandContext(ctx, self, args...)
 			initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(stage, "pad"))
 			initCmd.Stdin, initCmd.Stderr = os.Stdin, cmd.ErrOrStderr()
 			initOut, err := initCmd.StdoutPipe()
@@ -147,13 +153,16 @@ both either way.`,
 				return fmt.Errorf("soulpad init for the image's pad: %w", err)
 			}
 			start := time.Now()
-			res, err := padimage.Build(cmd.Context(), padimage.Options{
+			res, err := padimage.Build(ctx, padimage.Options{
 				Out: outAbs, SizeMiB: mib, PadRoot: stage, Soulpad: self, Plugins: plugins,
 				Cache: cache, KeyLabel: keyLabel, Console: console,
 				Progress: func(l string) { fmt.Fprintln(w, l) },
 				Log:      cmd.ErrOrStderr(),
 			})
 			if err != nil {
+				if ctx.Err() != nil {
+					return fmt.Errorf("interrupted: no image was written: %w", ctx.Err())
+				}
 				return err
 			}
 			sb := "Secure Boot through Debian's signed shim and GRUB"
