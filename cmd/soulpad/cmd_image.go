@@ -65,6 +65,13 @@ both either way.`,
 			if err != nil {
 				return usageErr(fmt.Errorf("--size %q: %w", size, err))
 			}
+			// Checked before the pad is made and the build starts.
+			if mib < 512 {
+				return usageErr(fmt.Errorf("--size %s: an image needs at least 512 MiB (the boot partitions and the host OS take about 200 MiB, and the pad the rest)", size))
+			}
+			if err := padimage.CheckOptions(console, keyLabel); err != nil {
+				return usageErr(err)
+			}
 			cfg, err := g.load()
 			if err != nil {
 				return err

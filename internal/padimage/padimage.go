@@ -65,11 +65,8 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if o.Console == "" {
 		o.Console = "tty0"
 	}
-	if o.Console != "tty0" && o.Console != "ttyS0" {
-		return r, fmt.Errorf("console %q: want tty0 (the screen) or ttyS0 (the serial port)", o.Console)
-	}
-	if o.KeyLabel == "" || strings.ContainsAny(o.KeyLabel, " \t\n'\"$`\\") || len(o.KeyLabel) > 16 {
-		return r, fmt.Errorf("key label %q: want up to 16 characters without spaces or quotes", o.KeyLabel)
+	if err := CheckOptions(o.Console, o.KeyLabel); err != nil {
+		return r, err
 	}
 	dir := filepath.Dir(o.Out)
 	work, err := os.MkdirTemp(dir, ".soulpad-image-")
@@ -144,6 +141,17 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// CheckOptions checks the console and the key disk's label.
+func CheckOptions(console, keyLabel string) error {
+	if console != "tty0" && console != "ttyS0" {
+		return fmt.Errorf("--console %q: want tty0 (the screen) or ttyS0 (the serial port)", console)
+	}
+	if keyLabel == "" || strings.ContainsAny(keyLabel, " \t\n'\"$`\\") || len(keyLabel) > 16 {
+		return fmt.Errorf("--key-label %q: want up to 16 characters without spaces or quotes", keyLabel)
+	}
+	return nil
 }
 
 // GRUB's offsets (grub-core/boot/i386/pc/boot.S and diskboot.S, as
