@@ -44,7 +44,7 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 			defer stop()
 			cred := cf.credential(cfg, true)
 			p, err := lifecycle.Init(ctx, lifecycle.InitOptions{
-				Config: cfg, Log: g.logger(cfg), Out: g.progressOut(cmd.OutOrStdout()),
+				Config: cfg, Log: g.logger(cfg), Out: g.progressOut(cmd.OutOrStdout()), Progress: g.shower(cmd.OutOrStdout()),
 				Credential: func(ctx context.Context) (crypt.Credential, error) {
 					c, err := cred(ctx)
 					arm()

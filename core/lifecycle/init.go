@@ -22,9 +22,12 @@ import (
 
 // InitOptions configure the creation of a pad.
 type InitOptions struct {
-	Config     *config.Config
-	Log        hclog.Logger
-	Out        io.Writer
+	Config *config.Config
+	Log    hclog.Logger
+	Out    io.Writer
+	// Progress, when set, receives the vault's creation progress (a
+	// container written end to end) instead of lines on Out.
+	Progress   ProgressFunc
 	Credential CredentialFunc
 	// CarryPlugins copies the configured plugins onto the pad's plugins/,
 	// so a host without them can still run the pad.
@@ -123,7 +126,7 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	defer lock.Release()
 	fmt.Fprintf(o.Out, "creating the vault with %s…\n", cp.Name)
 	if _, err = cp.Crypt().Create(ctx, crypt.CreateRequest{VaultPath: p.VaultPath(), Credential: cred, SizeBytes: cfg.Pad.VaultSizeMiB << 20,
-		OnProgress: createProgress(o.Out)}); err != nil {
+		OnProgress: createProgress(o.Out, o.Progress)}); err != nil {
 		return nil, cp.Err("create vault", err)
 	}
 	if o.CarryPlugins {
@@ -179,10 +182,14 @@ func copyFile(src, dst string) error { return atomicfile.Copy(src, dst, 0o600) }
 
 // createProgress prints a crypt plugin's progress at most every two
 // seconds, and its end.
-func createProgress(out io.Writer) func(crypt.Progress) {
+func createProgress(out io.Writer, show ProgressFunc) func(crypt.Progress) {
 	var last time.Time
 	return func(p crypt.Progress) {
 		end := p.BytesTotal > 0 && p.BytesDone >= p.BytesTotal
+		if show != nil {
+			show(Progress{Step: p.Phase, Done: p.BytesDone, Total: p.BytesTotal, Final: end})
+			return
+		}
 		if time.Since(last) < 2*time.Second && !end {
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -27,12 +28,22 @@ type ProgressFunc func(Progress)
 // step of total, until the returned stop is called (which sends the final
 // report).
 func watchDir(ctx context.Context, dir, step string, total uint64, interval time.Duration, report ProgressFunc) (stop func()) {
+	return watchPath(ctx, dir, step, total, interval, false, report)
+}
+
+// watchPath is watchDir; quiet waits until path holds 1% of total before
+// it reports at all (a step that may write much or nearly nothing).
+func watchPath(ctx context.Context, path, step string, total uint64, interval time.Duration, quiet bool, report ProgressFunc) (stop func()) {
 	if report == nil {
 		return func() {}
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	report(Progress{Step: step, Total: total}) // the step starts now
+	shown := !quiet
+	if shown {
+		report(Progress{Step: step, Total: total}) // the step starts now
+	}
+	base := dirBytes(path)
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(interval)
@@ -44,14 +55,21 @@ func watchDir(ctx context.Context, dir, step string, total uint64, interval time
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				report(Progress{Step: step, Done: min(dirBytes(dir), total), Total: total})
+				n := dirBytes(path) - min(base, dirBytes(path))
+				if !shown && n*100 < total {
+					continue
+				}
+				shown = true
+				report(Progress{Step: step, Done: min(n, total), Total: total})
 			}
 		}
 	}()
 	return func() {
 		close(done)
 		<-finished
-		report(Progress{Step: step, Done: total, Total: total, Final: true})
+		if shown {
+			report(Progress{Step: step, Done: total, Total: total, Final: true})
+		}
 	}
 }
 
@@ -95,8 +113,8 @@ func (s *Session) watchVMM(ctx context.Context, step string) (stop func()) {
 	}
 }
 
-// dirBytes is the bytes the files under dir hold (their blocks: a sparse
-// or cloned file counts what was written).
+// dirBytes is the bytes the files under dir (or the file dir) hold on
+// disk: their blocks, so that a sparse file counts what was written.
 func dirBytes(dir string) uint64 {
 	var n uint64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -104,7 +122,11 @@ func dirBytes(dir string) uint64 {
 			return nil
 		}
 		if fi, err := d.Info(); err == nil {
-			n += uint64(fi.Size())
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				n += uint64(st.Blocks) * 512
+			} else {
+				n += uint64(fi.Size())
+			}
 		}
 		return nil
 	})
