@@ -28,22 +28,13 @@ type ProgressFunc func(Progress)
 // step of total, until the returned stop is called (which sends the final
 // report).
 func watchDir(ctx context.Context, dir, step string, total uint64, interval time.Duration, report ProgressFunc) (stop func()) {
-	return watchPath(ctx, dir, step, total, interval, false, report)
-}
-
-// watchPath is watchDir; quiet waits until path holds 1% of total before
-// it reports at all (a step that may write much or nearly nothing).
-func watchPath(ctx context.Context, path, step string, total uint64, interval time.Duration, quiet bool, report ProgressFunc) (stop func()) {
 	if report == nil {
 		return func() {}
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	shown := !quiet
-	if shown {
-		report(Progress{Step: step, Total: total}) // the step starts now
-	}
-	base := dirBytes(path)
+	report(Progress{Step: step, Total: total}) // the step starts now
+	base := dirBytes(dir)
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(interval)
@@ -55,11 +46,8 @@ func watchPath(ctx context.Context, path, step string, total uint64, interval ti
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				n := dirBytes(path) - min(base, dirBytes(path))
-				if !shown && n*100 < total {
-					continue
-				}
-				shown = true
+				n := dirBytes(dir)
+				n -= min(base, n)
 				report(Progress{Step: step, Done: min(n, total), Total: total})
 			}
 		}
@@ -67,9 +55,7 @@ func watchPath(ctx context.Context, path, step string, total uint64, interval ti
 	return func() {
 		close(done)
 		<-finished
-		if shown {
-			report(Progress{Step: step, Done: total, Total: total, Final: true})
-		}
+		report(Progress{Step: step, Done: total, Total: total, Final: true})
 	}
 }
 
