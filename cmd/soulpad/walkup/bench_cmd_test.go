@@ -47,8 +47,11 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatalf("results.json: %v\n%s", err, b)
 	}
 	for _, m := range res.Medians {
-		if m.Written1 < 128 {
-			t.Errorf("%s: the suspend wrote %.0f MiB to the pad; the guest filled 128 MiB", m.Speed, m.Written1)
+		// The guest filled 128 MiB; with mapped memory (crypt-plain on
+		// XFS) some of it reaches the pad before the suspend, as the
+		// kernel writes the RAM file back, so only a floor is sure.
+		if m.Written1 < 16 {
+			t.Errorf("%s: the suspend wrote %.0f MiB to the pad", m.Speed, m.Written1)
 		}
 		// What the suspend wrote went through the cap (it is synced
 		// before the point is sealed): no less time than that.
