@@ -111,6 +111,9 @@ paper's numbers) and latency.svg (a chart) to --out.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
+			for _, s := range bench.SweepStale(plan.Dir) {
+				fmt.Fprintf(w, "removed %s, left by a bench that was stopped\n", s)
+			}
 			n := len(plan.SizesMiB) * len(plan.Speeds) * len(plan.Crypts) * plan.Reps
 			fmt.Fprintf(w, "%d runs (memory %s; pads %s; %s; %d each): about %s here\n", n, sizes, speeds, crypts, reps, plan.Estimate().Round(time.Minute))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -106,6 +107,10 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// A later bench undoes what this one leaves if it is killed.
+	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(fmt.Sprint(os.Getpid())), 0o600); err != nil {
+		return err
+	}
 	disk, err := NewPadDisk(dir, 3*c.MemoryMiB+1024)
 	if err != nil {
 		return err
@@ -134,6 +139,7 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 	cli := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, p.Soulpad, args...)
 		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return string(out), fmt.Errorf("soulpad %s: %v: %s", strings.Join(args, " "), err, lastLine(string(out)))
@@ -258,6 +264,9 @@ func waitConsole(ctx context.Context, cli func(...string) (string, error), run *
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
 	return 0, fmt.Errorf("the machine's console did not show %q in %s", what, d)
 }
 
@@ -285,6 +294,8 @@ type running struct {
 func (p Plan) start(ctx context.Context, env []string) (*running, error) {
 	r := &running{cmd: exec.CommandContext(ctx, p.Soulpad, "run", "--progress", "none"), done: make(chan error, 1)}
 	r.cmd.Env = env
+	// If the bench dies, the run suspends (SIGTERM) rather than runs on.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	pr, err := r.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

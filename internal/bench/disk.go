@@ -166,3 +166,48 @@ func throttle(majMin string, bps uint64) (func() error, error) {
 		return os.WriteFile(filepath.Join(g, "io.max"), []byte(majMin+" rbps=max wbps=max"), 0)
 	}, nil
 }
+
+// pidFile in a cell's directory names the bench that owns it.
+const pidFile = "bench.pid"
+
+// SweepStale undoes what a bench that was killed left in dir: its pads'
+// mounts, loop devices, throttles and images.
+func SweepStale(dir string) []string {
+	var swept []string
+	cells, _ := filepath.Glob(filepath.Join(dir, "soulpad-bench-*"))
+	for _, c := range cells {
+		b, err := os.ReadFile(filepath.Join(c, pidFile))
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 || alive(pid) {
+			continue
+		}
+		d := &PadDisk{Image: filepath.Join(c, "pad.img"), Mount: filepath.Join(c, "mnt")}
+		_ = exec.Command("umount", d.Mount).Run()
+		if out, err := exec.Command("losetup", "-j", d.Image).Output(); err == nil {
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				dev, _, ok := strings.Cut(l, ":")
+				if !ok {
+					continue
+				}
+				if mm, err := exec.Command("lsblk", "-dno", "MAJ:MIN", dev).Output(); err == nil {
+					if undo, err := throttle(strings.TrimSpace(string(mm)), 1); err == nil {
+						_ = undo()
+					}
+				}
+				_ = exec.Command("losetup", "-d", dev).Run()
+			}
+		}
+		if os.RemoveAll(c) == nil {
+			swept = append(swept, c)
+		}
+	}
+	return swept
+}
+
+func alive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
