@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -91,5 +92,31 @@ func TestEstimateGrowsWithTheWork(t *testing.T) {
 	big := Plan{SizesMiB: []int64{256, 2048}, Speeds: []Speed{Speeds["usb2"], Speeds["none"]}, Crypts: []string{"a", "b"}, Reps: 3}
 	if s, b := small.Estimate(), big.Estimate(); s <= 0 || b < 10*s {
 		t.Fatalf("estimates %s and %s", s, b)
+	}
+}
+
+// What a killed bench left is removed by the next; a live bench's is not.
+func TestSweepStale(t *testing.T) {
+	dir := t.TempDir()
+	dead := filepath.Join(dir, "soulpad-bench-1")
+	live := filepath.Join(dir, "soulpad-bench-2")
+	other := filepath.Join(dir, "not-a-bench")
+	for _, d := range []string{dead, live, other} {
+		if err := os.MkdirAll(filepath.Join(d, "mnt"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A pid that is not running: past the largest pid Linux hands out.
+	os.WriteFile(filepath.Join(dead, pidFile), []byte("4194305"), 0o600)
+	os.WriteFile(filepath.Join(live, pidFile), []byte(fmt.Sprint(os.Getpid())), 0o600)
+	os.WriteFile(filepath.Join(other, pidFile), []byte("4194305"), 0o600)
+	swept := SweepStale(dir)
+	if len(swept) != 1 || swept[0] != dead {
+		t.Fatalf("swept %v, want only %s", swept, dead)
+	}
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed: %v", d, err)
+		}
 	}
 }
