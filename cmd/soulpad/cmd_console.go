@@ -12,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/control"
+	"github.com/soulpad/soulpad/core/pad"
 )
 
 func newConsoleCmd(g *globals) *cobra.Command {
@@ -28,15 +30,9 @@ what it prints next. What you type goes to the console. Ctrl-] detaches
 --dump prints what the console has printed so far and exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, err := g.loadPad()
+			_, p, resp, err := runningMachine(cmd, g)
 			if err != nil {
 				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			resp, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "console"})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("pad %s: %w", p.Dir, err)
 			}
 			if resp.ConsoleLog == "" {
 				return fmt.Errorf("the machine has no serial console (or is not running yet: stage %s)", resp.Stage)
@@ -55,6 +51,22 @@ what it prints next. What you type goes to the console. Ctrl-] detaches
 	}
 	c.Flags().BoolVar(&dump, "dump", false, "print what the console printed so far and exit")
 	return c
+}
+
+// runningMachine asks the session running the configured pad where its
+// machine's console and screen are.
+func runningMachine(cmd *cobra.Command, g *globals) (*config.Config, *pad.Pad, control.Response, error) {
+	cfg, p, err := g.loadPad()
+	if err != nil {
+		return nil, nil, control.Response{}, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "console"})
+	if err != nil {
+		return nil, nil, control.Response{}, fmt.Errorf("pad %s: %w", p.Dir, err)
+	}
+	return cfg, p, resp, nil
 }
 
 // follow prints the console log as it grows and sends stdin to the

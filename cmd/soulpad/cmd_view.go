@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/soulpad/soulpad/core/control"
 	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/internal/fbview"
 	"github.com/soulpad/soulpad/internal/rfb"
@@ -62,15 +61,9 @@ also opens a window of its own when the host has a desktop).`,
   soulpad view --screenshot screen.png`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, p, err := g.loadPad()
+			cfg, _, resp, err := runningMachine(cmd, g)
 			if err != nil {
 				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			resp, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "console"})
-			cancel()
-			if err != nil {
-				return fmt.Errorf("pad %s: %w", p.Dir, err)
 			}
 			if resp.Screen == "" {
 				if resp.ConsoleLog == "" {

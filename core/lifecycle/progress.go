@@ -24,17 +24,11 @@ type Progress struct {
 // a time, a few times a second at most.
 type ProgressFunc func(Progress)
 
-// watchDir reports the bytes in dir every interval while work runs, as
-// step of total, until the returned stop is called (which sends the final
-// report).
-func watchDir(ctx context.Context, dir, step string, total uint64, interval time.Duration, report ProgressFunc) (stop func()) {
-	if report == nil {
-		return func() {}
-	}
+// every runs f every interval until the returned stop is called (or ctx
+// ends); stop returns once f no longer runs.
+func every(ctx context.Context, interval time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	report(Progress{Step: step, Total: total}) // the step starts now
-	base := dirBytes(dir)
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(interval)
@@ -46,15 +40,32 @@ func watchDir(ctx context.Context, dir, step string, total uint64, interval time
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				n := dirBytes(dir)
-				n -= min(base, n)
-				report(Progress{Step: step, Done: min(n, total), Total: total})
+				f()
 			}
 		}
 	}()
 	return func() {
 		close(done)
 		<-finished
+	}
+}
+
+// watchDir reports the bytes in dir every interval while work runs, as
+// step of total, until the returned stop is called (which sends the final
+// report).
+func watchDir(ctx context.Context, dir, step string, total uint64, interval time.Duration, report ProgressFunc) (stop func()) {
+	if report == nil {
+		return func() {}
+	}
+	report(Progress{Step: step, Total: total}) // the step starts now
+	base := dirBytes(dir)
+	end := every(ctx, interval, func() {
+		n := dirBytes(dir)
+		n -= min(base, n)
+		report(Progress{Step: step, Done: min(n, total), Total: total})
+	})
+	return func() {
+		end()
 		report(Progress{Step: step, Done: total, Total: total, Final: true})
 	}
 }
@@ -66,33 +77,18 @@ func (s *Session) watchVMM(ctx context.Context, step string) (stop func()) {
 	if s.opts.Progress == nil || !ok || !s.vmm.Info.Has(vmm.CapProgress) {
 		return func() {}
 	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
 	var last vmm.ProgressResponse
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				qctx, cancel := context.WithTimeout(ctx, time.Second)
-				p, err := pr.Progress(qctx, vmm.ProgressRequest{Name: s.spec.Name})
-				cancel()
-				if err == nil && p.Step == step && p.Total > 0 {
-					last = p
-					s.opts.Progress(Progress{Step: step, Done: min(p.Done, p.Total), Total: p.Total})
-				}
-			}
+	end := every(ctx, 250*time.Millisecond, func() {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		p, err := pr.Progress(qctx, vmm.ProgressRequest{Name: s.spec.Name})
+		cancel()
+		if err == nil && p.Step == step && p.Total > 0 {
+			last = p
+			s.opts.Progress(Progress{Step: step, Done: min(p.Done, p.Total), Total: p.Total})
 		}
-	}()
+	})
 	return func() {
-		close(done)
-		<-finished
+		end()
 		if last.Total > 0 { // it showed progress: end it
 			s.opts.Progress(Progress{Step: step, Done: last.Total, Total: last.Total, Final: true})
 		}
