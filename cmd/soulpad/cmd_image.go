@@ -108,18 +108,26 @@ both either way.`,
 			defer stop()
 			// The pad, made by soulpad init into a staging directory beside
 			// the image (same file system: the vault can be large).
-			stage, err := os.MkdirTemp(filepath.Dir(outAbs), ".soulpad-image-pad-")
+			for _, d := range padimage.SweepStale(filepath.Dir(outAbs)) {
+				fmt.Fprintf(w, "removed %s, left by a build that was stopped\n", d)
+			}
+			stage, err := padimage.Scratch(filepath.Dir(outAbs), "pad-")
 			if err != nil {
 				return err
 			}
 			defer os.RemoveAll(stage)
+			// What goes on the pad partition, apart from the scratch's own mark.
+			root := filepath.Join(stage, "root")
+			if err := os.Mkdir(root, 0o755); err != nil {
+				return err
+			}
 			hcl := config.DefaultHCL()
 			if cfg.Source != "" && cfg.Source != "built-in" {
 				if hcl, err = os.ReadFile(cfg.Source); err != nil {
 					return err
 				}
 			}
-			if err := os.WriteFile(filepath.Join(stage, "site.hcl"), hcl, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(root, "site.hcl"), hcl, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "making the pad (soulpad init)\n")
@@ -134,7 +142,7 @@ both either way.`,
 				args = append(args, "--passphrase-file", passFile)
 			}
 			initCmd := exec.CommandContext(ctx, self, args...)
-			initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(stage, "pad"))
+			initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(root, "pad"))
 			initCmd.Stdin, initCmd.Stderr = os.Stdin, cmd.ErrOrStderr()
 			initOut, err := initCmd.StdoutPipe()
 			if err != nil {
@@ -161,7 +169,7 @@ both either way.`,
 			}
 			start := time.Now()
 			res, err := padimage.Build(ctx, padimage.Options{
-				Out: outAbs, SizeMiB: mib, PadRoot: stage, Soulpad: self, Plugins: plugins,
+				Out: outAbs, SizeMiB: mib, PadRoot: root, Soulpad: self, Plugins: plugins,
 				Cache: cache, KeyLabel: keyLabel, Console: console,
 				Progress: func(l string) { fmt.Fprintln(w, l) },
 				Log:      cmd.ErrOrStderr(),

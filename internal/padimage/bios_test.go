@@ -70,3 +70,25 @@ func TestWriteBIOSBoot(t *testing.T) {
 		t.Error("a short boot.img was taken")
 	}
 }
+
+// A killed build's scratch is removed by the next; a running one's is not.
+func TestSweepStale(t *testing.T) {
+	dir := t.TempDir()
+	mine, err := Scratch(dir, "pad-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(dir, ".soulpad-image-work-1")
+	os.Mkdir(dead, 0o700)
+	os.WriteFile(filepath.Join(dead, ownerFile), []byte("4194305"), 0o600) // no such pid
+	other := filepath.Join(dir, ".soulpad-image-unmarked")
+	os.Mkdir(other, 0o700)
+	if got := SweepStale(dir); len(got) != 1 || got[0] != dead {
+		t.Fatalf("swept %v, want only %s", got, dead)
+	}
+	for _, d := range []string{mine, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("%s was removed", d)
+		}
+	}
+}

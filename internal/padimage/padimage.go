@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 //go:embed build.sh initramfs-init host-init
@@ -68,8 +69,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if err := CheckOptions(o.Console, o.KeyLabel); err != nil {
 		return r, err
 	}
-	dir := filepath.Dir(o.Out)
-	work, err := os.MkdirTemp(dir, ".soulpad-image-")
+	work, err := Scratch(filepath.Dir(o.Out), "work-")
 	if err != nil {
 		return r, err
 	}
@@ -86,6 +86,9 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	}
 	tmp := filepath.Join(work, "image")
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(here, "build.sh"))
+	// The script dies with soulpad (a tool it runs ends its step, and the
+	// next build removes the scratch left behind).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(),
 		"OUT="+tmp, "SIZE_MIB="+strconv.FormatInt(o.SizeMiB, 10), "CACHE="+o.Cache,
 		"SOULPAD="+o.Soulpad, "PLUGINS="+o.Plugins, "PADROOT="+o.PadRoot, "HERE="+here,
@@ -226,4 +229,51 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// ownerFile in a build's scratch directory names the soulpad that owns it.
+const ownerFile = ".owner.pid"
+
+// own marks dir as this process's scratch (SweepStale removes it once the
+// process is gone).
+func own(dir string) error {
+	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600)
+}
+
+// Scratch makes a scratch directory beside an image being built, marked
+// as this process's.
+func Scratch(dir, prefix string) (string, error) {
+	d, err := os.MkdirTemp(dir, ".soulpad-image-"+prefix)
+	if err != nil {
+		return "", err
+	}
+	if err := own(d); err != nil {
+		os.RemoveAll(d)
+		return "", err
+	}
+	return d, nil
+}
+
+// SweepStale removes the scratch directories in dir that a build killed
+// before it could clean up left (their owner is gone), and names them.
+func SweepStale(dir string) []string {
+	var swept []string
+	old, _ := filepath.Glob(filepath.Join(dir, ".soulpad-image-*"))
+	for _, d := range old {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			continue // its build still runs
+		}
+		if os.RemoveAll(d) == nil {
+			swept = append(swept, d)
+		}
+	}
+	return swept
 }
