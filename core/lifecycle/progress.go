@@ -71,26 +71,37 @@ func watchDir(ctx context.Context, dir, step string, total uint64, interval time
 }
 
 // watchVMM reports the VMM plugin's own progress of step (plugins with
-// vmm.CapProgress) until the returned stop is called.
-func (s *Session) watchVMM(ctx context.Context, step string) (stop func()) {
+// vmm.CapProgress) until the returned stop is called. stop(true), after
+// the step succeeded, asks once more and ends the report with the step's
+// whole size, so that a step shorter than a poll is reported too.
+func (s *Session) watchVMM(ctx context.Context, step string) (stop func(succeeded bool)) {
 	pr, ok := s.vmm.VMM().(vmm.ProgressReporter)
 	if s.opts.Progress == nil || !ok || !s.vmm.Info.Has(vmm.CapProgress) {
-		return func() {}
+		return func(bool) {}
 	}
 	var last vmm.ProgressResponse
-	end := every(ctx, 250*time.Millisecond, func() {
+	poll := func() bool {
 		qctx, cancel := context.WithTimeout(ctx, time.Second)
 		p, err := pr.Progress(qctx, vmm.ProgressRequest{Name: s.spec.Name})
 		cancel()
-		if err == nil && p.Step == step && p.Total > 0 {
-			last = p
-			s.opts.Progress(Progress{Step: step, Done: min(p.Done, p.Total), Total: p.Total})
+		if err != nil || p.Step != step || p.Total == 0 {
+			return false
+		}
+		last = p
+		return true
+	}
+	end := every(ctx, 250*time.Millisecond, func() {
+		if poll() {
+			s.opts.Progress(Progress{Step: step, Done: min(last.Done, last.Total), Total: last.Total})
 		}
 	})
-	return func() {
+	return func(succeeded bool) {
 		end()
-		if last.Total > 0 { // it showed progress: end it
+		switch {
+		case succeeded && (poll() || last.Total > 0):
 			s.opts.Progress(Progress{Step: step, Done: last.Total, Total: last.Total, Final: true})
+		case last.Total > 0: // it failed part way: end the bar where it stood
+			s.opts.Progress(Progress{Step: step, Done: min(last.Done, last.Total), Total: last.Total, Final: true})
 		}
 	}
 }

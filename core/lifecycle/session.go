@@ -539,7 +539,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		}
 		stopWatch := s.watchVMM(ctx, "resume")
 		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description, Sums: sums})
-		stopWatch()
+		stopWatch(err == nil)
 		if err != nil {
 			err = s.vmm.Err("resume "+p.Manifest.ID, err)
 			if errors.Is(err, sdk.ErrIncompatibleHost) || errors.Is(err, sdk.ErrCorrupt) {

@@ -304,8 +304,10 @@ type VMM interface {
 // ProgressRequest asks how far the running Suspend or Resume is.
 type ProgressRequest struct{ Name string }
 
-// ProgressResponse says it: Step is "suspend" or "resume" ("" when
-// neither runs), Done of Total bytes of state (Total 0 when unknown).
+// ProgressResponse says it: Step is "suspend" or "resume", Done of Total
+// bytes of state (Total 0 when unknown). Once a step has ended, its last
+// figures stay until the next Suspend or Resume begins ("" before any),
+// so the host's last poll after a short step still reads what it moved.
 type ProgressResponse struct {
 	Step        string
 	Done, Total uint64

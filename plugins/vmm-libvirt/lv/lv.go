@@ -563,13 +563,19 @@ func (p *Plugin) onLifecycle(_ *libvirt.Connect, d *libvirt.Domain, ev *libvirt.
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.vm
-	if m == nil || m.name != name {
+	if m == nil || m.dom == nil || m.name != name { // not ours, or not ours yet
 		return
 	}
 	var e vmm.Event
 	switch ev.Event {
 	case libvirt.DOMAIN_EVENT_STOPPED:
 		if m.stopping {
+			return
+		}
+		// A domain restored from a save image has the saved one's name,
+		// and the saved one's stop can come after this one started: a
+		// stop of a domain that still runs is not this one's.
+		if active, err := m.dom.IsActive(); err == nil && active {
 			return
 		}
 		switch libvirt.DomainEventStoppedDetailType(ev.Detail) {

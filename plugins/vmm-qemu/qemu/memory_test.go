@@ -213,9 +213,14 @@ func TestResumeGoesOnWhereSuspendStopped(t *testing.T) {
 				b, _ := io.ReadAll(log)
 				log.Close()
 				before := countersIn(b)
-				re, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: dir, Description: su.Description})
+				re, err := v.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: dir, Description: su.Description, Sums: su.Sums})
 				if err != nil {
 					t.Fatal(err)
+				}
+				// The resume's progress, asked after it returned, is whole:
+				// a resume shorter than the host's poll is reported too.
+				if p, err := v.(vmm.ProgressReporter).Progress(ctx, vmm.ProgressRequest{Name: spec.Name}); err != nil || p.Step != "resume" || p.Total == 0 || p.Done != p.Total {
+					t.Errorf("cycle %d: progress after the resume is %+v (%v), want the resume's whole state", i, p, err)
 				}
 				con = re.Console
 				n = waitPast(t, v, vmmtest.Machine{Spec: spec, Dir: mdir, Console: con}, 0)

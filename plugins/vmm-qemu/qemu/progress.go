@@ -9,8 +9,9 @@ import (
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
-// progress is how far the running suspend or resume has moved the state
-// through the plugin (a streamed state; mapped memory is not counted).
+// progress is how far the running (or the last) suspend or resume has
+// moved the state through the plugin (a streamed state; mapped memory is
+// not counted).
 type progress struct {
 	mu    sync.Mutex
 	step  string
@@ -25,7 +26,8 @@ func (p *progress) start(step string, total uint64) {
 	p.done.Store(0)
 }
 
-func (p *progress) end() { p.start("", 0) }
+// reset forgets the last step's figures: a Suspend or Resume begins.
+func (p *progress) reset() { p.start("", 0) }
 
 // counter counts what goes through w into p.
 func (p *progress) counter(w io.Writer) io.Writer { return countWriter{w, &p.done} }

@@ -569,6 +569,7 @@ func waitMigration(ctx context.Context, v *proc) error {
 func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.SuspendResponse, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.prog.reset()
 	v := p.vm
 	if v == nil || !v.alive() {
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", sdk.ErrNotRunning)
@@ -635,7 +636,6 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	}
 	p.prog.start("suspend", total)
 	go func() {
-		defer p.prog.end()
 		// (struct{io.Reader} hides pr's WriteTo, which would copy in
 		// 32 KiB pieces.)
 		_, err := io.CopyBuffer(p.prog.counter(sum), struct{ io.Reader }{pr}, make([]byte, 1<<20))
@@ -721,6 +721,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeResponse, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.prog.reset()
 	if p.vm != nil {
 		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: machine %s is running: %w", p.vm.spec.Name, sdk.ErrBusy)
 	}
@@ -824,7 +825,6 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	fd := int(f.Fd())
 	if want, ok := findSum(req.Sums, StateFile); ok {
 		p.prog.start("resume", want.Size)
-		defer p.prog.end()
 		if loaded, err = checkWhileLoading(f, want, p.prog.counter); err != nil {
 			return fail(err)
 		}
