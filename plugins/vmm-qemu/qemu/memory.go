@@ -20,18 +20,19 @@ import (
 // Mapped guest memory. The guest's RAM is a file in the vault, shared
 // with QEMU (memory-backend-file, share=on), and the migration stream
 // carries only the device state (x-ignore-shared). A suspend fsyncs the
-// file, so only the pages the guest changed reach the pad, then clones
-// it into the point (FICLONE: the point shares the file's blocks, and
-// later writes to the file go elsewhere). A resume clones the point's
-// RAM into a new running file and the guest starts at once: its pages
-// are read as it touches them, and a background reader brings in the
-// rest.
+// file, so only the pages the guest changed reach the pad, then moves it
+// into the point (QEMU writes no more of it; its cached pages go along,
+// so the seal's checksums read memory, not the pad). A resume clones the
+// point's RAM into a new running file and the guest starts at once: its
+// pages are read as it touches them, and a background reader brings in
+// the rest.
 //
 // Crash safety: the running file moves ahead of the sealed state as soon
-// as the guest runs, but the points hold their own clones, which nothing
-// writes. Whatever is killed when, the newest sealed point resumes from
-// its own clone; a running file left by a killed session is garbage, and
-// the next launch removes it.
+// as the guest runs, but each point holds its own file (a clone, or the
+// running file of the session that sealed it), which nothing writes.
+// Whatever is killed when, the newest sealed point resumes from its own
+// file; a running file left by a killed session is garbage, and the next
+// launch removes it.
 
 // RAMFile holds a mapped point's guest RAM, beside StateFile (then only
 // the device state).
@@ -99,6 +100,20 @@ func cloneFile(ctx context.Context, dst, src string) error {
 		return err
 	}
 	return nil
+}
+
+// moveFile moves src to dst (which must not exist), or, where they are
+// on different file systems, makes dst a clone or copy of it; src is
+// then left for its owner to remove.
+func moveFile(ctx context.Context, dst, src string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EXDEV), errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS):
+		return cloneFile(ctx, dst, src)
+	}
+	return fmt.Errorf("move %s: %w", src, err)
 }
 
 // newRAMFile names a new running RAM file in machineDir and removes those

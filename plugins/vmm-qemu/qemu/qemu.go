@@ -678,16 +678,18 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	}
 	var ramFiles []string
 	if mapped {
-		// The pages the guest changed reach the pad now; then the point
-		// gets its own copy of the file, sharing its blocks.
+		// The pages the guest changed reach the pad now; then the file
+		// becomes the point's (QEMU is stopped and writes no more of it;
+		// its cached pages go with it, so that sealing the point reads
+		// them from memory, not from the pad).
 		if err := syncFile(v.ramFile); err != nil {
 			return fail(err)
 		}
 		timer.Mark("sync")
-		if err := cloneFile(ctx, filepath.Join(req.StateDir, RAMFile), v.ramFile); err != nil {
+		if err := moveFile(ctx, filepath.Join(req.StateDir, RAMFile), v.ramFile); err != nil {
 			return fail(err)
 		}
-		timer.Mark("clone")
+		timer.Mark("move")
 		ramFiles = []string{RAMFile}
 	} else {
 		timer.Mark("sync")
