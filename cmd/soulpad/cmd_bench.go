@@ -125,8 +125,8 @@ paper's numbers) and latency.svg (a chart) to --out.`,
 					fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: FAILED: %s\n", i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Error)
 					return
 				}
-				fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s, resume %.2f s (tick %.2f s), 2nd suspend %.2f s; about %s left\n",
-					i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Resume, c.ResumeTick, c.Suspend2, left)
+				fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s (%.2f CPU-s), resume %.2f s (tick %.2f s, %.2f CPU-s), 2nd suspend %.2f s (%.2f CPU-s); about %s left\n",
+					i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Suspend1CPU, c.Resume, c.ResumeTick, c.ResumeTickCPU, c.Suspend2, c.Suspend2CPU, left)
 			})
 			med := bench.Median(cells)
 			fmt.Fprintln(w)

@@ -50,6 +50,15 @@ type Cell struct {
 	Suspend2   float64 `json:"second_suspend_s"`
 	Written1   float64 `json:"suspend_mib_to_pad"`
 	Written2   float64 `json:"second_suspend_mib_to_pad"`
+	// CPU seconds (user and system) of soulpad run, its plugins and QEMU:
+	// over each suspend, and from the start of the resuming run to the
+	// guest's next tick.
+	Suspend1CPU   float64 `json:"suspend_cpu_s"`
+	ResumeTickCPU float64 `json:"resume_to_tick_cpu_s"`
+	Suspend2CPU   float64 `json:"second_suspend_cpu_s"`
+	// Read1 and Read2: what each suspend read back from the pad.
+	Read1 float64 `json:"suspend_mib_from_pad"`
+	Read2 float64 `json:"second_suspend_mib_from_pad"`
 	// Stages are the resumed session's stage times from the journal.
 	Stages map[string]float64 `json:"stages_s"`
 	Error  string             `json:"error,omitempty"`
@@ -170,16 +179,19 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 	if err != nil {
 		return err
 	}
-	w0 := disk.written()
+	r0, w0 := disk.io()
+	cpu0 := treeCPU(run.cmd.Process.Pid)
 	t := time.Now()
 	if _, err := cli("suspend", "--wait"); err != nil {
 		return err
 	}
 	c.Suspend1 = time.Since(t).Seconds()
-	c.Written1 = float64(disk.written()-w0) / (1 << 20)
+	r1, w1 := disk.io()
+	c.Read1, c.Written1 = float64(r1-r0)/(1<<20), float64(w1-w0)/(1<<20)
 	if err := run.end(); err != nil {
 		return err
 	}
+	c.Suspend1CPU = run.cpu() - cpu0
 
 	// Unplug and plug in again (nothing cached), resume.
 	if err := disk.Unplug(); err != nil {
@@ -205,18 +217,22 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	c.ResumeTick = time.Since(t).Seconds()
+	c.ResumeTickCPU = treeCPU(run.cmd.Process.Pid)
 
 	// The second suspend: what changed since the first.
-	w0 = disk.written()
+	r0, w0 = disk.io()
+	cpu0 = treeCPU(run.cmd.Process.Pid)
 	t = time.Now()
 	if _, err := cli("suspend", "--wait"); err != nil {
 		return err
 	}
 	c.Suspend2 = time.Since(t).Seconds()
-	c.Written2 = float64(disk.written()-w0) / (1 << 20)
+	r1, w1 = disk.io()
+	c.Read2, c.Written2 = float64(r1-r0)/(1<<20), float64(w1-w0)/(1<<20)
 	if err := run.end(); err != nil {
 		return err
 	}
+	c.Suspend2CPU = run.cpu() - cpu0
 	out, err := cli("status", "--json")
 	if err != nil {
 		return err
@@ -270,18 +286,20 @@ func waitConsole(ctx context.Context, cli func(...string) (string, error), run *
 	return 0, fmt.Errorf("the machine's console did not show %q in %s", what, d)
 }
 
-// written is what was written to the loop device so far, in bytes.
-func (d *PadDisk) written() uint64 {
+// io is what was read from and written to the loop device so far, in
+// bytes.
+func (d *PadDisk) io() (read, written uint64) {
 	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(d.Dev), "stat"))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(string(b))
 	if len(f) < 7 {
-		return 0
+		return 0, 0
 	}
-	n, _ := strconv.ParseUint(f[6], 10, 64) // sectors written
-	return n * 512
+	r, _ := strconv.ParseUint(f[2], 10, 64) // sectors read
+	w, _ := strconv.ParseUint(f[6], 10, 64) // sectors written
+	return r * 512, w * 512
 }
 
 type running struct {
@@ -351,6 +369,70 @@ func (r *running) end() error {
 	}
 }
 
+// cpu is the CPU seconds the ended run used, with every process under
+// it that it (or they) waited for: its plugins and QEMU.
+func (r *running) cpu() float64 {
+	if r.cmd.ProcessState == nil {
+		return 0
+	}
+	ru, ok := r.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// treeCPU is the CPU seconds process pid and the live processes under it
+// have used, with those of the children they waited for.
+func treeCPU(pid int) float64 {
+	type proc struct {
+		ppid int
+		cpu  float64
+	}
+	procs := map[int]proc{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		var id, ppid int
+		var ut, st, cut, cst float64
+		fmt.Sscan(filepath.Base(filepath.Dir(d)), &id)
+		fmt.Sscan(f[1], &ppid)
+		fmt.Sscan(f[11], &ut)
+		fmt.Sscan(f[12], &st)
+		fmt.Sscan(f[13], &cut)
+		fmt.Sscan(f[14], &cst)
+		procs[id] = proc{ppid, (ut + st + cut + cst) / 100} // USER_HZ
+	}
+	in := func(id int) bool {
+		for n := 0; id > 1 && n < 64; n++ {
+			if id == pid {
+				return true
+			}
+			id = procs[id].ppid
+		}
+		return false
+	}
+	var sum float64
+	for id, p := range procs {
+		if in(id) {
+			sum += p.cpu
+		}
+	}
+	return sum
+}
+
 func (r *running) kill() {
 	if r.cmd.ProcessState == nil && r.cmd.Process != nil {
 		_ = r.cmd.Process.Signal(os.Interrupt) // a suspend, never a kill
@@ -399,7 +481,10 @@ func Median(cells []Cell) []Cell {
 		m := Cell{MemoryMiB: k.m, Speed: k.s, Crypt: k.cr, Rep: len(g), Stages: map[string]float64{},
 			Suspend1: med(func(c Cell) float64 { return c.Suspend1 }), Resume: med(func(c Cell) float64 { return c.Resume }),
 			ResumeTick: med(func(c Cell) float64 { return c.ResumeTick }), Suspend2: med(func(c Cell) float64 { return c.Suspend2 }),
-			Written1: med(func(c Cell) float64 { return c.Written1 }), Written2: med(func(c Cell) float64 { return c.Written2 })}
+			Written1: med(func(c Cell) float64 { return c.Written1 }), Written2: med(func(c Cell) float64 { return c.Written2 }),
+			Read1: med(func(c Cell) float64 { return c.Read1 }), Read2: med(func(c Cell) float64 { return c.Read2 }),
+			Suspend1CPU: med(func(c Cell) float64 { return c.Suspend1CPU }), ResumeTickCPU: med(func(c Cell) float64 { return c.ResumeTickCPU }),
+			Suspend2CPU: med(func(c Cell) float64 { return c.Suspend2CPU })}
 		for st := range g[0].Stages {
 			m.Stages[st] = med(func(c Cell) float64 { return c.Stages[st] })
 		}

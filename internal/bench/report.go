@@ -36,16 +36,17 @@ var Paper = struct {
 // Table prints the medians beside the paper's numbers.
 func Table(w io.Writer, med []Cell) {
 	fmt.Fprintln(w, "Table 2 — suspend and resume latency (s) by memory and pad; the paper: a 256 MB VM over USB 2.0")
+	fmt.Fprintln(w, "(CPU): CPU-seconds of soulpad run, its plugins and QEMU over the step before it")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "memory\tpad\tcrypt\tresume\tto tick\tsuspend\t2nd suspend\tMiB to pad\t2nd MiB\truns\tpaper resume\tpaper suspend\t")
+	fmt.Fprintln(tw, "memory\tpad\tcrypt\tresume\tto tick\t(CPU)\tsuspend\t(CPU)\t2nd suspend\t(CPU)\tMiB to pad\t2nd MiB\tMiB read\t2nd read\truns\tpaper resume\tpaper suspend\t")
 	for _, c := range med {
 		pr, ps := "", ""
 		if c.Speed == "usb2" && c.MemoryMiB == 256 {
 			pr = fmt.Sprintf("%.0f–%.0f", Paper.ResumeUSB2[0], Paper.ResumeUSB2[1])
 			ps = fmt.Sprintf("%.0f–%.0f", Paper.SuspendUSB2[0], Paper.SuspendUSB2[1])
 		}
-		fmt.Fprintf(tw, "%d MiB\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%d\t%s\t%s\t\n", c.MemoryMiB, c.Speed, c.Crypt,
-			c.Resume, c.ResumeTick, c.Suspend1, c.Suspend2, c.Written1, c.Written2, c.Rep, pr, ps)
+		fmt.Fprintf(tw, "%d MiB\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%s\t%s\t\n", c.MemoryMiB, c.Speed, c.Crypt,
+			c.Resume, c.ResumeTick, c.ResumeTickCPU, c.Suspend1, c.Suspend1CPU, c.Suspend2, c.Suspend2CPU, c.Written1, c.Written2, c.Read1, c.Read2, c.Rep, pr, ps)
 	}
 	tw.Flush()
 
@@ -102,14 +103,14 @@ func WriteCSV(path string, cells []Cell) error {
 	}
 	w := csv.NewWriter(f)
 	stages := []string{"boot", "detect", "unlock", "resume", "run", "suspend", "shutdown"}
-	head := []string{"memory_mib", "pad_speed", "crypt", "rep", "resume_to_running_s", "resume_to_tick_s", "suspend_s", "second_suspend_s", "suspend_mib_to_pad", "second_suspend_mib_to_pad"}
+	head := []string{"memory_mib", "pad_speed", "crypt", "rep", "resume_to_running_s", "resume_to_tick_s", "suspend_s", "second_suspend_s", "suspend_mib_to_pad", "second_suspend_mib_to_pad", "suspend_mib_from_pad", "second_suspend_mib_from_pad", "resume_to_tick_cpu_s", "suspend_cpu_s", "second_suspend_cpu_s"}
 	for _, s := range stages {
 		head = append(head, "stage_"+s+"_s")
 	}
 	_ = w.Write(append(head, "error"))
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, c := range cells {
-		row := []string{strconv.FormatInt(c.MemoryMiB, 10), c.Speed, c.Crypt, strconv.Itoa(c.Rep), ff(c.Resume), ff(c.ResumeTick), ff(c.Suspend1), ff(c.Suspend2), ff(c.Written1), ff(c.Written2)}
+		row := []string{strconv.FormatInt(c.MemoryMiB, 10), c.Speed, c.Crypt, strconv.Itoa(c.Rep), ff(c.Resume), ff(c.ResumeTick), ff(c.Suspend1), ff(c.Suspend2), ff(c.Written1), ff(c.Written2), ff(c.Read1), ff(c.Read2), ff(c.ResumeTickCPU), ff(c.Suspend1CPU), ff(c.Suspend2CPU)}
 		for _, s := range stages {
 			row = append(row, ff(c.Stages[s]))
 		}

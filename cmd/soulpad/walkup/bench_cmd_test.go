@@ -41,6 +41,8 @@ func TestBenchQuick(t *testing.T) {
 			Resume   float64 `json:"resume_to_running_s"`
 			Suspend  float64 `json:"suspend_s"`
 			Written1 float64 `json:"suspend_mib_to_pad"`
+			CPU      float64 `json:"suspend_cpu_s"`
+			TickCPU  float64 `json:"resume_to_tick_cpu_s"`
 		} `json:"medians"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil || len(res.Medians) != 2 {
@@ -52,6 +54,11 @@ func TestBenchQuick(t *testing.T) {
 		// kernel writes the RAM file back, so only a floor is sure.
 		if m.Written1 < 16 {
 			t.Errorf("%s: the suspend wrote %.0f MiB to the pad", m.Speed, m.Written1)
+		}
+		// The suspend and the resume ran QEMU and the plugins: their CPU
+		// time is counted.
+		if m.CPU <= 0 || m.TickCPU <= 0 || m.CPU > 10*m.Suspend+5 {
+			t.Errorf("%s: the suspend used %.2f CPU-s in %.2f s, the resume %.2f CPU-s", m.Speed, m.CPU, m.Suspend, m.TickCPU)
 		}
 		// What the suspend wrote went through the cap (it is synced
 		// before the point is sealed): no less time than that.
