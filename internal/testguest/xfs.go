@@ -1,15 +1,53 @@
 package testguest
 
 import (
+	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 )
 
+// ownerFile, beside an XFSDir image, holds the test process's pid.
+const ownerFile = "xfs.owner"
+
+// sweepXFSDirs unmounts and removes the XFSDir mounts of test processes
+// that are gone (killed, or timed out), whose cleanup never ran.
+func sweepXFSDirs() {
+	f, err := os.Open("/proc/mounts")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 || fields[2] != "xfs" || filepath.Base(fields[1]) != "mnt" {
+			continue
+		}
+		base := filepath.Dir(fields[1])
+		b, err := os.ReadFile(filepath.Join(base, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		if exec.Command("umount", fields[1]).Run() == nil {
+			_ = os.RemoveAll(base)
+		}
+	}
+}
+
 // XFSDir returns a fresh directory on an XFS file system with reflink,
 // as crypt-luks makes inside a vault of 512 MiB or more: a sparse image
-// of size bytes, loop-mounted for the test and unmounted after it. It
+// of size bytes, loop-mounted for the test and unmounted after it (or,
+// when the test process was killed, by the next XFSDir). It
 // skips the test (fails it in CI) without root or mkfs.xfs.
 func XFSDir(t testing.TB, size int64) string {
 	t.Helper()
@@ -25,7 +63,11 @@ func XFSDir(t testing.TB, size int64) string {
 	if os.Geteuid() != 0 {
 		miss("a loop mount needs root")
 	}
+	sweepXFSDirs()
 	base := t.TempDir()
+	if err := os.WriteFile(filepath.Join(base, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	img := filepath.Join(base, "xfs.img")
 	f, err := os.Create(img)
 	if err == nil {
