@@ -21,6 +21,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/soulpad/soulpad/internal/ownerpid"
+	"github.com/soulpad/soulpad/internal/proccpu"
 )
 
 // Plan is what to measure.
@@ -117,7 +120,7 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 	}
 	defer os.RemoveAll(dir)
 	// A later bench undoes what this one leaves if it is killed.
-	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(fmt.Sprint(os.Getpid())), 0o600); err != nil {
+	if err := ownerpid.Mark(filepath.Join(dir, pidFile)); err != nil {
 		return err
 	}
 	disk, err := NewPadDisk(dir, 3*c.MemoryMiB+1024)
@@ -180,7 +183,7 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	r0, w0 := disk.io()
-	cpu0 := treeCPU(run.cmd.Process.Pid)
+	cpu0 := proccpu.Tree(run.cmd.Process.Pid)
 	t := time.Now()
 	if _, err := cli("suspend", "--wait"); err != nil {
 		return err
@@ -217,11 +220,11 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	c.ResumeTick = time.Since(t).Seconds()
-	c.ResumeTickCPU = treeCPU(run.cmd.Process.Pid)
+	c.ResumeTickCPU = proccpu.Tree(run.cmd.Process.Pid)
 
 	// The second suspend: what changed since the first.
 	r0, w0 = disk.io()
-	cpu0 = treeCPU(run.cmd.Process.Pid)
+	cpu0 = proccpu.Tree(run.cmd.Process.Pid)
 	t = time.Now()
 	if _, err := cli("suspend", "--wait"); err != nil {
 		return err
@@ -381,56 +384,6 @@ func (r *running) cpu() float64 {
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
-}
-
-// treeCPU is the CPU seconds process pid and the live processes under it
-// have used, with those of the children they waited for.
-func treeCPU(pid int) float64 {
-	type proc struct {
-		ppid int
-		cpu  float64
-	}
-	procs := map[int]proc{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, d := range dirs {
-		b, err := os.ReadFile(d)
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 15 {
-			continue
-		}
-		var id, ppid int
-		var ut, st, cut, cst float64
-		fmt.Sscan(filepath.Base(filepath.Dir(d)), &id)
-		fmt.Sscan(f[1], &ppid)
-		fmt.Sscan(f[11], &ut)
-		fmt.Sscan(f[12], &st)
-		fmt.Sscan(f[13], &cut)
-		fmt.Sscan(f[14], &cst)
-		procs[id] = proc{ppid, (ut + st + cut + cst) / 100} // USER_HZ
-	}
-	in := func(id int) bool {
-		for n := 0; id > 1 && n < 64; n++ {
-			if id == pid {
-				return true
-			}
-			id = procs[id].ppid
-		}
-		return false
-	}
-	var sum float64
-	for id, p := range procs {
-		if in(id) {
-			sum += p.cpu
-		}
-	}
-	return sum
 }
 
 func (r *running) kill() {

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/soulpad/soulpad/internal/ownerpid"
 )
 
 // Speed is a pad's throughput: a USB generation, or the disk as it is.
@@ -176,12 +178,7 @@ func SweepStale(dir string) []string {
 	var swept []string
 	cells, _ := filepath.Glob(filepath.Join(dir, "soulpad-bench-*"))
 	for _, c := range cells {
-		b, err := os.ReadFile(filepath.Join(c, pidFile))
-		if err != nil {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 || alive(pid) {
+		if !ownerpid.Orphaned(filepath.Join(c, pidFile)) {
 			continue
 		}
 		d := &PadDisk{Image: filepath.Join(c, "pad.img"), Mount: filepath.Join(c, "mnt")}
@@ -205,9 +202,4 @@ func SweepStale(dir string) []string {
 		}
 	}
 	return swept
-}
-
-func alive(pid int) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return err == nil
 }

@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/soulpad/soulpad/internal/ownerpid"
 )
 
 //go:embed build.sh initramfs-init host-init
@@ -237,7 +239,7 @@ const ownerFile = ".owner.pid"
 // own marks dir as this process's scratch (SweepStale removes it once the
 // process is gone).
 func own(dir string) error {
-	return os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600)
+	return ownerpid.Mark(filepath.Join(dir, ownerFile))
 }
 
 // Scratch makes a scratch directory beside an image being built, marked
@@ -260,16 +262,8 @@ func SweepStale(dir string) []string {
 	var swept []string
 	old, _ := filepath.Glob(filepath.Join(dir, ".soulpad-image-*"))
 	for _, d := range old {
-		b, err := os.ReadFile(filepath.Join(d, ownerFile))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 {
-			continue
-		}
-		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
-			continue // its build still runs
+		if !ownerpid.Orphaned(filepath.Join(d, ownerFile)) {
+			continue // its build still runs, or it is not a build's
 		}
 		if os.RemoveAll(d) == nil {
 			swept = append(swept, d)

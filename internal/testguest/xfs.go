@@ -2,14 +2,13 @@ package testguest
 
 import (
 	"bufio"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/soulpad/soulpad/internal/ownerpid"
 )
 
 // ownerFile, beside an XFSDir image, holds the test process's pid.
@@ -30,12 +29,7 @@ func sweepXFSDirs() {
 			continue
 		}
 		base := filepath.Dir(fields[1])
-		b, err := os.ReadFile(filepath.Join(base, ownerFile))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if !ownerpid.Orphaned(filepath.Join(base, ownerFile)) {
 			continue
 		}
 		if exec.Command("umount", fields[1]).Run() == nil {
@@ -65,7 +59,7 @@ func XFSDir(t testing.TB, size int64) string {
 	}
 	sweepXFSDirs()
 	base := t.TempDir()
-	if err := os.WriteFile(filepath.Join(base, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := ownerpid.Mark(filepath.Join(base, ownerFile)); err != nil {
 		t.Fatal(err)
 	}
 	img := filepath.Join(base, "xfs.img")

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/soulpad/soulpad/internal/proccpu"
 	"github.com/soulpad/soulpad/internal/testguest"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -162,7 +163,7 @@ func ChildrenCPUSeconds() float64 {
 }
 
 // ProcCPUSeconds is the CPU time process pid has used (0 once it is gone).
-func ProcCPUSeconds(pid int) float64 { return procCPU(pid, false) }
+func ProcCPUSeconds(pid int) float64 { return proccpu.Seconds(pid, false) }
 
 // ProcTreeCPUSeconds is the CPU time processes pids have used, with that
 // of the children they have waited for: for a process tree, give every
@@ -170,32 +171,9 @@ func ProcCPUSeconds(pid int) float64 { return procCPU(pid, false) }
 func ProcTreeCPUSeconds(pids ...int) float64 {
 	var sum float64
 	for _, p := range pids {
-		sum += procCPU(p, true)
+		sum += proccpu.Seconds(p, true)
 	}
 	return sum
-}
-
-func procCPU(pid int, reaped bool) float64 {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(st), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(st[i+1:]))
-	if len(f) < 15 {
-		return 0
-	}
-	var ut, stime, cut, cst float64
-	fmt.Sscan(f[11], &ut)
-	fmt.Sscan(f[12], &stime)
-	if reaped {
-		fmt.Sscan(f[13], &cut)
-		fmt.Sscan(f[14], &cst)
-	}
-	return (ut + stime + cut + cst) / 100 // USER_HZ
 }
 
 // PidServing is the pid of the process whose argv names path (QEMU, by
