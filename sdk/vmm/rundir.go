@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/ownerpid"
 	"github.com/soulpad/soulpad/sdk"
 )
 
@@ -18,18 +19,32 @@ import (
 func RunDir(prefix, socket string) (string, error) {
 	base := sdk.RuntimeDir()
 	SweepRunDirs(base, prefix, socket)
-	return os.MkdirTemp(base, prefix)
+	dir, err := os.MkdirTemp(base, prefix)
+	if err != nil {
+		return "", err
+	}
+	if err := ownerpid.Mark(filepath.Join(dir, runDirOwner)); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }
+
+// runDirOwner in a run directory holds the pid of the plugin that made it.
+const runDirOwner = "owner.pid"
 
 // SweepRunDirs removes the run directories base/prefix* of machines that
 // are gone (their plugin was killed outright): nobody answers on their
 // socket. A directory younger than a minute may be one being set up; it
-// stays.
+// stays, unless the plugin that made it is gone too.
 func SweepRunDirs(base, prefix, socket string) {
 	dirs, _ := filepath.Glob(filepath.Join(base, prefix+"*"))
 	for _, d := range dirs {
 		fi, err := os.Lstat(d)
-		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < time.Minute {
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if time.Since(fi.ModTime()) < time.Minute && !ownerpid.Orphaned(filepath.Join(d, runDirOwner)) {
 			continue
 		}
 		c, err := net.DialTimeout("unix", filepath.Join(d, socket), 200*time.Millisecond)

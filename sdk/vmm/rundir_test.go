@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -34,15 +35,31 @@ func TestSweepRunDirs(t *testing.T) {
 	}
 	defer ln.Close()
 	young := mk("qemu-young", time.Now())
+	// Made a moment ago by a plugin that is gone (killed at once): no
+	// need to wait a minute. One whose plugin lives stays.
+	orphan := mk("qemu-orphan", time.Now())
+	os.WriteFile(filepath.Join(orphan, runDirOwner), []byte("4194305"), 0o600) // above pid_max: no such process
+	mine, err := RunDir("qemu-", "qmp.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(mine)
+	if _, err := os.Stat(filepath.Join(mine, runDirOwner)); err != nil {
+		t.Fatalf("RunDir did not mark its directory: %v", err)
+	}
+	mineHere := mk("qemu-mine", time.Now())
+	os.WriteFile(filepath.Join(mineHere, runDirOwner), []byte(strconv.Itoa(os.Getpid())), 0o600)
 	other := mk("libvirt-dead", old)                   // another plugin's prefix
 	if err := os.Chtimes(live, old, old); err != nil { // the socket made it new again
 		t.Fatal(err)
 	}
 	SweepRunDirs(base, "qemu-", "qmp.sock")
-	if _, err := os.Stat(dead); err == nil {
-		t.Error("a dead QEMU's run directory (with the console log) is left")
+	for _, d := range []string{dead, orphan} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s, a dead QEMU's run directory (with the console log), is left", d)
+		}
 	}
-	for _, d := range []string{live, young, other} {
+	for _, d := range []string{live, young, mineHere, other} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s was removed: %v", d, err)
 		}
