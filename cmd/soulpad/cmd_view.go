@@ -17,9 +17,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/internal/fbview"
 	"github.com/soulpad/soulpad/internal/rfb"
+	"github.com/soulpad/soulpad/sdk/atomicfile"
 )
 
 // viewers are the VNC viewers `soulpad view` starts, in order of

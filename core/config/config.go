@@ -114,6 +114,18 @@ func (p Plugins) ByKind() map[string]string {
 	return out
 }
 
+// Kinds are the kinds plugins chooses a plugin for, in field order.
+func (p Plugins) Kinds() []string {
+	var out []string
+	t := reflect.TypeOf(p)
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); f.Type.Kind() == reflect.String {
+			out = append(out, f.Tag.Get("koanf"))
+		}
+	}
+	return out
+}
+
 // Session tunes the run.
 type Session struct {
 	// SuspendTimeoutSeconds bounds the suspend stage.
@@ -288,8 +300,9 @@ var envIgnored = map[string]bool{"SOULPAD_CONFIG": true, "SOULPAD_PLUGIN_MAGIC_C
 
 const pluginEnvPrefix = "SOULPAD_PLUGIN_"
 
-// pluginKinds are the first word of every plugin's name.
-var pluginKinds = []string{"crypt", "vmm", "detect", "backup", "store"}
+// pluginKinds are the first word of every plugin's name: the kinds
+// plugins chooses a plugin for (one field per kind, see Plugins).
+var pluginKinds = Plugins{}.Kinds()
 
 // pluginEnvKey maps SOULPAD_PLUGIN_<NAME>_<KEY> to "plugin.<name>.<key>":
 // NAME is a plugin's name with "-" as "_" (BACKUP_RESTIC for

@@ -14,8 +14,8 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
-	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/atomicfile"
 	"github.com/soulpad/soulpad/sdk/crypt"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )

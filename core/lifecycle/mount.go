@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/core/pad"
-	"github.com/soulpad/soulpad/internal/mountinfo"
+	"github.com/soulpad/soulpad/sdk/mountinfo"
 )
 
 // detachMount makes sure nothing of a vault stays mounted at dir after

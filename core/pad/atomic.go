@@ -3,7 +3,7 @@ package pad
 import (
 	"os"
 
-	"github.com/soulpad/soulpad/internal/atomicfile"
+	"github.com/soulpad/soulpad/sdk/atomicfile"
 )
 
 // WriteFileAtomic writes data to path so that a reader (or a power cut)

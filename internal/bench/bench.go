@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/ownerpid"
 	"github.com/soulpad/soulpad/internal/proccpu"
+	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
 // Plan is what to measure.

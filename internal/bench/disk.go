@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/soulpad/soulpad/internal/ownerpid"
+	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
 // Speed is a pad's throughput: a USB generation, or the disk as it is.

@@ -23,8 +23,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/atomicfile"
 )
 
 // Suffix names a chunked file's directory: <name>.soulpad-chunks/.

@@ -32,7 +32,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/soulpad/soulpad/internal/ownerpid"
+	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
 //go:embed build.sh initramfs-init host-init

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/soulpad/soulpad/internal/ownerpid"
+	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
 // ownerFile, beside an XFSDir image, holds the test process's pid.

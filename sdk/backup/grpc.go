@@ -2,45 +2,23 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/internal/pb"
-	"github.com/soulpad/soulpad/sdk/internal/registry"
 	"github.com/soulpad/soulpad/sdk/internal/rpc"
 )
 
 func init() {
-	registry.Register(registry.Kind{Name: string(sdk.KindBackup), APIVersion: APIVersion, Order: 40, Maker: func(impl any) (plugin.Plugin, error) {
-		if impl == nil {
-			return &grpcPlugin{}, nil
-		}
-		b, ok := impl.(Backup)
-		if !ok {
-			return nil, errors.New("Info says kind backup but the plugin does not implement backup.Backup")
-		}
-		return &grpcPlugin{impl: b}, nil
-	}})
-}
-
-type grpcPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl Backup
-}
-
-func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
-	pb.RegisterBackupServer(s, &server{impl: p.impl})
-	return nil
-}
-
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewBackupClient(c)}, nil
+	rpc.RegisterKind(rpc.KindGlue[Backup]{Kind: sdk.KindBackup, APIVersion: APIVersion, Order: 40, Interface: "backup.Backup",
+		Serve: func(impl Backup, s *grpc.Server) { pb.RegisterBackupServer(s, &server{impl: impl}) },
+		Client: func(base rpc.BaseClient, c *grpc.ClientConn) any {
+			return &Client{BaseClient: base, c: pb.NewBackupClient(c)}
+		},
+	})
 }
 
 func progressToPB(p Progress) *pb.Progress {

@@ -2,46 +2,24 @@ package crypt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/internal/pb"
-	"github.com/soulpad/soulpad/sdk/internal/registry"
 	"github.com/soulpad/soulpad/sdk/internal/rpc"
 )
 
 func init() {
-	registry.Register(registry.Kind{Name: string(sdk.KindCrypt), APIVersion: APIVersion, Order: 20, Maker: func(impl any) (plugin.Plugin, error) {
-		if impl == nil {
-			return &grpcPlugin{}, nil
-		}
-		c, ok := impl.(Crypt)
-		if !ok {
-			return nil, errors.New("Info says kind crypt but the plugin does not implement crypt.Crypt")
-		}
-		return &grpcPlugin{impl: c}, nil
-	}})
-}
-
-type grpcPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl Crypt
-}
-
-func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
-	pb.RegisterCryptServer(s, &server{impl: p.impl})
-	return nil
-}
-
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewCryptClient(c)}, nil
+	rpc.RegisterKind(rpc.KindGlue[Crypt]{Kind: sdk.KindCrypt, APIVersion: APIVersion, Order: 20, Interface: "crypt.Crypt",
+		Serve: func(impl Crypt, s *grpc.Server) { pb.RegisterCryptServer(s, &server{impl: impl}) },
+		Client: func(base rpc.BaseClient, c *grpc.ClientConn) any {
+			return &Client{BaseClient: base, c: pb.NewCryptClient(c)}
+		},
+	})
 }
 
 func toPB(c Credential) *pb.Credential {

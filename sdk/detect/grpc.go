@@ -3,44 +3,22 @@ package detect
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/internal/pb"
-	"github.com/soulpad/soulpad/sdk/internal/registry"
 	"github.com/soulpad/soulpad/sdk/internal/rpc"
 )
 
 func init() {
-	registry.Register(registry.Kind{Name: string(sdk.KindDetect), APIVersion: APIVersion, Order: 10, Maker: func(impl any) (plugin.Plugin, error) {
-		if impl == nil {
-			return &grpcPlugin{}, nil
-		}
-		d, ok := impl.(Detect)
-		if !ok {
-			return nil, errors.New("Info says kind detect but the plugin does not implement detect.Detect")
-		}
-		return &grpcPlugin{impl: d}, nil
-	}})
-}
-
-type grpcPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl Detect
-}
-
-func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
-	pb.RegisterDetectServer(s, &server{impl: p.impl})
-	return nil
-}
-
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewDetectClient(c)}, nil
+	rpc.RegisterKind(rpc.KindGlue[Detect]{Kind: sdk.KindDetect, APIVersion: APIVersion, Order: 10, Interface: "detect.Detect",
+		Serve: func(impl Detect, s *grpc.Server) { pb.RegisterDetectServer(s, &server{impl: impl}) },
+		Client: func(base rpc.BaseClient, c *grpc.ClientConn) any {
+			return &Client{BaseClient: base, c: pb.NewDetectClient(c)}
+		},
+	})
 }
 
 type server struct {

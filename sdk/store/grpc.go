@@ -2,45 +2,23 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/internal/pb"
-	"github.com/soulpad/soulpad/sdk/internal/registry"
 	"github.com/soulpad/soulpad/sdk/internal/rpc"
 )
 
 func init() {
-	registry.Register(registry.Kind{Name: string(sdk.KindStore), APIVersion: APIVersion, Order: 15, Maker: func(impl any) (plugin.Plugin, error) {
-		if impl == nil {
-			return &grpcPlugin{}, nil
-		}
-		s, ok := impl.(Store)
-		if !ok {
-			return nil, errors.New("Info says kind store but the plugin does not implement store.Store")
-		}
-		return &grpcPlugin{impl: s}, nil
-	}})
-}
-
-type grpcPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl Store
-}
-
-func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
-	pb.RegisterStoreServer(s, &server{impl: p.impl})
-	return nil
-}
-
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewStoreClient(c)}, nil
+	rpc.RegisterKind(rpc.KindGlue[Store]{Kind: sdk.KindStore, APIVersion: APIVersion, Order: 15, Interface: "store.Store",
+		Serve: func(impl Store, s *grpc.Server) { pb.RegisterStoreServer(s, &server{impl: impl}) },
+		Client: func(base rpc.BaseClient, c *grpc.ClientConn) any {
+			return &Client{BaseClient: base, c: pb.NewStoreClient(c)}
+		},
+	})
 }
 
 func leaseToPB(l *Lease) *pb.Lease {

@@ -5,41 +5,20 @@ import (
 	"errors"
 	"time"
 
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/internal/pb"
-	"github.com/soulpad/soulpad/sdk/internal/registry"
 	"github.com/soulpad/soulpad/sdk/internal/rpc"
 )
 
 func init() {
-	registry.Register(registry.Kind{Name: string(sdk.KindVMM), APIVersion: APIVersion, Order: 30, Maker: func(impl any) (plugin.Plugin, error) {
-		if impl == nil {
-			return &grpcPlugin{}, nil
-		}
-		v, ok := impl.(VMM)
-		if !ok {
-			return nil, errors.New("Info says kind vmm but the plugin does not implement vmm.VMM")
-		}
-		return &grpcPlugin{impl: v}, nil
-	}})
-}
-
-type grpcPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
-	impl VMM
-}
-
-func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pb.RegisterBaseServer(s, &rpc.BaseServer{Impl: p.impl})
-	pb.RegisterVMMServer(s, &server{impl: p.impl})
-	return nil
-}
-
-func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{BaseClient: rpc.BaseClient{Base: pb.NewBaseClient(c)}, c: pb.NewVMMClient(c)}, nil
+	rpc.RegisterKind(rpc.KindGlue[VMM]{Kind: sdk.KindVMM, APIVersion: APIVersion, Order: 30, Interface: "vmm.VMM",
+		Serve: func(impl VMM, s *grpc.Server) { pb.RegisterVMMServer(s, &server{impl: impl}) },
+		Client: func(base rpc.BaseClient, c *grpc.ClientConn) any {
+			return &Client{BaseClient: base, c: pb.NewVMMClient(c)}
+		},
+	})
 }
 
 func specToPB(s Spec) *pb.MachineSpec {

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/ownerpid"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
 // RunDir makes a private run directory for one machine under

@@ -22,9 +22,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/soulpad/soulpad/internal/mountinfo"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
+	"github.com/soulpad/soulpad/sdk/mountinfo"
 )
 
 // Version is the plugin's version.

@@ -1,7 +1,7 @@
 package luks_test
 
 import (
-	"github.com/soulpad/soulpad/internal/mountinfo"
+	"github.com/soulpad/soulpad/sdk/mountinfo"
 
 	"bytes"
 	"context"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/soulpad/soulpad/internal/mountinfo"
+	"github.com/soulpad/soulpad/sdk/mountinfo"
 )
 
 // sweepDead cleans up after a crypt-luks process that was killed with a

@@ -8,7 +8,7 @@
 package crypttest
 
 import (
-	"github.com/soulpad/soulpad/internal/mountinfo"
+	"github.com/soulpad/soulpad/sdk/mountinfo"
 
 	"bytes"
 	"context"

@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/atomicfile"
 	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/atomicfile"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 

@@ -1,4 +1,4 @@
-package backuptest_test
+package copybackup_test
 
 import (
 	"encoding/json"
