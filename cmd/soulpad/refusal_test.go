@@ -24,7 +24,7 @@ func TestRefusalsNameTheWayOut(t *testing.T) {
 	testcli.Wait(t, done, buf)
 	t.Setenv("SOULPAD_PLUGINS_VMM", "vmm-qemu")
 	_, errOut, code := e.Run(t, "run")
-	for _, want := range []string{"made by vmm-counter", `plugins.vmm = "vmm-counter"`, "--cold-boot", "nothing was changed"} {
+	for _, want := range []string{"made by vmm-counter", "machine a counter that ticks", `plugins.vmm = "vmm-counter"`, "--cold-boot", "nothing was changed"} {
 		if code != 6 || !strings.Contains(errOut, want) {
 			t.Errorf("resume with another VMM: exit %d; want 6 and %q:\n%s", code, want, errOut)
 		}

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -502,7 +501,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		// Everything that can refuse the point comes before anything changes.
 		if made := p.Manifest.VMM.Name; made != "" && made != s.vmm.Name {
 			return fmt.Errorf("%w: suspend point %s was made by %s %s (CPU model %q, machine %s), and only that VMM plugin can resume it, not %s: set plugins.vmm = %q to resume it, or run `soulpad run --cold-boot` to boot its disk with %s (the point is kept); nothing was changed",
-				ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineType(p.Manifest.Description), s.vmm.Name, made, s.vmm.Name)
+				ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineLine(p.Manifest.VMMMachine), s.vmm.Name, made, s.vmm.Name)
 		}
 		if err := p.VerifyEager(); err != nil {
 			return refusal(*p, err)
@@ -535,7 +534,7 @@ func (s *Session) resume(ctx context.Context, note *string) error {
 		s.spec.CPUModel = p.Manifest.CPUModel
 		var sums []vmm.FileSum
 		for _, f := range p.OnLoadSums() {
-			sums = append(sums, vmm.FileSum{Name: f.Name, Size: uint64(f.Size), SHA256: f.SHA256, ChunkBytes: uint64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, SumOfChunks: f.SumOfChunks, OnLoad: true})
+			sums = append(sums, f.VMM())
 		}
 		stopWatch := s.watchVMM(ctx, "resume")
 		out, err := vm.Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description, Sums: sums})
@@ -811,7 +810,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	var known []pad.FileSum
 	for _, f := range out.Sums {
-		known = append(known, pad.FileSum{Name: f.Name, Size: int64(f.Size), SHA256: f.SHA256, ChunkBytes: int64(f.ChunkBytes), ChunkSHA256: f.ChunkSHA256, Mapped: f.Mapped, SumOfChunks: f.SumOfChunks, OnLoad: f.OnLoad})
+		known = append(known, pad.FileSumFrom(f))
 	}
 	point, err := pend.Seal(out.Files, pad.Manifest{
 		Kind:           pad.KindMemory,
@@ -823,6 +822,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		CPUFeatures:    s.neededFeatures(),
 		Accelerator:    s.spec.Accelerator,
 		Description:    desc,
+		VMMMachine:     out.Machine,
 		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
 		Host:           s.profile,
 		Spec:           s.spec,
@@ -894,18 +894,6 @@ func (s *Session) cryptDied() error {
 		s.crypt.Name, ErrVaultLost, sdk.ErrPluginExited)
 }
 
-// machineType reads the machine type from a VMM's description, if it
-// records one ("machine_type"), for messages.
-func machineType(desc string) string {
-	var d struct {
-		MachineType string `json:"machine_type"`
-	}
-	if json.Unmarshal([]byte(desc), &d) != nil || d.MachineType == "" {
-		return "type unknown"
-	}
-	return d.MachineType
-}
-
 // neededFeatures is what a point of the running machine needs of a host:
 // what the VMM plugin said, else the x86 default for its CPU model.
 func (s *Session) neededFeatures() []string {
@@ -939,4 +927,12 @@ func (s *Session) journalPhases(stage string, ps []vmm.Phase) {
 		return
 	}
 	_ = s.r.journal.Append(pad.Entry{Stage: stage, Event: "info", Message: stage + " phases: " + vmm.FormatPhases(ps), Fields: map[string]any{"phases": ps}})
+}
+
+// machineLine is a VMM's line about a machine, or that it gave none.
+func machineLine(machine string) string {
+	if machine == "" {
+		return "not named by its VMM plugin"
+	}
+	return machine
 }

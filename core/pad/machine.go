@@ -89,28 +89,6 @@ func (m *Machine) Spec() (vmm.Spec, error) {
 // PointsDir holds the suspend points.
 func (m *Machine) PointsDir() string { return filepath.Join(m.Dir, "points") }
 
-// FileSum is one file of a suspend point.
-type FileSum struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-	// ChunkBytes and ChunkSHA256, when the VMM plugin computed them, are
-	// the checksums of the file's chunks in order.
-	ChunkBytes  int64    `json:"chunk_bytes,omitempty"`
-	ChunkSHA256 []string `json:"chunk_sha256,omitempty"`
-	// Mapped: the VMM plugin maps the file (guest RAM) rather than reading
-	// it whole at resume; it is checked beside the running machine
-	// (VerifyMapped), not before it (VerifyEager).
-	Mapped bool `json:"mapped,omitempty"`
-	// SumOfChunks: SHA256 is the SHA-256 of the chunks' SHA-256 sums
-	// (as bytes, in order), not of the file's bytes. The core seals
-	// mapped files so, hashing only the chunks that changed.
-	SumOfChunks bool `json:"sum_of_chunks,omitempty"`
-	// OnLoad: the VMM plugin checks the file against its sum as it loads
-	// it at resume, before the machine runs; VerifyEager leaves it to it.
-	OnLoad bool `json:"on_load,omitempty"`
-}
-
 // Point kinds.
 const (
 	// KindMemory: memory and device state with the disk state they were
@@ -149,10 +127,13 @@ type Manifest struct {
 	CPUFeatures []string `json:"cpu_features,omitempty"`
 	Accelerator string   `json:"accelerator"`
 	// Description is the VMM plugin's exact machine description.
-	Description string             `json:"description"`
-	VMM         PluginRef          `json:"vmm"`
-	Host        detect.HostProfile `json:"host"`
-	Spec        vmm.Spec           `json:"spec"`
+	Description string `json:"description"`
+	// VMMMachine names the machine in a line for people, as the VMM
+	// plugin said (vmm.SuspendResponse.Machine); empty when it did not.
+	VMMMachine string             `json:"vmm_machine,omitempty"`
+	VMM        PluginRef          `json:"vmm"`
+	Host       detect.HostProfile `json:"host"`
+	Spec       vmm.Spec           `json:"spec"`
 	// Seconds spent writing the state, for status.
 	SuspendSeconds float64 `json:"suspend_seconds,omitempty"`
 }

@@ -71,7 +71,7 @@ func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.Suspend
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	resp := &pb.SuspendResponse{Files: out.Files, Description: out.Description}
+	resp := &pb.SuspendResponse{Files: out.Files, Description: out.Description, Machine: out.Machine}
 	resp.Sums = sumsToPB(out.Sums)
 	resp.Phases = phasesToPB(out.Phases)
 	return resp, nil
@@ -220,7 +220,7 @@ func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse
 	if err != nil {
 		return SuspendResponse{}, rpc.FromStatus(err)
 	}
-	resp := SuspendResponse{Files: out.Files, Description: out.Description}
+	resp := SuspendResponse{Files: out.Files, Description: out.Description, Machine: out.GetMachine()}
 	resp.Sums = sumsFromPB(out.Sums)
 	resp.Phases = phasesFromPB(out.Phases)
 	return resp, nil

@@ -193,6 +193,10 @@ type SuspendResponse struct {
 	Sums []FileSum
 	// Phases, optional, say where the time went (for the journal).
 	Phases []Phase
+	// Machine, optional, names the machine in a line for people
+	// ("QEMU 7.2.0, pc-q35-7.2"): the point records it, and a host with
+	// another VMM plugin names it when it cannot resume the point.
+	Machine string
 }
 
 // FileSum is the checksum of a file a plugin wrote, whole and per chunk

@@ -208,7 +208,7 @@ func (p *Plugin) Suspend(_ context.Context, req vmm.SuspendRequest) (vmm.Suspend
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-counter: suspend: %w", err)
 	}
 	p.running = false
-	resp := vmm.SuspendResponse{Files: []string{"memory.json"}, Description: m.Description}
+	resp := vmm.SuspendResponse{Files: []string{"memory.json"}, Description: m.Description, Machine: "a counter that ticks"}
 	if p.cfg.MappedMiB > 0 {
 		ram := bytes.Repeat([]byte{byte(p.counter)}, p.cfg.MappedMiB<<20)
 		if err := os.WriteFile(filepath.Join(req.StateDir, MappedFile), ram, 0o600); err != nil {

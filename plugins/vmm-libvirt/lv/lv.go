@@ -360,7 +360,8 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	m.dom.Free()
 	os.RemoveAll(m.runDir)
 	p.vm = nil
-	return vmm.SuspendResponse{Files: files, Description: desc.String(), Phases: timer.Phases()}, nil
+	return vmm.SuspendResponse{Files: files, Description: desc.String(), Phases: timer.Phases(),
+		Machine: fmt.Sprintf("libvirt %d.%d.%d, CPU %s", ver/1000000, ver/1000%1000, ver%1000, desc.CPU)}, nil
 }
 
 // Resume implements vmm.VMM.

@@ -716,7 +716,8 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 		// Resume maps it: the core checks it beside the running guest.
 		sums = append(sums, vmm.FileSum{Name: RAMFile, Mapped: true})
 	}
-	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: sums, Phases: timer.Phases()}, nil
+	return vmm.SuspendResponse{Files: files, Description: desc.String(), Sums: sums, Phases: timer.Phases(),
+		Machine: fmt.Sprintf("QEMU %s, %s", desc.QEMUVersion, desc.MachineType)}, nil
 }
 
 // Resume implements vmm.VMM.

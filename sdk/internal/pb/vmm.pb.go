@@ -679,6 +679,7 @@ type SuspendResponse struct {
 	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	Sums          []*FileSum             `protobuf:"bytes,3,rep,name=sums,proto3" json:"sums,omitempty"`
 	Phases        []*Phase               `protobuf:"bytes,4,rep,name=phases,proto3" json:"phases,omitempty"`
+	Machine       string                 `protobuf:"bytes,5,opt,name=machine,proto3" json:"machine,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +740,13 @@ func (x *SuspendResponse) GetPhases() []*Phase {
 		return x.Phases
 	}
 	return nil
+}
+
+func (x *SuspendResponse) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
 }
 
 // Phase is one timed part of a suspend or resume.
@@ -1557,12 +1565,13 @@ const file_vmm_proto_rawDesc = "" +
 	"\fchunk_sha256\x18\x05 \x03(\tR\vchunkSha256\x12\x16\n" +
 	"\x06mapped\x18\x06 \x01(\bR\x06mapped\x12\"\n" +
 	"\rsum_of_chunks\x18\a \x01(\bR\vsumOfChunks\x12\x17\n" +
-	"\aon_load\x18\b \x01(\bR\x06onLoad\"\x9d\x01\n" +
+	"\aon_load\x18\b \x01(\bR\x06onLoad\"\xb7\x01\n" +
 	"\x0fSuspendResponse\x12\x14\n" +
 	"\x05files\x18\x01 \x03(\tR\x05files\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
 	"\x04sums\x18\x03 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\x12)\n" +
-	"\x06phases\x18\x04 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\"5\n" +
+	"\x06phases\x18\x04 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\x12\x18\n" +
+	"\amachine\x18\x05 \x01(\tR\amachine\"5\n" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aseconds\x18\x02 \x01(\x01R\aseconds\"\xc5\x01\n" +
