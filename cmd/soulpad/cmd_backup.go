@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
-	"github.com/soulpad/soulpad/core/pad"
 )
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -93,27 +89,4 @@ func newBackupPruneCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().IntVar(&keep, "keep-last", 0, "how many of the newest snapshots to keep (required, 1 or more)")
 	return c
-}
-
-// backupAfterSuspend backs the just-suspended pad up. It never keeps the
-// user from unplugging: Ctrl-C skips it, and so does a failure; either
-// way the next backup catches up.
-func backupAfterSuspend(g *globals, cfg *config.Config, out io.Writer) {
-	fmt.Fprintln(out, "backing up (session.backup_after_suspend); Ctrl-C skips it, the next backup catches up")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	_, err := lifecycle.Backup(ctx, lifecycle.BackupOptions{Config: cfg, Log: g.logger(cfg), Out: g.progressOut(out), Progress: g.shower(out)})
-	if err == nil {
-		return
-	}
-	why := err.Error()
-	if ctx.Err() != nil {
-		why = "skipped"
-	}
-	fmt.Fprintf(out, "backup not made (%s); the next `soulpad backup` or suspend catches up\n", why)
-	if p, perr := pad.Open(cfg.Pad.Path); perr == nil {
-		if j, jerr := pad.NewJournal(p.JournalDir(), "backup-"+pad.NewID()); jerr == nil {
-			_ = j.Append(pad.Entry{Stage: "backup", Event: "info", Message: "backup after suspend not made: " + why})
-		}
-	}
 }

@@ -19,7 +19,7 @@ import (
 func newPointsCmd(g *globals) *cobra.Command {
 	var cf credFlags
 	var asJSON bool
-	openVault := func(cmd *cobra.Command, withVMM bool) (*config.Config, *lifecycle.Vault, error) {
+	openVault := func(cmd *cobra.Command, withVMM bool) (*config.Config, *lifecycle.OpenedVault, error) {
 		cfg, err := g.load()
 		if err != nil {
 			return nil, nil, err
@@ -52,7 +52,7 @@ remove them.`,
 			if err != nil {
 				return err
 			}
-			pts, err := v.Machine.Points()
+			pts, err := v.Machine().Points()
 			err = errors.Join(err, v.Close())
 			if err != nil {
 				return err
@@ -117,7 +117,7 @@ remove the older ones with the disk state only they needed. Disk points
 			if n < 1 {
 				return errors.Join(fmt.Errorf("--keep %d: at least the newest point is kept; use 'soulpad points rm --force' to remove it", n), v.Close())
 			}
-			ids, err := lifecycle.Prune(cmd.Context(), v.Journal, v.Machine, v.VMM, v.Spec, n, disks)
+			ids, err := lifecycle.Prune(cmd.Context(), v.Journal(), v.Machine(), v.VMM, v.Spec(), n, disks)
 			err = errors.Join(err, v.Close())
 			if len(ids) == 0 && err == nil {
 				fmt.Fprintln(cmd.OutOrStdout(), "nothing to prune")
@@ -134,12 +134,12 @@ remove the older ones with the disk state only they needed. Disk points
 }
 
 // removeNamed removes the points named by ids (or unique prefixes).
-func removeNamed(ctx context.Context, v *lifecycle.Vault, ids []string, force bool) ([]string, error) {
-	pts, err := v.Machine.Points()
+func removeNamed(ctx context.Context, v *lifecycle.OpenedVault, ids []string, force bool) ([]string, error) {
+	pts, err := v.Machine().Points()
 	if err != nil {
 		return nil, err
 	}
-	latest, hasLatest, err := v.Machine.Latest()
+	latest, hasLatest, err := v.Machine().Latest()
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func removeNamed(ctx context.Context, v *lifecycle.Vault, ids []string, force bo
 		}
 		doomed = append(doomed, p)
 	}
-	return lifecycle.RemovePoints(ctx, v.Journal, v.Machine, v.VMM, v.Spec, doomed)
+	return lifecycle.RemovePoints(ctx, v.Journal(), v.Machine(), v.VMM, v.Spec(), doomed)
 }
 
 func printPoints(w io.Writer, infos []lifecycle.PointInfo) {

@@ -7,14 +7,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/soulpad/soulpad/core/control"
+	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
 )
 
@@ -76,76 +75,10 @@ other than run, where Ctrl-C suspends).`,
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			requests := make(chan struct{}, 1)
-			ask := func() bool {
-				select {
-				case requests <- struct{}{}:
-					return true
-				default:
-					return false
-				}
-			}
-			sigs := make(chan os.Signal, 4)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-			defer signal.Stop(sigs)
-			go func() {
-				for s := range sigs {
-					if ask() {
-						fmt.Fprintf(out, "\n%s: suspending…\n", s)
-					} else {
-						fmt.Fprintf(out, "\n%s: a suspend is already on its way; the machine is being saved, please wait\n", s)
-					}
-				}
-			}()
-			var sess *lifecycle.Session
-			var ctl atomic.Pointer[control.Server]
-			sess = lifecycle.New(lifecycle.Options{
-				Config: cfg, Log: g.logger(cfg), Out: g.progressOut(out), Progress: g.shower(out),
-				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), SuspendRequests: requests, ColdBoot: coldBoot, Point: point, AcceptPadPlugins: acceptPlugins, StoreVersion: storeVersion,
-				OnRunning: func(s *lifecycle.Session) {
-					srv, err := control.Listen(s.Pad().Meta.ID, func(r control.Request) control.Response {
-						switch r.Command {
-						case "suspend":
-							if ask() {
-								fmt.Fprintln(g.progressOut(out), "\nsuspend asked for over the control socket: suspending…")
-							}
-							return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
-						case "status", "console":
-							c := s.Console()
-							return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen}
-						}
-						return control.Response{Message: "unknown command " + r.Command}
-					})
-					if err != nil {
-						fmt.Fprintf(out, "  warning: %v ('soulpad suspend' will not reach this session; Ctrl-C still works)\n", err)
-						return
-					}
-					ctl.Store(srv)
-				},
+			return runSession(g, cfg, cmd.OutOrStdout(), lifecycle.Options{
+				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), ColdBoot: coldBoot, Point: point,
+				AcceptPadPlugins: acceptPlugins, StoreVersion: storeVersion,
 			})
-			res, err := sess.Run(context.Background())
-			if srv := ctl.Load(); srv != nil {
-				srv.Close()
-			}
-			printTimings(g.progressOut(out), res)
-			if err != nil {
-				return err
-			}
-			switch res.Outcome {
-			case lifecycle.OutcomeSuspended:
-				if len(res.Pruned) > 0 {
-					fmt.Fprintf(out, "\nremoved the oldest suspend point(s) %s (session.keep_points = %d)", strings.Join(res.Pruned, ", "), cfg.Session.KeepPoints)
-				}
-				fmt.Fprintf(out, "\nsuspended to point %s; the pad can be unplugged.\n", res.Point)
-				if cfg.Session.BackupAfterSuspend {
-					signal.Stop(sigs)
-					backupAfterSuspend(g, cfg, out)
-				}
-			case lifecycle.OutcomePoweredOff:
-				fmt.Fprintln(out, "\nthe guest powered off; the next run boots the disk. The pad can be unplugged.")
-			}
-			return nil
 		},
 	}
 	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
@@ -194,4 +127,44 @@ func firstLine(s string) string {
 		return s[:i] + " …"
 	}
 	return s
+}
+
+// runSession runs one session with the CLI's output, config and logs: a
+// signal asks for a suspend (or skips the backup after it), and the
+// result is printed.
+func runSession(g *globals, cfg *config.Config, out io.Writer, opts lifecycle.Options) error {
+	opts.Config, opts.Log, opts.Out, opts.Progress, opts.Control = cfg, g.logger(cfg), g.progressOut(out), g.shower(out), true
+	sess := lifecycle.New(opts)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		for s := range sigs {
+			switch {
+			case sess.Stage() == lifecycle.StageBackup:
+				if sess.RequestSuspend() {
+					fmt.Fprintf(out, "\n%s: skipping the backup…\n", s)
+				}
+			case sess.RequestSuspend():
+				fmt.Fprintf(out, "\n%s: suspending…\n", s)
+			default:
+				fmt.Fprintf(out, "\n%s: a suspend is already on its way; the machine is being saved, please wait\n", s)
+			}
+		}
+	}()
+	res, err := sess.Run(context.Background())
+	printTimings(g.progressOut(out), res)
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case lifecycle.OutcomeSuspended:
+		if len(res.Pruned) > 0 {
+			fmt.Fprintf(out, "\nremoved the oldest suspend point(s) %s (session.keep_points = %d)", strings.Join(res.Pruned, ", "), cfg.Session.KeepPoints)
+		}
+		fmt.Fprintf(out, "\nsuspended to point %s; the pad can be unplugged.\n", res.Point)
+	case lifecycle.OutcomePoweredOff:
+		fmt.Fprintln(out, "\nthe guest powered off; the next run boots the disk. The pad can be unplugged.")
+	}
+	return nil
 }

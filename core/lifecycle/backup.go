@@ -84,11 +84,7 @@ func progressPrinter(o BackupOptions) func(backup.Progress) {
 // never needs the key. A pad a session is running is refused.
 func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error) {
 	o.defaults()
-	p, err := pad.Open(o.Config.Pad.Path)
-	if err != nil {
-		return backup.BackupResponse{}, err
-	}
-	lock, err := pad.LockPad(p.Dir, "backup", false)
+	v, err := OpenPad(ctx, VaultOptions{Config: o.Config, Log: o.Log, Out: o.Out, Command: "backup", PluginDirs: o.PluginDirs})
 	if err != nil {
 		var le *pad.LockedError
 		if errors.As(err, &le) && le.Live && le.Holder.Command == "run" {
@@ -96,16 +92,20 @@ func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error)
 		}
 		return backup.BackupResponse{}, err
 	}
-	defer lock.Release()
-	host, bp, err := startBackup(ctx, o)
+	defer v.Close()
+	return v.backup(ctx, o)
+}
+
+// backup backs the opened pad up with the configured backup plugin.
+func (v *Vault) backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error) {
+	if o.Config.Plugins.Backup == "" {
+		return backup.BackupResponse{}, fmt.Errorf("no backup plugin configured: set plugins.backup (e.g. \"backup-restic\") and its plugin block: %w", sdk.ErrInvalidConfig)
+	}
+	bp, err := v.start(ctx, o.Config.Plugins.Backup, sdk.KindBackup)
 	if err != nil {
 		return backup.BackupResponse{}, err
 	}
-	defer host.Close()
-	j, err := pad.NewJournal(p.JournalDir(), "backup-"+pad.NewID())
-	if err != nil {
-		return backup.BackupResponse{}, err
-	}
+	p, j := v.pad, v.r.journal
 	fmt.Fprintf(o.Out, "backing up pad %s (%s) with %s…\n", p.Meta.ID, p.Dir, bp.Name)
 	start := time.Now()
 	res, err := bp.Backup().Backup(ctx, backup.BackupRequest{SourceDir: p.Dir, Tags: map[string]string{"pad": p.Meta.ID, "machine": p.Meta.Machine},
@@ -213,4 +213,47 @@ func PruneBackups(ctx context.Context, o BackupOptions, keepLast int) (backup.Pr
 		return out, bp.Err("prune", err)
 	}
 	return out, nil
+}
+
+// backupWanted: session.backup_after_suspend, and the session suspended
+// and shut down well.
+func (s *Session) backupWanted() bool {
+	return s.cfg.Session.BackupAfterSuspend && s.result.Outcome == OutcomeSuspended && s.r.failed == nil
+}
+
+// backupAfterSuspend backs the just-suspended pad up. It never keeps the
+// user from leaving: a request to suspend (Ctrl-C) skips it, and so does
+// a failure; either way the next backup catches up.
+func (s *Session) backupAfterSuspend(ctx context.Context, note *string) error {
+	s.r.progress("  backing up (session.backup_after_suspend); Ctrl-C skips it, the next backup catches up")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	select { // a request left from before the backup is not a skip
+	case <-s.requests:
+	default:
+	}
+	skipped := make(chan struct{})
+	go func() {
+		select {
+		case <-s.requests:
+			close(skipped)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_, err := s.backup(ctx, BackupOptions{Config: s.cfg, Log: s.log, Out: s.out, Progress: s.opts.Progress})
+	if err == nil {
+		*note = "backed up"
+		return nil
+	}
+	why := err.Error()
+	select {
+	case <-skipped:
+		why = "skipped"
+	default:
+	}
+	s.r.progress("  backup not made (%s); the next `soulpad backup` or suspend catches up", why)
+	_ = s.r.journal.Append(pad.Entry{Stage: StageBackup, Event: "info", Message: "backup after suspend not made: " + why})
+	*note = "not made: " + why
+	return nil
 }

@@ -42,20 +42,15 @@ func Credentials(ctx context.Context, o CredentialOptions) error {
 	if o.Add == nil && o.Remove == nil && !o.RemoveExisting {
 		return errors.New("nothing to do: give a credential to add or to remove")
 	}
-	p, err := pad.Open(o.Config.Pad.Path)
+	v, err := OpenPad(ctx, VaultOptions{Config: o.Config, Log: o.Log, Out: o.Out, Command: "credential"})
 	if err != nil {
 		return err
 	}
-	lock, err := pad.LockPad(p.Dir, "credential", false)
-	if err != nil {
+	defer v.Close()
+	if err := v.startCrypt(ctx); err != nil {
 		return err
 	}
-	defer lock.Release()
-	host, cp, err := startOne(ctx, o.Config, o.Log, nil, p.Meta.Crypt.Name, sdk.KindCrypt)
-	if err != nil {
-		return err
-	}
-	defer host.Close()
+	p, cp := v.pad, v.crypt
 	m, ok := cp.Crypt().(crypt.CredentialManager)
 	if !cp.Info.Has(crypt.CapCredentials) || !ok {
 		return fmt.Errorf("%s cannot add or remove credentials of its vaults: %w", cp.Name, sdk.ErrUnsupported)
@@ -65,10 +60,7 @@ func Credentials(ctx context.Context, o CredentialOptions) error {
 		return err
 	}
 	defer existing.Wipe()
-	j, err := pad.NewJournal(p.JournalDir(), "credential-"+pad.NewID())
-	if err != nil {
-		return err
-	}
+	j := v.r.journal
 	note := func(msg string) {
 		_ = j.Append(pad.Entry{Stage: "credential", Event: "info", Message: msg})
 		fmt.Fprintln(o.Out, msg)

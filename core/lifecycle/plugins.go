@@ -17,18 +17,26 @@ import (
 // The caller closes the host, which stops the plugin; on error nothing
 // is left running.
 func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []string, name string, kind sdk.Kind) (*pluginhost.Host, *pluginhost.Plugin, error) {
-	if dirs == nil {
-		dirs = PluginDirs(cfg)
-	}
-	host := pluginhost.New(log.Named("plugin"), dirs, cfg.Plugins.SHA256)
-	host.Strict = cfg.Plugins.Strict
-	host.WorkDir = cfg.BaseDir
+	host := newHost(cfg, log, dirs)
 	p, err := host.Start(ctx, name, kind, cfg.PluginConfigJSON(name))
 	if err != nil {
 		host.Close()
 		return nil, nil, err
 	}
 	return host, p, nil
+}
+
+// newHost is the plugin host for cfg, the one way it is made: plugins
+// found in dirs (nil: the config's search path), pinned by
+// plugins.sha256, started in the config's directory.
+func newHost(cfg *config.Config, log hclog.Logger, dirs []string) *pluginhost.Host {
+	if dirs == nil {
+		dirs = PluginDirs(cfg)
+	}
+	host := pluginhost.New(log.Named("plugin"), dirs, cfg.Plugins.SHA256)
+	host.Strict = cfg.Plugins.Strict
+	host.WorkDir = cfg.BaseDir
+	return host
 }
 
 // OpenStore starts the store plugin plugins.store names; the caller

@@ -2,17 +2,10 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/core/pluginhost"
-	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
@@ -101,102 +94,4 @@ func Infos(pts []pad.Point) []PointInfo {
 			Host: mf.Host.Hostname, Latest: mf.ID == latest})
 	}
 	return out
-}
-
-// VaultOptions open a pad's vault outside a session (to list or prune
-// its points).
-type VaultOptions struct {
-	Config *config.Config
-	Log    hclog.Logger
-	Out    io.Writer
-	// Command names the holder of the pad's lock ("points").
-	Command         string
-	Credential      CredentialFunc
-	CredentialTries int
-	// AcceptPadPlugins: as in Options.
-	AcceptPadPlugins bool
-	// WithVMM also starts the VMM plugin (to collect disk state).
-	WithVMM bool
-	// PluginDirs, when set, replaces the search path derived from config.
-	PluginDirs []string
-}
-
-// Vault is a pad whose vault is open, with its lock held.
-type Vault struct {
-	Pad     *pad.Pad
-	Machine *pad.Machine
-	// VMM is the VMM plugin when WithVMM was set.
-	VMM  *pluginhost.Plugin
-	Spec vmm.Spec
-	// Journal is the pad's journal for this command.
-	Journal *pad.Journal
-
-	s *Session
-}
-
-// OpenVault takes the pad's lock, starts its plugins and unlocks the
-// vault, as a session's boot and unlock steps do. Close undoes it all.
-func OpenVault(ctx context.Context, o VaultOptions) (*Vault, error) {
-	s := New(Options{Config: o.Config, Log: o.Log, Out: o.Out, Credential: o.Credential, CredentialTries: o.CredentialTries,
-		PluginDirs: o.PluginDirs, AcceptPadPlugins: o.AcceptPadPlugins})
-	s.r.progress = func(f string, a ...any) {
-		if o.Out != nil {
-			fmt.Fprintf(o.Out, f+"\n", a...)
-		}
-	}
-	s.r.quiet = true
-	v := &Vault{s: s}
-	err := s.bounded(ctx, StageBoot, s.stageTimeout(), func(ctx context.Context, note *string) error {
-		return s.openForMaintenance(ctx, o)
-	})
-	if err == nil {
-		err = s.bounded(ctx, StageUnlock, s.stageTimeout(), s.unlock)
-	}
-	if err != nil {
-		return nil, errors.Join(err, v.Close())
-	}
-	v.Pad, v.Machine, v.Spec, v.Journal = s.pad, s.machine, s.machineSpec, s.r.journal
-	if o.WithVMM {
-		v.VMM = s.vmm
-	}
-	return v, nil
-}
-
-// openForMaintenance is boot without detect: the lock, the crypt plugin
-// and (optionally) the VMM plugin.
-func (s *Session) openForMaintenance(ctx context.Context, o VaultOptions) error {
-	cmd := o.Command
-	if cmd == "" {
-		cmd = "points"
-	}
-	if err := s.openPad(cmd, cmd+"-"+s.ID); err != nil {
-		return err
-	}
-	name := s.pad.Meta.Crypt.Name
-	if name == "" {
-		name = s.cfg.Plugins.Crypt
-	}
-	s.startHost()
-	var err error
-	if s.crypt, err = s.host.Start(ctx, name, sdk.KindCrypt, s.cfg.PluginConfigJSON(name)); err != nil {
-		return err
-	}
-	if o.WithVMM {
-		if s.vmm, err = s.host.Start(ctx, s.cfg.Plugins.VMM, sdk.KindVMM, s.cfg.PluginConfigJSON(s.cfg.Plugins.VMM)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close locks the vault, stops the plugins and releases the pad.
-func (v *Vault) Close() error {
-	if v == nil || v.s == nil {
-		return nil
-	}
-	s := v.s
-	v.s = nil
-	ctx, cancel := context.WithTimeout(context.Background(), s.stageTimeout())
-	defer cancel()
-	return s.r.runCleanups(ctx)
 }

@@ -6,23 +6,17 @@ import (
 	"fmt"
 	"os"
 
-	"time"
-
 	"github.com/soulpad/soulpad/core/isr"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/store"
 )
 
-// StageCheckout checks the pad out of the store and copies in what it
-// lacks (Internet Suspend/Resume); it runs first when plugins.store is set.
-const StageCheckout = "checkout"
-
 // checkout takes the pad's lock, then its lease on the store, and makes
 // the pad the store's newest version (or Options.StoreVersion), fetching
 // only the chunks it lacks; a PC with no pad starts from an empty
-// directory. It pushes the copy-out and the checkin, which run after the
-// vault is locked.
+// directory. The copy-out and the checkin are stages of their own at the
+// end; the lock and the store's plugin go after them.
 func (s *Session) checkout(ctx context.Context, note *string) error {
 	dir, name := s.cfg.Pad.Path, s.cfg.Store.Name
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -32,68 +26,20 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	if err != nil {
 		return err
 	}
-	s.lock = lock
-	// The copy-out comes after everything else has written to the pad
-	// (the shutdown's journal entries included), so that the version is
-	// the pad as it is left: the store's plugin, the checkin and the
-	// pad's lock come last, after the shutdown stage.
-	s.finally(func(context.Context) error { return lock.Release() })
+	s.holdLock(lock, true)
 	host, st, err := OpenStore(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
 	}
-	s.finally(func(context.Context) error { host.Close(); return nil })
+	s.r.pushAt(true, "stop the store's plugin", func(context.Context) error { host.Close(); return nil })
 	hostName, _ := os.Hostname()
-	offline := func(err error) error {
-		state, serr := isr.LoadState(dir)
-		if serr != nil || state.Seq == 0 || state.Incomplete {
-			return fmt.Errorf("store %s: %w (and this pad holds no complete version to run offline)", s.cfg.Plugins.Store, err)
-		}
-		msg := fmt.Sprintf("the store is out of reach (%v): running the pad's own copy, version %d; the next session that reaches the store copies it out", err, state.Seq)
-		s.r.progress("  warning: %s", msg)
-		s.storeNote = msg
-		*note = fmt.Sprintf("offline: pad's own version %d", state.Seq)
-		return nil
-	}
 	if _, err := isr.Checkout(ctx, st, dir, name, hostName, false); err != nil {
 		if errors.Is(err, sdk.ErrBusy) || errors.Is(err, sdk.ErrInvalidArgument) || errors.Is(err, sdk.ErrInvalidConfig) {
 			return err
 		}
-		return offline(err)
+		return s.offline(err, note)
 	}
-	// Run in reverse after the shutdown: the copy-out, then the checkin
-	// (kept when the copy-out failed, so that no other PC takes an older
-	// version).
-	kept := false
-	s.finally(func(ctx context.Context) error {
-		if kept {
-			return nil
-		}
-		// A failed checkin leaves the lease to this pad; the pad itself
-		// is fine, so the session does not fail for it.
-		_ = s.timed(StageCheckin, func() (string, error) { return "", isr.Checkin(ctx, st, dir, name) })
-		return nil
-	})
-	s.finally(func(ctx context.Context) error {
-		if s.plaintext == "" && !s.storeAhead {
-			return nil // the vault was never opened: nothing but the journal changed
-		}
-		// A failed copy-out leaves the pad ahead of the store, sealed
-		// and whole: a warning, not a failed session.
-		_ = s.timed(StageCopyOut, func() (string, error) {
-			out, err := isr.Push(ctx, st, dir, name, hostName, s.transferProgress)
-			if err != nil {
-				kept = true
-				s.r.progress("  warning: copy-out failed (%v); the pad keeps the lease and its changes, and the next session (or `soulpad store push`) copies them out", err)
-				return "", err
-			}
-			if out.Seq == 0 {
-				return "the store has the pad already", nil
-			}
-			return fmt.Sprintf("copied out version %d: sent %s of %s", out.Seq, humanBytes(out.Uploaded), humanBytes(out.PadBytes)), nil
-		})
-		return nil
-	})
+	s.st = st
 	res, err := isr.Pull(ctx, st, dir, name, s.opts.StoreVersion, false, s.transferProgress)
 	switch {
 	case errors.Is(err, sdk.ErrNotFound) && s.opts.StoreVersion == 0:
@@ -106,7 +52,7 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	case errors.Is(err, isr.ErrConflict) || errors.Is(err, sdk.ErrCorrupt) || errors.Is(err, sdk.ErrNotFound):
 		return err
 	case err != nil:
-		return offline(err)
+		return s.offline(err, note)
 	}
 	s.storeAhead = res.Ahead
 	switch {
@@ -119,44 +65,54 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	return nil
 }
 
-// Stages after the shutdown, with a store.
-const (
-	StageCopyOut = "copy-out"
-	StageCheckin = "checkin"
-)
-
-// finally registers work for after the shutdown stage, when nothing
-// writes to the pad any more; it runs in reverse order of registration.
-func (s *Session) finally(fn func(context.Context) error) { s.finals = append(s.finals, fn) }
-
-// runFinally runs the work registered with finally. The journal is
-// closed by then: these stages are in the summary table only.
-func (s *Session) runFinally(ctx context.Context) error {
-	var errs []error
-	for i := len(s.finals) - 1; i >= 0; i-- {
-		if err := s.finals[i](ctx); err != nil {
-			errs = append(errs, err)
-		}
+// offline runs the pad's own copy when the store is out of reach and
+// the pad holds a complete version; the next session copies it out.
+func (s *Session) offline(err error, note *string) error {
+	state, serr := isr.LoadState(s.cfg.Pad.Path)
+	if serr != nil || state.Seq == 0 || state.Incomplete {
+		return fmt.Errorf("store %s: %w (and this pad holds no complete version to run offline)", s.cfg.Plugins.Store, err)
 	}
-	s.finals = nil
-	return errors.Join(errs...)
+	msg := fmt.Sprintf("the store is out of reach (%v): running the pad's own copy, version %d; the next session that reaches the store copies it out", err, state.Seq)
+	s.r.progress("  warning: %s", msg)
+	s.storeNote = msg
+	*note = fmt.Sprintf("offline: pad's own version %d", state.Seq)
+	return nil
 }
 
-// timed runs fn as a stage after the shutdown: timed and printed, not
-// journaled.
-func (s *Session) timed(name string, fn func() (string, error)) error {
-	s.r.progress("▸ %s", name)
-	start := time.Now()
-	note, err := fn()
-	d := time.Since(start)
-	s.r.timings = append(s.r.timings, Timing{Stage: name, Duration: d, Err: err, Note: note})
-	switch {
-	case err != nil:
-		s.r.progress("  %s failed after %s: %v", name, round(d), err)
-	case note != "":
-		s.r.progress("  %s (%s)", note, round(d))
+// copyOutWanted: the pad is checked out and changed (the vault was
+// opened, or it was ahead of the store already).
+func (s *Session) copyOutWanted() bool {
+	return s.st != nil && (s.plaintext != "" || s.storeAhead)
+}
+
+// copyOut sends the chunks the store lacks and makes the pad, as the
+// session leaves it, the store's newest version. A failed copy-out leaves
+// the pad ahead of the store, sealed and whole, and keeps the lease: a
+// warning, not a failed session.
+func (s *Session) copyOut(ctx context.Context, note *string) error {
+	hostName, _ := os.Hostname()
+	out, err := isr.Push(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, hostName, s.transferProgress)
+	if err != nil {
+		s.leaseKept = true
+		s.r.progress("  warning: copy-out failed (%v); the pad keeps the lease and its changes, and the next session (or `soulpad store push`) copies them out", err)
+		return err
 	}
-	return err
+	if out.Seq == 0 {
+		*note = "the store has the pad already"
+		return nil
+	}
+	*note = fmt.Sprintf("copied out version %d: sent %s of %s", out.Seq, humanBytes(out.Uploaded), humanBytes(out.PadBytes))
+	return nil
+}
+
+// checkinWanted: the pad is checked out, and no failed copy-out keeps the
+// lease (so that no other PC takes an older version).
+func (s *Session) checkinWanted() bool { return s.st != nil && !s.leaseKept }
+
+// checkin gives the lease back. A failed checkin leaves the lease to
+// this pad; the pad itself is fine, so the session does not fail for it.
+func (s *Session) checkin(ctx context.Context, _ *string) error {
+	return isr.Checkin(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name)
 }
 
 // transferProgress prints a copy's progress now and then.

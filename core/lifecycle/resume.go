@@ -1,0 +1,297 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// ErrRefusedPoint: the latest suspend point cannot be resumed here; the
+// message says why and how to cold-boot instead.
+var ErrRefusedPoint = errors.New("suspend point refused")
+
+// refusal is the way out offered when a point is refused.
+func refusal(p pad.Point, err error) error {
+	return fmt.Errorf("%w: %w; nothing was changed. `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
+		ErrRefusedPoint, err, p.Manifest.ID)
+}
+
+// resume resumes the planned point, or boots, and says why.
+func (s *Session) resume(ctx context.Context, note *string) error {
+	plan, sess, err := s.plan()
+	if err != nil {
+		return err
+	}
+	if err := s.keepWhatWasLeft(ctx, &plan, sess); err != nil {
+		return err
+	}
+	if p := plan.Resume; p != nil {
+		err = s.resumePoint(ctx, *p, note)
+	} else {
+		err = s.coldBoot(ctx, plan, note)
+	}
+	if err != nil {
+		return err
+	}
+	s.r.push("power off machine", s.powerOff)
+	// From here the disk moves on: a crash must not resume an old point
+	// against it without keeping it first (see PlanResume).
+	host, _ := os.Hostname()
+	return s.machine.SetSession(pad.SessionState{State: pad.SessionRunning, Point: s.parent, Session: s.ID, Generation: s.gen, Host: host})
+}
+
+// plan chooses what to resume or boot, and checks everything that can
+// refuse it before anything changes.
+func (s *Session) plan() (Plan, pad.SessionState, error) {
+	pts, err := s.machine.Points()
+	if err != nil {
+		return Plan{}, pad.SessionState{}, err
+	}
+	sess, err := s.machine.Session()
+	if err != nil {
+		return Plan{}, sess, err
+	}
+	plan, err := PlanResume(PlanInput{Session: sess, Points: pts, ColdBoot: s.opts.ColdBoot, PointID: s.opts.Point,
+		DiskHistory: s.vmm.Info.Has(vmm.CapDiskHistory)})
+	if err != nil {
+		return plan, sess, err
+	}
+	s.gen = pad.NextGeneration(sess, pts)
+	// The machine as it will run: machine.json on this host's
+	// accelerator; a resumed point's memory and CPU model below.
+	s.spec = s.machineSpec
+	s.spec.Accelerator = s.accel
+	if err := s.vmmRuns(s.spec); err != nil {
+		return plan, sess, err
+	}
+	if p := plan.Resume; p != nil {
+		if err := s.resumable(*p); err != nil {
+			return plan, sess, err
+		}
+		if m := p.Manifest.Spec.MemoryMiB; m > 0 {
+			s.spec.MemoryMiB = m // what the point's machine had, whatever machine.json says now
+		}
+		if err := s.compatible(*p); err != nil {
+			return plan, sess, refusal(*p, err)
+		}
+	}
+	return plan, sess, nil
+}
+
+// resumable refuses a point another VMM plugin made, or one that does
+// not verify.
+func (s *Session) resumable(p pad.Point) error {
+	if made := p.Manifest.VMM.Name; made != "" && made != s.vmm.Name {
+		return fmt.Errorf("%w: suspend point %s was made by %s %s (CPU model %q, machine %s), and only that VMM plugin can resume it, not %s: set plugins.vmm = %q to resume it, or run `soulpad run --cold-boot` to boot its disk with %s (the point is kept); nothing was changed",
+			ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineLine(p.Manifest.VMMMachine), s.vmm.Name, made, s.vmm.Name)
+	}
+	if err := p.VerifyEager(); err != nil {
+		return refusal(p, err)
+	}
+	return nil
+}
+
+// keepWhatWasLeft keeps the disks' latest state as a disk point when the
+// plan leaves it behind, and says what the last session lost.
+func (s *Session) keepWhatWasLeft(ctx context.Context, plan *Plan, sess pad.SessionState) error {
+	if plan.KeepLatestDisk {
+		id, err := s.keepLatestDisk(ctx, sess)
+		if err != nil {
+			return err
+		}
+		s.result.KeptDisk = id
+		if plan.Lost != "" {
+			plan.Lost += fmt.Sprintf("; its disk is kept as point %s (`soulpad run --point %s` boots it)", id, id)
+		} else {
+			s.r.progress("  the disk's latest state is kept as point %s (`soulpad run --point %s` boots it)", id, id)
+		}
+	}
+	if plan.Lost != "" {
+		s.result.Lost = plan.Lost
+		s.r.progress("  %s", plan.Lost)
+		_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: plan.Lost})
+	}
+	return nil
+}
+
+// resumePoint restores the machine from p.
+func (s *Session) resumePoint(ctx context.Context, p pad.Point, note *string) error {
+	s.spec.CPUModel = p.Manifest.CPUModel
+	var sums []vmm.FileSum
+	for _, f := range p.OnLoadSums() {
+		sums = append(sums, f.VMM())
+	}
+	stopWatch := s.watchVMM(ctx, "resume")
+	out, err := s.vmm.VMM().Resume(ctx, vmm.ResumeRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: p.Dir, Description: p.Manifest.Description, Sums: sums})
+	stopWatch(err == nil)
+	if err != nil {
+		err = s.vmm.Err("resume "+p.Manifest.ID, err)
+		if errors.Is(err, sdk.ErrIncompatibleHost) || errors.Is(err, sdk.ErrCorrupt) {
+			return refusal(p, err)
+		}
+		return err
+	}
+	s.journalPhases(StageResume, out.Phases)
+	s.console = out.Console
+	s.cpuFeatures = out.CPUFeatures
+	s.desc = p.Manifest.Description
+	s.parent = p.Manifest.ID
+	if p.HasMapped() {
+		s.checkMappedBeside(ctx, p)
+	}
+	s.result.ResumedFrom = p.Manifest.ID
+	*note = "resumed " + p.Manifest.ID
+	return nil
+}
+
+// checkMappedBeside checks the point's mapped files (the guest's RAM,
+// read as the guest touches it) beside the running machine; nothing is
+// suspended on top of the point before the check has passed.
+func (s *Session) checkMappedBeside(ctx context.Context, p pad.Point) {
+	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.r.push("stop checking the point", func(context.Context) error { cancel(); return nil })
+	s.checked = make(chan error, 1)
+	checked, journal := s.checked, s.r.journal
+	go func() {
+		start := time.Now()
+		err := p.VerifyMapped(vctx)
+		if err == nil {
+			_ = journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: fmt.Sprintf("point %s's mapped memory checked in %.1f s", p.Manifest.ID, time.Since(start).Seconds())})
+		}
+		checked <- err
+	}()
+}
+
+// coldBoot boots the machine's latest disk, or the plan's disk point.
+func (s *Session) coldBoot(ctx context.Context, plan Plan, note *string) error {
+	mib, warn, err := fitMemory(s.spec.MemoryMiB, s.profile, false)
+	if err != nil {
+		return err
+	}
+	if warn != "" {
+		s.spec.MemoryMiB = mib
+		s.r.progress("  warning: %s", warn)
+	}
+	if s.spec.CPUModel == CPUHost || s.spec.CPUModel == CPUMax {
+		s.r.progress("  warning: CPU model %q: the suspend points of this session resume only on hosts with this CPU's features (cpu_model = \"portable\" resumes anywhere)", s.spec.CPUModel)
+	}
+	req := vmm.StartRequest{Spec: s.spec, MachineDir: s.machine.Dir}
+	if b := plan.BootFrom; b != nil {
+		req.From = &vmm.PointState{StateDir: b.Dir, Description: b.Manifest.Description}
+		s.parent = b.Manifest.ID
+	}
+	out, err := s.vmm.VMM().Start(ctx, req)
+	if err != nil {
+		return s.vmm.Err("start", err)
+	}
+	s.desc = out.Description
+	s.console = out.Console
+	s.cpuFeatures = out.CPUFeatures
+	s.result.ColdBootReason = plan.Reason
+	*note = "cold boot: " + plan.Reason
+	return nil
+}
+
+// powerOff stops the machine unless it stopped (the cleanup of resume).
+func (s *Session) powerOff(ctx context.Context) error {
+	if s.stopEvents != nil {
+		s.stopEvents()
+	}
+	if s.vmm.Exited() {
+		return nil // the machine went with its plugin
+	}
+	vm := s.vmm.VMM()
+	st, err := vm.Status(ctx, vmm.StatusRequest{Name: s.spec.Name})
+	if err == nil && st.State == vmm.StateStopped {
+		return nil
+	}
+	_, err = vm.PowerOff(ctx, vmm.PowerOffRequest{Name: s.spec.Name, Force: true})
+	return s.vmm.Err("power off", err)
+}
+
+// keepLatestDisk keeps the disks' latest state, left by the session in
+// sess that ended without suspending, as a sealed disk point.
+func (s *Session) keepLatestDisk(ctx context.Context, sess pad.SessionState) (string, error) {
+	dh, ok := s.vmm.VMM().(vmm.DiskHistory)
+	if !ok {
+		return "", fmt.Errorf("%s: keep disks: %w", s.vmm.Name, sdk.ErrUnsupported)
+	}
+	pend, err := s.machine.NewPending()
+	if err != nil {
+		return "", err
+	}
+	out, err := dh.KeepDisks(ctx, vmm.KeepDisksRequest{Spec: s.spec, MachineDir: s.machine.Dir, StateDir: pend.Dir()})
+	if err != nil {
+		_ = pend.Discard()
+		return "", s.vmm.Err("keep disks", err)
+	}
+	point, err := pend.Seal(out.Files, pad.Manifest{
+		Kind: pad.KindDisk, Parent: sess.Point, Session: sess.Session, Generation: sess.Generation, SessionStarted: sess.Since,
+		CPUModel: s.spec.CPUModel, Accelerator: s.spec.Accelerator, Description: out.Description,
+		VMM: pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version}, Host: s.profile, Spec: s.spec,
+	})
+	if err != nil {
+		_ = pend.Discard()
+		return "", err
+	}
+	_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: "disk kept as a point", Fields: map[string]any{
+		"point": point.Manifest.ID, "kind": pad.KindDisk, "session": sess.Session}})
+	return point.Manifest.ID, nil
+}
+
+// compatible checks a point against this host before the VMM sees it:
+// the CPU features the point needs, and the memory it needs.
+func (s *Session) compatible(p pad.Point) error {
+	if missing := MissingFeatures(p.Manifest.CPUFeatures, s.profile); len(missing) > 0 {
+		return fmt.Errorf("suspend point %s (CPU model %q, taken on %s) needs CPU features this host (%s) lacks: %s: %w",
+			p.Manifest.ID, p.Manifest.CPUModel, HostSummary(p.Manifest.Host), HostSummary(s.profile), strings.Join(missing, ", "), sdk.ErrIncompatibleHost)
+	}
+	if p.Manifest.Accelerator == "kvm" && s.spec.Accelerator != "kvm" && p.Manifest.CPUModel == CPUHost {
+		return fmt.Errorf("suspend point %s was taken with the host CPU model under KVM; this host has no KVM: %w", p.Manifest.ID, sdk.ErrIncompatibleHost)
+	}
+	if _, _, err := fitMemory(s.spec.MemoryMiB, s.profile, true); err != nil {
+		return fmt.Errorf("suspend point %s: %w", p.Manifest.ID, err)
+	}
+	return nil
+}
+
+// vmmRuns checks the machine against what the VMM plugin announces it
+// runs (disk formats, networks), before anything starts.
+func (s *Session) vmmRuns(spec vmm.Spec) error {
+	caps := s.vmm.Info.Capabilities
+	for _, d := range spec.Disks {
+		if d.Format != "" && !vmm.Supports(caps, vmm.CapDiskFormatPrefix, d.Format) {
+			return fmt.Errorf("disk %s is a %s image, which %s does not run (it runs %s): %w", d.Name, d.Format, s.vmm.Name,
+				strings.Join(vmm.Announced(caps, vmm.CapDiskFormatPrefix), ", "), sdk.ErrIncompatibleHost)
+		}
+	}
+	if spec.Network != "" && !vmm.Supports(caps, vmm.CapNetworkPrefix, spec.Network) {
+		return fmt.Errorf("machine.network = %q, which %s does not offer (it offers %s): %w", spec.Network, s.vmm.Name,
+			strings.Join(vmm.Announced(caps, vmm.CapNetworkPrefix), ", "), sdk.ErrIncompatibleHost)
+	}
+	return nil
+}
+
+// machineLine is a VMM's line about a machine, or that it gave none.
+func machineLine(machine string) string {
+	if machine == "" {
+		return "not named by its VMM plugin"
+	}
+	return machine
+}
+
+// journalPhases records where a stage's time went, as the VMM (and the
+// core) measured it.
+func (s *Session) journalPhases(stage string, ps []vmm.Phase) {
+	if len(ps) == 0 {
+		return
+	}
+	_ = s.r.journal.Append(pad.Entry{Stage: stage, Event: "info", Message: stage + " phases: " + vmm.FormatPhases(ps), Fields: map[string]any{"phases": ps}})
+}

@@ -1,0 +1,147 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// runMachine is the run stage: it waits for a suspend request (or the
+// context's end) or the guest's power-off. It ends with an error only
+// when the machine cannot be suspended any more (a plugin died, the
+// resumed point failed its check).
+func (s *Session) runMachine(ctx context.Context, note *string) error {
+	if s.attempts == 0 {
+		if err := s.beginRunning(ctx); err != nil {
+			return err
+		}
+	}
+	s.suspendAsked = false
+	s.r.progress("  the machine is running; Ctrl-C or `soulpad suspend` suspends it")
+	for {
+		select {
+		case <-s.crypt.Done():
+			return s.cryptDied()
+		case <-s.vmm.Done():
+			return s.vmmDied()
+		case err := <-s.checked:
+			s.checked = nil
+			if err != nil {
+				return s.checkFailed(err)
+			}
+		case <-s.opts.SuspendRequests:
+			return s.askSuspend(note, "suspend requested")
+		case <-s.requests:
+			return s.askSuspend(note, "suspend requested")
+		case <-ctx.Done():
+			s.stopping = true
+			return s.askSuspend(note, "stopping: "+ctx.Err().Error())
+		case ev, ok := <-s.events:
+			if !ok {
+				s.events = nil
+				continue
+			}
+			switch ev.Type {
+			case vmm.EventPoweredOff:
+				*note = "the guest powered off"
+				return s.poweredOffNow()
+			case vmm.EventSleepRequested:
+				return s.askSuspend(note, "the guest asked to sleep")
+			case vmm.EventCrashed:
+				return s.vmmDied()
+			}
+		}
+	}
+}
+
+// beginRunning is what happens once, as the machine starts running: the
+// control socket, the caller's hook, the VMM's events.
+func (s *Session) beginRunning(ctx context.Context) error {
+	if s.opts.Control {
+		s.startControl()
+	}
+	if s.opts.OnRunning != nil {
+		s.opts.OnRunning(s)
+	}
+	if !s.vmm.Info.Has(vmm.CapEvents) {
+		return nil
+	}
+	evctx, cancel := context.WithCancel(ctx)
+	s.stopEvents = cancel // by powerOff, the cleanup of resume
+	ch, err := s.vmm.VMM().(vmm.EventStreamer).Events(evctx, vmm.EventsRequest{Name: s.spec.Name})
+	if err != nil {
+		return s.vmm.Err("events", err)
+	}
+	s.events = ch
+	return nil
+}
+
+// askSuspend ends the run stage with a suspend to follow.
+func (s *Session) askSuspend(note *string, why string) error {
+	*note = why
+	s.suspendAsked = true
+	return nil
+}
+
+// poweredOffNow ends the session without a suspend point: the next run
+// boots the disk.
+func (s *Session) poweredOffNow() error {
+	s.poweredOff = true
+	s.result.Outcome = OutcomePoweredOff
+	host, _ := os.Hostname()
+	return s.machine.SetSession(pad.SessionState{State: pad.SessionStopped, Point: s.parent, Session: s.ID, Generation: s.gen, Host: host})
+}
+
+func (s *Session) vmmDied() error {
+	return fmt.Errorf("%s: the machine stopped unexpectedly: the plugin process exited, and the machine with it (see its log lines above): %w", s.vmm.Name, sdk.ErrPluginExited)
+}
+
+// ErrVaultLost: the crypt plugin died while the vault was open.
+var ErrVaultLost = errors.New("the vault was lost")
+
+// cryptDied stops the session after the crypt plugin died while the vault
+// was open: its plaintext cannot be trusted to reach the pad any more, so
+// the machine is stopped without a suspend point (the last sealed point
+// and the disk as the plugin last wrote it stay), and the cleanups detach
+// whatever of the vault is still mounted.
+func (s *Session) cryptDied() error {
+	s.r.progress("  %s exited while the vault was open: stopping the machine without a suspend point", s.crypt.Name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if !s.vmm.Exited() {
+		_, _ = s.vmm.VMM().PowerOff(ctx, vmm.PowerOffRequest{Name: s.spec.Name, Force: true})
+	}
+	if s.mountDir != "" {
+		_ = detachMount(s.mountDir)
+	}
+	return fmt.Errorf("%s: the crypt plugin exited while the vault was open (see its log lines above), so the machine was stopped without a suspend point; the next `soulpad run` resumes the last sealed point and keeps the disk as it was: %w (%w)",
+		s.crypt.Name, ErrVaultLost, sdk.ErrPluginExited)
+}
+
+// checkFailed reports a failed check of the resumed point's mapped
+// memory. A vault whose crypt plugin died fails the check too (its reads
+// fail): then the plugin's death is what happened, and is reported as
+// such once seen (it is, within moments, when that is the cause).
+func (s *Session) checkFailed(err error) error {
+	select {
+	case <-s.crypt.Done():
+		return s.cryptDied()
+	case <-time.After(2 * time.Second):
+	}
+	return s.damagedPoint(err)
+}
+
+// damagedPoint ends a session whose resumed point failed its check
+// beside the running machine: the guest ran on memory that is not what
+// was sealed, so nothing is suspended on top of it; the machine is
+// powered off (the cleanup) and the point is kept.
+func (s *Session) damagedPoint(err error) error {
+	return fmt.Errorf("%w: %w; the machine ran on it for a moment and was stopped without suspending (its disk is kept as a point at the next run). `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
+		ErrRefusedPoint, err, s.parent)
+}

@@ -1,0 +1,161 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// maxSuspendAttempts bounds how often a failed suspend sends the session
+// back to run before giving up.
+const maxSuspendAttempts = 3
+
+// suspendWanted: the run stage ended asking for a suspend.
+func (s *Session) suspendWanted() bool { return s.suspendAsked && !s.poweredOff }
+
+// suspendStage suspends the machine into a new sealed point. A failed
+// suspend of a machine that still runs goes back to the run stage (up to
+// maxSuspendAttempts), so the session is not lost.
+func (s *Session) suspendStage(ctx context.Context, note *string) error {
+	s.attempts++
+	err := s.suspend(ctx, note)
+	if err == nil {
+		s.result.Outcome = OutcomeSuspended
+		return nil
+	}
+	if s.crypt.Exited() {
+		return errors.Join(err, s.cryptDied())
+	}
+	if errors.Is(err, ErrRefusedPoint) {
+		return err // the resumed point failed its check: no retry
+	}
+	st, serr := s.vmm.VMM().Status(ctx, vmm.StatusRequest{Name: s.spec.Name})
+	if serr != nil || st.State != vmm.StateRunning || s.attempts >= maxSuspendAttempts || s.stopping {
+		return err
+	}
+	s.r.progress("  the machine is still running and nothing was lost; ask again to retry the suspend (attempt %d of %d failed)", s.attempts, maxSuspendAttempts)
+	return &errAgain{stage: StageRun, err: err}
+}
+
+// suspend writes a new suspend point and seals it.
+func (s *Session) suspend(ctx context.Context, note *string) error {
+	phases, err := s.waitForCheck(ctx)
+	if err != nil {
+		return err
+	}
+	pend, err := s.machine.NewPending()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	// The state as it reaches the vault: memory and device state, about
+	// the guest's RAM when it is streamed.
+	stopWatch := watchDir(ctx, pend.Dir(), "suspend", s.spec.MemoryMiB<<20, 250*time.Millisecond, s.opts.Progress)
+	out, err := s.vmm.VMM().Suspend(ctx, vmm.SuspendRequest{Name: s.spec.Name, StateDir: pend.Dir()})
+	stopWatch()
+	if err != nil {
+		_ = pend.Discard()
+		return s.vmm.Err("suspend", err)
+	}
+	phases = append(phases, out.Phases...)
+	sealing := time.Now()
+	point, err := s.seal(pend, out, start)
+	if err != nil {
+		return err
+	}
+	s.result.Point = point.Manifest.ID
+	phases = append(phases, vmm.Phase{Name: "seal", Seconds: time.Since(sealing).Seconds()})
+	s.journalPhases(StageSuspend, phases)
+	s.retain(ctx, point)
+	// No secrets: what status shows without unlocking the vault.
+	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
+		"point": point.Manifest.ID, "bytes": point.Size(), "hashed_bytes": pend.Hashed(), "cpu_model": s.spec.CPUModel,
+		"accelerator": s.spec.Accelerator, "host": s.profile.Hostname,
+		"host_summary": HostSummary(s.profile), "host_fingerprint": s.profile.Fingerprint,
+	}})
+	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
+	return nil
+}
+
+// waitForCheck waits for the check of the resumed point's mapped memory:
+// nothing is sealed on top of a point that has not passed it.
+func (s *Session) waitForCheck(ctx context.Context) ([]vmm.Phase, error) {
+	if s.checked == nil {
+		return nil, nil
+	}
+	waited := time.Now()
+	s.r.progress("  checking the resumed point's memory before sealing on top of it…")
+	var err error
+	select {
+	case err = <-s.checked:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.checked = nil
+	if err != nil {
+		return nil, s.checkFailed(err)
+	}
+	return []vmm.Phase{{Name: "check", Seconds: time.Since(waited).Seconds()}}, nil
+}
+
+// seal seals what the VMM wrote into pend as the newest point, and makes
+// it the one the next run resumes.
+func (s *Session) seal(pend *pad.Pending, out vmm.SuspendResponse, start time.Time) (pad.Point, error) {
+	desc := out.Description
+	if desc == "" {
+		desc = s.desc
+	}
+	var known []pad.FileSum
+	for _, f := range out.Sums {
+		known = append(known, pad.FileSumFrom(f))
+	}
+	point, err := pend.Seal(out.Files, pad.Manifest{
+		Kind:           pad.KindMemory,
+		Parent:         s.parent,
+		Session:        s.ID,
+		Generation:     s.gen,
+		SessionStarted: s.started,
+		CPUModel:       s.spec.CPUModel,
+		CPUFeatures:    s.neededFeatures(),
+		Accelerator:    s.spec.Accelerator,
+		Description:    desc,
+		VMMMachine:     out.Machine,
+		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
+		Host:           s.profile,
+		Spec:           s.spec,
+		SuspendSeconds: time.Since(start).Seconds(),
+	}, known...)
+	if err != nil {
+		_ = pend.Discard()
+		return point, err
+	}
+	host, _ := os.Hostname()
+	err = s.machine.SetSession(pad.SessionState{State: pad.SessionSuspended, Point: point.Manifest.ID, Session: s.ID, Generation: s.gen, Host: host})
+	return point, err
+}
+
+// retain prunes old points (session.keep_points); the new point is
+// sealed whatever happens here.
+func (s *Session) retain(ctx context.Context, point pad.Point) {
+	pruned, err := Prune(ctx, s.r.journal, s.machine, s.vmm, s.spec, s.cfg.Session.KeepPoints, false, point.Manifest.ID)
+	if err != nil {
+		s.r.progress("  warning: pruning old suspend points: %v", err)
+		_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "pruning failed", Error: err.Error()})
+		return
+	}
+	s.result.Pruned = pruned
+}
+
+// neededFeatures is what a point of the running machine needs of a host:
+// what the VMM plugin said, else the x86 default for its CPU model.
+func (s *Session) neededFeatures() []string {
+	if s.cpuFeatures != nil {
+		return s.cpuFeatures
+	}
+	return NeededFeatures(s.spec.CPUModel, s.profile)
+}
