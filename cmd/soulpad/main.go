@@ -62,7 +62,7 @@ func main() {
 		if errors.As(err, &ex) {
 			os.Exit(int(ex))
 		}
-		fmt.Fprintf(os.Stderr, "soulpad: %s\n", err)
+		fmt.Fprintf(os.Stderr, "soulpad: %s\n", withUsage(err))
 		os.Exit(exitCode(err))
 	}
 }
@@ -186,4 +186,23 @@ func isUsage(err error) bool {
 		}
 	}
 	return false
+}
+
+// withUsage is err's message with the way out it carries, worded as
+// soulpad's commands: the core's errors say what happened, the CLI what
+// to type.
+func withUsage(err error) string {
+	w, ok := lifecycle.WayOutOf(err)
+	if !ok {
+		return err.Error()
+	}
+	switch w.Kind {
+	case lifecycle.WayOutOtherPoint:
+		return err.Error() + ". `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk"
+	case lifecycle.WayOutSuspendFirst:
+		return err.Error() + ": suspend it first (`soulpad suspend`)"
+	case lifecycle.WayOutInit:
+		return err.Error() + ": make one with `soulpad init`"
+	}
+	return err.Error()
 }

@@ -6,7 +6,6 @@ package config
 
 import (
 	_ "embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"strings"
 
 	"github.com/knadh/koanf/v2"
-	"github.com/soulpad/soulpad/sdk/store"
 )
 
 //go:embed default.hcl
@@ -236,40 +234,11 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 	}
 
 	// Environment overrides.
-	for _, kv := range env {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, "SOULPAD_") || envIgnored[name] {
-			continue
-		}
-		if strings.HasPrefix(name, pluginEnvPrefix) {
-			// A key of a plugin's own block: SOULPAD_PLUGIN_<NAME>_<KEY>.
-			key, err := pluginEnvKey(k, name)
-			if err != nil {
-				errs = append(errs, &Error{File: "environment", Key: name, Msg: err.Error()})
-				continue
-			}
-			if err := k.Set(key, val); err != nil {
-				return nil, err
-			}
-			lines[key] = 0
-			fromEnv[key] = name
-			continue
-		}
-		key, ok := envKey(known, name)
-		if !ok {
-			errs = append(errs, &Error{File: "environment", Key: name, Msg: "matches no config key; valid: " + strings.Join(similarEnv(known, name), ", ")})
-			continue
-		}
-		var v any = val
-		if known[key] == reflect.Slice {
-			v = splitList(val)
-		}
-		if err := k.Set(key, v); err != nil {
-			return nil, err
-		}
-		lines[key] = 0
-		fromEnv[key] = name
+	envErrs, err := applyEnv(k, known, env, lines, fromEnv)
+	if err != nil {
+		return nil, err
 	}
+	errs = append(errs, envErrs...)
 
 	cfg := Defaults()
 	cfg.Source, cfg.BaseDir, cfg.lines, cfg.env = source, baseDir, lines, fromEnv
@@ -296,40 +265,6 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 	return &cfg, nil
 }
 
-var envIgnored = map[string]bool{"SOULPAD_CONFIG": true, "SOULPAD_PLUGIN_MAGIC_COOKIE": true}
-
-const pluginEnvPrefix = "SOULPAD_PLUGIN_"
-
-// pluginKinds are the first word of every plugin's name: the kinds
-// plugins chooses a plugin for (one field per kind, see Plugins).
-var pluginKinds = Plugins{}.Kinds()
-
-// pluginEnvKey maps SOULPAD_PLUGIN_<NAME>_<KEY> to "plugin.<name>.<key>":
-// NAME is a plugin's name with "-" as "_" (BACKUP_RESTIC for
-// backup-restic), the longest that has a block in the file, else the
-// plugin kind and one more word; KEY is the rest, lower case.
-func pluginEnvKey(k *koanf.Koanf, name string) (string, error) {
-	rest := strings.ToLower(strings.TrimPrefix(name, pluginEnvPrefix))
-	words := strings.Split(rest, "_")
-	blocks := k.MapKeys("plugin")
-	for i := len(words) - 1; i >= 1; i-- {
-		n := strings.Join(words[:i], "-")
-		for _, b := range blocks {
-			if b == n {
-				return "plugin." + n + "." + strings.Join(words[i:], "_"), nil
-			}
-		}
-	}
-	if len(words) >= 3 {
-		for _, kind := range pluginKinds {
-			if words[0] == kind {
-				return "plugin." + kind + "-" + words[1] + "." + strings.Join(words[2:], "_"), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("names no plugin key: SOULPAD_PLUGIN_<PLUGIN>_<KEY>, the plugin's name with _ for -, e.g. SOULPAD_PLUGIN_BACKUP_RESTIC_REPOSITORY for repository in plugin \"backup-restic\"")
-}
-
 var quotedKey = regexp.MustCompile(`'([a-z0-9_.\-]+)'`)
 
 // cleanDecodeErr says what a value of the wrong type should have been,
@@ -349,87 +284,6 @@ func cleanDecodeErr(err error, got any) string {
 		return fmt.Sprintf("want true or false, not %q", fmt.Sprint(got))
 	}
 	return s
-}
-
-var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
-
-func (c *Config) validate(at func(key, msg string, args ...any)) {
-	if c.Pad.Path == "" {
-		at("pad.path", "must be set: the pad's directory, e.g. pad { path = \"/media/usb/soulpad\" }")
-	}
-	if c.Machine.Name == "" || !pluginName.MatchString(c.Machine.Name) {
-		at("machine.name", "%q is not valid: use lower-case letters, digits, '-', '_' or '.'", c.Machine.Name)
-	}
-	if c.Machine.MemoryMiB < 16 || c.Machine.MemoryMiB > 1<<20 {
-		at("machine.memory_mib", "%d is out of range: between 16 and 1048576 (MiB)", c.Machine.MemoryMiB)
-	}
-	if c.Machine.VCPUs < 1 || c.Machine.VCPUs > 256 {
-		at("machine.vcpus", "%d is out of range: between 1 and 256", c.Machine.VCPUs)
-	}
-	if c.Machine.CPUModel == "" {
-		at("machine.cpu_model", "must be set: \"portable\" (resumes on any x86-64 host), \"host\" (fastest, same CPU only) or a VMM model name")
-	}
-	oneOf(at, "machine.accelerator", c.Machine.Accelerator, "auto", "kvm", "tcg")
-	oneOf(at, "machine.network", c.Machine.Network, "user", "none")
-	oneOf(at, "machine.display", c.Machine.Display, "none", "vnc", "auto")
-	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
-	if c.Plugins.Crypt == "" {
-		at("plugins.crypt", "must be set: the crypt plugin, e.g. \"crypt-luks\" or \"crypt-gocryptfs\"")
-	}
-	if c.Plugins.VMM == "" {
-		at("plugins.vmm", "must be set: the VMM plugin, e.g. \"vmm-qemu\"")
-	}
-	for kind, name := range c.Plugins.ByKind() {
-		if name != "" && !pluginName.MatchString(name) {
-			at("plugins."+kind, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
-		}
-	}
-	if c.Plugins.Strict {
-		for kind, name := range c.Plugins.ByKind() {
-			if _, ok := c.Plugins.SHA256[name]; name != "" && !ok {
-				at("plugins.sha256", "plugins.strict is set but plugins.%s = %q is not pinned: add its SHA-256 (see `soulpad plugins`)", kind, name)
-			}
-		}
-	}
-	for name, sum := range c.Plugins.SHA256 {
-		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
-			at("plugins.sha256."+name, "%q is not a SHA-256: want 64 hex digits (see `soulpad plugins`)", sum)
-		}
-	}
-	if c.Session.SuspendTimeoutSeconds < 1 {
-		at("session.suspend_timeout_seconds", "must be at least 1")
-	}
-	if c.Session.StageTimeoutSeconds < 1 {
-		at("session.stage_timeout_seconds", "must be at least 1")
-	}
-	for name, block := range c.Plugin {
-		if _, err := json.Marshal(block); err != nil {
-			at("plugin."+name, "cannot be passed to the plugin: %v", err)
-		}
-	}
-	if c.Session.KeepPoints < 1 {
-		at("session.keep_points", "must be at least 1 (the newest suspend point is always kept)")
-	}
-	if c.Session.BackupAfterSuspend && c.Plugins.Backup == "" {
-		at("session.backup_after_suspend", "needs plugins.backup to name a backup plugin")
-	}
-	switch {
-	case c.Plugins.Store != "" && c.Store.Name == "":
-		at("store.name", "must be set when plugins.store is: the pad's name on the store, e.g. \"alice\"")
-	case c.Store.Name != "" && !store.ValidName(c.Store.Name):
-		at("store.name", "%q cannot name a pad on a store: use lower-case letters, digits, '.', '_' and '-' (at most 63)", c.Store.Name)
-	case c.Store.Name != "" && c.Plugins.Store == "":
-		at("plugins.store", "must name a store plugin (e.g. \"store-s3\") when store.name is set")
-	}
-}
-
-func oneOf(at func(key, msg string, args ...any), key, v string, valid ...string) {
-	for _, x := range valid {
-		if v == x {
-			return
-		}
-	}
-	at(key, "%q is not valid: want one of %s", v, strings.Join(valid, ", "))
 }
 
 func (c *Config) abs(p string) string {
@@ -550,59 +404,5 @@ func siblings(known map[string]reflect.Kind, key string) []string {
 		}
 	}
 	sort.Strings(out)
-	return out
-}
-
-func envName(key string) string {
-	return "SOULPAD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-}
-
-func envKey(known map[string]reflect.Kind, name string) (string, bool) {
-	for k := range known {
-		if envName(k) == name {
-			return k, true
-		}
-	}
-	return "", false
-}
-
-func envNames(known map[string]reflect.Kind) []string {
-	var out []string
-	for k := range known {
-		out = append(out, envName(k))
-	}
-	sort.Strings(out)
-	return out
-}
-
-// similarEnv lists the valid names in the same section as name, or all.
-func similarEnv(known map[string]reflect.Kind, name string) []string {
-	all := envNames(known)
-	parts := strings.SplitN(name, "_", 3)
-	if len(parts) < 2 {
-		return all
-	}
-	var out []string
-	for _, n := range all {
-		if strings.HasPrefix(n, parts[0]+"_"+parts[1]+"_") {
-			out = append(out, n)
-		}
-	}
-	if len(out) == 0 {
-		return all
-	}
-	return out
-}
-
-// EnvNames lists the SOULPAD_* variables that override config keys.
-func EnvNames() []string { return envNames(leafKeys(reflect.TypeOf(Config{}), "")) }
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
 	return out
 }

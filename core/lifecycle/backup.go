@@ -88,7 +88,7 @@ func Backup(ctx context.Context, o BackupOptions) (backup.BackupResponse, error)
 	if err != nil {
 		var le *pad.LockedError
 		if errors.As(err, &le) && le.Live && le.Holder.Command == "run" {
-			return backup.BackupResponse{}, fmt.Errorf("%w: %w; the backup takes the pad locked: suspend it first (`soulpad suspend`)", ErrPadInUse, err)
+			return backup.BackupResponse{}, withWayOut(fmt.Errorf("%w: %w; the backup takes the pad locked", ErrPadInUse, err), WayOut{Kind: WayOutSuspendFirst})
 		}
 		return backup.BackupResponse{}, err
 	}

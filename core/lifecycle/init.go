@@ -14,6 +14,7 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/atomicfile"
 	"github.com/soulpad/soulpad/sdk/crypt"
@@ -79,27 +80,12 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		return nil, err
 	}
 	defer host.Close()
-	var cred crypt.Credential
-	if !cp.Info.Has(crypt.CapNoEncryption) {
-		if o.Credential == nil {
-			return nil, fmt.Errorf("%s needs a passphrase or key file and none was given", cp.Name)
-		}
-		if cred, err = o.Credential(ctx); err != nil {
-			return nil, err
-		}
-		defer cred.Wipe()
-	} else {
-		fmt.Fprintf(o.Out, "warning: %s does not encrypt the vault\n", cp.Name)
+	cred, err := initCredential(ctx, cp, o)
+	if err != nil {
+		return nil, err
 	}
-	meta := pad.Meta{Machine: cfg.Machine.Name, Crypt: pad.PluginRef{Name: cp.Name, Version: cp.Info.Version}, VMM: pad.PluginRef{Name: cfg.Plugins.VMM}}
-	// The VMM plugin's version, from the plugin itself (not configured:
-	// its host, e.g. libvirtd, need not be up to make a pad).
-	if vp, err := host.Launch(ctx, cfg.Plugins.VMM); err == nil {
-		meta.VMM.Version = vp.Info.Version
-		vp.Kill()
-	} else {
-		fmt.Fprintf(o.Out, "warning: the VMM plugin %s: %v\n", cfg.Plugins.VMM, err)
-	}
+	defer cred.Wipe()
+	meta := padMeta(ctx, host, cp, cfg, o.Out)
 	p, err = pad.Create(dir, meta)
 	if err != nil {
 		return nil, err
@@ -130,29 +116,74 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		return nil, cp.Err("create vault", err)
 	}
 	if o.CarryPlugins {
-		for _, name := range cfg.Plugins.ByKind() {
-			if name == "" {
-				continue
-			}
-			b, ferr := host.Find(name)
-			if ferr != nil {
-				fmt.Fprintf(o.Out, "note: %s is not built here, so it is not carried on the pad\n", name)
-				continue
-			}
-			if err = copyFile(b.Path, filepath.Join(p.PluginDir(), name)); err != nil {
-				return nil, err
-			}
-			_ = os.Chmod(filepath.Join(p.PluginDir(), name), 0o755)
+		if err = carryPlugins(host, p, cfg, o.Out); err != nil {
+			return nil, err
 		}
 	}
+	if err = fillVault(ctx, cp, p, cred, cfg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// initCredential asks for the new vault's credential, unless the crypt
+// plugin does not encrypt.
+func initCredential(ctx context.Context, cp *pluginhost.Plugin, o InitOptions) (crypt.Credential, error) {
+	if cp.Info.Has(crypt.CapNoEncryption) {
+		fmt.Fprintf(o.Out, "warning: %s does not encrypt the vault\n", cp.Name)
+		return crypt.Credential{}, nil
+	}
+	if o.Credential == nil {
+		return crypt.Credential{}, fmt.Errorf("%s needs a passphrase or key file and none was given", cp.Name)
+	}
+	return o.Credential(ctx)
+}
+
+// padMeta is the new pad's pad.json: its machine and the plugins that
+// make it. The VMM plugin's version comes from the plugin itself (not
+// configured: its host, e.g. libvirtd, need not be up to make a pad).
+func padMeta(ctx context.Context, host *pluginhost.Host, cp *pluginhost.Plugin, cfg *config.Config, out io.Writer) pad.Meta {
+	meta := pad.Meta{Machine: cfg.Machine.Name, Crypt: pad.PluginRef{Name: cp.Name, Version: cp.Info.Version}, VMM: pad.PluginRef{Name: cfg.Plugins.VMM}}
+	if vp, err := host.Launch(ctx, cfg.Plugins.VMM); err == nil {
+		meta.VMM.Version = vp.Info.Version
+		vp.Kill()
+	} else {
+		fmt.Fprintf(out, "warning: the VMM plugin %s: %v\n", cfg.Plugins.VMM, err)
+	}
+	return meta
+}
+
+// carryPlugins copies the configured plugins that are built here onto
+// the pad's plugins/.
+func carryPlugins(host *pluginhost.Host, p *pad.Pad, cfg *config.Config, out io.Writer) error {
+	for _, name := range cfg.Plugins.ByKind() {
+		if name == "" {
+			continue
+		}
+		b, err := host.Find(name)
+		if err != nil {
+			fmt.Fprintf(out, "note: %s is not built here, so it is not carried on the pad\n", name)
+			continue
+		}
+		if err := copyFile(b.Path, filepath.Join(p.PluginDir(), name)); err != nil {
+			return err
+		}
+		_ = os.Chmod(filepath.Join(p.PluginDir(), name), 0o755)
+	}
+	return nil
+}
+
+// fillVault unlocks the new vault, makes the machine in it (its spec,
+// kernel and initrd), records the pad's plugins, and locks it.
+func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred crypt.Credential, cfg *config.Config) error {
 	mnt, err := os.MkdirTemp("", "soulpad-init-")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer os.Remove(mnt)
 	u, err := cp.Crypt().Unlock(ctx, crypt.UnlockRequest{VaultPath: p.VaultPath(), Credential: cred, MountDir: mnt})
 	if err != nil {
-		return nil, cp.Err("unlock the new vault", err)
+		return cp.Err("unlock the new vault", err)
 	}
 	m := pad.MachineIn(u.PlaintextDir, cfg.Machine.Name)
 	err = m.Create(SpecFromConfig(cfg))
@@ -169,11 +200,7 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	if _, lerr := cp.Crypt().Lock(ctx, crypt.LockRequest{VaultPath: p.VaultPath()}); err == nil && lerr != nil {
 		err = cp.Err("lock", lerr)
 	}
-	if err != nil {
-		return nil, err
-	}
-
-	return p, nil
+	return err
 }
 
 // copyFile copies src to dst durably (owner-only; plugins are made

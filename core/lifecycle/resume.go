@@ -17,10 +17,11 @@ import (
 // message says why and how to cold-boot instead.
 var ErrRefusedPoint = errors.New("suspend point refused")
 
-// refusal is the way out offered when a point is refused.
+// refusal is a point refused before anything changed; the way out is
+// another point or a cold boot.
 func refusal(p pad.Point, err error) error {
-	return fmt.Errorf("%w: %w; nothing was changed. `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
-		ErrRefusedPoint, err, p.Manifest.ID)
+	return withWayOut(fmt.Errorf("%w: %w; nothing was changed (point %s is kept)", ErrRefusedPoint, err, p.Manifest.ID),
+		WayOut{Kind: WayOutOtherPoint, Point: p.Manifest.ID})
 }
 
 // resume resumes the planned point, or boots, and says why.
@@ -89,8 +90,9 @@ func (s *Session) plan() (Plan, pad.SessionState, error) {
 // not verify.
 func (s *Session) resumable(p pad.Point) error {
 	if made := p.Manifest.VMM.Name; made != "" && made != s.vmm.Name {
-		return fmt.Errorf("%w: suspend point %s was made by %s %s (CPU model %q, machine %s), and only that VMM plugin can resume it, not %s: set plugins.vmm = %q to resume it, or run `soulpad run --cold-boot` to boot its disk with %s (the point is kept); nothing was changed",
-			ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineLine(p.Manifest.VMMMachine), s.vmm.Name, made, s.vmm.Name)
+		return withWayOut(fmt.Errorf("%w: suspend point %s was made by %s %s (CPU model %q, machine %s), and only that VMM plugin can resume it, not %s: set plugins.vmm = %q to resume it, or boot its disk with %s (the point is kept); nothing was changed",
+			ErrRefusedPoint, p.Manifest.ID, made, p.Manifest.VMM.Version, p.Manifest.CPUModel, machineLine(p.Manifest.VMMMachine), s.vmm.Name, made, s.vmm.Name),
+			WayOut{Kind: WayOutOtherPoint, Point: p.Manifest.ID})
 	}
 	if err := p.VerifyEager(); err != nil {
 		return refusal(p, err)

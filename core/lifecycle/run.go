@@ -142,6 +142,6 @@ func (s *Session) checkFailed(err error) error {
 // was sealed, so nothing is suspended on top of it; the machine is
 // powered off (the cleanup) and the point is kept.
 func (s *Session) damagedPoint(err error) error {
-	return fmt.Errorf("%w: %w; the machine ran on it for a moment and was stopped without suspending (its disk is kept as a point at the next run). `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk (point %s is kept)",
-		ErrRefusedPoint, err, s.parent)
+	return withWayOut(fmt.Errorf("%w: %w; the machine ran on it for a moment and was stopped without suspending (its disk is kept as a point at the next run; point %s is kept)",
+		ErrRefusedPoint, err, s.parent), WayOut{Kind: WayOutOtherPoint, Point: s.parent})
 }

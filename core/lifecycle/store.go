@@ -44,7 +44,7 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	switch {
 	case errors.Is(err, sdk.ErrNotFound) && s.opts.StoreVersion == 0:
 		if _, perr := pad.Open(dir); perr != nil {
-			return fmt.Errorf("the store has no version of %s yet and there is no pad at %s: make one with `soulpad init`; the session's end copies it out", name, dir)
+			return withWayOut(fmt.Errorf("the store has no version of %s yet and there is no pad at %s (a pad made there is copied out at the session's end)", name, dir), WayOut{Kind: WayOutInit})
 		}
 		s.storeAhead = true
 		*note = "a new pad: its first version is copied out at the end"

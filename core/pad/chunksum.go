@@ -67,7 +67,7 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 	}
 	n := (size + MappedChunkBytes - 1) / MappedChunkBytes
 	out := FileSum{Size: size, ChunkBytes: MappedChunkBytes, SumOfChunks: true, ChunkSHA256: make([]string, n)}
-	// The chunks to read, hashed on every CPU (SHA-256 is the cost).
+	// The chunks to read.
 	var todo []int64
 	for i := int64(0); i < n; i++ {
 		start, end := i*MappedChunkBytes, min((i+1)*MappedChunkBytes, size)
@@ -80,6 +80,23 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 			todo = append(todo, i)
 		}
 	}
+	hashed, err := hashChunks(ctx, f, path, size, todo, out.ChunkSHA256)
+	if err != nil {
+		return FileSum{}, hashed, err
+	}
+	root := sha256.New()
+	for _, c := range out.ChunkSHA256 {
+		b, _ := hex.DecodeString(c)
+		root.Write(b)
+	}
+	out.SHA256 = hex.EncodeToString(root.Sum(nil))
+	return out, hashed, nil
+}
+
+// hashChunks reads the chunks todo of f (size bytes) and puts their
+// SHA-256 in sums, on every CPU (SHA-256 is the cost); it returns how
+// many bytes it hashed.
+func hashChunks(ctx context.Context, f *os.File, path string, size int64, todo []int64, sums []string) (int64, error) {
 	var next atomic.Int64
 	var hashed atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -100,21 +117,13 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 					return fmt.Errorf("read %s: %w", path, err)
 				}
 				s := sha256.Sum256(buf[:end-start])
-				out.ChunkSHA256[i] = hex.EncodeToString(s[:])
+				sums[i] = hex.EncodeToString(s[:])
 				hashed.Add(end - start)
 			}
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return FileSum{}, hashed.Load(), err
-	}
-	root := sha256.New()
-	for _, c := range out.ChunkSHA256 {
-		b, _ := hex.DecodeString(c)
-		root.Write(b)
-	}
-	out.SHA256 = hex.EncodeToString(root.Sum(nil))
-	return out, hashed.Load(), nil
+	err := g.Wait()
+	return hashed.Load(), err
 }
 
 // maxChunkBytes bounds the chunk size a manifest may ask a reader to

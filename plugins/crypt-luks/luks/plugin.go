@@ -26,8 +26,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	luksgo "github.com/anatol/luks.go"
-
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/crypt"
 )
@@ -128,64 +126,6 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 	return sdk.ConfigureResponse{}, nil
 }
 
-// filesystem is the file system for a new container of payload bytes.
-func (p *Plugin) filesystem(payload int64) (string, error) {
-	_, err := exec.LookPath("mkfs.xfs")
-	switch p.cfg.Filesystem {
-	case "ext4":
-		return "ext4", nil
-	case "xfs":
-		if err != nil {
-			return "", fmt.Errorf("crypt-luks: filesystem \"xfs\" needs mkfs.xfs (install xfsprogs): %w", sdk.ErrIncompatibleHost)
-		}
-		if payload < 320<<20 {
-			return "", fmt.Errorf("crypt-luks: filesystem \"xfs\" needs a vault of at least 336 MiB (XFS needs 300 MiB): %w", sdk.ErrInvalidArgument)
-		}
-		return "xfs", nil
-	}
-	if err == nil && payload >= 384<<20 {
-		return "xfs", nil
-	}
-	return "ext4", nil
-}
-
-// detectFS names the file system on the device or file at path: xfs or
-// ext4 (by their superblocks' magic numbers).
-func detectFS(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("crypt-luks: %w", err)
-	}
-	defer f.Close()
-	var sb [1084]byte
-	if _, err := f.ReadAt(sb[:], 0); err != nil {
-		return "", fmt.Errorf("crypt-luks: read the vault's file system: %w", err)
-	}
-	return fsOf(sb[:])
-}
-
-// mountData are the file system's own mount options, after sep. XFS
-// refuses a second file system with the same UUID, and a copied pad (a
-// backup restored beside its original, a pad moved to another disk) has
-// one: nouuid mounts it anyway.
-func mountData(fsType, sep string) string {
-	if fsType == "xfs" {
-		return sep + "nouuid"
-	}
-	return ""
-}
-
-// fsOf names the file system whose first 1084 bytes are sb.
-func fsOf(sb []byte) (string, error) {
-	switch {
-	case len(sb) >= 4 && string(sb[:4]) == "XFSB":
-		return "xfs", nil
-	case len(sb) >= 1082 && sb[1080] == 0x53 && sb[1081] == 0xef:
-		return "ext4", nil
-	}
-	return "", fmt.Errorf("crypt-luks: the vault holds neither XFS nor ext4 (a wrong key would read as noise, but the key was checked): %w", sdk.ErrCorrupt)
-}
-
 // engine is the engine to use now.
 func (p *Plugin) engine() (string, error) {
 	switch p.cfg.Engine {
@@ -201,25 +141,6 @@ func (p *Plugin) engine() (string, error) {
 		return "kernel", nil
 	}
 	return "userspace", nil
-}
-
-// secret is the bytes cryptsetup and luks.go take: the passphrase, or the
-// key file's content.
-func secret(c crypt.Credential) ([]byte, error) {
-	if len(c.KeyFile) > 0 {
-		return c.KeyFile, nil
-	}
-	if len(c.Passphrase) > 0 {
-		return c.Passphrase, nil
-	}
-	return nil, fmt.Errorf("crypt-luks: no passphrase or key file given: %w", sdk.ErrInvalidArgument)
-}
-
-func checkNew(c crypt.Credential) error {
-	if len(c.KeyFile) == 0 && len(c.Passphrase) < MinPassphrase {
-		return fmt.Errorf("crypt-luks: a passphrase needs at least %d characters (or use a key file): %w", MinPassphrase, sdk.ErrInvalidArgument)
-	}
-	return nil
 }
 
 func (p *Plugin) pbkdfArgs() []string {
@@ -450,76 +371,4 @@ func (p *Plugin) Shutdown() {
 		}
 		p.log.Warn("vault locked as the plugin ends (the host let go of it unlocked)", "vault", path)
 	}
-}
-
-// slots counts the active key slots.
-func slots(path string) (int, error) {
-	dev, err := luksgo.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("crypt-luks: %s: %v: %w", path, err, sdk.ErrCorrupt)
-	}
-	defer dev.Close()
-	return len(dev.Slots()), nil
-}
-
-// AddCredential implements crypt.CredentialManager.
-func (p *Plugin) AddCredential(ctx context.Context, req crypt.AddCredentialRequest) (crypt.AddCredentialResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cur, err := secret(req.Existing)
-	if err != nil {
-		return crypt.AddCredentialResponse{}, err
-	}
-	add, err := secret(req.Add)
-	if err != nil {
-		return crypt.AddCredentialResponse{}, err
-	}
-	if err := checkNew(req.Add); err != nil {
-		return crypt.AddCredentialResponse{}, err
-	}
-	u, err := unseal(req.VaultPath, cur)
-	if err != nil {
-		return crypt.AddCredentialResponse{}, err
-	}
-	u.wipe()
-	args := append([]string{"luksAddKey", "--batch-mode"}, p.pbkdfArgs()...)
-	if err := cryptsetup(ctx, cur, add, append(args, "--key-file", "-", req.VaultPath, "/dev/fd/3")...); err != nil {
-		return crypt.AddCredentialResponse{}, fmt.Errorf("crypt-luks: add credential: %w", err)
-	}
-	return crypt.AddCredentialResponse{}, nil
-}
-
-// RemoveCredential implements crypt.CredentialManager.
-func (p *Plugin) RemoveCredential(ctx context.Context, req crypt.RemoveCredentialRequest) (crypt.RemoveCredentialResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cur, err := secret(req.Existing)
-	if err != nil {
-		return crypt.RemoveCredentialResponse{}, err
-	}
-	rm, err := secret(req.Remove)
-	if err != nil {
-		return crypt.RemoveCredentialResponse{}, err
-	}
-	u, err := unseal(req.VaultPath, cur)
-	if err != nil {
-		return crypt.RemoveCredentialResponse{}, err
-	}
-	u.wipe()
-	if u, err = unseal(req.VaultPath, rm); err != nil {
-		if errors.Is(err, sdk.ErrWrongPassphrase) {
-			return crypt.RemoveCredentialResponse{}, fmt.Errorf("crypt-luks: remove credential: it does not open %s: %w", req.VaultPath, sdk.ErrNotFound)
-		}
-		return crypt.RemoveCredentialResponse{}, err
-	}
-	u.wipe()
-	if n, err := slots(req.VaultPath); err != nil {
-		return crypt.RemoveCredentialResponse{}, err
-	} else if n < 2 {
-		return crypt.RemoveCredentialResponse{}, fmt.Errorf("crypt-luks: remove credential: it is the last one; add another first: %w", sdk.ErrInvalidArgument)
-	}
-	if err := cryptsetup(ctx, rm, nil, "luksRemoveKey", "--batch-mode", "--key-file", "-", req.VaultPath); err != nil {
-		return crypt.RemoveCredentialResponse{}, fmt.Errorf("crypt-luks: remove credential: %w", err)
-	}
-	return crypt.RemoveCredentialResponse{}, nil
 }

@@ -8,14 +8,8 @@
 package s3
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path"
@@ -23,8 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -150,112 +142,6 @@ func describe(err error) string {
 		return r.Message
 	}
 	return err.Error()
-}
-
-func (p *Plugin) readLease(ctx context.Context, c *minio.Client, cfg Config, name string) (*store.Lease, error) {
-	b, err := getAll(ctx, c, cfg.Bucket, cfg.key(name, "lease.json"), 1<<16)
-	if errors.Is(err, sdk.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var l store.Lease
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, fmt.Errorf("store-s3: the lease of %s is not readable (%v): break it with `soulpad store break-lease`: %w", name, err, sdk.ErrCorrupt)
-	}
-	return &l, nil
-}
-
-// getAll reads a small object whole (at most limit bytes).
-func getAll(ctx context.Context, c *minio.Client, bucket, key string, limit int64) ([]byte, error) {
-	obj, err := c.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		return nil, wrap("get "+key, err)
-	}
-	defer obj.Close()
-	b, err := io.ReadAll(io.LimitReader(obj, limit+1))
-	if err != nil {
-		return nil, wrap("get "+key, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("store-s3: %s is larger than %d bytes: %w", key, limit, sdk.ErrCorrupt)
-	}
-	return b, nil
-}
-
-func putNew(ctx context.Context, c *minio.Client, bucket, key string, b []byte) error {
-	opts := minio.PutObjectOptions{ContentType: "application/json"}
-	opts.SetMatchETagExcept("*")
-	_, err := c.PutObject(ctx, bucket, key, bytes.NewReader(b), int64(len(b)), opts)
-	return wrap("create "+key, err)
-}
-
-func busy(name string, l *store.Lease) error {
-	return fmt.Errorf("store-s3: %s is checked out by %s (holder %s) since %s; if that PC is gone for good, `soulpad store break-lease` takes the lease over: %w",
-		name, l.Host, l.Holder, l.Acquired.Format(time.RFC3339), sdk.ErrBusy)
-}
-
-// Acquire implements store.Store.
-func (p *Plugin) Acquire(ctx context.Context, r store.AcquireRequest) (store.AcquireResponse, error) {
-	c, cfg, err := p.client(r.Name)
-	if err != nil {
-		return store.AcquireResponse{}, err
-	}
-	if r.Lease.Holder == "" {
-		return store.AcquireResponse{}, fmt.Errorf("store-s3: acquire: no holder: %w", sdk.ErrInvalidArgument)
-	}
-	b, _ := json.Marshal(r.Lease)
-	key := cfg.key(r.Name, "lease.json")
-	var replaced *store.Lease
-	for try := 0; try < 3; try++ {
-		err := putNew(ctx, c, cfg.Bucket, key, b)
-		if err == nil {
-			return store.AcquireResponse{Lease: r.Lease, Replaced: replaced}, nil
-		}
-		if !errors.Is(err, sdk.ErrAlreadyExists) {
-			return store.AcquireResponse{}, err
-		}
-		held, err := p.readLease(ctx, c, cfg, r.Name)
-		if err != nil && !errors.Is(err, sdk.ErrCorrupt) {
-			return store.AcquireResponse{}, err
-		}
-		switch {
-		case held == nil && err == nil:
-			continue // released meanwhile: try again
-		case held != nil && held.Holder == r.Lease.Holder:
-			return store.AcquireResponse{Lease: *held}, nil
-		case !r.Break:
-			if held == nil {
-				return store.AcquireResponse{}, err
-			}
-			return store.AcquireResponse{}, busy(r.Name, held)
-		}
-		if err := c.RemoveObject(ctx, cfg.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
-			return store.AcquireResponse{}, wrap("break the lease", err)
-		}
-		replaced = held
-	}
-	return store.AcquireResponse{}, fmt.Errorf("store-s3: the lease of %s keeps changing hands; try again: %w", r.Name, sdk.ErrBusy)
-}
-
-// Release implements store.Store.
-func (p *Plugin) Release(ctx context.Context, r store.ReleaseRequest) (store.ReleaseResponse, error) {
-	c, cfg, err := p.client(r.Name)
-	if err != nil {
-		return store.ReleaseResponse{}, err
-	}
-	held, err := p.readLease(ctx, c, cfg, r.Name)
-	if err != nil {
-		return store.ReleaseResponse{}, err
-	}
-	if held == nil {
-		return store.ReleaseResponse{}, nil
-	}
-	if held.Holder != r.Holder {
-		return store.ReleaseResponse{}, busy(r.Name, held)
-	}
-	return store.ReleaseResponse{}, wrap("release the lease", c.RemoveObject(ctx, cfg.Bucket, cfg.key(r.Name, "lease.json"), minio.RemoveObjectOptions{}))
 }
 
 // Versions implements store.Store.
@@ -389,139 +275,4 @@ func (p *Plugin) Delete(ctx context.Context, r store.DeleteRequest) (store.Delet
 		return wrap("delete a chunk", c.RemoveObject(ctx, cfg.Bucket, cfg.key(r.Name, "chunks", r.Sums[i]), minio.RemoveObjectOptions{}))
 	})
 	return store.DeleteResponse{}, err
-}
-
-// each runs fn for 0..n-1 on up to parallel workers; the first error
-// stops the rest.
-func (p *Plugin) each(ctx context.Context, parallel, n int, fn func(i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for w := 0; w < min(parallel, n); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return first
-}
-
-func checkPieces(ps []store.Piece) (uint64, error) {
-	var total uint64
-	for _, pc := range ps {
-		if !store.ValidSum(pc.Sum) || pc.Offset < 0 || pc.Length <= 0 || pc.Length > 64<<20 || !path.IsAbs(pc.Path) {
-			return 0, fmt.Errorf("store-s3: bad piece %+v: %w", pc, sdk.ErrInvalidArgument)
-		}
-		total += uint64(pc.Length)
-	}
-	return total, nil
-}
-
-// transfer moves r's pieces with move, reporting progress.
-func (p *Plugin) transfer(ctx context.Context, r store.TransferRequest, move func(*minio.Client, Config, store.Piece, []byte) error) (store.TransferResponse, error) {
-	c, cfg, err := p.client(r.Name)
-	if err != nil {
-		return store.TransferResponse{}, err
-	}
-	total, err := checkPieces(r.Pieces)
-	if err != nil {
-		return store.TransferResponse{}, err
-	}
-	var bytesDone, piecesDone atomic.Uint64
-	var progMu sync.Mutex
-	last := time.Now()
-	bufs := sync.Pool{New: func() any { b := make([]byte, 0, 4<<20); return &b }}
-	err = p.each(ctx, cfg.Parallel, len(r.Pieces), func(i int) error {
-		pc := r.Pieces[i]
-		bp := bufs.Get().(*[]byte)
-		defer bufs.Put(bp)
-		if int64(cap(*bp)) < pc.Length {
-			*bp = make([]byte, 0, pc.Length)
-		}
-		if err := move(c, cfg, pc, (*bp)[:pc.Length]); err != nil {
-			return err
-		}
-		b, n := bytesDone.Add(uint64(pc.Length)), piecesDone.Add(1)
-		if r.OnProgress != nil {
-			progMu.Lock()
-			if time.Since(last) > 200*time.Millisecond || n == uint64(len(r.Pieces)) {
-				last = time.Now()
-				r.OnProgress(store.Progress{BytesDone: b, BytesTotal: total, PiecesDone: n, PiecesTotal: uint64(len(r.Pieces))})
-			}
-			progMu.Unlock()
-		}
-		return nil
-	})
-	if err != nil {
-		return store.TransferResponse{}, err
-	}
-	return store.TransferResponse{Progress: store.Progress{BytesDone: bytesDone.Load(), BytesTotal: total, PiecesDone: piecesDone.Load(), PiecesTotal: uint64(len(r.Pieces))}}, nil
-}
-
-// Push implements store.Store: each piece is read from its file, checked
-// against its sum and uploaded.
-func (p *Plugin) Push(ctx context.Context, r store.TransferRequest) (store.TransferResponse, error) {
-	return p.transfer(ctx, r, func(c *minio.Client, cfg Config, pc store.Piece, buf []byte) error {
-		f, err := os.Open(pc.Path)
-		if err != nil {
-			return fmt.Errorf("store-s3: push: %w", err)
-		}
-		defer f.Close()
-		if _, err := f.ReadAt(buf, pc.Offset); err != nil {
-			return fmt.Errorf("store-s3: push: read %s at %d: %w", pc.Path, pc.Offset, err)
-		}
-		if s := sha256.Sum256(buf); hex.EncodeToString(s[:]) != pc.Sum {
-			return fmt.Errorf("store-s3: push: %s at %d changed since it was summed: %w", pc.Path, pc.Offset, sdk.ErrCorrupt)
-		}
-		_, err = c.PutObject(ctx, cfg.Bucket, cfg.key(r.Name, "chunks", pc.Sum), bytes.NewReader(buf), int64(len(buf)),
-			minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
-		return wrap("upload a chunk", err)
-	})
-}
-
-// Fetch implements store.Store: each chunk is downloaded, checked against
-// its name and written into its file.
-func (p *Plugin) Fetch(ctx context.Context, r store.TransferRequest) (store.TransferResponse, error) {
-	return p.transfer(ctx, r, func(c *minio.Client, cfg Config, pc store.Piece, buf []byte) error {
-		obj, err := c.GetObject(ctx, cfg.Bucket, cfg.key(r.Name, "chunks", pc.Sum), minio.GetObjectOptions{})
-		if err != nil {
-			return wrap("download a chunk", err)
-		}
-		defer obj.Close()
-		if _, err := io.ReadFull(obj, buf); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return fmt.Errorf("store-s3: chunk %s is shorter than %d bytes: %w", pc.Sum, len(buf), sdk.ErrCorrupt)
-			}
-			return wrap("download chunk "+pc.Sum, err)
-		}
-		if s := sha256.Sum256(buf); hex.EncodeToString(s[:]) != pc.Sum {
-			return fmt.Errorf("store-s3: chunk %s on the store does not match its name (damaged on the store): %w", pc.Sum, sdk.ErrCorrupt)
-		}
-		f, err := os.OpenFile(pc.Path, os.O_WRONLY, 0)
-		if err != nil {
-			return fmt.Errorf("store-s3: fetch: %w", err)
-		}
-		if _, err := f.WriteAt(buf, pc.Offset); err != nil {
-			f.Close()
-			return fmt.Errorf("store-s3: fetch: write %s: %w", pc.Path, err)
-		}
-		return f.Close()
-	})
 }

@@ -1,0 +1,91 @@
+package config
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"regexp"
+	"strings"
+
+	"github.com/soulpad/soulpad/sdk/store"
+)
+
+var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+func (c *Config) validate(at func(key, msg string, args ...any)) {
+	if c.Pad.Path == "" {
+		at("pad.path", "must be set: the pad's directory, e.g. pad { path = \"/media/usb/soulpad\" }")
+	}
+	if c.Machine.Name == "" || !pluginName.MatchString(c.Machine.Name) {
+		at("machine.name", "%q is not valid: use lower-case letters, digits, '-', '_' or '.'", c.Machine.Name)
+	}
+	if c.Machine.MemoryMiB < 16 || c.Machine.MemoryMiB > 1<<20 {
+		at("machine.memory_mib", "%d is out of range: between 16 and 1048576 (MiB)", c.Machine.MemoryMiB)
+	}
+	if c.Machine.VCPUs < 1 || c.Machine.VCPUs > 256 {
+		at("machine.vcpus", "%d is out of range: between 1 and 256", c.Machine.VCPUs)
+	}
+	if c.Machine.CPUModel == "" {
+		at("machine.cpu_model", "must be set: \"portable\" (resumes on any x86-64 host), \"host\" (fastest, same CPU only) or a VMM model name")
+	}
+	oneOf(at, "machine.accelerator", c.Machine.Accelerator, "auto", "kvm", "tcg")
+	oneOf(at, "machine.network", c.Machine.Network, "user", "none")
+	oneOf(at, "machine.display", c.Machine.Display, "none", "vnc", "auto")
+	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
+	if c.Plugins.Crypt == "" {
+		at("plugins.crypt", "must be set: the crypt plugin, e.g. \"crypt-luks\" or \"crypt-gocryptfs\"")
+	}
+	if c.Plugins.VMM == "" {
+		at("plugins.vmm", "must be set: the VMM plugin, e.g. \"vmm-qemu\"")
+	}
+	for kind, name := range c.Plugins.ByKind() {
+		if name != "" && !pluginName.MatchString(name) {
+			at("plugins."+kind, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
+		}
+	}
+	if c.Plugins.Strict {
+		for kind, name := range c.Plugins.ByKind() {
+			if _, ok := c.Plugins.SHA256[name]; name != "" && !ok {
+				at("plugins.sha256", "plugins.strict is set but plugins.%s = %q is not pinned: add its SHA-256 (see `soulpad plugins`)", kind, name)
+			}
+		}
+	}
+	for name, sum := range c.Plugins.SHA256 {
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+			at("plugins.sha256."+name, "%q is not a SHA-256: want 64 hex digits (see `soulpad plugins`)", sum)
+		}
+	}
+	if c.Session.SuspendTimeoutSeconds < 1 {
+		at("session.suspend_timeout_seconds", "must be at least 1")
+	}
+	if c.Session.StageTimeoutSeconds < 1 {
+		at("session.stage_timeout_seconds", "must be at least 1")
+	}
+	for name, block := range c.Plugin {
+		if _, err := json.Marshal(block); err != nil {
+			at("plugin."+name, "cannot be passed to the plugin: %v", err)
+		}
+	}
+	if c.Session.KeepPoints < 1 {
+		at("session.keep_points", "must be at least 1 (the newest suspend point is always kept)")
+	}
+	if c.Session.BackupAfterSuspend && c.Plugins.Backup == "" {
+		at("session.backup_after_suspend", "needs plugins.backup to name a backup plugin")
+	}
+	switch {
+	case c.Plugins.Store != "" && c.Store.Name == "":
+		at("store.name", "must be set when plugins.store is: the pad's name on the store, e.g. \"alice\"")
+	case c.Store.Name != "" && !store.ValidName(c.Store.Name):
+		at("store.name", "%q cannot name a pad on a store: use lower-case letters, digits, '.', '_' and '-' (at most 63)", c.Store.Name)
+	case c.Store.Name != "" && c.Plugins.Store == "":
+		at("plugins.store", "must name a store plugin (e.g. \"store-s3\") when store.name is set")
+	}
+}
+
+func oneOf(at func(key, msg string, args ...any), key, v string, valid ...string) {
+	for _, x := range valid {
+		if v == x {
+			return
+		}
+	}
+	at(key, "%q is not valid: want one of %s", v, strings.Join(valid, ", "))
+}

@@ -1,0 +1,96 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/vmm"
+)
+
+// pointMachine checks that the point is one of vmm-qemu's, of this
+// machine, that this QEMU can run it and that its state is there; it
+// returns the point's description and the one the machine will have.
+func (p *Plugin) pointMachine(ctx context.Context, req vmm.ResumeRequest) (Description, Description, error) {
+	var desc Description
+	if err := json.Unmarshal([]byte(req.Description), &desc); err != nil || desc.Format != 1 {
+		return desc, desc, fmt.Errorf("vmm-qemu: resume: the point's machine description is not one of vmm-qemu's: %w", sdk.ErrIncompatibleHost)
+	}
+	want := p.expected(req.Spec)
+	want.MachineType = desc.MachineType
+	if diff := desc.compatible(want); diff != "" {
+		return desc, want, fmt.Errorf("vmm-qemu: resume: the state is from a different machine: %s: %w", diff, sdk.ErrIncompatibleHost)
+	}
+	if !p.hasMachineType(ctx, desc.MachineType) {
+		return desc, want, fmt.Errorf("vmm-qemu: resume: this QEMU (%s) has no machine type %s, which the point needs: %w", p.version, desc.MachineType, sdk.ErrIncompatibleHost)
+	}
+	state := filepath.Join(req.StateDir, StateFile)
+	st, err := os.Stat(state)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return desc, want, fmt.Errorf("vmm-qemu: resume: no %s in %s: %w", StateFile, req.StateDir, sdk.ErrNotFound)
+	case err != nil:
+		return desc, want, fmt.Errorf("vmm-qemu: resume: %w", err)
+	case st.Size() == 0:
+		return desc, want, fmt.Errorf("vmm-qemu: resume: %s is empty: %w", state, sdk.ErrCorrupt)
+	}
+	return desc, want, nil
+}
+
+// resumeMemory gives v its RAM file: a mapped point's RAM is cloned into
+// a new running file; a stream point loads into a new file when this
+// vault maps memory (its next suspend is then mapped), or into QEMU's
+// own RAM.
+func (p *Plugin) resumeMemory(ctx context.Context, v *proc, stateDir string, desc Description) error {
+	mode := memoryStream
+	if desc.Memory == memoryMapped {
+		mode = memoryMapped
+	} else if m, err := p.memoryMode(v.machineDir); err != nil {
+		return err
+	} else {
+		mode = m
+	}
+	if mode != memoryMapped {
+		return nil
+	}
+	from := ""
+	if desc.Memory == memoryMapped {
+		from = filepath.Join(stateDir, RAMFile)
+	}
+	if err := prepareRAM(ctx, v, from); err != nil {
+		return fmt.Errorf("vmm-qemu: resume: %w", err)
+	}
+	return nil
+}
+
+// failResume ends a resume that launched QEMU: QEMU quits (its last words
+// read first, when it is going away), its overlays go, and a state that
+// did not load is reported as corrupt.
+func (p *Plugin) failResume(ctx context.Context, v *proc, err error) (vmm.ResumeResponse, error) {
+	gone := errors.Is(err, qmp.ErrClosed)
+	select {
+	case <-v.qmp.Done():
+		gone = true
+	default:
+	}
+	if gone {
+		select {
+		case <-v.exited:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	alive := v.alive()
+	v.quit(context.WithoutCancel(ctx))
+	p.dropOverlays(v)
+	if tail := v.stderrTail(); !alive && tail != "" {
+		return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: the saved state did not load (%s): %w", tail, sdk.ErrCorrupt)
+	}
+	return vmm.ResumeResponse{}, fmt.Errorf("vmm-qemu: resume: %w", err)
+}
