@@ -3,9 +3,7 @@ package lv
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,15 +98,9 @@ func (p *Plugin) pointMachine(req vmm.ResumeRequest) (Description, string, error
 		return desc, "", fmt.Errorf("vmm-libvirt: resume: the state is from a different machine (cpu %s, %d MiB, %d vCPUs; now %s, %d MiB, %d vCPUs): %w",
 			desc.CPU, desc.MemoryMiB, desc.VCPUs, want.CPU, want.MemoryMiB, want.VCPUs, sdk.ErrIncompatibleHost)
 	}
-	state := filepath.Join(req.StateDir, StateFile)
-	st, err := os.Stat(state)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return desc, state, fmt.Errorf("vmm-libvirt: resume: no %s in %s: %w", StateFile, req.StateDir, sdk.ErrNotFound)
-	case err != nil:
+	state, err := vmm.StatePath(req.StateDir, StateFile)
+	if err != nil {
 		return desc, state, fmt.Errorf("vmm-libvirt: resume: %w", err)
-	case st.Size() == 0:
-		return desc, state, fmt.Errorf("vmm-libvirt: resume: %s is empty: %w", state, sdk.ErrCorrupt)
 	}
 	return desc, state, nil
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -31,15 +29,8 @@ func (p *Plugin) pointMachine(ctx context.Context, req vmm.ResumeRequest) (Descr
 	if !p.hasMachineType(ctx, desc.MachineType) {
 		return desc, want, fmt.Errorf("vmm-qemu: resume: this QEMU (%s) has no machine type %s, which the point needs: %w", p.version, desc.MachineType, sdk.ErrIncompatibleHost)
 	}
-	state := filepath.Join(req.StateDir, StateFile)
-	st, err := os.Stat(state)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return desc, want, fmt.Errorf("vmm-qemu: resume: no %s in %s: %w", StateFile, req.StateDir, sdk.ErrNotFound)
-	case err != nil:
+	if _, err := vmm.StatePath(req.StateDir, StateFile); err != nil {
 		return desc, want, fmt.Errorf("vmm-qemu: resume: %w", err)
-	case st.Size() == 0:
-		return desc, want, fmt.Errorf("vmm-qemu: resume: %s is empty: %w", state, sdk.ErrCorrupt)
 	}
 	return desc, want, nil
 }
