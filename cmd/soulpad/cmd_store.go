@@ -110,29 +110,15 @@ func newStoreVersionsCmd(g *globals) *cobra.Command {
 	return c
 }
 
-// checkedOut runs fn with the local pad locked and checked out; the
-// lease is given back after, unless keep says otherwise.
-func checkedOut(ctx context.Context, cfg *config.Config, st store.Store, out func(string, ...any), fn func() (keep bool, err error)) error {
-	if err := os.MkdirAll(cfg.Pad.Path, 0o700); err != nil {
-		return err
-	}
-	lock, err := pad.LockPad(cfg.Pad.Path, "store", false)
+// checkedOut loads the config and runs fn with the local pad locked for
+// command and checked out of the store (lifecycle.CheckedOut).
+func checkedOut(g *globals, cmd *cobra.Command, command string, fn func(ctx context.Context, cfg *config.Config, st store.Store) (keep bool, err error)) error {
+	cfg, err := g.load()
 	if err != nil {
 		return err
 	}
-	defer lock.Release()
-	host, _ := os.Hostname()
-	if _, err := isr.Checkout(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, false); err != nil {
-		return err
-	}
-	keep, err := fn()
-	if keep {
-		return err
-	}
-	if cerr := isr.Checkin(ctx, st, cfg.Pad.Path, cfg.Store.Name); cerr != nil {
-		out("warning: check-in: %v", cerr)
-	}
-	return err
+	return lifecycle.CheckedOut(cmd.Context(), lifecycle.VaultOptions{Config: cfg, Log: g.logger(cfg), Out: cmd.OutOrStdout(), Command: command},
+		func(ctx context.Context, st store.Store) (bool, error) { return fn(ctx, cfg, st) })
 }
 
 func printer(cmd *cobra.Command) func(string, ...any) {
@@ -160,20 +146,18 @@ only the chunks the pad lacks. A pad with changes the store lacks is left
 alone (copy them out with 'soulpad store push'), unless --force discards them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(g, func(ctx context.Context, cfg *config.Config, st store.Store) error {
-				out := printer(cmd)
-				return checkedOut(ctx, cfg, st, out, func() (bool, error) {
-					res, err := isr.Pull(ctx, st, cfg.Pad.Path, cfg.Store.Name, version, force, isrProgress(g.shower(cmd.OutOrStdout())))
-					if err != nil {
-						return false, err
-					}
-					if res.Ahead {
-						out("the pad has changes the store lacks (since version %d); nothing was copied in: 'soulpad store push' copies them out", res.Seq)
-						return false, nil
-					}
-					out("the pad is version %d of %s: copied in %s of %s", res.Seq, cfg.Store.Name, lifecycle.HumanBytes(res.Fetched), lifecycle.HumanBytes(res.PadBytes))
+			out := printer(cmd)
+			return checkedOut(g, cmd, "store", func(ctx context.Context, cfg *config.Config, st store.Store) (bool, error) {
+				res, err := isr.Pull(ctx, st, cfg.Pad.Path, cfg.Store.Name, version, force, isrProgress(g.shower(cmd.OutOrStdout())))
+				if err != nil {
+					return false, err
+				}
+				if res.Ahead {
+					out("the pad has changes the store lacks (since version %d); nothing was copied in: 'soulpad store push' copies them out", res.Seq)
 					return false, nil
-				})
+				}
+				out("the pad is version %d of %s: copied in %s of %s", res.Seq, cfg.Store.Name, lifecycle.HumanBytes(res.Fetched), lifecycle.HumanBytes(res.PadBytes))
+				return false, nil
 			})
 		},
 	}
@@ -192,24 +176,26 @@ next push reuses what was sent). Refused when the store has a version newer
 than the one the pad came from.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(g, func(ctx context.Context, cfg *config.Config, st store.Store) error {
-				if _, err := pad.Open(cfg.Pad.Path); err != nil {
-					return err
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if _, err := pad.Open(cfg.Pad.Path); err != nil {
+				return err // before the pad is locked (and its directory made) or checked out
+			}
+			out := printer(cmd)
+			return checkedOut(g, cmd, "store", func(ctx context.Context, cfg *config.Config, st store.Store) (bool, error) {
+				host, _ := os.Hostname()
+				res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, isrProgress(g.shower(cmd.OutOrStdout())))
+				if err != nil {
+					return !errors.Is(err, isr.ErrConflict), err
 				}
-				out := printer(cmd)
-				return checkedOut(ctx, cfg, st, out, func() (bool, error) {
-					host, _ := os.Hostname()
-					res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, isrProgress(g.shower(cmd.OutOrStdout())))
-					if err != nil {
-						return !errors.Is(err, isr.ErrConflict), err
-					}
-					if res.Seq == 0 {
-						out("the store has the pad already; nothing to copy out")
-						return false, nil
-					}
-					out("copied out version %d of %s: sent %s of %s", res.Seq, cfg.Store.Name, lifecycle.HumanBytes(res.Uploaded), lifecycle.HumanBytes(res.PadBytes))
+				if res.Seq == 0 {
+					out("the store has the pad already; nothing to copy out")
 					return false, nil
-				})
+				}
+				out("copied out version %d of %s: sent %s of %s", res.Seq, cfg.Store.Name, lifecycle.HumanBytes(res.Uploaded), lifecycle.HumanBytes(res.PadBytes))
+				return false, nil
 			})
 		},
 	}
@@ -267,33 +253,31 @@ func newStoreGCCmd(g *globals) *cobra.Command {
 		Short: "Remove old versions (--keep N) and the chunks no version uses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(g, func(ctx context.Context, cfg *config.Config, st store.Store) error {
-				out := printer(cmd)
-				// Under the lease: no copy-out is half done meanwhile.
-				return checkedOut(ctx, cfg, st, out, func() (bool, error) {
-					if keep > 0 {
-						vs, err := st.Versions(ctx, store.VersionsRequest{Name: cfg.Store.Name})
-						if err != nil {
-							return false, err
-						}
-						if n := len(vs.Versions) - keep; n > 0 {
-							var old []uint64
-							for _, v := range vs.Versions[:n] {
-								old = append(old, v.Seq)
-							}
-							if _, err := st.Delete(ctx, store.DeleteRequest{Name: cfg.Store.Name, Versions: old}); err != nil {
-								return false, err
-							}
-							out("removed %d old versions (%d to %d)", n, old[0], old[n-1])
-						}
-					}
-					n, err := isr.GC(ctx, st, cfg.Store.Name)
+			out := printer(cmd)
+			// Under the lease: no copy-out is half done meanwhile.
+			return checkedOut(g, cmd, "store", func(ctx context.Context, cfg *config.Config, st store.Store) (bool, error) {
+				if keep > 0 {
+					vs, err := st.Versions(ctx, store.VersionsRequest{Name: cfg.Store.Name})
 					if err != nil {
 						return false, err
 					}
-					out("removed %d chunks no version uses", n)
-					return false, nil
-				})
+					if n := len(vs.Versions) - keep; n > 0 {
+						var old []uint64
+						for _, v := range vs.Versions[:n] {
+							old = append(old, v.Seq)
+						}
+						if _, err := st.Delete(ctx, store.DeleteRequest{Name: cfg.Store.Name, Versions: old}); err != nil {
+							return false, err
+						}
+						out("removed %d old versions (%d to %d)", n, old[0], old[n-1])
+					}
+				}
+				n, err := isr.GC(ctx, st, cfg.Store.Name)
+				if err != nil {
+					return false, err
+				}
+				out("removed %d chunks no version uses", n)
+				return false, nil
 			})
 		},
 	}

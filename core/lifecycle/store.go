@@ -19,14 +19,9 @@ import (
 // end; the lock and the store's plugin go after them.
 func (s *Session) checkout(ctx context.Context, note *string) error {
 	dir, name := s.cfg.Pad.Path, s.cfg.Store.Name
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pad %s: %w", dir, err)
-	}
-	lock, err := pad.LockPad(dir, "run", false)
-	if err != nil {
+	if err := s.lockDir("run", true); err != nil {
 		return err
 	}
-	s.holdLock(lock, true)
 	host, st, err := OpenStore(ctx, s.cfg, s.log)
 	if err != nil {
 		return err
@@ -113,6 +108,36 @@ func (s *Session) checkinWanted() bool { return s.st != nil && !s.leaseKept }
 // this pad; the pad itself is fine, so the session does not fail for it.
 func (s *Session) checkin(ctx context.Context, _ *string) error {
 	return isr.Checkin(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name)
+}
+
+// CheckedOut runs fn with the local pad (pad.path, made if missing)
+// locked for o.Command and checked out of the store: the store's lease is
+// given back after, unless fn says to keep it (a copy-out that failed
+// keeps it, so that no other PC takes an older version).
+func CheckedOut(ctx context.Context, o VaultOptions, fn func(ctx context.Context, st store.Store) (keep bool, err error)) error {
+	v := newVault(o.Config, o.Log, o.Out, o.PluginDirs)
+	defer v.Close()
+	if err := v.lockDir(o.Command, false); err != nil {
+		return err
+	}
+	host, st, err := OpenStore(ctx, v.cfg, v.log)
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	dir, name := v.cfg.Pad.Path, v.cfg.Store.Name
+	hostName, _ := os.Hostname()
+	if _, err := isr.Checkout(ctx, st, dir, name, hostName, false); err != nil {
+		return err
+	}
+	keep, err := fn(ctx, st)
+	if keep {
+		return err
+	}
+	if cerr := isr.Checkin(ctx, st, dir, name); cerr != nil {
+		v.r.progress("warning: check-in: %v", cerr)
+	}
+	return err
 }
 
 // transferProgress prints a copy's progress now and then.

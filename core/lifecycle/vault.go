@@ -104,6 +104,22 @@ func (v *Vault) holdLock(lock *pad.Lock, late bool) {
 	v.r.pushAt(late, "release the pad", func(context.Context) error { return lock.Release() })
 }
 
+// lockDir takes the lock of the pad directory, made if missing (a PC
+// that has no pad yet, before a copy-in), for command; late as in
+// holdLock.
+func (v *Vault) lockDir(command string, late bool) error {
+	dir := v.cfg.Pad.Path
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pad %s: %w", dir, err)
+	}
+	lock, err := pad.LockPad(dir, command, false)
+	if err != nil {
+		return err
+	}
+	v.holdLock(lock, late)
+	return nil
+}
+
 // start starts the plugin name, which must serve kind, configured with
 // its block; the host (made on first use) stops it at the end.
 func (v *Vault) start(ctx context.Context, name string, kind sdk.Kind) (*pluginhost.Plugin, error) {

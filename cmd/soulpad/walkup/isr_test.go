@@ -115,3 +115,66 @@ func parseSize(s string) float64 {
 	}
 	return n
 }
+
+// The store's steps by hand: push copies the pad out (once), pull makes
+// a place that had no pad the store's version, gc keeps what a version
+// uses; each takes the pad's lock and the store's lease and gives both
+// back, and push with no pad changes nothing.
+func TestStoreCommandsByHand(t *testing.T) {
+	srv := tests3.Start(t)
+	testbin.Build(t, "plugins/store-s3")
+	e := testcli.Setup(t)
+	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "store { name = \"bob\" }\n%s", srv.HCL())
+	f.Close()
+	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+
+	if out, errOut, code := e.Run(t, "store", "push"); code == 0 || !strings.Contains(errOut, "no pad") {
+		t.Fatalf("push with no pad: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(e.Pad); err == nil {
+		t.Fatalf("push with no pad made %s", e.Pad)
+	}
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	if out, errOut, code := e.Run(t, "store", "push"); code != 0 || !strings.Contains(out, "copied out version 1 of bob") {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := e.Run(t, "store", "push"); code != 0 || !strings.Contains(out, "the store has the pad already") {
+		t.Fatalf("a second push: exit %d\n%s%s", code, out, errOut)
+	}
+	want, err := os.ReadFile(filepath.Join(e.Pad, "pad.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another place with no pad.
+	b := e
+	b.Pad = filepath.Join(t.TempDir(), "pc-b", "pad")
+	t.Setenv("SOULPAD_PAD_PATH", b.Pad)
+	if out, errOut, code := b.Run(t, "store", "pull"); code != 0 || !strings.Contains(out, "the pad is version 1 of bob") {
+		t.Fatalf("pull into an empty place: exit %d\n%s%s", code, out, errOut)
+	}
+	if got, err := os.ReadFile(filepath.Join(b.Pad, "pad.json")); err != nil || string(got) != string(want) {
+		t.Fatalf("the pulled pad's pad.json = %q, %v; want %q", got, err, want)
+	}
+	if out, errOut, code := b.Run(t, "store", "gc", "--keep", "1"); code != 0 || !strings.Contains(out, "removed 0 chunks no version uses") {
+		t.Fatalf("gc: exit %d\n%s%s", code, out, errOut)
+	}
+	// The lease went back each time: the first place pushes again.
+	t.Setenv("SOULPAD_PAD_PATH", e.Pad)
+	if out, errOut, code := e.Run(t, "store", "push"); code != 0 {
+		t.Fatalf("push after B's pull: exit %d\n%s%s", code, out, errOut)
+	}
+	// A run holds the pad: the store's steps wait their turn.
+	_, buf, done := e.StartRun(t)
+	if out, errOut, code := e.Run(t, "store", "push"); code != 3 {
+		t.Fatalf("push while a run holds the pad: exit %d; want 3\n%s%s", code, out, errOut)
+	}
+	e.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+}
