@@ -130,6 +130,14 @@ plugins {
   # records the plugins carried on the pad at each lock, so a run stops
   # right after unlock when one changed while the pad was locked.)
   strict = false
+
+  # Run the plugins the pad carries in its plugins/ (`soulpad init` copies
+  # them there) when this host lacks them and they are not pinned in
+  # sha256. The pad is untrusted input: anyone who held it could have
+  # replaced a plugin to read the passphrase, and a plugin runs with
+  # soulpad's rights. The host's own plugins (plugins.dirs, plugins/
+  # beside soulpad) always come first. Default false.
+  pad_plugins = false
 }
 
 session {

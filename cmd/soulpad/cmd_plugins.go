@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/soulpad/soulpad/core/lifecycle"
-	"github.com/soulpad/soulpad/core/pluginhost"
 )
 
 func newPluginsCmd(g *globals) *cobra.Command {
@@ -29,7 +28,7 @@ plugins { sha256 = { "name" = "…" } } so that a replaced binary is refused.`,
 			if err != nil {
 				return err
 			}
-			host := pluginhost.New(g.logger(cfg).Named("plugin"), lifecycle.PluginDirs(cfg), cfg.Plugins.SHA256)
+			host := lifecycle.NewHost(cfg, g.logger(cfg), nil)
 			defer host.Close()
 			bins, err := host.List()
 			if err != nil {

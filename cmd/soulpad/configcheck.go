@@ -12,7 +12,6 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
-	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/sdk"
 )
 
@@ -21,7 +20,7 @@ import (
 // a plugin that is not there, or that refuses its block (an unknown key,
 // a bad value), is a problem at the key's line, with "did you mean".
 func checkPlugins(ctx context.Context, cfg *config.Config) []error {
-	host := pluginhost.New(hclog.NewNullLogger(), lifecycle.PluginDirs(cfg), cfg.Plugins.SHA256)
+	host := lifecycle.NewHost(cfg, hclog.NewNullLogger(), nil)
 	host.Strict, host.WorkDir = cfg.Plugins.Strict, cfg.BaseDir
 	defer host.Close()
 	var available []string

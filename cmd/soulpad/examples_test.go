@@ -39,7 +39,9 @@ func TestSystemdUnitAndUdevRule(t *testing.T) {
 	if out, err := verify(strings.Replace(text, "KillSignal=", "KilSignal=", 1)); err == nil && !strings.Contains(out, "Unknown key") {
 		t.Fatalf("a misspelt key passed systemd-analyze verify: %s", out)
 	}
-	for _, want := range []string{"KillSignal=SIGTERM", "ExecStart=/usr/local/bin/soulpad run --config"} {
+	// Only the pad's path comes from the stick: the host's config, and a
+	// mount that runs nothing.
+	for _, want := range []string{"KillSignal=SIGTERM", "/usr/local/bin/soulpad run --config /etc/soulpad/site.hcl", "SOULPAD_PAD_PATH=${RUNTIME_DIRECTORY}/pad", "-o noexec,nosuid,nodev"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %q", want)
 		}

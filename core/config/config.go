@@ -96,6 +96,10 @@ type Plugins struct {
 	// Strict starts only plugins pinned in sha256 (sites that pin
 	// everything).
 	Strict bool `koanf:"strict"`
+	// PadPlugins runs the plugins the pad carries (its plugins/) that are
+	// not pinned in sha256, when this host lacks them. Off by default:
+	// the pad is untrusted input, and a plugin sees the passphrase.
+	PadPlugins bool `koanf:"pad_plugins"`
 }
 
 // ByKind maps each kind's key ("crypt", "vmm", …) to the plugin chosen

@@ -9,13 +9,18 @@ import (
 	"github.com/soulpad/soulpad/sdk/store"
 )
 
-var pluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+// A machine's name; a plugin's name (never a path: it names a binary in
+// a plugin directory).
+var (
+	machineName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	pluginName  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+)
 
 func (c *Config) validate(at func(key, msg string, args ...any)) {
 	if c.Pad.Path == "" {
 		at("pad.path", "must be set: the pad's directory, e.g. pad { path = \"/media/usb/soulpad\" }")
 	}
-	if c.Machine.Name == "" || !pluginName.MatchString(c.Machine.Name) {
+	if c.Machine.Name == "" || !machineName.MatchString(c.Machine.Name) {
 		at("machine.name", "%q is not valid: use lower-case letters, digits, '-', '_' or '.'", c.Machine.Name)
 	}
 	if c.Machine.MemoryMiB < 16 || c.Machine.MemoryMiB > 1<<20 {
@@ -47,6 +52,11 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 			if _, ok := c.Plugins.SHA256[name]; name != "" && !ok {
 				at("plugins.sha256", "plugins.strict is set but plugins.%s = %q is not pinned: add its SHA-256 (see `soulpad plugins`)", kind, name)
 			}
+		}
+	}
+	for name := range c.Plugins.SHA256 {
+		if !pluginName.MatchString(name) {
+			at("plugins.sha256."+name, "%q is not a plugin name: use lower-case letters, digits and '-'", name)
 		}
 	}
 	for name, sum := range c.Plugins.SHA256 {

@@ -293,3 +293,56 @@ func TestCutShortCopyOutResumes(t *testing.T) {
 		t.Fatalf("the resumed copy-out = %+v; want version 1 sending all but the %d bytes already there", out, sentBytes)
 	}
 }
+
+// The store never plants anything to run: the pad's plugins/ neither
+// goes out nor comes in (and a manifest that lists it is refused), and
+// no file comes in executable, whatever mode its manifest says.
+func TestCopyInPlantsNothingToRun(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 1)
+	write(t, a, "plugins/crypt-x", []byte("#!/bin/sh\necho gotcha\n"))
+	write(t, a, "tool.sh", []byte("#!/bin/sh\n"))
+	for _, p := range []string{"plugins/crypt-x", "tool.sh"} {
+		if err := os.Chmod(filepath.Join(a, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Checkout(ctx, st, a, "carol", "pc-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, st, a, "carol", "pc-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := Checkin(ctx, st, a, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(t.TempDir(), "pc-b", "pad")
+	if _, err := Checkout(ctx, st, b, "carol", "pc-b", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, st, b, "carol", 0, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(b, "plugins", "crypt-x")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the pad's plugin came in through the store: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(b, "tool.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o111 != 0 {
+		t.Fatalf("tool.sh came in with mode %v; want no execute bit", fi.Mode().Perm())
+	}
+	manifest := func(p string) []byte {
+		return []byte(`{"format":1,"name":"carol","seq":1,"chunk_bytes":1048576,"files":[{"path":"` + p + `","size":0,"mode":493,"chunks":[]}]}`)
+	}
+	if _, err := ParseManifest(manifest("tool.sh")); err != nil {
+		t.Fatalf("a manifest listing tool.sh: %v", err)
+	}
+	for _, p := range []string{"plugins/crypt-x", "plugins"} {
+		if _, err := ParseManifest(manifest(p)); err == nil {
+			t.Errorf("a manifest listing %s was accepted", p)
+		}
+	}
+}

@@ -112,10 +112,20 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	return &m, nil
 }
 
-// local paths that are never copied: the lock and the sync state.
+// local paths that are never copied: the lock, the sync state, and the
+// plugins the pad carries (binaries that this host decides about: a
+// store never plants one).
 func skipped(p string) bool {
-	return p == lockFile || p == stateDir || strings.HasPrefix(p, stateDir+"/")
+	for _, d := range []string{stateDir, pluginDir} {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return p == lockFile
 }
+
+// pluginDir is the pad's plugins/ (pad.Pad.PluginDir).
+const pluginDir = "plugins"
 
 func checkPath(p string) error {
 	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {

@@ -159,9 +159,14 @@ func sizeFile(p string, f File) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	fh, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, os.FileMode(f.Mode)|0o600)
+	// Never an executable: nothing the store sends is to be run.
+	mode := os.FileMode(f.Mode)&0o666 | 0o600
+	fh, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, mode)
 	if err == nil {
-		err = fh.Truncate(f.Size)
+		err = fh.Chmod(mode)
+		if terr := fh.Truncate(f.Size); err == nil {
+			err = terr
+		}
 		fh.Close()
 	}
 	return err

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -17,7 +18,7 @@ import (
 // The caller closes the host, which stops the plugin; on error nothing
 // is left running.
 func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []string, name string, kind sdk.Kind) (*pluginhost.Host, *pluginhost.Plugin, error) {
-	host := newHost(cfg, log, dirs)
+	host := NewHost(cfg, log, dirs)
 	p, err := host.Start(ctx, name, kind, cfg.PluginConfigJSON(name))
 	if err != nil {
 		host.Close()
@@ -26,16 +27,20 @@ func startOne(ctx context.Context, cfg *config.Config, log hclog.Logger, dirs []
 	return host, p, nil
 }
 
-// newHost is the plugin host for cfg, the one way it is made: plugins
+// NewHost is the plugin host for cfg, the one way it is made: plugins
 // found in dirs (nil: the config's search path), pinned by
-// plugins.sha256, started in the config's directory.
-func newHost(cfg *config.Config, log hclog.Logger, dirs []string) *pluginhost.Host {
+// plugins.sha256, started in the config's directory. The pad's plugins/
+// is searched last, and a plugin found only there runs when pinned or
+// with plugins.pad_plugins.
+func NewHost(cfg *config.Config, log hclog.Logger, dirs []string) *pluginhost.Host {
 	if dirs == nil {
 		dirs = PluginDirs(cfg)
 	}
 	host := pluginhost.New(log.Named("plugin"), dirs, cfg.Plugins.SHA256)
 	host.Strict = cfg.Plugins.Strict
 	host.WorkDir = cfg.BaseDir
+	host.Carried = filepath.Join(cfg.Pad.Path, "plugins")
+	host.AllowCarried = cfg.Plugins.PadPlugins
 	return host
 }
 

@@ -124,7 +124,7 @@ func (v *Vault) lockDir(command string, late bool) error {
 // its block; the host (made on first use) stops it at the end.
 func (v *Vault) start(ctx context.Context, name string, kind sdk.Kind) (*pluginhost.Plugin, error) {
 	if v.host == nil {
-		v.host = newHost(v.cfg, v.log, v.dirs)
+		v.host = NewHost(v.cfg, v.log, v.dirs)
 		host := v.host
 		v.r.push("stop plugins", func(context.Context) error {
 			host.Close()
@@ -330,8 +330,9 @@ func (v *Vault) stageTimeout() time.Duration {
 	return time.Duration(v.cfg.Session.StageTimeoutSeconds) * time.Second
 }
 
-// PluginDirs is the plugin search path for cfg: plugins.dirs, then
-// plugins/ beside the soulpad executable, then the pad's plugins/.
+// PluginDirs is the host's plugin search path for cfg: plugins.dirs,
+// then plugins/ beside the soulpad executable. The pad's own plugins/
+// comes after them, on the pad's terms (see NewHost).
 func PluginDirs(cfg *config.Config) []string {
 	dirs := append([]string(nil), cfg.Plugins.Dirs...)
 	if exe, err := os.Executable(); err == nil {
@@ -339,5 +340,5 @@ func PluginDirs(cfg *config.Config) []string {
 			dirs = append(dirs, filepath.Join(filepath.Dir(exe), "plugins"))
 		}
 	}
-	return append(dirs, filepath.Join(cfg.Pad.Path, "plugins"))
+	return dirs
 }

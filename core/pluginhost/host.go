@@ -76,6 +76,12 @@ type Host struct {
 
 	// Strict starts only pinned plugins.
 	Strict bool
+	// Carried is the pad's plugins/ directory, searched after dirs: the
+	// pad is untrusted input (anyone who held it could have replaced a
+	// plugin to read the passphrase), so a plugin found only there runs
+	// when its SHA-256 is pinned or AllowCarried is set.
+	Carried      string
+	AllowCarried bool
 	// WorkDir is the plugins' working directory: the config file's
 	// directory, so that relative paths in a plugin's block (a password
 	// file, a repository) mean what they mean in the file. "" keeps
@@ -99,26 +105,72 @@ type Binary struct {
 	SHA256 string
 	// Pinned says whether the config pins this plugin's checksum.
 	Pinned bool
+	// Carried: the binary is the one the pad carries (Host.Carried).
+	Carried bool
 }
+
+// ErrCarried: the plugin is only on the pad, and the host has not said
+// that the pad's plugins may run.
+var ErrCarried = errors.New("plugin only on the pad")
 
 // Find returns the first binary called name in the search path.
 func (h *Host) Find(name string) (Binary, error) {
+	if !ValidName(name) {
+		return Binary{}, fmt.Errorf("%w: %q is not a plugin name (lower-case letters, digits and '-')", ErrNotFound, name)
+	}
 	for _, d := range h.dirs {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			if err := trusted(p); err != nil {
-				return Binary{}, fmt.Errorf("%w: refusing to start %s: %w", ErrUntrusted, name, err)
-			}
-			sum, err := fileSHA256(p)
-			if err != nil {
-				return Binary{}, fmt.Errorf("plugin %s: %w", name, err)
-			}
-			_, pinned := h.pins[name]
-			return Binary{Name: name, Path: p, SHA256: sum, Pinned: pinned}, nil
+		if b, ok, err := h.binary(d, name); ok || err != nil {
+			return b, err
+		}
+	}
+	if h.Carried != "" {
+		b, ok, err := h.binary(h.Carried, name)
+		switch {
+		case err != nil:
+			return b, err
+		case ok && !b.Pinned && !h.AllowCarried:
+			return Binary{}, fmt.Errorf("%w: %s is only on the pad (%s), which anyone who held the pad could have replaced: install it on this host (in %s), pin its SHA-256 %s in plugins.sha256, or set plugins.pad_plugins = true to run the pad's own",
+				ErrCarried, name, b.Path, strings.Join(h.dirs, ", "), b.SHA256)
+		case ok:
+			b.Carried = true
+			return b, nil
 		}
 	}
 	return Binary{}, fmt.Errorf("%w: %q is in none of %s (build it with `make build`, or add its directory to plugins.dirs)",
 		ErrNotFound, name, strings.Join(h.dirs, ", "))
+}
+
+// binary is the plugin name in dir, if there is an executable file of
+// that name; one that others could have replaced is an error.
+func (h *Host) binary(dir, name string) (Binary, bool, error) {
+	p := filepath.Join(dir, name)
+	st, err := os.Stat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+		return Binary{}, false, nil
+	}
+	if err := trusted(p); err != nil {
+		return Binary{}, true, fmt.Errorf("%w: refusing to start %s: %w", ErrUntrusted, name, err)
+	}
+	sum, err := fileSHA256(p)
+	if err != nil {
+		return Binary{}, true, fmt.Errorf("plugin %s: %w", name, err)
+	}
+	_, pinned := h.pins[name]
+	return Binary{Name: name, Path: p, SHA256: sum, Pinned: pinned}, true, nil
+}
+
+// ValidName says whether name can be a plugin's: lower-case letters,
+// digits and '-', starting with a letter or digit (never a path).
+func ValidName(name string) bool {
+	if name == "" || len(name) > 64 || name[0] == '-' {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // List returns every plugin binary in the search path (first one of a name
@@ -126,19 +178,25 @@ func (h *Host) Find(name string) (Binary, error) {
 func (h *Host) List() ([]Binary, error) {
 	seen := map[string]bool{}
 	var out []Binary
-	for _, d := range h.dirs {
+	dirs := h.dirs
+	if h.Carried != "" {
+		dirs = append(slices.Clone(dirs), h.Carried)
+	}
+	for _, d := range dirs {
 		ents, err := os.ReadDir(d)
 		if err != nil {
 			continue
 		}
 		for _, e := range ents {
-			if seen[e.Name()] || e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			if seen[e.Name()] || e.IsDir() || !ValidName(e.Name()) {
 				continue
 			}
-			b, err := h.Find(e.Name())
-			if err != nil || b.Path != filepath.Join(d, e.Name()) {
+			// The pad's are listed whether or not they may run.
+			b, ok, err := h.binary(d, e.Name())
+			if err != nil || !ok {
 				continue
 			}
+			b.Carried = d == h.Carried
 			seen[e.Name()] = true
 			out = append(out, b)
 		}

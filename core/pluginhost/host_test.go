@@ -56,3 +56,53 @@ func TestPluginEnvKeepsOnlyWhatPluginsNeed(t *testing.T) {
 		}
 	}
 }
+
+// A plugin the pad carries runs only when the host pins it or allows the
+// pad's plugins; the host's own copy always wins; a name that is a path
+// never reaches the file system.
+func TestPadCarriedPluginsRunOnlyWhenPinnedOrAllowed(t *testing.T) {
+	padDir := filepath.Join(t.TempDir(), "pad-plugins")
+	hostDir := filepath.Join(t.TempDir(), "host-plugins")
+	for _, d := range []string{padDir, hostDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(padDir, "crypt-x"), []byte("#!/bin/sh\n# the pad's\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := New(nil, []string{hostDir}, nil)
+	h.Carried = padDir
+	if _, err := h.Find("crypt-x"); !errors.Is(err, ErrCarried) {
+		t.Fatalf("a plugin only on the pad: %v; want ErrCarried", err)
+	}
+	h.AllowCarried = true
+	if b, err := h.Find("crypt-x"); err != nil || !b.Carried {
+		t.Fatalf("with the pad's plugins allowed: %+v, %v", b, err)
+	}
+	h.AllowCarried = false
+	sum, err := fileSHA256(filepath.Join(padDir, "crypt-x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.pins = map[string]string{"crypt-x": sum}
+	if b, err := h.Find("crypt-x"); err != nil || !b.Pinned {
+		t.Fatalf("a pinned plugin on the pad: %+v, %v", b, err)
+	}
+	h.pins = nil
+	if err := os.WriteFile(filepath.Join(hostDir, "crypt-x"), []byte("#!/bin/sh\n# the host's\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := h.Find("crypt-x"); err != nil || b.Carried || b.Path != filepath.Join(hostDir, "crypt-x") {
+		t.Fatalf("the host's own copy: %+v, %v", b, err)
+	}
+	for _, name := range []string{"../pad-plugins/crypt-x", "crypt/x", "Crypt-X", ".hidden", "-x", ""} {
+		if _, err := h.Find(name); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Find(%q) = %v; want ErrNotFound", name, err)
+		}
+	}
+	bins, err := h.List()
+	if err != nil || len(bins) != 1 || bins[0].Carried {
+		t.Fatalf("List: %+v, %v; want the host's crypt-x only", bins, err)
+	}
+}
