@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/soulpad/soulpad/sdk/internal/registry"
 	"github.com/soulpad/soulpad/sdk/internal/wire"
@@ -193,6 +194,11 @@ func serve(impl Plugin) error {
 	shutdown(impl)
 	return nil
 }
+
+// GRPCDialOptions are the options a host dials its plugins with (as
+// plugin.ClientConfig.GRPCDialOptions): messages up to the size plugins
+// serve.
+func GRPCDialOptions() []grpc.DialOption { return wire.DialOptions() }
 
 // PluginSet returns the go-plugin set that serves impl: one entry keyed by
 // its kind. It is exported for tests that serve a plugin in-process.

@@ -361,6 +361,7 @@ func (h *Host) Launch(ctx context.Context, name string) (*Plugin, error) {
 		SecureConfig:     secure,
 		SkipHostEnv:      true,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  sdk.GRPCDialOptions(),
 		Logger:           quietLog{h.log.Named(name)},
 		StartTimeout:     30 * time.Second,
 		AutoMTLS:         true,

@@ -84,6 +84,9 @@ type Client struct {
 	Screen  *image.RGBA
 	extKeys atomic.Bool
 	wmu     sync.Mutex
+	// asked are the encodings this client asked for: a server that sends
+	// another is broken or hostile.
+	asked map[int32]bool
 }
 
 // Dial does the handshake on c and asks for Raw and CopyRect pixels,
@@ -109,7 +112,11 @@ func newClient(c io.ReadWriter, encodings ...int32) (*Client, error) {
 	if _, err := c.Write(msg); err != nil {
 		return nil, err
 	}
-	return &Client{c: c, r: r, Screen: image.NewRGBA(image.Rect(0, 0, w, h))}, nil
+	asked := map[int32]bool{}
+	for _, e := range encodings {
+		asked[e] = true
+	}
+	return &Client{c: c, r: r, Screen: image.NewRGBA(image.Rect(0, 0, w, h)), asked: asked}, nil
 }
 
 // ExtKeys says whether the server takes key events by scan code (Key);
@@ -212,7 +219,11 @@ func (cl *Client) readRects() ([]image.Rectangle, error) {
 		x, y := int(binary.BigEndian.Uint16(rh[0:])), int(binary.BigEndian.Uint16(rh[2:]))
 		rw, rht := int(binary.BigEndian.Uint16(rh[4:])), int(binary.BigEndian.Uint16(rh[6:]))
 		rect := image.Rect(x, y, x+rw, y+rht)
-		switch e := int32(binary.BigEndian.Uint32(rh[8:])); e {
+		e := int32(binary.BigEndian.Uint32(rh[8:]))
+		if !cl.asked[e] {
+			return nil, protoErr("rectangle encoding %d, not one asked for", e)
+		}
+		switch e {
 		case encDesktopSize:
 			if rw == 0 || rht == 0 || rw > MaxSide || rht > MaxSide {
 				return nil, protoErr("screen size %dx%d", rw, rht)
@@ -232,13 +243,16 @@ func (cl *Client) readRects() ([]image.Rectangle, error) {
 				if _, err := io.ReadFull(r, src[:]); err != nil {
 					return nil, err
 				}
+				if rect.Empty() {
+					continue // nothing moves (and no pixel offset is taken)
+				}
 				sx, sy := int(binary.BigEndian.Uint16(src[0:])), int(binary.BigEndian.Uint16(src[2:]))
 				from := image.Rect(sx, sy, sx+rw, sy+rht)
 				if !from.In(cl.Screen.Rect) {
 					return nil, protoErr("copy from %v outside the %v screen", from, cl.Screen.Rect)
 				}
 				copyRect(cl.Screen, rect, from.Min)
-			} else {
+			} else if !rect.Empty() { // an empty one carries no pixels
 				row := make([]byte, rw*4)
 				for yy := y; yy < y+rht; yy++ {
 					if _, err := io.ReadFull(r, row); err != nil {

@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -185,5 +186,45 @@ func TestClientFollowsTheScreen(t *testing.T) {
 	// The encodings asked for: Raw, CopyRect, DesktopSize, scan codes.
 	if !bytes.Contains(w, []byte{2, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0x21, 0xff, 0xff, 0xfe, 0xfe}) {
 		t.Fatal("SetEncodings is not Raw, CopyRect, DesktopSize, QEMU extended keys")
+	}
+}
+
+// A hostile server: an empty rectangle far outside the screen, raw or
+// copied, is no error and no panic; a screen-size change the client did
+// not ask for (Capture asks for raw pixels only) is refused, not taken.
+func TestHostileRectanglesAreHarmless(t *testing.T) {
+	px := func(x, y int) [4]byte { return [4]byte{1, 2, 3, 0} }
+	emptyRaw := server(2, 2, [][4]int{{65535, 65535, 0, 7}, {0, 0, 2, 2}}, px)
+	if img, err := Capture(&scripted{Reader: bytes.NewReader(emptyRaw)}, time.Second); err != nil || img.Bounds().Dx() != 2 {
+		t.Fatalf("an empty raw rectangle outside the screen: %v, %v", img, err)
+	}
+
+	var b bytes.Buffer
+	hs := server(2, 2, nil, nil)
+	b.Write(hs[:len(hs)-4]) // no update yet
+	b.Write([]byte{0, 0})
+	b.Write(u16(2))
+	b.Write(append(append(u16(65535), u16(65535)...), append(u16(0), u16(9)...)...))
+	b.Write(u32(1)) // CopyRect, empty, from far away
+	b.Write(append(u16(65000), u16(65000)...))
+	b.Write(append(append(u16(0), u16(0)...), append(u16(2), u16(2)...)...))
+	b.Write(u32(0))
+	b.Write(make([]byte, 2*2*4))
+	cl, err := Dial(&scripted{Reader: bytes.NewReader(b.Bytes())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rects, err := cl.Update(false); err != nil || len(rects) != 1 {
+		t.Fatalf("an empty copy from outside the screen: %v, %v", rects, err)
+	}
+
+	b.Reset()
+	b.Write(hs[:len(hs)-4])
+	b.Write([]byte{0, 0})
+	b.Write(u16(1))
+	b.Write(append(append(u16(0), u16(0)...), append(u16(4000), u16(3000)...)...))
+	b.Write(u32(-223 & 0xffffffff)) // DesktopSize, unasked
+	if _, err := Capture(&scripted{Reader: bytes.NewReader(b.Bytes())}, time.Second); err == nil || !strings.Contains(err.Error(), "not one asked for") {
+		t.Fatalf("an unasked screen-size change: %v; want it refused", err)
 	}
 }

@@ -42,9 +42,10 @@ func InProcess(t testing.TB, impl sdk.Plugin) any {
 			t.Fatalf("sdktest: serve %s: %v", kind, err)
 		}
 		go func() { _ = srv.Serve(lis) }()
-		conn, err := grpc.NewClient("passthrough:///in-process",
+		opts := append(sdk.GRPCDialOptions(),
 			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("passthrough:///in-process", opts...)
 		if err != nil {
 			t.Fatalf("sdktest: connect %s: %v", kind, err)
 		}
@@ -90,6 +91,7 @@ func BinaryStop(t testing.TB, path string) (any, func()) {
 		Plugins:          sdk.ClientPluginSet(),
 		Cmd:              exec.Command(path),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  sdk.GRPCDialOptions(),
 		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Level: hclog.Warn, Output: newTestWriter(t)}),
 		StartTimeout:     30 * time.Second,
 	})

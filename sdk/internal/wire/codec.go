@@ -15,7 +15,19 @@ import (
 // plugin's to wipe (crypt's server does), and the wire copy in gRPC's
 // pooled buffers would otherwise stay until the buffer is reused.
 func NewServer(opts []grpc.ServerOption) *grpc.Server {
-	return grpc.NewServer(append(opts, grpc.ForceServerCodecV2(wipingCodec{encoding.GetCodecV2("proto")}))...)
+	return grpc.NewServer(append(opts, grpc.ForceServerCodecV2(wipingCodec{encoding.GetCodecV2("proto")}),
+		grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))...)
+}
+
+// MaxMessageBytes bounds one message between the core and a plugin.
+// gRPC's default, 4 MiB, is less than the version manifest of a pad of
+// some 40 GiB (a store's manifest lists every chunk); bulk data never
+// crosses the RPC.
+const MaxMessageBytes = 256 << 20
+
+// DialOptions are the host side's: the same bound on messages.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes))}
 }
 
 // wipingCodec is gRPC's proto codec whose Unmarshal clears what it read.
