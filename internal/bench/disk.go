@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
@@ -178,7 +179,10 @@ func SweepStale(dir string) []string {
 	var swept []string
 	cells, _ := filepath.Glob(filepath.Join(dir, "soulpad-bench-*"))
 	for _, c := range cells {
-		if !ownerpid.Orphaned(filepath.Join(c, pidFile)) {
+		// Only a cell this user made (a real directory of its own, closed
+		// to others): /tmp is everyone's, and another user could plant a
+		// look-alike, or a symlink, for root to unmount and detach.
+		if sdk.CheckPrivateDir(c) != nil || !ownerpid.Orphaned(filepath.Join(c, pidFile)) {
 			continue
 		}
 		d := &PadDisk{Image: filepath.Join(c, "pad.img"), Mount: filepath.Join(c, "mnt")}

@@ -101,11 +101,22 @@ func TestSweepStale(t *testing.T) {
 	dead := filepath.Join(dir, "soulpad-bench-1")
 	live := filepath.Join(dir, "soulpad-bench-2")
 	other := filepath.Join(dir, "not-a-bench")
-	for _, d := range []string{dead, live, other} {
+	// Planted by someone else in a shared /tmp: open to others, and a
+	// symlink to a cell-looking directory elsewhere.
+	open := filepath.Join(dir, "soulpad-bench-3")
+	target := filepath.Join(t.TempDir(), "victim")
+	link := filepath.Join(dir, "soulpad-bench-4")
+	for _, d := range []string{dead, live, other, open, target} {
 		if err := os.MkdirAll(filepath.Join(d, "mnt"), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
+	os.Chmod(open, 0o777)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(open, pidFile), []byte("4194305"), 0o600)
+	os.WriteFile(filepath.Join(target, pidFile), []byte("4194305"), 0o600)
 	// A pid that is not running: past the largest pid Linux hands out.
 	os.WriteFile(filepath.Join(dead, pidFile), []byte("4194305"), 0o600)
 	os.WriteFile(filepath.Join(live, pidFile), []byte(fmt.Sprint(os.Getpid())), 0o600)
@@ -114,7 +125,7 @@ func TestSweepStale(t *testing.T) {
 	if len(swept) != 1 || swept[0] != dead {
 		t.Fatalf("swept %v, want only %s", swept, dead)
 	}
-	for _, d := range []string{live, other} {
+	for _, d := range []string{live, other, open, target, link} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s was removed: %v", d, err)
 		}

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,6 +212,20 @@ func lastANS(out []byte) string {
 	return lines[len(lines)-1]
 }
 
+// privateStaging makes the staging directory this user's alone, or
+// refuses it: its default is under /var/tmp, where any local user could
+// have made it first, or put a symlink in its place, to read the pad's
+// cipher text or have files written elsewhere.
+func (p *Plugin) privateStaging() error {
+	if err := os.MkdirAll(filepath.Dir(p.cfg.StagingDir), 0o755); err != nil {
+		return fmt.Errorf("backup-tsm: staging_dir: %w", err)
+	}
+	if err := sdk.MakePrivateDir(p.cfg.StagingDir); err != nil {
+		return fmt.Errorf("backup-tsm: staging_dir: %w: %w", err, sdk.ErrInvalidConfig)
+	}
+	return nil
+}
+
 func (p *Plugin) staging(src string) string {
 	abs, _ := filepath.Abs(src)
 	return filepath.Join(p.cfg.StagingDir, strings.NewReplacer("/", "_", ":", "_").Replace(strings.Trim(abs, "/")))
@@ -230,6 +245,9 @@ func (p *Plugin) Backup(ctx context.Context, req backup.BackupRequest) (backup.B
 	}
 	p.mu.Lock() // one backup or restore at a time: they share the staging tree
 	defer p.mu.Unlock()
+	if err := p.privateStaging(); err != nil {
+		return backup.BackupResponse{}, err
+	}
 	st, err := chunkstage.Stage(ctx, req.SourceDir, stage, chunkstage.Options{
 		Threshold: int64(p.cfg.LargeFileMiB) << 20, ChunkSize: int64(p.cfg.ChunkMiB) << 20,
 		OnFile: func(rel string, size int64) { done += uint64(size); progress("staging", rel, done) },
@@ -308,8 +326,15 @@ func (p *Plugin) lastSnapshot(ctx context.Context, stage string) (time.Time, boo
 }
 
 // stages lists the staging directories this plugin keeps (one per pad
-// path it backed up).
-func (p *Plugin) stages() []string {
+// path it backed up); none before the first backup. A staging directory
+// that is not this user's alone is refused (see privateStaging).
+func (p *Plugin) stages() ([]string, error) {
+	if _, err := os.Lstat(p.cfg.StagingDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err := sdk.CheckPrivateDir(p.cfg.StagingDir); err != nil {
+		return nil, fmt.Errorf("backup-tsm: staging_dir: %w: %w", err, sdk.ErrInvalidConfig)
+	}
 	ents, _ := os.ReadDir(p.cfg.StagingDir)
 	var out []string
 	for _, e := range ents {
@@ -317,14 +342,18 @@ func (p *Plugin) stages() []string {
 			out = append(out, filepath.Join(p.cfg.StagingDir, e.Name()))
 		}
 	}
-	return out
+	return out, nil
 }
 
 // List implements backup.Backup: the snapshots of every pad path this
 // client backed up.
 func (p *Plugin) List(ctx context.Context, _ backup.ListRequest) (backup.ListResponse, error) {
 	var res backup.ListResponse
-	for _, stage := range p.stages() {
+	stages, err := p.stages()
+	if err != nil {
+		return res, err
+	}
+	for _, stage := range stages {
 		ts, err := p.snapshots(ctx, stage)
 		if err != nil {
 			return res, err
@@ -347,7 +376,11 @@ func (p *Plugin) Restore(ctx context.Context, req backup.RestoreRequest) (backup
 		return backup.RestoreResponse{}, fmt.Errorf("backup-tsm: %q is not a snapshot ID (yyyymmddThhmmss; `soulpad backups` lists them): %w", req.SnapshotID, sdk.ErrNotFound)
 	}
 	var stage string
-	for _, s := range p.stages() {
+	stages, err := p.stages()
+	if err != nil {
+		return backup.RestoreResponse{}, err
+	}
+	for _, s := range stages {
 		ts, err := p.snapshots(ctx, s)
 		if err != nil {
 			return backup.RestoreResponse{}, err

@@ -115,3 +115,38 @@ func TestWrongPasswordIsClear(t *testing.T) {
 		t.Fatal("a wrong password is not a missing source")
 	}
 }
+
+// A staging directory someone else could have made first (the default
+// lives in /var/tmp): a symlink to elsewhere, or one open to others, is
+// refused, and nothing is written through it.
+func TestPlantedStagingIsRefused(t *testing.T) {
+	var cfg map[string]any
+	if err := json.Unmarshal(StandinConfig(t, "node password"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "pad.json"), []byte("{}"), 0o600)
+	elsewhere := t.TempDir()
+	staging := cfg["staging_dir"].(string)
+	for _, plant := range []func(){
+		func() { os.Symlink(elsewhere, staging) },
+		func() { os.Mkdir(staging, 0o777); os.Chmod(staging, 0o777) },
+	} {
+		os.RemoveAll(staging)
+		plant()
+		b, _ := json.Marshal(cfg)
+		p := tsm.New()
+		if _, err := p.Configure(context.Background(), sdk.ConfigureRequest{Config: b}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Backup(context.Background(), backup.BackupRequest{SourceDir: src}); !errors.Is(err, sdk.ErrInvalidConfig) {
+			t.Errorf("backup through a planted staging directory: %v; want ErrInvalidConfig", err)
+		}
+		if _, err := p.List(context.Background(), backup.ListRequest{}); !errors.Is(err, sdk.ErrInvalidConfig) {
+			t.Errorf("list of a planted staging directory: %v; want ErrInvalidConfig", err)
+		}
+		if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+			t.Errorf("the backup wrote %d entries through the symlink", len(ents))
+		}
+	}
+}
