@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -29,7 +30,7 @@ func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.Crede
 		passFile := firstNonEmpty(f.passphraseFile, cfg.Unlock.PassphraseFile)
 		switch {
 		case keyFile != "":
-			b, err := os.ReadFile(keyFile)
+			b, err := readSecretFile(keyFile, maxKeyFile)
 			if err != nil {
 				return crypt.Credential{}, fmt.Errorf("key file: %w", err)
 			}
@@ -38,7 +39,7 @@ func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.Crede
 			}
 			return crypt.Credential{KeyFile: b}, nil
 		case passFile != "":
-			b, err := os.ReadFile(passFile)
+			b, err := readSecretFile(passFile, maxPassphraseFile)
 			if err != nil {
 				return crypt.Credential{}, fmt.Errorf("passphrase file: %w", err)
 			}
@@ -102,4 +103,35 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// The largest key file (cryptsetup's own limit) and passphrase file read:
+// a file on a stick someone handed over may be anything.
+const (
+	maxKeyFile        = 8 << 20
+	maxPassphraseFile = 64 << 10
+)
+
+// readSecretFile reads a key or passphrase file: a regular file (not a
+// device or a pipe that never ends) of at most max bytes.
+func readSecretFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v)", path, st.Mode().Type())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		clear(b)
+		return nil, fmt.Errorf("%s is larger than %s, more than a key or passphrase file holds", path, lifecycle.HumanBytes(max))
+	}
+	return b, nil
 }

@@ -48,6 +48,8 @@ func TestImageRefusesBadOptionsFirst(t *testing.T) {
 		{[]string{"image", "--out", filepath.Join(dir, "p.img"), "--size", "lots"}, "want a size such as 8G"},
 		{[]string{"image", "--out", filepath.Join(dir, "p.img"), "--console", "tty9"}, `--console "tty9"`},
 		{[]string{"image", "--out", filepath.Join(dir, "p.img"), "--key-label", "a b"}, `--key-label "a b"`},
+		{[]string{"image", "--out", filepath.Join(dir, "p.img"), "--key-label", "K;reboot"}, `--key-label "K;reboot"`},
+		{[]string{"image", "--out", filepath.Join(dir, "p.img"), "--key-label", "K$(id)"}, `--key-label "K$(id)"`},
 	} {
 		_, errOut, code := e.Run(t, c.args...)
 		if code != 2 || !strings.Contains(errOut, c.want) {

@@ -103,17 +103,23 @@ plugin "crypt-gocryptfs" { scrypt_logn = 10 }
 	keyDisk := filepath.Join(dir, "key.img")
 	run(t, "mkfs.vfat", "-C", "-n", "SOULPAD-KEY", keyDisk, "8192")
 	run(t, "mcopy", "-i", keyDisk, key, "::/soulpad.key")
-	// The PC's own disk: a file system with a file, never to be touched.
-	pcDisk := filepath.Join(dir, "pc.img")
-	pcFiles := filepath.Join(dir, "pc-files")
-	writeFile(t, filepath.Join(pcFiles, "mine.txt"), "the PC owner's file\n")
-	run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", pcFiles, pcDisk, "32M")
+	// The PC's own disk, never to be touched, and hostile: on NVMe (which
+	// sorts before the USB sticks), partitions named as the pad's (but
+	// with GUIDs of their own), and a key disk's label on a partition
+	// holding another key.
+	pcDisk := hostileDisk(t, dir)
 	pcSum := fileSum(t, pcDisk)
 
 	// 1. BIOS, key disk: cold boot, run, power button.
 	pc := boot(t, dir, "bios", img, keyDisk, pcDisk)
+	sys := pc.waitFor(t, regexp.MustCompile(`soulpad-boot: system /dev/(\S+), pad /dev/(\S+)`), 3*time.Minute)
+	if strings.HasPrefix(sys[1], "nvme") || strings.HasPrefix(sys[2], "nvme") {
+		t.Fatalf("the host OS took the PC's own disk for the pad: %s", sys[0])
+	}
 	pc.waitFor(t, regexp.MustCompile(`soulpad-host: booted by BIOS`), 3*time.Minute)
-	pc.waitFor(t, regexp.MustCompile(`soulpad-host: key disk`), 2*time.Minute)
+	if m := pc.waitFor(t, regexp.MustCompile(`soulpad-host: key disk (\S+)`), 2*time.Minute); strings.Contains(m[1], "nvme") {
+		t.Fatalf("the host OS took the key from the PC's own disk: %s", m[0])
+	}
 	pc.waitFor(t, regexp.MustCompile(`▸ unlock`), 2*time.Minute)
 	t.Logf("BIOS boot: power on to the unlock stage in %.1f s (TCG)", time.Since(pc.start).Seconds())
 	pc.waitFor(t, regexp.MustCompile(`cold boot`), 5*time.Minute)
@@ -176,13 +182,17 @@ plugin "crypt-gocryptfs" { scrypt_logn = 10 }
 		t.Log("OVMF with Microsoft's keys is missing (apt-get install ovmf): UEFI not booted")
 	}
 
-	// 4. BIOS, no key disk: the prompt, wrong passphrases, power off.
+	// 4. BIOS, no key disk (only the PC's look-alike): the prompt, wrong
+	// passphrases, power off.
 	pc = boot(t, dir, "nokey", img, "", pcDisk)
 	for i := 0; i < 3; i++ {
 		pc.waitForCount(t, "Passphrase: ", i+1, 4*time.Minute)
 		pc.send(t, "not the key\n")
 	}
 	pc.waitFor(t, regexp.MustCompile(`soulpad run ended with status 5`), 3*time.Minute)
+	if strings.Contains(pc.text(), "a shell") || strings.Contains(pc.text(), "'shell'") {
+		t.Fatalf("a failed run offered whoever sits at the PC a shell:\n%s", pc.text())
+	}
 	pc.send(t, "off\n")
 	pc.waitExit(t, 2*time.Minute)
 	dumpPad(t, img, filepath.Join(dir, "offline2"))
@@ -195,6 +205,35 @@ plugin "crypt-gocryptfs" { scrypt_logn = 10 }
 	if got := fileSum(t, pcDisk); got != pcSum {
 		t.Fatal("the PC's own disk changed")
 	}
+}
+
+// hostileDisk is a PC's own disk made to fool the pad: a GPT with
+// partitions named SOULPAD-SYS and SOULPAD-PAD (GUIDs of their own, the
+// owner's ext4 file system in the first) and a FAT partition labelled
+// SOULPAD-KEY holding a key that opens nothing.
+func hostileDisk(t *testing.T, dir string) string {
+	t.Helper()
+	disk := filepath.Join(dir, "pc.img")
+	run(t, "truncate", "-s", "64M", disk)
+	run(t, "sgdisk", "-o", "-n", "1:2048:+24M", "-c", "1:SOULPAD-SYS", "-n", "2:0:+16M", "-c", "2:SOULPAD-PAD",
+		"-n", "3:0:+16M", "-c", "3:KEY", disk)
+	pcFiles := filepath.Join(dir, "pc-files")
+	writeFile(t, filepath.Join(pcFiles, "mine.txt"), "the PC owner's file\n")
+	fs := filepath.Join(dir, "pc-fs.img")
+	run(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", pcFiles, fs, "24M")
+	run(t, "dd", "if="+fs, "of="+disk, "bs=512", "seek=2048", "conv=notrunc", "status=none")
+	keyFS := filepath.Join(dir, "pc-key.img")
+	run(t, "mkfs.vfat", "-C", "-n", "SOULPAD-KEY", keyFS, "8192")
+	wrong := filepath.Join(dir, "wrong.key")
+	writeFile(t, wrong, "a key that opens nothing, on the PC's own disk")
+	run(t, "mcopy", "-i", keyFS, wrong, "::/soulpad.key")
+	out, err := exec.Command("sgdisk", "-i", "3", disk).Output()
+	m := regexp.MustCompile(`First sector: (\d+)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("sgdisk -i 3: %v\n%s", err, out)
+	}
+	run(t, "dd", "if="+keyFS, "of="+disk, "bs=512", "seek="+string(m[1]), "conv=notrunc", "status=none")
+	return disk
 }
 
 type pc struct {
@@ -219,7 +258,7 @@ func boot(t *testing.T, dir, name, img, keyDisk, pcDisk string, extra ...string)
 	args := []string{"-machine", "q35", "-cpu", cpu, "-m", "3072", "-smp", "2", "-accel", accel,
 		"-device", "qemu-xhci,id=xhci",
 		"-drive", "if=none,id=pad,format=raw,file=" + img, "-device", "usb-storage,bus=xhci.0,drive=pad,bootindex=1",
-		"-drive", "if=none,id=pc,format=raw,file=" + pcDisk, "-device", "virtio-blk-pci,drive=pc",
+		"-drive", "if=none,id=pc,format=raw,file=" + pcDisk, "-device", "nvme,drive=pc,serial=pc-own-disk",
 		"-display", "none", "-monitor", "none", "-no-reboot",
 		"-chardev", "socket,id=s0,path=" + sock + ",server=on,wait=on", "-serial", "chardev:s0",
 		"-qmp", "unix:" + qmp + ",server=on,wait=off"}

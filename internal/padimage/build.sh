@@ -177,6 +177,12 @@ search.fs_uuid $uuid root
 set prefix=(\$root)/boot/grub
 EOF
 if [ "$CONSOLE" = ttyS0 ]; then kcon="console=tty0 console=ttyS0,115200"; else kcon="console=ttyS0,115200 console=tty0"; fi
+# The system and pad partitions' own GUIDs, fresh for this image: the
+# initramfs takes only partitions with these, on one disk (a PC's disk
+# with partitions of the same names is not the pad).
+sysguid=$(cat /proc/sys/kernel/random/uuid)
+padguid=$(cat /proc/sys/kernel/random/uuid)
+kpad="soulpad.sys=$sysguid soulpad.pad=$padguid"
 cat >"$WORK/grub.cfg" <<EOF
 # SoulPad boot menu
 search.fs_uuid $uuid root
@@ -186,15 +192,15 @@ terminal_output console serial
 set timeout=2
 set default=0
 menuentry "SoulPad" {
-	linux /soulpad/vmlinuz quiet $kcon
+	linux /soulpad/vmlinuz quiet $kcon $kpad
 	initrd /soulpad/initrd.img
 }
 menuentry "SoulPad (session on the serial console)" {
-	linux /soulpad/vmlinuz quiet console=tty0 console=ttyS0,115200
+	linux /soulpad/vmlinuz quiet console=tty0 console=ttyS0,115200 $kpad
 	initrd /soulpad/initrd.img
 }
 menuentry "SoulPad (session on the screen)" {
-	linux /soulpad/vmlinuz quiet console=ttyS0,115200 console=tty0
+	linux /soulpad/vmlinuz quiet console=ttyS0,115200 console=tty0 $kpad
 	initrd /soulpad/initrd.img
 }
 EOF
@@ -240,15 +246,15 @@ truncate -s "${SIZE_MIB}M" "$OUT"
 sgdisk -o \
 	-n 1:2048:+1M -t 1:EF02 -c 1:BIOS-BOOT \
 	-n 2:0:+64M -t 2:EF00 -c 2:SOULPAD-EFI \
-	-n "3:0:+${sysmib}M" -t 3:8300 -c 3:SOULPAD-SYS \
-	-n 4:0:0 -t 4:8300 -c 4:SOULPAD-PAD "$OUT" >/dev/null
+	-n "3:0:+${sysmib}M" -t 3:8300 -c 3:SOULPAD-SYS -u "3:$sysguid" \
+	-n 4:0:0 -t 4:8300 -c 4:SOULPAD-PAD -u "4:$padguid" "$OUT" >/dev/null
 first() { sgdisk -i "$1" "$OUT" | awk '/^First sector:/{print $3}'; }
 last() { sgdisk -i "$1" "$OUT" | awk '/^Last sector:/{print $3}'; }
 p1=$(first 1)
 dd if="$WORK/core.img" of="$OUT" bs=512 seek="$p1" conv=notrunc status=none
 dd if="$esp" of="$OUT" bs=512 seek="$(first 2)" conv=notrunc,sparse status=none
 dd if="$WORK/system.sqfs" of="$OUT" bs=512 seek="$(first 3)" conv=notrunc status=none
-printf 'core_lba=%s\ncore_sectors=%s\nsecure_boot=%s\nkernel=%s\nsystem_mib=%s\n' "$p1" "$core_sectors" "$secure" "$kver" "$sysmib" >"$WORK/bios.env"
+printf 'core_lba=%s\ncore_sectors=%s\nsecure_boot=%s\nkernel=%s\nsystem_mib=%s\nsys_guid=%s\npad_guid=%s\n' "$p1" "$core_sectors" "$secure" "$kver" "$sysmib" "$sysguid" "$padguid" >"$WORK/bios.env"
 
 step 7 "pad partition (ext4)"
 p4=$(first 4)

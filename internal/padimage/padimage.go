@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -153,11 +154,14 @@ func CheckOptions(console, keyLabel string) error {
 	if console != "tty0" && console != "ttyS0" {
 		return fmt.Errorf("--console %q: want tty0 (the screen) or ttyS0 (the serial port)", console)
 	}
-	if keyLabel == "" || strings.ContainsAny(keyLabel, " \t\n'\"$`\\") || len(keyLabel) > 16 {
-		return fmt.Errorf("--key-label %q: want up to 16 characters without spaces or quotes", keyLabel)
+	if !keyLabelRE.MatchString(keyLabel) {
+		return fmt.Errorf("--key-label %q: want 1 to 16 letters, digits, '-' or '_' (the host OS reads it as shell)", keyLabel)
 	}
 	return nil
 }
+
+// keyLabelRE is a file-system label the host OS can take as a word.
+var keyLabelRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,16}$`)
 
 // GRUB's offsets (grub-core/boot/i386/pc/boot.S and diskboot.S, as
 // grub-bios-setup patches them).
