@@ -34,7 +34,7 @@ every --json of soulpad.`,
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			out := termSafe(cmd.OutOrStdout())
 			if asJSON {
 				type snapJSON struct {
 					ID   string    `json:"id"`

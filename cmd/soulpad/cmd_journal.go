@@ -31,7 +31,7 @@ func newJournalCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			out := termSafe(cmd.OutOrStdout())
 			if asJSON {
 				enc := json.NewEncoder(out)
 				for _, e := range es {

@@ -63,7 +63,7 @@ remove them.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(infos)
 			}
-			printPoints(cmd.OutOrStdout(), infos)
+			printPoints(termSafe(cmd.OutOrStdout()), infos)
 			return nil
 		},
 	}

@@ -115,7 +115,7 @@ holds the pad's lock, and the stage timings of the last session.`,
 					rep.LastSession = append(rep.LastSession, StageTiming{Stage: e.Stage, DurationMS: e.DurationMS, Failed: e.Event == "fail", Message: msg})
 				}
 			}
-			out := cmd.OutOrStdout()
+			out := termSafe(cmd.OutOrStdout())
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")

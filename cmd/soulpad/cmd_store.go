@@ -83,7 +83,7 @@ func newStoreVersionsCmd(g *globals) *cobra.Command {
 					}
 					rows = append(rows, r)
 				}
-				out := cmd.OutOrStdout()
+				out := termSafe(cmd.OutOrStdout())
 				if asJSON {
 					enc := json.NewEncoder(out)
 					enc.SetIndent("", "  ")
@@ -213,7 +213,7 @@ did after its last copy-out is lost to the store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(g, func(ctx context.Context, cfg *config.Config, st store.Store) error {
-				out := cmd.OutOrStdout()
+				out := termSafe(cmd.OutOrStdout())
 				if !yes {
 					fmt.Fprintf(out, "Is the PC holding %s's lease gone for good? Type yes to take the lease over: ", cfg.Store.Name)
 					line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')

@@ -62,7 +62,7 @@ func main() {
 		if errors.As(err, &ex) {
 			os.Exit(int(ex))
 		}
-		fmt.Fprintf(os.Stderr, "soulpad: %s\n", withUsage(err))
+		fmt.Fprintf(os.Stderr, "soulpad: %s\n", cleanText(withUsage(err)))
 		os.Exit(exitCode(err))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/detect"
 	"github.com/soulpad/soulpad/sdk/vmm/x86cpu"
@@ -56,7 +57,9 @@ func HostSummary(p detect.HostProfile) string {
 	if p.KVM {
 		kvm = "KVM"
 	}
-	s := fmt.Sprintf("%s: %s, %d cores, %s", orUnknown(p.Hostname), cpu, p.CPU.Cores, kvm)
+	// A profile may come from a point taken on another PC: its strings
+	// are printed as text, never as terminal controls.
+	s := fmt.Sprintf("%s: %s, %d cores, %s", pad.Printable(orUnknown(p.Hostname)), pad.Printable(cpu), p.CPU.Cores, kvm)
 	if p.MemTotalBytes > 0 {
 		s += fmt.Sprintf(", %d MiB RAM (%d available)", p.MemTotalBytes>>20, p.MemAvailableBytes>>20)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/soulpad/soulpad/sdk"
 )
@@ -40,11 +42,23 @@ type Holder struct {
 }
 
 func (h Holder) String() string {
-	s := fmt.Sprintf("`soulpad %s` (pid %d", h.Command, h.PID)
+	s := fmt.Sprintf("`soulpad %s` (pid %d", Printable(h.Command), h.PID)
 	if h.Session != "" {
-		s += ", session " + h.Session
+		s += ", session " + Printable(h.Session)
 	}
-	return s + fmt.Sprintf(") on host %s since %s", h.Host, h.Since.Local().Format("2006-01-02 15:04:05"))
+	return s + fmt.Sprintf(") on host %s since %s", Printable(h.Host), h.Since.Local().Format("2006-01-02 15:04:05"))
+}
+
+// Printable is s, read from a pad or a store (untrusted: a lock file, a
+// manifest's host name), with control characters and bytes that are not
+// UTF-8 as '?', so that printing it cannot drive a terminal.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 // sameHost reports whether h was written on this host (any boot: a holder

@@ -274,3 +274,18 @@ func TestMissingPadSaysWhereItLooked(t *testing.T) {
 		t.Fatalf("open of a directory without a pad = %v", err)
 	}
 }
+
+// A lock file's strings come from whoever held the pad: printed, they
+// cannot drive a terminal.
+func TestHolderPrintsNoEscapes(t *testing.T) {
+	h := Holder{Command: "run\x1b[2J", PID: 7, Session: "s\x07", Host: "pc\x1b]0;owned\x07\xff"}
+	s := h.String()
+	for _, c := range []byte(s) {
+		if c < 0x20 || c == 0x7f {
+			t.Fatalf("Holder.String() = %q keeps control byte %#x", s, c)
+		}
+	}
+	if !strings.Contains(s, "pc?]0;owned??") {
+		t.Fatalf("Holder.String() = %q; want the host shown with '?' for its control bytes", s)
+	}
+}
