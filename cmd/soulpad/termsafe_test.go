@@ -9,11 +9,11 @@ import (
 // as '?', and ordinary text, tabs and newlines as they are.
 func TestTermSafeDefusesEscapes(t *testing.T) {
 	for in, want := range map[string]string{
-		"pc-7\tok\n":                  "pc-7\tok\n",
-		"héllo wörld":                 "héllo wörld",
+		"pc-7\tok\n":                   "pc-7\tok\n",
+		"héllo wörld":                  "héllo wörld",
 		"evil\x1b]0;owned\x07host":     "evil?]0;owned?host",
 		"csi\u009b2Jx":                 "csi?2Jx",
-		"bad\xffutf8\r":               "bad?utf8?",
+		"bad\xffutf8\r":                "bad?utf8?",
 		"\x1b[2J\x1b[1;1Hfake prompt$": "?[2J?[1;1Hfake prompt$",
 	} {
 		var b bytes.Buffer
