@@ -36,6 +36,10 @@ type State struct {
 	Name string `json:"name"`
 	// Seq is the version the pad held after its last sync (0: none).
 	Seq uint64 `json:"seq"`
+	// Head is the store's newest version at the last sync, when the pad
+	// holds an older one (a rollback: its next copy-out becomes the
+	// version after Head); 0 means Seq.
+	Head uint64 `json:"head,omitempty"`
 	// Holder is this pad's lease holder identifier.
 	Holder string `json:"holder"`
 	// Incomplete: a copy-in was cut short; the pad is a mix of versions
@@ -51,6 +55,9 @@ type LocalFile struct {
 	MtimeNS int64  `json:"mtime_ns"`
 	Ino     uint64 `json:"ino"`
 }
+
+// head is the store's newest version the pad knows of.
+func (s *State) head() uint64 { return max(s.Head, s.Seq) }
 
 // LoadState reads the pad's sync state; a pad that never synced has a
 // fresh one with a new holder identifier.

@@ -346,3 +346,69 @@ func TestCopyInPlantsNothingToRun(t *testing.T) {
 		}
 	}
 }
+
+// A rollback by hand (copy in an older version) is the user's choice: the
+// pad then runs, and its copy-out becomes the newest version instead of a
+// conflict with the version it rolled back from.
+func TestRollbackBecomesTheNextVersion(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 1)
+	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, st, a, "dave", "pc-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	v1 := tree(t, a)
+	write(t, a, "journal/20261127T020000Z-v2.jsonl", []byte("{\"v\":2}\n"))
+	if out, err := Push(ctx, st, a, "dave", "pc-a", nil); err != nil || out.Seq != 2 {
+		t.Fatalf("version 2: %+v, %v", out, err)
+	}
+	if _, err := Pull(ctx, st, a, "dave", 1, false, nil); err != nil {
+		t.Fatalf("copy in version 1: %v", err)
+	}
+	if tree(t, a) != v1 {
+		t.Fatal("the rollback did not bring version 1 back")
+	}
+	// Without a change, and after the session changed the pad.
+	out, err := Push(ctx, st, a, "dave", "pc-a", nil)
+	if err != nil || out.Seq != 3 {
+		t.Fatalf("copy-out after the rollback = %+v, %v; want version 3", out, err)
+	}
+	if _, err := Pull(ctx, st, a, "dave", 1, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	write(t, a, "journal/20261127T030000Z-after.jsonl", []byte("{\"after\":1}\n"))
+	if res, err := Pull(ctx, st, a, "dave", 0, false, nil); err != nil || !res.Ahead {
+		t.Fatalf("a copy-in of a rolled-back pad with changes = %+v, %v; want it ahead (its changes kept)", res, err)
+	}
+	if out, err = Push(ctx, st, a, "dave", "pc-a", nil); err != nil || out.Seq != 4 {
+		t.Fatalf("copy-out of the rolled-back pad's changes = %+v, %v; want version 4", out, err)
+	}
+	// A store that moved on meanwhile is still a conflict.
+	b := filepath.Join(t.TempDir(), "pc-b", "pad")
+	if err := Checkin(ctx, st, a, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Checkout(ctx, st, b, "dave", "pc-b", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, st, b, "dave", 0, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	write(t, b, "journal/20261127T040000Z-b.jsonl", []byte("{\"b\":1}\n"))
+	if out, err := Push(ctx, st, b, "dave", "pc-b", nil); err != nil || out.Seq != 5 {
+		t.Fatalf("B's copy-out = %+v, %v", out, err)
+	}
+	if err := Checkin(ctx, st, b, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
+		t.Fatal(err)
+	}
+	write(t, a, "journal/20261127T050000Z-a.jsonl", []byte("{\"a\":1}\n"))
+	if _, err := Push(ctx, st, a, "dave", "pc-a", nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("A's copy-out after B's version 5: %v; want a conflict", err)
+	}
+}

@@ -50,7 +50,7 @@ func Pull(ctx context.Context, st store.Store, padDir, name string, seq uint64, 
 	synced := state.Seq != 0 && !state.Incomplete
 	changed := synced && !sameFiles(local, filesOf(state.Files))
 	if changed && !force {
-		if state.Seq == newest && seq == 0 {
+		if state.head() == newest && seq == 0 {
 			res.Seq, res.Ahead = state.Seq, true
 			return res, nil
 		}
@@ -78,7 +78,7 @@ func Pull(ctx context.Context, st store.Store, padDir, name string, seq uint64, 
 		return res, fmt.Errorf("copy-in of version %d: %w", target, err)
 	}
 	res.Fetched = int64(out.BytesDone)
-	return res, settle(ctx, padDir, man, touched, state)
+	return res, settle(ctx, padDir, man, newest, touched, state)
 }
 
 // versionManifest reads the manifest of version seq of name (0: the
@@ -176,7 +176,7 @@ func sizeFile(p string, f File) error {
 // version, and records it as the pad's (the state records the files as
 // they are now, with the version's chunks: what was fetched was checked
 // against them).
-func settle(ctx context.Context, padDir string, man *Manifest, touched []string, state *State) error {
+func settle(ctx context.Context, padDir string, man *Manifest, newest uint64, touched []string, state *State) error {
 	for _, p := range touched {
 		if err := syncFile(p); err != nil {
 			return err
@@ -190,6 +190,10 @@ func settle(ctx context.Context, padDir string, man *Manifest, touched []string,
 		return fmt.Errorf("after the copy-in the pad does not match version %d: %w", man.Seq, sdk.ErrCorrupt)
 	}
 	state.Seq, state.Incomplete, state.Files = man.Seq, false, now
+	state.Head = 0
+	if newest > man.Seq {
+		state.Head = newest // a rollback: the next copy-out follows newest
+	}
 	return state.Save(padDir)
 }
 

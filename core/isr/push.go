@@ -41,8 +41,8 @@ func Push(ctx context.Context, st store.Store, padDir, name, host string, progre
 	if n := len(vs.Versions); n > 0 {
 		newest = vs.Versions[n-1].Seq
 	}
-	if newest != state.Seq {
-		return PushResult{}, fmt.Errorf("the store has version %d of %s, newer than this pad's %d: %w (copy in first; the pad's changes would be lost)", newest, name, state.Seq, ErrConflict)
+	if newest != state.head() {
+		return PushResult{}, fmt.Errorf("the store has version %d of %s, newer than this pad's %d: %w (copy in first; the pad's changes would be lost)", newest, name, state.head(), ErrConflict)
 	}
 	local, dirs, hashed, err := Scan(ctx, padDir, DefaultChunkBytes, state.Files)
 	if err != nil {
@@ -52,7 +52,9 @@ func Push(ctx context.Context, st store.Store, padDir, name, host string, progre
 	for _, l := range local {
 		res.PadBytes += l.Size
 	}
-	if newest != 0 && sameFiles(local, filesOf(state.Files)) {
+	// Nothing to copy out, unless the pad was rolled back: then the old
+	// version becomes the newest.
+	if newest != 0 && state.Seq == newest && sameFiles(local, filesOf(state.Files)) {
 		return res, nil
 	}
 	var sums []string
@@ -95,7 +97,7 @@ func Push(ctx context.Context, st store.Store, padDir, name, host string, progre
 		}
 		return res, err
 	}
-	state.Name, state.Seq, state.Files = name, man.Seq, local
+	state.Name, state.Seq, state.Head, state.Files = name, man.Seq, 0, local
 	res.Seq = man.Seq
 	return res, state.Save(padDir)
 }
