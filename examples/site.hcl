@@ -263,9 +263,15 @@ plugin "vmm-libvirt" {
 #   bucket = "soulpad"
 #   # Goes before every key. Default none.
 #   prefix = "pads/"
-#   # Credentials; without them AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+#   # Credentials. Required, unless anonymous = true (a bucket that takes
+#   # anonymous requests). Checkout runs before unlock, so the secret lives
+#   # outside the vault: on the host (/etc/soulpad), or on a bootable pad's
+#   # pad partition, which is not encrypted. Use a key that can reach only
+#   # this bucket and prefix: whoever holds it can delete, replace or hide
+#   # the pad's versions on the store.
 #   access_key = "…"
 #   secret_key_file = "/etc/soulpad/s3-secret"
+#   anonymous = false
 #   # Chunks moved at once. Default 8.
 #   parallel = 8
 # }

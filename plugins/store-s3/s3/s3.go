@@ -38,10 +38,13 @@ type Config struct {
 	Bucket string `json:"bucket"`
 	// Prefix goes before every key (e.g. "soulpad/").
 	Prefix string `json:"prefix"`
-	// AccessKey and SecretKeyFile are the credentials; without them the
-	// AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) is used.
+	// AccessKey and SecretKeyFile are the credentials. Required, unless
+	// Anonymous says the bucket takes requests without any (a public test
+	// server): a plugin is never given soulpad's environment, so there is
+	// no silent fallback to AWS_* variables.
 	AccessKey     string `json:"access_key"`
 	SecretKeyFile string `json:"secret_key_file"`
+	Anonymous     bool   `json:"anonymous"`
 	// Parallel is how many chunks move at once (default 8).
 	Parallel int `json:"parallel"`
 }
@@ -82,8 +85,9 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 		return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: parallel = %d: at most 64: %w", c.Parallel, sdk.ErrInvalidConfig)
 	}
 	secure := c.Secure == nil || *c.Secure
-	var creds *credentials.Credentials
-	if c.AccessKey != "" || c.SecretKeyFile != "" {
+	creds := credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
+	switch {
+	case c.AccessKey != "" || c.SecretKeyFile != "":
 		if c.AccessKey == "" || c.SecretKeyFile == "" {
 			return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: access_key and secret_key_file go together: %w", sdk.ErrInvalidConfig)
 		}
@@ -92,8 +96,8 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 			return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: secret_key_file: %v: %w", err, sdk.ErrInvalidConfig)
 		}
 		creds = credentials.NewStaticV4(c.AccessKey, strings.TrimSpace(string(secret)), "")
-	} else {
-		creds = credentials.NewEnvAWS()
+	case !c.Anonymous:
+		return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: no credentials: set access_key and secret_key_file (a key scoped to this bucket and prefix), or anonymous = true for a bucket that takes anonymous requests: %w", sdk.ErrInvalidConfig)
 	}
 	cl, err := minio.New(c.Endpoint, &minio.Options{Creds: creds, Secure: secure, Region: c.Region})
 	if err != nil {

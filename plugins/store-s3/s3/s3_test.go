@@ -32,6 +32,8 @@ func TestConfigIsChecked(t *testing.T) {
 		`{"endpoint": "127.0.0.1:9000", "bucket": "b", "access_key": "k", "secret_key_file": "/nonexistent"}`,
 		`{"endpoint": "127.0.0.1:9000", "bucket": "b", "parallel": 1000}`,
 		`{"endpoint": "127.0.0.1:9000", "bucket": "b", "bukket": "typo"}`,
+		// No credentials is no longer a silent anonymous access.
+		`{"endpoint": "127.0.0.1:9000", "bucket": "b"}`,
 	} {
 		if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(cfg)}); !errors.Is(err, sdk.ErrInvalidConfig) {
 			t.Errorf("Configure(%s) = %v; want ErrInvalidConfig", cfg, err)
@@ -42,7 +44,7 @@ func TestConfigIsChecked(t *testing.T) {
 // A store nobody answers at fails with an error, not a hang.
 func TestUnreachableStore(t *testing.T) {
 	s := sdktest.InProcess(t, s3.New()).(store.Store)
-	if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(`{"endpoint": "127.0.0.1:1", "secure": false, "bucket": "b"}`)}); err != nil {
+	if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: []byte(`{"endpoint": "127.0.0.1:1", "secure": false, "bucket": "b", "anonymous": true}`)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30e9)
