@@ -68,7 +68,6 @@ func newStoreVersionsCmd(g *globals) *cobra.Command {
 				type row struct {
 					Version       uint64    `json:"version"`
 					Created       time.Time `json:"created"`
-					Host          string    `json:"host"`
 					PadBytes      int64     `json:"pad_bytes"`
 					ManifestBytes uint64    `json:"manifest_bytes"`
 					Local         bool      `json:"local"`
@@ -78,7 +77,7 @@ func newStoreVersionsCmd(g *globals) *cobra.Command {
 					r := row{Version: v.Seq, Created: v.Created, ManifestBytes: v.ManifestBytes, Local: state != nil && state.Seq == v.Seq}
 					if mb, err := st.GetVersion(ctx, store.GetVersionRequest{Name: cfg.Store.Name, Seq: v.Seq}); err == nil {
 						if m, err := isr.ParseManifest(mb.Manifest); err == nil {
-							r.Host, r.PadBytes, r.Created = m.Host, m.Bytes(), m.Created
+							r.PadBytes, r.Created = m.Bytes(), m.Created
 						}
 					}
 					rows = append(rows, r)
@@ -94,13 +93,13 @@ func newStoreVersionsCmd(g *globals) *cobra.Command {
 					return nil
 				}
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "VERSION\tCREATED\tHOST\tPAD SIZE\t")
+				fmt.Fprintln(tw, "VERSION\tCREATED\tPAD SIZE\t")
 				for _, r := range rows {
 					mark := ""
 					if r.Local {
 						mark = "← this pad"
 					}
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", r.Version, r.Created.Local().Format("2006-01-02 15:04:05"), r.Host, lifecycle.HumanBytes(r.PadBytes), mark)
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", r.Version, r.Created.Local().Format("2006-01-02 15:04:05"), lifecycle.HumanBytes(r.PadBytes), mark)
 				}
 				return tw.Flush()
 			})
@@ -185,8 +184,7 @@ than the one the pad came from.`,
 			}
 			out := printer(cmd)
 			return checkedOut(g, cmd, "store", func(ctx context.Context, cfg *config.Config, st store.Store) (bool, error) {
-				host, _ := os.Hostname()
-				res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, isrProgress(g.shower(cmd.OutOrStdout())))
+				res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, isrProgress(g.shower(cmd.OutOrStdout())))
 				if err != nil {
 					return !errors.Is(err, isr.ErrConflict), err
 				}

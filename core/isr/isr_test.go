@@ -30,18 +30,20 @@ func s3Store(t *testing.T) store.Store {
 }
 
 // lockedPad makes a pad as a locked one looks: a vault of random bytes,
-// a journal, pad.json, the lock file.
+// a file that changes with it (notes/), a journal (which stays local),
+// pad.json, the lock file.
 func lockedPad(t *testing.T, vaultMiB int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pad")
-	for _, d := range []string{"journal", "plugins"} {
+	for _, d := range []string{"notes", "journal", "plugins"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o700)
 	}
 	vault := make([]byte, vaultMiB<<20+777)
 	rand.Read(vault)
 	write(t, dir, "vault", vault)
 	write(t, dir, "pad.json", []byte(`{"id":"x"}`))
-	write(t, dir, "journal/20261127T000000Z-a.jsonl", []byte("{}\n"))
+	write(t, dir, "notes/20261127T000000Z-a.jsonl", []byte("{}\n"))
+	write(t, dir, "journal/20261127T000000Z-a.jsonl", []byte("{\"host\":\"pc-a\"}\n"))
 	write(t, dir, "lock", []byte("held by a test"))
 	return dir
 }
@@ -74,7 +76,7 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "alice", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	out, err := Push(ctx, st, a, "alice", "pc-a", nil)
+	out, err := Push(ctx, st, a, "alice", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +103,8 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(b, "vault"), os.O_WRONLY, 0)
 	f.WriteAt([]byte("changed"), 3<<20+5)
 	f.Close()
-	write(t, b, "journal/20261127T010000Z-b.jsonl", []byte("{\"b\":1}\n"))
-	out, err = Push(ctx, st, b, "alice", "pc-b", nil)
+	write(t, b, "notes/20261127T010000Z-b.jsonl", []byte("{\"b\":1}\n"))
+	out, err = Push(ctx, st, b, "alice", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +135,7 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	if tree(t, a) == v1 {
 		t.Fatal("a copy-in of version 1 left version 2's tree")
 	}
-	if _, err := os.Stat(filepath.Join(a, "journal/20261127T010000Z-b.jsonl")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(a, "notes/20261127T010000Z-b.jsonl")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("rolling back to version 1 kept a file only version 2 has")
 	}
 }
@@ -145,10 +147,10 @@ func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 2)
 	Checkout(ctx, st, a, "bob", "pc-a", false)
-	if _, err := Push(ctx, st, a, "bob", "pc-a", nil); err != nil {
+	if _, err := Push(ctx, st, a, "bob", nil); err != nil {
 		t.Fatal(err)
 	}
-	write(t, a, "journal/offline.jsonl", []byte("{}\n"))
+	write(t, a, "notes/offline.jsonl", []byte("{}\n"))
 	in, err := Pull(ctx, st, a, "bob", 0, false, nil)
 	if err != nil || !in.Ahead || in.Fetched != 0 {
 		t.Fatalf("copy-in with local changes = %+v, %v; want Ahead, nothing fetched", in, err)
@@ -161,17 +163,17 @@ func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
 	if _, err := Pull(ctx, st, b, "bob", 0, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	write(t, b, "journal/b.jsonl", []byte("{}\n"))
-	if out, err := Push(ctx, st, b, "bob", "pc-b", nil); err != nil || out.Seq != 2 {
+	write(t, b, "notes/b.jsonl", []byte("{}\n"))
+	if out, err := Push(ctx, st, b, "bob", nil); err != nil || out.Seq != 2 {
 		t.Fatalf("B's copy-out = %+v, %v", out, err)
 	}
 	if _, err := Pull(ctx, st, a, "bob", 0, false, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("copy-in to A with its own changes and a newer version = %v; want ErrConflict", err)
 	}
-	if _, err := Push(ctx, st, a, "bob", "pc-a", nil); !errors.Is(err, ErrConflict) {
+	if _, err := Push(ctx, st, a, "bob", nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("copy-out from A behind the store = %v; want ErrConflict", err)
 	}
-	if _, err := os.Stat(filepath.Join(a, "journal/offline.jsonl")); err != nil {
+	if _, err := os.Stat(filepath.Join(a, "notes/offline.jsonl")); err != nil {
 		t.Fatal("a refused copy lost the pad's own change")
 	}
 	// Deliberately: the store's version wins.
@@ -190,7 +192,7 @@ func TestCutShortCopyInIsRedone(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 3)
 	Checkout(ctx, st, a, "carol", "pc-a", false)
-	if _, err := Push(ctx, st, a, "carol", "pc-a", nil); err != nil {
+	if _, err := Push(ctx, st, a, "carol", nil); err != nil {
 		t.Fatal(err)
 	}
 	want := tree(t, a)
@@ -200,7 +202,7 @@ func TestCutShortCopyInIsRedone(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(a, "vault"), os.O_WRONLY, 0)
 	f.WriteAt([]byte("half"), 2<<20)
 	f.Close()
-	if _, err := Push(ctx, st, a, "carol", "pc-a", nil); !errors.Is(err, ErrConflict) {
+	if _, err := Push(ctx, st, a, "carol", nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("copy-out of a cut-short copy-in = %v; want ErrConflict", err)
 	}
 	in, err := Pull(ctx, st, a, "carol", 0, false, nil)
@@ -218,9 +220,9 @@ func TestGCKeepsWhatVersionsNeed(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 2)
 	Checkout(ctx, st, a, "dave", "pc-a", false)
-	Push(ctx, st, a, "dave", "pc-a", nil)
+	Push(ctx, st, a, "dave", nil)
 	write(t, a, "vault", []byte("all new"))
-	if out, err := Push(ctx, st, a, "dave", "pc-a", nil); err != nil || out.Seq != 2 {
+	if out, err := Push(ctx, st, a, "dave", nil); err != nil || out.Seq != 2 {
 		t.Fatal(out, err)
 	}
 	if n, err := GC(ctx, st, "dave"); err != nil || n != 0 {
@@ -285,7 +287,7 @@ func TestCutShortCopyOutResumes(t *testing.T) {
 	if vs, _ := st.Versions(ctx, store.VersionsRequest{Name: "erin"}); len(vs.Versions) != 0 {
 		t.Fatal("chunks alone made a version")
 	}
-	out, err := Push(ctx, st, a, "erin", "pc-a", nil)
+	out, err := Push(ctx, st, a, "erin", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +313,7 @@ func TestCopyInPlantsNothingToRun(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "carol", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Push(ctx, st, a, "carol", "pc-a", nil); err != nil {
+	if _, err := Push(ctx, st, a, "carol", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := Checkin(ctx, st, a, "carol"); err != nil {
@@ -326,6 +328,18 @@ func TestCopyInPlantsNothingToRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(b, "plugins", "crypt-x")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the pad's plugin came in through the store: %v", err)
+	}
+	// Nor does the store learn hosts: the journal stays on each pad, and a
+	// version's manifest names no host.
+	if _, err := os.Stat(filepath.Join(b, "journal", "20261127T000000Z-a.jsonl")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the pad's journal went through the store: %v", err)
+	}
+	mb, err := st.GetVersion(ctx, store.GetVersionRequest{Name: "carol", Seq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if man, err := ParseManifest(mb.Manifest); err != nil || man.Host != "" || strings.Contains(string(mb.Manifest), "pc-a") {
+		t.Fatalf("the version's manifest names a host: %v\n%s", err, mb.Manifest)
 	}
 	fi, err := os.Stat(filepath.Join(b, "tool.sh"))
 	if err != nil {
@@ -357,12 +371,12 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Push(ctx, st, a, "dave", "pc-a", nil); err != nil {
+	if _, err := Push(ctx, st, a, "dave", nil); err != nil {
 		t.Fatal(err)
 	}
 	v1 := tree(t, a)
-	write(t, a, "journal/20261127T020000Z-v2.jsonl", []byte("{\"v\":2}\n"))
-	if out, err := Push(ctx, st, a, "dave", "pc-a", nil); err != nil || out.Seq != 2 {
+	write(t, a, "notes/20261127T020000Z-v2.jsonl", []byte("{\"v\":2}\n"))
+	if out, err := Push(ctx, st, a, "dave", nil); err != nil || out.Seq != 2 {
 		t.Fatalf("version 2: %+v, %v", out, err)
 	}
 	if _, err := Pull(ctx, st, a, "dave", 1, false, nil); err != nil {
@@ -372,18 +386,18 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 		t.Fatal("the rollback did not bring version 1 back")
 	}
 	// Without a change, and after the session changed the pad.
-	out, err := Push(ctx, st, a, "dave", "pc-a", nil)
+	out, err := Push(ctx, st, a, "dave", nil)
 	if err != nil || out.Seq != 3 {
 		t.Fatalf("copy-out after the rollback = %+v, %v; want version 3", out, err)
 	}
 	if _, err := Pull(ctx, st, a, "dave", 1, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	write(t, a, "journal/20261127T030000Z-after.jsonl", []byte("{\"after\":1}\n"))
+	write(t, a, "notes/20261127T030000Z-after.jsonl", []byte("{\"after\":1}\n"))
 	if res, err := Pull(ctx, st, a, "dave", 0, false, nil); err != nil || !res.Ahead {
 		t.Fatalf("a copy-in of a rolled-back pad with changes = %+v, %v; want it ahead (its changes kept)", res, err)
 	}
-	if out, err = Push(ctx, st, a, "dave", "pc-a", nil); err != nil || out.Seq != 4 {
+	if out, err = Push(ctx, st, a, "dave", nil); err != nil || out.Seq != 4 {
 		t.Fatalf("copy-out of the rolled-back pad's changes = %+v, %v; want version 4", out, err)
 	}
 	// A store that moved on meanwhile is still a conflict.
@@ -397,8 +411,8 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if _, err := Pull(ctx, st, b, "dave", 0, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	write(t, b, "journal/20261127T040000Z-b.jsonl", []byte("{\"b\":1}\n"))
-	if out, err := Push(ctx, st, b, "dave", "pc-b", nil); err != nil || out.Seq != 5 {
+	write(t, b, "notes/20261127T040000Z-b.jsonl", []byte("{\"b\":1}\n"))
+	if out, err := Push(ctx, st, b, "dave", nil); err != nil || out.Seq != 5 {
 		t.Fatalf("B's copy-out = %+v, %v", out, err)
 	}
 	if err := Checkin(ctx, st, b, "dave"); err != nil {
@@ -407,8 +421,8 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	write(t, a, "journal/20261127T050000Z-a.jsonl", []byte("{\"a\":1}\n"))
-	if _, err := Push(ctx, st, a, "dave", "pc-a", nil); !errors.Is(err, ErrConflict) {
+	write(t, a, "notes/20261127T050000Z-a.jsonl", []byte("{\"a\":1}\n"))
+	if _, err := Push(ctx, st, a, "dave", nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("A's copy-out after B's version 5: %v; want a conflict", err)
 	}
 }

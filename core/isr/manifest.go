@@ -112,11 +112,13 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	return &m, nil
 }
 
-// local paths that are never copied: the lock, the sync state, and the
+// local paths that are never copied: the lock, the sync state, the
 // plugins the pad carries (binaries that this host decides about: a
-// store never plants one).
+// store never plants one), and the journal (host names, fingerprints,
+// times and the config's path, in clear text: the store sees none of it;
+// each pad keeps its own).
 func skipped(p string) bool {
-	for _, d := range []string{stateDir, pluginDir} {
+	for _, d := range []string{stateDir, pluginDir, journalDir} {
 		if p == d || strings.HasPrefix(p, d+"/") {
 			return true
 		}
@@ -124,8 +126,12 @@ func skipped(p string) bool {
 	return p == lockFile
 }
 
-// pluginDir is the pad's plugins/ (pad.Pad.PluginDir).
-const pluginDir = "plugins"
+// pluginDir and journalDir are the pad's plugins/ and journal/
+// (pad.Pad.PluginDir, pad.Pad.JournalDir).
+const (
+	pluginDir  = "plugins"
+	journalDir = "journal"
+)
 
 func checkPath(p string) error {
 	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {

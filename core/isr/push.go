@@ -25,7 +25,7 @@ type PushResult struct {
 // store lacks, then the manifest, last, so that a cut-short copy-out
 // never becomes a version (its chunks are reused by the next). holder
 // must hold the lease.
-func Push(ctx context.Context, st store.Store, padDir, name, host string, progress Progress) (PushResult, error) {
+func Push(ctx context.Context, st store.Store, padDir, name string, progress Progress) (PushResult, error) {
 	state, err := LoadState(padDir)
 	if err != nil {
 		return PushResult{}, err
@@ -86,7 +86,9 @@ func Push(ctx context.Context, st store.Store, padDir, name, host string, progre
 		return res, fmt.Errorf("copy-out: %w (the chunks sent stay on the store; the next copy-out sends the rest)", err)
 	}
 	res.Uploaded = int64(out.BytesDone)
-	man := Manifest{Format: ManifestFormat, Name: name, Seq: newest + 1, Parent: newest, Created: time.Now().UTC(), Host: host, ChunkBytes: DefaultChunkBytes, Dirs: dirs, Files: filesOf(local)}
+	// No host name: the store learns which PC holds the lease, not which
+	// made each version.
+	man := Manifest{Format: ManifestFormat, Name: name, Seq: newest + 1, Parent: newest, Created: time.Now().UTC(), ChunkBytes: DefaultChunkBytes, Dirs: dirs, Files: filesOf(local)}
 	b, err := json.Marshal(man)
 	if err != nil {
 		return res, err

@@ -85,8 +85,7 @@ func (s *Session) copyOutWanted() bool {
 // the pad ahead of the store, sealed and whole, and keeps the lease: a
 // warning, not a failed session.
 func (s *Session) copyOut(ctx context.Context, note *string) error {
-	hostName, _ := os.Hostname()
-	out, err := isr.Push(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, hostName, s.transferProgress)
+	out, err := isr.Push(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, s.transferProgress)
 	if err != nil {
 		s.leaseKept = true
 		s.r.progress("  warning: copy-out failed (%v); the pad keeps the lease and its changes, and the next session (or `soulpad store push`) copies them out", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -41,12 +42,20 @@ func (p *Pad) PluginSums() (map[string]string, error) {
 	return out, nil
 }
 
-// RecordPlugins writes the pad's plugin checksums into the vault.
+// RecordPlugins writes the pad's plugin checksums into the vault. Plugins
+// the record has and the pad no longer carries stay recorded: the vault
+// travels (through a store) to copies of the pad that carry other
+// plugins, or none, and each must match what it saw of each name.
 func (p *Pad) RecordPlugins(plaintextDir string) error {
-	sums, err := p.PluginSums()
+	now, err := p.PluginSums()
 	if err != nil {
 		return err
 	}
+	sums := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(plaintextDir, PluginsRecordFile)); err == nil {
+		_ = json.Unmarshal(b, &sums) // a damaged record is replaced
+	}
+	maps.Copy(sums, now)
 	b, err := json.MarshalIndent(sums, "", "  ")
 	if err != nil {
 		return err
@@ -60,8 +69,10 @@ var ErrPluginsChanged = errors.New("plugins on the pad changed while the vault w
 
 // CheckPlugins compares the pad's plugin binaries with the vault's record.
 // A vault without a record (made before records were kept) passes, and
-// the caller records one at lock. Changed, added or removed binaries are
-// named in an error wrapping ErrPluginsChanged.
+// the caller records one at lock. Changed or added binaries are named in
+// an error wrapping ErrPluginsChanged; a removed one is not (nothing runs
+// that is not there: a pad copied in from a store, or from a host that
+// carries its own, has none).
 func (p *Pad) CheckPlugins(plaintextDir string) error {
 	b, err := os.ReadFile(filepath.Join(plaintextDir, PluginsRecordFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -85,11 +96,6 @@ func (p *Pad) CheckPlugins(plaintextDir string) error {
 			diffs = append(diffs, name+" is new")
 		case was != sum:
 			diffs = append(diffs, fmt.Sprintf("%s changed (SHA-256 %s…, was %s…)", name, sum[:12], was[:min(12, len(was))]))
-		}
-	}
-	for name := range rec {
-		if _, ok := now[name]; !ok {
-			diffs = append(diffs, name+" is gone")
 		}
 	}
 	if len(diffs) == 0 {
