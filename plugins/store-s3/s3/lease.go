@@ -3,6 +3,8 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,6 +69,9 @@ func (p *Plugin) Acquire(ctx context.Context, r store.AcquireRequest) (store.Acq
 	if r.Lease.Holder == "" {
 		return store.AcquireResponse{}, fmt.Errorf("store-s3: acquire: no holder: %w", sdk.ErrInvalidArgument)
 	}
+	if err := p.probeCreateOnly(ctx, c, cfg); err != nil {
+		return store.AcquireResponse{}, err
+	}
 	b, _ := json.Marshal(r.Lease)
 	key := cfg.key(r.Name, "lease.json")
 	var replaced *store.Lease
@@ -118,4 +123,35 @@ func (p *Plugin) Release(ctx context.Context, r store.ReleaseRequest) (store.Rel
 		return store.ReleaseResponse{}, busy(r.Name, held)
 	}
 	return store.ReleaseResponse{}, wrap("release the lease", c.RemoveObject(ctx, cfg.Bucket, cfg.key(r.Name, "lease.json"), minio.RemoveObjectOptions{}))
+}
+
+// probeCreateOnly checks, once per plugin process, that the server
+// refuses a second create-only write (If-None-Match: *) of one key: the
+// lease rests on it, and a server that ignores the condition would let
+// two PCs hold the pad at once.
+func (p *Plugin) probeCreateOnly(ctx context.Context, c *minio.Client, cfg Config) error {
+	p.mu.Lock()
+	done := p.probed
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	key := cfg.Prefix + ".soulpad-probe-" + hex.EncodeToString(id)
+	defer func() { _ = c.RemoveObject(context.WithoutCancel(ctx), cfg.Bucket, key, minio.RemoveObjectOptions{}) }()
+	if err := putNew(ctx, c, cfg.Bucket, key, []byte("{}")); err != nil {
+		return err
+	}
+	err := putNew(ctx, c, cfg.Bucket, key, []byte("{}"))
+	switch {
+	case err == nil:
+		return fmt.Errorf("store-s3: %s does not refuse a second create-only write of one key (If-None-Match: *), so a lease there would not keep a second PC out: use a server that honours it (AWS S3, MinIO, Ceph RGW, SeaweedFS do): %w", cfg.Endpoint, sdk.ErrUnsupported)
+	case !errors.Is(err, sdk.ErrAlreadyExists):
+		return err
+	}
+	p.mu.Lock()
+	p.probed = true
+	p.mu.Unlock()
+	return nil
 }

@@ -54,6 +54,8 @@ type Plugin struct {
 	mu  sync.Mutex
 	cfg Config
 	c   *minio.Client
+	// probed: the server was seen to refuse a second create-only write.
+	probed bool
 }
 
 // New returns the plugin.
@@ -104,7 +106,7 @@ func (p *Plugin) Configure(_ context.Context, req sdk.ConfigureRequest) (sdk.Con
 		return sdk.ConfigureResponse{}, fmt.Errorf("store-s3: endpoint %q: %v: %w", c.Endpoint, err, sdk.ErrInvalidConfig)
 	}
 	p.mu.Lock()
-	p.cfg, p.c = c, cl
+	p.cfg, p.c, p.probed = c, cl, false
 	p.mu.Unlock()
 	return sdk.ConfigureResponse{}, nil
 }

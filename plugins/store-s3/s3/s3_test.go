@@ -2,7 +2,15 @@ package s3_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/soulpad/soulpad/internal/tests3"
@@ -51,5 +59,42 @@ func TestUnreachableStore(t *testing.T) {
 	defer cancel()
 	if _, err := s.Versions(ctx, store.VersionsRequest{Name: "alice"}); err == nil {
 		t.Fatal("Versions on an unreachable store succeeded")
+	}
+}
+
+// A server that takes every PUT (a test double of an S3 service that
+// ignores If-None-Match: only this behaviour matters, and the real
+// server in the other tests honours it): the lease could not keep a
+// second PC out, so the plugin refuses to take one there.
+func TestServerIgnoringCreateOnlyIsRefused(t *testing.T) {
+	var puts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPut:
+			puts.Add(1)
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("ETag", `"d41d8cd98f00b204e9800998ecf8427e"`)
+			w.WriteHeader(http.StatusOK)
+		case http.MethodDelete:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("s3cr3t-key-for-a-test-double\n"), 0o600)
+	cfg, _ := json.Marshal(map[string]any{"endpoint": strings.TrimPrefix(srv.URL, "http://"), "secure": false, "bucket": "pads",
+		"region": "us-east-1", "access_key": "k", "secret_key_file": secret})
+	s := sdktest.InProcess(t, s3.New()).(store.Store)
+	if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Acquire(context.Background(), store.AcquireRequest{Name: "alice", Lease: store.Lease{Holder: "h1", Host: "pc-a"}})
+	if !errors.Is(err, sdk.ErrUnsupported) || !strings.Contains(err.Error(), "If-None-Match") {
+		t.Fatalf("acquire on a server that ignores create-only writes: %v; want ErrUnsupported naming If-None-Match", err)
+	}
+	if n := puts.Load(); n != 2 {
+		t.Fatalf("%d PUTs reached the server; want the probe's two and no lease", n)
 	}
 }
