@@ -60,6 +60,8 @@ func (d Description) String() string { b, _ := json.Marshal(d); return string(b)
 
 // Plugin is vmm-libvirt.
 type Plugin struct {
+	// History keeps and collects disk states (vmm.DiskHistory).
+	diskchain.History
 	mu     sync.Mutex
 	cfg    Config
 	conn   *libvirt.Connect
@@ -83,7 +85,11 @@ type machine struct {
 }
 
 // New returns the plugin.
-func New() *Plugin { return &Plugin{cfg: defaults()} }
+func New() *Plugin {
+	p := &Plugin{cfg: defaults()}
+	p.History = diskchain.History{Chain: p.chain, Hold: func() (bool, func()) { p.mu.Lock(); return p.vm != nil, p.mu.Unlock }}
+	return p
+}
 
 func defaults() Config {
 	return Config{URI: "qemu:///system", MachineType: "q35", QEMUImg: "qemu-img"}
@@ -302,24 +308,4 @@ func (p *Plugin) Status(context.Context, vmm.StatusRequest) (vmm.StatusResponse,
 // Events implements vmm.EventStreamer.
 func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
 	return p.events.Subscribe(ctx), nil
-}
-
-// KeepDisks implements vmm.DiskHistory.
-func (p *Plugin) KeepDisks(_ context.Context, req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.vm != nil {
-		return vmm.KeepDisksResponse{}, fmt.Errorf("vmm-libvirt: keep disks: a machine is running: %w", sdk.ErrBusy)
-	}
-	return p.chain().KeepDisks(req)
-}
-
-// CollectDisks implements vmm.DiskHistory.
-func (p *Plugin) CollectDisks(_ context.Context, req vmm.CollectDisksRequest) (vmm.CollectDisksResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.vm != nil {
-		return vmm.CollectDisksResponse{}, fmt.Errorf("vmm-libvirt: collect disks: a machine is running: %w", sdk.ErrBusy)
-	}
-	return p.chain().CollectDisks(req)
 }

@@ -34,6 +34,8 @@ const StateFile = "memory.state"
 
 // Plugin is vmm-qemu.
 type Plugin struct {
+	// History keeps and collects disk states (vmm.DiskHistory).
+	diskchain.History
 	log hclog.Logger
 
 	mu          sync.Mutex
@@ -55,7 +57,9 @@ func New(log hclog.Logger) *Plugin {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Plugin{log: log}
+	p := &Plugin{log: log}
+	p.History = diskchain.History{Chain: p.chain, Hold: func() (bool, func()) { p.mu.Lock(); return p.vm != nil, p.mu.Unlock }}
+	return p
 }
 
 var (
@@ -373,26 +377,6 @@ func (p *Plugin) Status(ctx context.Context, _ vmm.StatusRequest) (vmm.StatusRes
 // Events implements vmm.EventStreamer.
 func (p *Plugin) Events(ctx context.Context, _ vmm.EventsRequest) (<-chan vmm.Event, error) {
 	return p.events.Subscribe(ctx), nil
-}
-
-// KeepDisks implements vmm.DiskHistory.
-func (p *Plugin) KeepDisks(_ context.Context, req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.vm != nil {
-		return vmm.KeepDisksResponse{}, fmt.Errorf("vmm-qemu: keep disks: a machine is running: %w", sdk.ErrBusy)
-	}
-	return p.chain().KeepDisks(req)
-}
-
-// CollectDisks implements vmm.DiskHistory.
-func (p *Plugin) CollectDisks(_ context.Context, req vmm.CollectDisksRequest) (vmm.CollectDisksResponse, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.vm != nil {
-		return vmm.CollectDisksResponse{}, fmt.Errorf("vmm-qemu: collect disks: a machine is running: %w", sdk.ErrBusy)
-	}
-	return p.chain().CollectDisks(req)
 }
 
 // Shutdown implements sdk.Shutdowner: a machine still running when the

@@ -462,3 +462,36 @@ func (c Chain) CollectDisks(req vmm.CollectDisksRequest) (vmm.CollectDisksRespon
 	}
 	return vmm.CollectDisksResponse{Removed: removed, BytesFreed: freed}, nil
 }
+
+// History is vmm.DiskHistory for a plugin whose disks are a Chain, to
+// embed: KeepDisks and CollectDisks refuse with sdk.ErrBusy while a
+// machine runs.
+type History struct {
+	// Chain is the plugin's chain of the moment.
+	Chain func() Chain
+	// Hold takes the plugin's lock for the call and says whether a
+	// machine runs; release gives the lock back.
+	Hold func() (running bool, release func())
+}
+
+// KeepDisks implements vmm.DiskHistory.
+func (h History) KeepDisks(_ context.Context, req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
+	running, release := h.Hold()
+	defer release()
+	c := h.Chain()
+	if running {
+		return vmm.KeepDisksResponse{}, fmt.Errorf("%s: keep disks: a machine is running: %w", c.Plugin, sdk.ErrBusy)
+	}
+	return c.KeepDisks(req)
+}
+
+// CollectDisks implements vmm.DiskHistory.
+func (h History) CollectDisks(_ context.Context, req vmm.CollectDisksRequest) (vmm.CollectDisksResponse, error) {
+	running, release := h.Hold()
+	defer release()
+	c := h.Chain()
+	if running {
+		return vmm.CollectDisksResponse{}, fmt.Errorf("%s: collect disks: a machine is running: %w", c.Plugin, sdk.ErrBusy)
+	}
+	return c.CollectDisks(req)
+}

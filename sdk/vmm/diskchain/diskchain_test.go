@@ -2,13 +2,16 @@ package diskchain
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
@@ -212,4 +215,22 @@ func FuzzDisksOf(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The embeddable DiskHistory refuses while the plugin runs a machine, and
+// holds the plugin's lock for the call.
+func TestHistoryRefusesWhileRunning(t *testing.T) {
+	var mu sync.Mutex
+	running, held := true, false
+	h := History{Chain: func() Chain { return Chain{QemuImg: "qemu-img", Plugin: "vmm-x"} },
+		Hold: func() (bool, func()) { mu.Lock(); held = true; return running, func() { held = false; mu.Unlock() } }}
+	if _, err := h.KeepDisks(context.Background(), vmm.KeepDisksRequest{}); !errors.Is(err, sdk.ErrBusy) || !strings.Contains(err.Error(), "vmm-x") {
+		t.Fatalf("KeepDisks while running: %v; want ErrBusy naming the plugin", err)
+	}
+	if _, err := h.CollectDisks(context.Background(), vmm.CollectDisksRequest{}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("CollectDisks while running: %v; want ErrBusy", err)
+	}
+	if held {
+		t.Fatal("the plugin's lock was not given back")
+	}
 }
