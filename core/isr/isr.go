@@ -28,6 +28,10 @@ const (
 	stateFile = ".store/state.json"
 )
 
+// ErrStoreBehind: the store shows an older newest version than the pad
+// has held: a version was hidden or lost.
+var ErrStoreBehind = errors.New("the store went backwards")
+
 // ErrConflict: the pad and the store both moved on from their last sync.
 var ErrConflict = errors.New("the pad and the store have both changed since they last synced")
 

@@ -426,3 +426,44 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 		t.Fatalf("A's copy-out after B's version 5: %v; want a conflict", err)
 	}
 }
+
+// A store that hides the newest version (or all of them) is caught
+// before anything of the pad is replaced; going back on purpose, by
+// number, still works.
+func TestStoreGoingBackwardsIsRefused(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 1)
+	if _, err := Checkout(ctx, st, a, "erin", "pc-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Push(ctx, st, a, "erin", nil); err != nil {
+		t.Fatal(err)
+	}
+	write(t, a, "notes/v2", []byte("work of version 2"))
+	if out, err := Push(ctx, st, a, "erin", nil); err != nil || out.Seq != 2 {
+		t.Fatalf("version 2: %+v, %v", out, err)
+	}
+	before := tree(t, a)
+	if _, err := st.Delete(ctx, store.DeleteRequest{Name: "erin", Versions: []uint64{2}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, st, a, "erin", 0, false, nil); !errors.Is(err, ErrStoreBehind) || !strings.Contains(err.Error(), "went backwards") {
+		t.Fatalf("copy-in from a store that hid version 2: %v; want ErrStoreBehind", err)
+	}
+	if _, err := Pull(ctx, st, a, "erin", 0, true, nil); !errors.Is(err, ErrStoreBehind) {
+		t.Fatalf("--force does not take the store's word either: %v", err)
+	}
+	if tree(t, a) != before {
+		t.Fatal("the pad changed on the word of a store that went backwards")
+	}
+	if _, err := st.Delete(ctx, store.DeleteRequest{Name: "erin", Versions: []uint64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Pull(ctx, st, a, "erin", 0, false, nil); !errors.Is(err, ErrStoreBehind) {
+		t.Fatalf("copy-in from a store with no version left: %v; want ErrStoreBehind", err)
+	}
+	if tree(t, a) != before {
+		t.Fatal("the pad changed on the word of a store that lost every version")
+	}
+}

@@ -2,6 +2,7 @@ package isr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,6 +39,13 @@ func Pull(ctx context.Context, st store.Store, padDir, name string, seq uint64, 
 		return PullResult{}, err
 	}
 	man, newest, err := versionManifest(ctx, st, name, seq)
+	if seq == 0 && state.head() > 0 && (errors.Is(err, sdk.ErrNotFound) || err == nil && newest < state.head()) {
+		// This pad has been (or followed) a newer version than the store
+		// now shows: the store hid or lost it. Nothing of the pad's is
+		// replaced on the store's word.
+		return PullResult{}, fmt.Errorf("the store's newest version of %s is %d, but this pad has held version %d: the store went backwards (a newer version was hidden or deleted); nothing was changed. To go back on purpose, copy in a version by its number (--store-version N): %w",
+			name, newest, state.head(), ErrStoreBehind)
+	}
 	if err != nil {
 		return PullResult{}, err
 	}

@@ -44,7 +44,7 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 		s.storeAhead = true
 		*note = "a new pad: its first version is copied out at the end"
 		return nil
-	case errors.Is(err, isr.ErrConflict) || errors.Is(err, sdk.ErrCorrupt) || errors.Is(err, sdk.ErrNotFound):
+	case errors.Is(err, isr.ErrConflict) || errors.Is(err, isr.ErrStoreBehind) || errors.Is(err, sdk.ErrCorrupt) || errors.Is(err, sdk.ErrNotFound):
 		return err
 	case err != nil:
 		return s.offline(err, note)
