@@ -166,13 +166,18 @@ alone (copy them out with 'soulpad store push'), unless --force discards them.`,
 }
 
 func newStorePushCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var cf credFlags
+	c := &cobra.Command{
 		Use:   "push",
 		Short: "Copy the local pad out to the store as a new version",
 		Long: `Sends the chunks of the locked pad that the store lacks, then the new
 version's manifest (last, so a cut-short push never becomes a version; the
 next push reuses what was sent). Refused when the store has a version newer
-than the one the pad came from.`,
+than the one the pad came from.
+
+The version is sealed with a key that only the vault holds, so the vault
+is opened for a moment first (the passphrase or key file, as for run):
+a version the vault did not seal is refused by the next run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -182,9 +187,15 @@ than the one the pad came from.`,
 			if _, err := pad.Open(cfg.Pad.Path); err != nil {
 				return err // before the pad is locked (and its directory made) or checked out
 			}
+			key, err := lifecycle.SealKey(cmd.Context(), lifecycle.VaultOptions{Config: cfg, Log: g.logger(cfg), Out: cmd.ErrOrStderr(),
+				Command: "store", Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg)})
+			if err != nil {
+				return err
+			}
+			defer clear(key)
 			out := printer(cmd)
 			return checkedOut(g, cmd, "store", func(ctx context.Context, cfg *config.Config, st store.Store) (bool, error) {
-				res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, isrProgress(g.shower(cmd.OutOrStdout())))
+				res, err := isr.Push(ctx, st, cfg.Pad.Path, cfg.Store.Name, key, isrProgress(g.shower(cmd.OutOrStdout())))
 				if err != nil {
 					return !errors.Is(err, isr.ErrConflict), err
 				}
@@ -197,6 +208,9 @@ than the one the pad came from.`,
 			})
 		},
 	}
+	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
+	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
+	return c
 }
 
 func newStoreBreakLeaseCmd(g *globals) *cobra.Command {

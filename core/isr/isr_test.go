@@ -1,6 +1,7 @@
 package isr
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -76,7 +77,7 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "alice", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	out, err := Push(ctx, st, a, "alice", nil)
+	out, err := Push(ctx, st, a, "alice", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	f.WriteAt([]byte("changed"), 3<<20+5)
 	f.Close()
 	write(t, b, "notes/20261127T010000Z-b.jsonl", []byte("{\"b\":1}\n"))
-	out, err = Push(ctx, st, b, "alice", nil)
+	out, err = Push(ctx, st, b, "alice", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 2)
 	Checkout(ctx, st, a, "bob", "pc-a", false)
-	if _, err := Push(ctx, st, a, "bob", nil); err != nil {
+	if _, err := Push(ctx, st, a, "bob", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	write(t, a, "notes/offline.jsonl", []byte("{}\n"))
@@ -164,13 +165,13 @@ func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, b, "notes/b.jsonl", []byte("{}\n"))
-	if out, err := Push(ctx, st, b, "bob", nil); err != nil || out.Seq != 2 {
+	if out, err := Push(ctx, st, b, "bob", nil, nil); err != nil || out.Seq != 2 {
 		t.Fatalf("B's copy-out = %+v, %v", out, err)
 	}
 	if _, err := Pull(ctx, st, a, "bob", 0, false, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("copy-in to A with its own changes and a newer version = %v; want ErrConflict", err)
 	}
-	if _, err := Push(ctx, st, a, "bob", nil); !errors.Is(err, ErrConflict) {
+	if _, err := Push(ctx, st, a, "bob", nil, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("copy-out from A behind the store = %v; want ErrConflict", err)
 	}
 	if _, err := os.Stat(filepath.Join(a, "notes/offline.jsonl")); err != nil {
@@ -192,7 +193,7 @@ func TestCutShortCopyInIsRedone(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 3)
 	Checkout(ctx, st, a, "carol", "pc-a", false)
-	if _, err := Push(ctx, st, a, "carol", nil); err != nil {
+	if _, err := Push(ctx, st, a, "carol", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := tree(t, a)
@@ -202,7 +203,7 @@ func TestCutShortCopyInIsRedone(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(a, "vault"), os.O_WRONLY, 0)
 	f.WriteAt([]byte("half"), 2<<20)
 	f.Close()
-	if _, err := Push(ctx, st, a, "carol", nil); !errors.Is(err, ErrConflict) {
+	if _, err := Push(ctx, st, a, "carol", nil, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("copy-out of a cut-short copy-in = %v; want ErrConflict", err)
 	}
 	in, err := Pull(ctx, st, a, "carol", 0, false, nil)
@@ -220,9 +221,9 @@ func TestGCKeepsWhatVersionsNeed(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 2)
 	Checkout(ctx, st, a, "dave", "pc-a", false)
-	Push(ctx, st, a, "dave", nil)
+	Push(ctx, st, a, "dave", nil, nil)
 	write(t, a, "vault", []byte("all new"))
-	if out, err := Push(ctx, st, a, "dave", nil); err != nil || out.Seq != 2 {
+	if out, err := Push(ctx, st, a, "dave", nil, nil); err != nil || out.Seq != 2 {
 		t.Fatal(out, err)
 	}
 	if n, err := GC(ctx, st, "dave"); err != nil || n != 0 {
@@ -287,7 +288,7 @@ func TestCutShortCopyOutResumes(t *testing.T) {
 	if vs, _ := st.Versions(ctx, store.VersionsRequest{Name: "erin"}); len(vs.Versions) != 0 {
 		t.Fatal("chunks alone made a version")
 	}
-	out, err := Push(ctx, st, a, "erin", nil)
+	out, err := Push(ctx, st, a, "erin", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestCopyInPlantsNothingToRun(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "carol", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Push(ctx, st, a, "carol", nil); err != nil {
+	if _, err := Push(ctx, st, a, "carol", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := Checkin(ctx, st, a, "carol"); err != nil {
@@ -371,12 +372,12 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Push(ctx, st, a, "dave", nil); err != nil {
+	if _, err := Push(ctx, st, a, "dave", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	v1 := tree(t, a)
 	write(t, a, "notes/20261127T020000Z-v2.jsonl", []byte("{\"v\":2}\n"))
-	if out, err := Push(ctx, st, a, "dave", nil); err != nil || out.Seq != 2 {
+	if out, err := Push(ctx, st, a, "dave", nil, nil); err != nil || out.Seq != 2 {
 		t.Fatalf("version 2: %+v, %v", out, err)
 	}
 	if _, err := Pull(ctx, st, a, "dave", 1, false, nil); err != nil {
@@ -386,7 +387,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 		t.Fatal("the rollback did not bring version 1 back")
 	}
 	// Without a change, and after the session changed the pad.
-	out, err := Push(ctx, st, a, "dave", nil)
+	out, err := Push(ctx, st, a, "dave", nil, nil)
 	if err != nil || out.Seq != 3 {
 		t.Fatalf("copy-out after the rollback = %+v, %v; want version 3", out, err)
 	}
@@ -397,7 +398,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if res, err := Pull(ctx, st, a, "dave", 0, false, nil); err != nil || !res.Ahead {
 		t.Fatalf("a copy-in of a rolled-back pad with changes = %+v, %v; want it ahead (its changes kept)", res, err)
 	}
-	if out, err = Push(ctx, st, a, "dave", nil); err != nil || out.Seq != 4 {
+	if out, err = Push(ctx, st, a, "dave", nil, nil); err != nil || out.Seq != 4 {
 		t.Fatalf("copy-out of the rolled-back pad's changes = %+v, %v; want version 4", out, err)
 	}
 	// A store that moved on meanwhile is still a conflict.
@@ -412,7 +413,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, b, "notes/20261127T040000Z-b.jsonl", []byte("{\"b\":1}\n"))
-	if out, err := Push(ctx, st, b, "dave", nil); err != nil || out.Seq != 5 {
+	if out, err := Push(ctx, st, b, "dave", nil, nil); err != nil || out.Seq != 5 {
 		t.Fatalf("B's copy-out = %+v, %v", out, err)
 	}
 	if err := Checkin(ctx, st, b, "dave"); err != nil {
@@ -422,7 +423,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, a, "notes/20261127T050000Z-a.jsonl", []byte("{\"a\":1}\n"))
-	if _, err := Push(ctx, st, a, "dave", nil); !errors.Is(err, ErrConflict) {
+	if _, err := Push(ctx, st, a, "dave", nil, nil); !errors.Is(err, ErrConflict) {
 		t.Fatalf("A's copy-out after B's version 5: %v; want a conflict", err)
 	}
 }
@@ -437,11 +438,11 @@ func TestStoreGoingBackwardsIsRefused(t *testing.T) {
 	if _, err := Checkout(ctx, st, a, "erin", "pc-a", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Push(ctx, st, a, "erin", nil); err != nil {
+	if _, err := Push(ctx, st, a, "erin", nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	write(t, a, "notes/v2", []byte("work of version 2"))
-	if out, err := Push(ctx, st, a, "erin", nil); err != nil || out.Seq != 2 {
+	if out, err := Push(ctx, st, a, "erin", nil, nil); err != nil || out.Seq != 2 {
 		t.Fatalf("version 2: %+v, %v", out, err)
 	}
 	before := tree(t, a)
@@ -465,5 +466,38 @@ func TestStoreGoingBackwardsIsRefused(t *testing.T) {
 	}
 	if tree(t, a) != before {
 		t.Fatal("the pad changed on the word of a store that lost every version")
+	}
+}
+
+// A sealed version vouches for its number, its files and its chunks: a
+// manifest changed in any of them, relabelled, or stripped of its seal
+// once the vault seals, fails; one from before seals passes only while
+// the vault has never sealed.
+func TestSealCatchesForgeries(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	m := Manifest{Format: ManifestFormat, Name: "fay", Seq: 4, Parent: 3, ChunkBytes: DefaultChunkBytes,
+		Files: []File{{Path: "vault", Size: 3, Chunks: []string{strings.Repeat("a", 64)}}}}
+	m.Sign(key)
+	if err := m.Verify(key, SealRecord{Sealed: true}); err != nil {
+		t.Fatalf("a sealed manifest: %v", err)
+	}
+	for name, forge := range map[string]func(m *Manifest){
+		"relabelled": func(m *Manifest) { m.Seq = 9 },
+		"a chunk":    func(m *Manifest) { m.Files[0].Chunks = []string{strings.Repeat("b", 64)} },
+		"no file":    func(m *Manifest) { m.Files = nil },
+		"stripped":   func(m *Manifest) { m.Seal = "" },
+		"other key":  func(m *Manifest) { m.Sign(bytes.Repeat([]byte{8}, 32)) },
+	} {
+		f := m
+		f.Files = append([]File(nil), m.Files...)
+		forge(&f)
+		if err := f.Verify(key, SealRecord{Sealed: true}); !errors.Is(err, ErrUnsealed) {
+			t.Errorf("%s: %v; want ErrUnsealed", name, err)
+		}
+	}
+	old := m
+	old.Seal = ""
+	if err := old.Verify(key, SealRecord{}); err != nil {
+		t.Fatalf("a version from before seals, in a vault that never sealed: %v", err)
 	}
 }

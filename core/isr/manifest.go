@@ -1,7 +1,8 @@
 // Package isr is Internet Suspend/Resume on a store plugin: the locked pad
-// is cut into content-addressed chunks (vault cipher text, sealed points,
-// the journal — never plaintext), a version is a manifest of the pad's
-// files and their chunks, and a copy moves only the chunks one side lacks.
+// is cut into content-addressed chunks (vault cipher text with its sealed
+// points, pad.json — never plaintext, the journal or plugins), a version
+// is a manifest of the pad's files and their chunks, sealed with a key
+// only the vault holds, and a copy moves only the chunks one side lacks.
 // The local pad is the chunk cache ("hoard"): .store/state.json in it
 // records which version it holds and what each file's chunks were.
 package isr
@@ -33,6 +34,9 @@ type Manifest struct {
 	ChunkBytes int64     `json:"chunk_bytes"`
 	Dirs       []string  `json:"dirs,omitempty"`
 	Files      []File    `json:"files"`
+	// Seal is the HMAC-SHA256 of the manifest (this field empty) under
+	// the vault's seal key (SealKey): the vault vouches for the version.
+	Seal string `json:"seal,omitempty"`
 }
 
 // File is one file of the locked pad.

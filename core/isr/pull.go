@@ -25,6 +25,9 @@ type PullResult struct {
 	Fetched, PadBytes int64
 	// Hashed counts the local bytes read to compare.
 	Hashed int64
+	// Manifest is the version's manifest (nil when Ahead), for its seal
+	// to be checked once the vault is open (Manifest.Verify).
+	Manifest *Manifest
 }
 
 // Pull makes the pad at padDir hold version seq (0: the newest) of name
@@ -54,12 +57,12 @@ func Pull(ctx context.Context, st store.Store, padDir, name string, seq uint64, 
 	if err != nil {
 		return PullResult{}, err
 	}
-	res := PullResult{Seq: target, Hashed: hashed, PadBytes: man.Bytes()}
+	res := PullResult{Seq: target, Hashed: hashed, PadBytes: man.Bytes(), Manifest: man}
 	synced := state.Seq != 0 && !state.Incomplete
 	changed := synced && !sameFiles(local, filesOf(state.Files))
 	if changed && !force {
 		if state.head() == newest && seq == 0 {
-			res.Seq, res.Ahead = state.Seq, true
+			res.Seq, res.Ahead, res.Manifest = state.Seq, true, nil
 			return res, nil
 		}
 		return res, fmt.Errorf("the pad has changes since version %d that the store lacks, and the store has version %d: %w (copy the pad's changes out first, or copy in with --force to discard them)",

@@ -23,9 +23,10 @@ type PushResult struct {
 
 // Push copies the pad out as a new version of name: only the chunks the
 // store lacks, then the manifest, last, so that a cut-short copy-out
-// never becomes a version (its chunks are reused by the next). holder
-// must hold the lease.
-func Push(ctx context.Context, st store.Store, padDir, name string, progress Progress) (PushResult, error) {
+// never becomes a version (its chunks are reused by the next). The pad
+// must hold the lease. key, the vault's seal key (SealKey), seals the
+// version; nil leaves it unsealed (a vault that has sealed one refuses it).
+func Push(ctx context.Context, st store.Store, padDir, name string, key []byte, progress Progress) (PushResult, error) {
 	state, err := LoadState(padDir)
 	if err != nil {
 		return PushResult{}, err
@@ -89,6 +90,9 @@ func Push(ctx context.Context, st store.Store, padDir, name string, progress Pro
 	// No host name: the store learns which PC holds the lease, not which
 	// made each version.
 	man := Manifest{Format: ManifestFormat, Name: name, Seq: newest + 1, Parent: newest, Created: time.Now().UTC(), ChunkBytes: DefaultChunkBytes, Dirs: dirs, Files: filesOf(local)}
+	if key != nil {
+		man.Sign(key)
+	}
 	b, err := json.Marshal(man)
 	if err != nil {
 		return res, err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/control"
+	"github.com/soulpad/soulpad/core/isr"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/core/pluginhost"
 	"github.com/soulpad/soulpad/internal/kvmprobe"
@@ -112,6 +113,13 @@ type Session struct {
 	storeNote  string
 	storeAhead bool
 	leaseKept  bool
+	// pulled is the version copied in (nil: the pad's own); sealKey,
+	// read from the vault at verify, seals the copy-out's version.
+	pulled  *isr.Manifest
+	sealKey []byte
+	// refusedVersion: the version copied in failed its seal; what the
+	// pad now holds is the store's forgery and is not copied out.
+	refusedVersion bool
 	// boot: the plugins besides the crypt plugin.
 	vmm    *pluginhost.Plugin
 	detect *pluginhost.Plugin
@@ -152,6 +160,7 @@ func (s *Session) stages() []stage {
 		{name: StageBoot, run: s.boot},
 		{name: StageDetect, run: s.detectStage},
 		{name: StageUnlock, run: s.unlock},
+		{name: StageVerify, run: s.verifyVersion, when: func() bool { return s.st != nil }},
 		{name: StageResume, run: s.resume},
 		{name: StageRun, run: s.runMachine, timeout: 1 << 62},
 		{name: StageSuspend, run: s.suspendStage, when: s.suspendWanted, ending: true,

@@ -23,6 +23,7 @@ const (
 	StageBoot     = "boot"
 	StageDetect   = "detect"
 	StageUnlock   = "unlock"
+	StageVerify   = "verify"
 	StageResume   = "resume"
 	StageRun      = "run"
 	StageSuspend  = "suspend"

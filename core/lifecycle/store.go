@@ -49,7 +49,7 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	case err != nil:
 		return s.offline(err, note)
 	}
-	s.storeAhead = res.Ahead
+	s.storeAhead, s.pulled = res.Ahead, res.Manifest
 	switch {
 	case res.Ahead:
 		*note = fmt.Sprintf("the pad is ahead of the store's version %d (changes from a session the store did not see): they are copied out at the end", res.Seq)
@@ -57,6 +57,39 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 		*note = fmt.Sprintf("version %d: copied in %s of %s", res.Seq, humanBytes(res.Fetched), humanBytes(res.PadBytes))
 	}
 	s.storeNote = *note
+	return nil
+}
+
+// verifyVersion checks, once the vault is open, that the version copied
+// in carries the vault's seal: only a holder of the vault made it, with
+// these files, these chunks and this number (a store that forged or
+// spliced it is refused). It keeps the seal key for the copy-out.
+func (s *Session) verifyVersion(_ context.Context, note *string) error {
+	key, err := isr.SealKey(s.plaintext)
+	if err != nil {
+		return err
+	}
+	s.sealKey = key
+	s.r.pushAt(true, "forget the seal key", func(context.Context) error { clear(s.sealKey); s.sealKey = nil; return nil })
+	rec, err := isr.LoadSealRecord(s.plaintext)
+	if err != nil {
+		return fmt.Errorf("the vault's seal record: %w", err)
+	}
+	switch m := s.pulled; {
+	case m == nil:
+		*note = "the pad's own version: sealed at the copy-out"
+	case m.Seal == "" && !rec.Sealed:
+		*note = fmt.Sprintf("version %d is from before seals; the next one is sealed", m.Seq)
+	default:
+		if err := m.Verify(key, rec); err != nil {
+			s.refusedVersion = true // never copied out again under a seal
+			return err
+		}
+		*note = fmt.Sprintf("version %d carries this vault's seal", m.Seq)
+	}
+	if !rec.Sealed {
+		return isr.SealRecord{Sealed: true}.Save(s.plaintext)
+	}
 	return nil
 }
 
@@ -77,7 +110,7 @@ func (s *Session) offline(err error, note *string) error {
 // copyOutWanted: the pad is checked out and changed (the vault was
 // opened, or it was ahead of the store already).
 func (s *Session) copyOutWanted() bool {
-	return s.st != nil && (s.plaintext != "" || s.storeAhead)
+	return s.st != nil && !s.refusedVersion && (s.plaintext != "" || s.storeAhead)
 }
 
 // copyOut sends the chunks the store lacks and makes the pad, as the
@@ -85,7 +118,7 @@ func (s *Session) copyOutWanted() bool {
 // the pad ahead of the store, sealed and whole, and keeps the lease: a
 // warning, not a failed session.
 func (s *Session) copyOut(ctx context.Context, note *string) error {
-	out, err := isr.Push(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, s.transferProgress)
+	out, err := isr.Push(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, s.sealKey, s.transferProgress)
 	if err != nil {
 		s.leaseKept = true
 		s.r.progress("  warning: copy-out failed (%v); the pad keeps the lease and its changes, and the next session (or `soulpad store push`) copies them out", err)
@@ -107,6 +140,28 @@ func (s *Session) checkinWanted() bool { return s.st != nil && !s.leaseKept }
 // this pad; the pad itself is fine, so the session does not fail for it.
 func (s *Session) checkin(ctx context.Context, _ *string) error {
 	return isr.Checkin(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name)
+}
+
+// SealKey opens the pad's vault (o.Command holds the lock meanwhile) for
+// the key that seals its versions, and locks it again: a copy-out by
+// hand seals its version as a session's does. The caller wipes the key.
+func SealKey(ctx context.Context, o VaultOptions) ([]byte, error) {
+	v, err := OpenVault(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	key, err := isr.SealKey(v.plaintext)
+	if rec, rerr := isr.LoadSealRecord(v.plaintext); err == nil && (rerr != nil || !rec.Sealed) {
+		err = isr.SealRecord{Sealed: true}.Save(v.plaintext)
+	}
+	if cerr := v.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		clear(key)
+		return nil, err
+	}
+	return key, nil
 }
 
 // CheckedOut runs fn with the local pad (pad.path, made if missing)

@@ -1,6 +1,7 @@
 package walkup
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,10 @@ import (
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/internal/tests3"
+	"github.com/soulpad/soulpad/plugins/store-s3/s3"
+	"github.com/soulpad/soulpad/sdk"
+	"github.com/soulpad/soulpad/sdk/sdktest"
+	"github.com/soulpad/soulpad/sdk/store"
 )
 
 var copiedIn = regexp.MustCompile(`copied in ([0-9.]+ [KMG]?i?B) of ([0-9.]+ [KMG]?i?B)`)
@@ -177,4 +182,80 @@ func TestStoreCommandsByHand(t *testing.T) {
 	}
 	e.Run(t, "suspend")
 	testcli.Wait(t, done, buf)
+}
+
+// A lying store, as a user meets it: PC A's sealed version 1 is replayed
+// by the store as version 2 (anyone holding the store's credentials can
+// write that). PC B, with no pad, copies it in; once the vault is open
+// the run refuses it, saying what the store did, and nothing resumes.
+// The genuine version says so in the table.
+func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
+	srv := tests3.Start(t)
+	testbin.Build(t, "plugins/store-s3")
+	e := testcli.Setup(t)
+	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "store { name = \"gus\" }\n%s", srv.HCL())
+	f.Close()
+	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	e.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+	if !strings.Contains(buf.String(), "copied out version 1") {
+		t.Fatalf("A did not copy out version 1:\n%s", buf.String())
+	}
+
+	// A genuine copy-in says the seal is there.
+	b := e
+	b.Pad = filepath.Join(t.TempDir(), "pc-b", "pad")
+	t.Setenv("SOULPAD_PAD_PATH", b.Pad)
+	_, buf, done = b.StartRun(t)
+	if !strings.Contains(buf.String(), "version 1 carries this vault's seal") {
+		t.Fatalf("B's copy-in of version 1 did not check its seal:\n%s", buf.String())
+	}
+	b.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+
+	// The store replays version 1 as version 3.
+	st := sdktest.InProcess(t, s3.New()).(store.Store)
+	ctx := context.Background()
+	if _, err := st.Configure(ctx, sdk.ConfigureRequest{Config: srv.Config()}); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := st.GetVersion(ctx, store.GetVersionRequest{Name: "gus", Seq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(v1.Manifest, &m); err != nil || m["seal"] == nil {
+		t.Fatalf("version 1's manifest is not sealed: %v\n%s", err, v1.Manifest)
+	}
+	m["seq"], m["parent"] = 3, 2
+	forged, _ := json.Marshal(m)
+	if _, err := st.Acquire(ctx, store.AcquireRequest{Name: "gus", Lease: store.Lease{Holder: "the-store", Host: "the-store"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutVersion(ctx, store.PutVersionRequest{Name: "gus", Seq: 3, Manifest: forged, Holder: "the-store"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Release(ctx, store.ReleaseRequest{Name: "gus", Holder: "the-store"}); err != nil {
+		t.Fatal(err)
+	}
+	c := e
+	c.Pad = filepath.Join(t.TempDir(), "pc-c", "pad")
+	t.Setenv("SOULPAD_PAD_PATH", c.Pad)
+	out, errOut, code := c.Run(t, "run")
+	if code == 0 || !strings.Contains(out+errOut, "does not carry this vault's seal") || strings.Contains(out, "resumed ") {
+		t.Fatalf("a run on a replayed version: exit %d\n%s%s", code, out, errOut)
+	}
+	// Nor is the forgery laundered: no version is made from it.
+	vs, err := st.Versions(ctx, store.VersionsRequest{Name: "gus"})
+	if err != nil || len(vs.Versions) != 3 || strings.Contains(out, "copy-out") {
+		t.Fatalf("after the refused run the store has %d versions (want 3: none made from the forgery), %v\n%s", len(vs.Versions), err, out)
+	}
 }
