@@ -57,7 +57,12 @@ func main() {
 	// soulpad reads passphrases and key files: no core dump, no ptrace by
 	// other users, and (as root) no page of it in swap.
 	secmem.Harden()
-	if err := newRoot().Execute(); err != nil {
+	root := newRoot()
+	if err := unknownBesideHelp(root, os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "soulpad: %s\n", withUsage(err))
+		os.Exit(exitConfig)
+	}
+	if err := root.Execute(); err != nil {
 		var ex exitError
 		if errors.As(err, &ex) {
 			os.Exit(int(ex))
@@ -83,8 +88,9 @@ const (
 func exitCode(err error) int {
 	var cfgErr *config.Error
 	var uErr usageError
+	var noPoint *pad.NoPointError
 	switch {
-	case errors.As(err, &cfgErr) || errors.As(err, &uErr) || isUsage(err):
+	case errors.As(err, &cfgErr) || errors.As(err, &uErr) || isUsage(err) || errors.As(err, &noPoint):
 		return exitConfig
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted
@@ -153,6 +159,7 @@ environment variable (see 'soulpad config env').`,
 	root.PersistentFlags().StringVar(&g.progressMode, "progress", progress.Auto, "how long steps show progress: auto (a bar on a terminal, a line every 2 s otherwise), bar, plain, json (one object per line), none")
 	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g), newViewCmd(g), newBenchCmd(g))
 	root.AddCommand(newManCmd(root))
+	root.SetHelpCommand(newHelpCmd(root))
 	return root
 }
 
@@ -192,6 +199,9 @@ func isUsage(err error) bool {
 // soulpad's commands: the core's errors say what happened, the CLI what
 // to type.
 func withUsage(err error) string {
+	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown help topic") {
+		return strings.TrimRight(err.Error(), "\n") + "\n'soulpad --help' lists the commands"
+	}
 	w, ok := lifecycle.WayOutOf(err)
 	if !ok {
 		return err.Error()
@@ -205,4 +215,50 @@ func withUsage(err error) string {
 		return err.Error() + ": make one with `soulpad init`"
 	}
 	return err.Error()
+}
+
+// unknownBesideHelp refuses a help request for a command that does not
+// exist ("soulpad --help frobnicate"), which cobra would answer with the
+// root's help and exit status 0.
+func unknownBesideHelp(root *cobra.Command, args []string) error {
+	var rest []string
+	help := false
+	for _, a := range args {
+		if a == "-h" || a == "--help" {
+			help = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if !help {
+		return nil
+	}
+	c, left, err := root.Find(rest)
+	if err != nil {
+		return err
+	}
+	if c == root || !c.Runnable() { // a group of commands: an argument names one
+		for _, a := range left {
+			if !strings.HasPrefix(a, "-") {
+				return usageErr(fmt.Errorf("unknown command %q for %q", a, c.CommandPath()))
+			}
+		}
+	}
+	return nil
+}
+
+// newHelpCmd is `soulpad help [command]`: an unknown topic is a wrong
+// argument (exit status 2), not a help page.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(_ *cobra.Command, args []string) error {
+			c, _, err := root.Find(args)
+			if err != nil || (c == root && len(args) > 0) {
+				return usageErr(fmt.Errorf("unknown help topic %q", strings.Join(args, " ")))
+			}
+			return c.Help()
+		},
+	}
 }

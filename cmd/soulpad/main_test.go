@@ -43,6 +43,24 @@ func TestHelpSaysWhatEachCommandDoes(t *testing.T) {
 	}
 }
 
+// Help for a command that does not exist is a wrong argument (exit 2)
+// that points at the list of commands, however it is asked for; help for
+// one that does exist is its page (exit 0).
+func TestHelpForAnUnknownCommandIsRefused(t *testing.T) {
+	e := testcli.Setup(t)
+	for _, args := range [][]string{{"help", "frobnicate"}, {"--help", "frobnicate"}, {"frobnicate", "--help"}, {"frobnicate"}, {"store", "frob", "--help"}} {
+		out, errOut, code := e.Run(t, args...)
+		if code != 2 || !strings.Contains(errOut, "'soulpad --help' lists the commands") || strings.Contains(out, "Usage:") {
+			t.Errorf("soulpad %s: exit %d; want 2, a pointer to 'soulpad --help' and no help page\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	for _, args := range [][]string{{"help", "run"}, {"help"}, {"store", "--help"}} {
+		if out, errOut, code := e.Run(t, args...); code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("soulpad %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
 func TestConfigCheck(t *testing.T) {
 	e := testcli.Setup(t)
 	ex := filepath.Join(testbin.Root(t), "examples", "site.hcl")
@@ -512,5 +530,20 @@ func TestProgressJSON(t *testing.T) {
 	}
 	if !final {
 		t.Fatalf("no final suspend progress event of the machine's 64 MiB:\n%s", buf.String())
+	}
+}
+
+// A point that is not there is a wrong argument: exit status 2, and the
+// message names the points there are instead of ending in "not found".
+func TestRunPointThatIsNotThereIsAWrongArgument(t *testing.T) {
+	e := testcli.Setup(t)
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	for _, args := range [][]string{{"run", "--point", "nosuch"}, {"points", "rm", "nosuch"}} {
+		_, errOut, code := e.Run(t, args...)
+		if code != 2 || !strings.Contains(errOut, `no suspend point "nosuch"`) || strings.HasSuffix(strings.TrimSpace(errOut), "not found") {
+			t.Errorf("soulpad %s: exit %d; want 2 and the points there are\n%s", strings.Join(args, " "), code, errOut)
+		}
 	}
 }

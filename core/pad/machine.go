@@ -226,10 +226,18 @@ func FindPoint(pts []Point, id string) (Point, error) {
 		list = "there are: " + strings.Join(ids, ", ")
 	}
 	if len(found) > 1 {
-		return Point{}, fmt.Errorf("suspend point %q is ambiguous (%d points start with it; %s): %w", id, len(found), list, sdk.ErrNotFound)
+		return Point{}, &NoPointError{fmt.Sprintf("suspend point %q is ambiguous: %d points start with it (%s)", id, len(found), list)}
 	}
-	return Point{}, fmt.Errorf("no suspend point %q (%s; see `soulpad points`): %w", id, list, sdk.ErrNotFound)
+	return Point{}, &NoPointError{fmt.Sprintf("no suspend point %q (%s; see `soulpad points`)", id, list)}
 }
+
+// NoPointError: a point named (--point, points rm) that is not there, or
+// a prefix of more than one. It is an sdk.ErrNotFound, and a wrong
+// argument to the command that named it.
+type NoPointError struct{ msg string }
+
+func (e *NoPointError) Error() string { return e.msg }
+func (e *NoPointError) Unwrap() error { return sdk.ErrNotFound }
 
 // RemovePoint removes a sealed point: first its manifest is renamed away
 // (from then on the point does not exist, whatever happens next), then its
