@@ -67,7 +67,11 @@ func main() {
 		if errors.As(err, &ex) {
 			os.Exit(int(ex))
 		}
-		fmt.Fprintf(os.Stderr, "soulpad: %s\n", cleanText(withUsage(err)))
+		msg := withUsage(err)
+		if errors.Is(err, pad.ErrNotAPad) && !configGiven(os.Args[1:]) {
+			msg += "\n(no --config or SOULPAD_CONFIG was given, so the built-in config was used: 'soulpad config default' prints it)"
+		}
+		fmt.Fprintf(os.Stderr, "soulpad: %s\n", cleanText(msg))
 		os.Exit(exitCode(err))
 	}
 }
@@ -261,4 +265,18 @@ func newHelpCmd(root *cobra.Command) *cobra.Command {
 			return c.Help()
 		},
 	}
+}
+
+// configGiven says whether the command line or the environment names a
+// config file.
+func configGiven(args []string) bool {
+	if os.Getenv("SOULPAD_CONFIG") != "" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--config" || a == "-c" || strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-c=") {
+			return true
+		}
+	}
+	return false
 }

@@ -547,3 +547,23 @@ func TestRunPointThatIsNotThereIsAWrongArgument(t *testing.T) {
 		}
 	}
 }
+
+// Without a config, a missing pad says that the built-in config was used
+// (its pad.path is ./soulpad-pad); with one, it does not.
+func TestMissingPadSaysTheBuiltInConfigWasUsed(t *testing.T) {
+	e := testcli.Setup(t)
+	cmd := exec.Command(e.Bin, "status")
+	cmd.Dir = t.TempDir()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SOULPAD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "no pad at") || !strings.Contains(string(out), "the built-in config was used") {
+		t.Fatalf("status with no config and no pad:\n%s", out)
+	}
+	if _, errOut, _ := e.Run(t, "status"); !strings.Contains(errOut, "no pad at") || strings.Contains(errOut, "built-in config") {
+		t.Fatalf("status with a config and no pad:\n%s", errOut)
+	}
+}
