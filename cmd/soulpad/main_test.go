@@ -141,7 +141,8 @@ func TestInitRunSuspendStatusJournal(t *testing.T) {
 		t.Fatalf("suspend: exit %d\n%s%s", code, out, errOut)
 	}
 	testcli.Wait(t, done, buf)
-	for _, want := range []string{"suspended to point", "STAGE", "boot", "unlock", "resume", "suspend", "shutdown", "cold boot: no suspend point yet"} {
+	for _, want := range []string{"suspended to point", "STAGE", "boot", "unlock", "resume", "suspend", "shutdown", "cold boot: no suspend point yet",
+		"suspend requested, after the machine ran "} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("run output lacks %q:\n%s", want, buf.String())
 		}

@@ -170,6 +170,8 @@ func (r *runner) stage(ctx context.Context, name string, unjournaled bool, fn fu
 	case r.quiet:
 	case err != nil:
 		r.progress("  %s failed after %s: %v", name, round(d), err)
+	case note != "" && name == StageRun:
+		r.progress("  %s, after the machine ran %s", note, round(d)) // the time worked, not waited
 	case note != "":
 		r.progress("  %s (%s)", note, round(d))
 	}
