@@ -9,14 +9,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/knadh/koanf/v2"
+	"github.com/soulpad/soulpad/sdk"
 )
 
 //go:embed default.hcl
@@ -228,13 +231,28 @@ func LoadBytes(source, baseDir string, data []byte, env []string) (*Config, erro
 		errs = append(errs, &Error{File: source, Line: lines[key], Key: key, Msg: fmt.Sprintf(msg, args...)})
 	}
 
-	// Unknown keys, with what would be valid beside them.
+	// Unknown blocks (once each, not once per key) and unknown keys,
+	// with what would be valid beside them.
+	badBlock := map[string]bool{}
 	for _, key := range k.Keys() {
 		if _, ok := known[key]; ok || strings.HasPrefix(key, "plugin.") || strings.HasPrefix(key, "plugins.sha256.") ||
 			isSection(known, key) || key == "plugin" || key == "plugins.sha256" {
 			continue // an empty block is fine
 		}
-		at(key, "unknown key; valid keys here: %s", strings.Join(siblings(known, key), ", "))
+		top, _, inBlock := strings.Cut(key, ".")
+		if blocks := topBlocks(known); !slices.Contains(blocks, top) {
+			if !badBlock[top] {
+				badBlock[top] = true
+				what := "block"
+				if !inBlock {
+					what = "key at the top level"
+				}
+				at(key, "unknown %s %q%s; valid blocks: %s", what, top, didYouMean(top, blocks), strings.Join(blocks, ", "))
+			}
+			continue
+		}
+		valid := siblings(known, key)
+		at(key, "unknown key%s; valid keys here: %s", didYouMean(key[strings.LastIndex(key, ".")+1:], valid), strings.Join(valid, ", "))
 	}
 
 	// Environment overrides.
@@ -380,6 +398,23 @@ func isSection(known map[string]reflect.Kind, key string) bool {
 		}
 	}
 	return false
+}
+
+// topBlocks are the config's blocks, plugin's included.
+func topBlocks(known map[string]reflect.Kind) []string {
+	seen := map[string]bool{"plugin": true}
+	for k := range known {
+		seen[strings.SplitN(k, ".", 2)[0]] = true
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// didYouMean is " (did you mean "x"?)" for the candidate nearest s, or "".
+func didYouMean(s string, candidates []string) string {
+	if n := sdk.Nearest(s, candidates); n != "" && n != s {
+		return fmt.Sprintf(" (did you mean %q?)", n)
+	}
+	return ""
 }
 
 func siblings(known map[string]reflect.Kind, key string) []string {

@@ -57,7 +57,8 @@ func TestErrorsNameFileLineKeyAndWhatIsValid(t *testing.T) {
 		want      []string
 	}{
 		{"unknown key", minimal + "machine {\n  memory = 512\n}\n", []string{"site.hcl:8: machine.memory: unknown key", "memory_mib"}},
-		{"unknown block", minimal + "pda { path = \"x\" }\n", []string{"site.hcl:7: pda.path: unknown key", "pad"}},
+		{"misspelt key", minimal + "machine {\n  memry_mib = 512\n}\n", []string{"site.hcl:8: machine.memry_mib: unknown key (did you mean \"memory_mib\"?)"}},
+		{"unknown block", minimal + "pda { path = \"x\" }\n", []string{`site.hcl:7: pda.path: unknown block "pda" (did you mean "pad"?)`, "valid blocks: log, machine, pad, plugin,"}},
 		{"bad enum", minimal + "machine {\n  network = \"bridge\"\n}\n", []string{"site.hcl:8: machine.network", `"bridge" is not valid`, "user, none"}},
 		{"out of range", minimal + "machine { memory_mib = 4 }\n", []string{"site.hcl:7: machine.memory_mib", "between 16 and"}},
 		{"wrong type", minimal + "machine {\n vcpus = \"many\"\n}\n", []string{"site.hcl:8: machine.vcpus"}},
@@ -223,5 +224,16 @@ plugin "vmm-qemu-extra" { a = 1 }
 	_, err = load(t, minimal, "SOULPAD_PLUGINS_STORE=store-s3", "SOULPAD_STORE_NAME=Not A Name")
 	if err == nil || !strings.Contains(err.Error(), "environment: SOULPAD_STORE_NAME (store.name): ") || strings.Contains(err.Error(), "site.hcl") {
 		t.Errorf("store.name from the environment: %v; want the variable blamed, not the file", err)
+	}
+}
+
+// A misspelt block is one error, naming the block, not one per key in it.
+func TestAMisspeltBlockIsOneError(t *testing.T) {
+	_, err := load(t, minimal+"machin {\n  memory_mib = 512\n  vcpus = 2\n  cpu_model = \"portable\"\n}\n")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if n := strings.Count(err.Error(), "unknown"); n != 1 || !strings.Contains(err.Error(), `unknown block "machin" (did you mean "machine"?)`) {
+		t.Fatalf("%d errors for one misspelt block:\n%v", n, err)
 	}
 }
