@@ -35,7 +35,9 @@ func newPointsCmd(g *globals) *cobra.Command {
 they were taken, the point they came from (parent), the disk generation
 they hold, their size, and the VMM, CPU model, accelerator and host they
 were taken with. The vault is unlocked to read them (the passphrase is
-asked as for 'soulpad run') and locked again.
+asked as for 'soulpad run') and locked again; while a 'soulpad run' holds
+the pad, they are listed from the pad's journal instead (as 'soulpad
+status' does).
 
 A point of kind "memory" resumes the running machine with the disk it was
 taken with. A point of kind "disk" is a disk state alone, kept when a
@@ -49,15 +51,25 @@ remove them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, v, err := openVault(cmd, false)
-			if err != nil {
+			var infos []lifecycle.PointInfo
+			var le *pad.LockedError
+			switch {
+			case errors.As(err, &le) && le.Live && le.Holder.Command == "run":
+				// The vault is the running session's: the points as its
+				// journal has them, as status shows them.
+				if infos, err = journalInfos(g); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "a session is running this pad: its points as the pad's journal lists them (the vault stays with the session)")
+			case err != nil:
 				return err
+			default:
+				pts, err := v.Machine().Points()
+				if err = errors.Join(err, v.Close()); err != nil {
+					return err
+				}
+				infos = lifecycle.Infos(pts)
 			}
-			pts, err := v.Machine().Points()
-			err = errors.Join(err, v.Close())
-			if err != nil {
-				return err
-			}
-			infos := lifecycle.Infos(pts)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -180,4 +192,25 @@ func printPoints(w io.Writer, infos []lifecycle.PointInfo) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d point(s), %s (disk files shared between points are counted in each)\n", len(infos), lifecycle.HumanBytes(total))
+}
+
+// journalInfos lists the pad's sealed points from its journal, without
+// the vault (newest last, the newest marked as the next to resume).
+func journalInfos(g *globals) ([]lifecycle.PointInfo, error) {
+	_, p, err := g.loadPad()
+	if err != nil {
+		return nil, err
+	}
+	es, err := journalPoints(p)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lifecycle.PointInfo, 0, len(es))
+	for i, e := range es {
+		str := func(k string) string { s, _ := e.Fields[k].(string); return s }
+		bytes, _ := e.Fields["bytes"].(float64)
+		out = append(out, lifecycle.PointInfo{ID: str("point"), Kind: pad.KindMemory, Taken: e.Time, Session: e.Session, Bytes: int64(bytes),
+			VMM: p.Meta.VMM.Name, CPUModel: str("cpu_model"), Accelerator: str("accelerator"), Host: str("host"), Latest: i == len(es)-1})
+	}
+	return out, nil
 }

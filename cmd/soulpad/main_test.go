@@ -568,3 +568,30 @@ func TestMissingPadSaysTheBuiltInConfigWasUsed(t *testing.T) {
 		t.Fatalf("status with a config and no pad:\n%s", errOut)
 	}
 }
+
+// Listing the points needs no lock: while a run holds the pad (and its
+// vault), points lists them from the journal, as status does.
+func TestPointsWhileARunHoldsThePad(t *testing.T) {
+	e := testcli.Setup(t)
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	e.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+	m := regexp.MustCompile(`suspended to point (\S+);`).FindStringSubmatch(buf.String())
+	if m == nil {
+		t.Fatalf("no point sealed:\n%s", buf.String())
+	}
+	_, buf, done = e.StartRun(t)
+	out, errOut, code := e.Run(t, "points")
+	if code != 0 || !strings.Contains(out, m[1]) || !strings.Contains(errOut, "a session is running this pad") {
+		t.Errorf("points while a run holds the pad: exit %d\n%s%s", code, out, errOut)
+	}
+	js, _, code := e.Run(t, "points", "--json")
+	if code != 0 || !strings.Contains(js, `"id": "`+m[1]+`"`) {
+		t.Errorf("points --json while a run holds the pad: exit %d\n%s", code, js)
+	}
+	e.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+}
