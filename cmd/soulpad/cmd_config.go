@@ -40,6 +40,12 @@ valid. Exit status 2 when it is not valid.
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitError(exitConfig)
 			}
+			if errs := cfg.CheckFiles(true); len(errs) > 0 {
+				for _, e := range errs {
+					fmt.Fprintln(cmd.ErrOrStderr(), e)
+				}
+				return exitError(exitConfig)
+			}
 			if !noPlugins {
 				if errs := checkPlugins(cmd.Context(), cfg); len(errs) > 0 {
 					for _, e := range errs {

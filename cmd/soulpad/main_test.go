@@ -595,3 +595,20 @@ func TestPointsWhileARunHoldsThePad(t *testing.T) {
 	e.Run(t, "suspend")
 	testcli.Wait(t, done, buf)
 }
+
+// A file the config names that is not there is the config's problem,
+// found by config check and by init before anything is made, at its key
+// (exit status 2).
+func TestConfigNamesAMissingKernel(t *testing.T) {
+	e := testcli.Setup(t)
+	t.Setenv("SOULPAD_MACHINE_KERNEL", filepath.Join(t.TempDir(), "no-such-vmlinuz"))
+	for _, args := range [][]string{{"config", "check", "--no-plugins"}, {"init"}} {
+		_, errOut, code := e.Run(t, args...)
+		if code != 2 || !strings.Contains(errOut, "machine.kernel") || !strings.Contains(errOut, "no-such-vmlinuz") {
+			t.Errorf("soulpad %s with a missing kernel: exit %d\n%s", strings.Join(args, " "), code, errOut)
+		}
+	}
+	if _, err := os.Stat(e.Pad); err == nil {
+		t.Error("init made a pad although the kernel is missing")
+	}
+}

@@ -3,6 +3,9 @@ package config
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
 	"regexp"
 	"strings"
 
@@ -98,4 +101,27 @@ func oneOf(at func(key, msg string, args ...any), key, v string, valid ...string
 		}
 	}
 	at(key, "%q is not valid: want one of %s", v, strings.Join(valid, ", "))
+}
+
+// CheckFiles checks that the files the config names are there: the
+// machine's kernel and initrd (init copies them into the vault) and,
+// with unlock too, the passphrase and key files. Each problem names its
+// key.
+func (c *Config) CheckFiles(unlock bool) []error {
+	files := [][2]string{{"machine.kernel", c.Machine.Kernel}, {"machine.initrd", c.Machine.Initrd}}
+	if unlock {
+		files = append(files, [2]string{"unlock.passphrase_file", c.Unlock.PassphraseFile}, [2]string{"unlock.key_file", c.Unlock.KeyFile})
+	}
+	var errs []error
+	for _, f := range files {
+		if f[1] == "" {
+			continue
+		}
+		if st, err := os.Stat(f[1]); err != nil {
+			errs = append(errs, c.At(f[0], fmt.Sprintf("%s: %v", f[1], errors.Unwrap(err))))
+		} else if !st.Mode().IsRegular() {
+			errs = append(errs, c.At(f[0], fmt.Sprintf("%s is not a regular file", f[1])))
+		}
+	}
+	return errs
 }

@@ -67,6 +67,9 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		o.Out = io.Discard
 	}
 	cfg := o.Config
+	if errs := cfg.CheckFiles(false); len(errs) > 0 {
+		return nil, errors.Join(errs...) // before anything is made
+	}
 	dir := cfg.Pad.Path
 	existed := true
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
