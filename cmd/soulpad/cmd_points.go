@@ -188,7 +188,7 @@ func printPoints(w io.Writer, infos []lifecycle.PointInfo) {
 		}
 		total += p.Bytes
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", id, p.Kind, p.Taken.Local().Format("2006-01-02 15:04:05"), parent,
-			p.Generation, lifecycle.HumanBytes(p.Bytes), p.VMM, p.CPUModel, p.Accelerator, p.Host)
+			p.Generation, lifecycle.HumanBytes(p.Bytes), strings.TrimSpace(p.VMM.Name+" "+p.VMM.Version), p.CPUModel, p.Accelerator, p.Host)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d point(s), %s (disk files shared between points are counted in each)\n", len(infos), lifecycle.HumanBytes(total))
@@ -210,7 +210,7 @@ func journalInfos(g *globals) ([]lifecycle.PointInfo, error) {
 		str := func(k string) string { s, _ := e.Fields[k].(string); return s }
 		bytes, _ := e.Fields["bytes"].(float64)
 		out = append(out, lifecycle.PointInfo{ID: str("point"), Kind: pad.KindMemory, Taken: e.Time, Session: e.Session, Bytes: int64(bytes),
-			VMM: p.Meta.VMM.Name, CPUModel: str("cpu_model"), Accelerator: str("accelerator"), Host: str("host"), Latest: i == len(es)-1})
+			VMM: p.Meta.VMM, CPUModel: str("cpu_model"), Accelerator: str("accelerator"), Host: str("host"), Latest: i == len(es)-1})
 	}
 	return out, nil
 }

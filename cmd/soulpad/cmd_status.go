@@ -49,7 +49,7 @@ type StatusReport struct {
 // themselves are inside the vault).
 type PointInfo struct {
 	ID          string    `json:"id"`
-	Time        time.Time `json:"time"`
+	Time        time.Time `json:"taken"`
 	Bytes       int64     `json:"bytes"`
 	CPUModel    string    `json:"cpu_model"`
 	Accelerator string    `json:"accelerator"`

@@ -311,6 +311,24 @@ func TestJSONOutputsShareOneStyle(t *testing.T) {
 	}
 	testcli.Wait(t, done, buf)
 	key := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	// One name, one kind of value: a key that is an object in one output
+	// and a string in another (or a list, a number) is two ideas.
+	kinds := map[string]map[string]string{} // key → JSON kind → where
+	kindOf := func(x any) string {
+		switch x.(type) {
+		case map[string]any:
+			return "object"
+		case []any:
+			return "list"
+		case string:
+			return "string"
+		case float64:
+			return "number"
+		case bool:
+			return "bool"
+		}
+		return "null"
+	}
 	var walk func(path string, v any) error
 	walk = func(path string, v any) error {
 		switch v := v.(type) {
@@ -321,6 +339,12 @@ func TestJSONOutputsShareOneStyle(t *testing.T) {
 				}
 				if k == "tags" || k == "fields" || k == "flags" {
 					continue // keys are data
+				}
+				if kd := kindOf(x); kd != "null" {
+					if kinds[k] == nil {
+						kinds[k] = map[string]string{}
+					}
+					kinds[k][kd] = path + "." + k
 				}
 				if x == nil && (strings.HasSuffix(k, "s") || k == "last_session") {
 					return fmt.Errorf("%s.%s is null; an empty list is []", path, k)
@@ -357,6 +381,19 @@ func TestJSONOutputsShareOneStyle(t *testing.T) {
 		}
 		if n == 0 {
 			t.Errorf("%v printed no JSON", args)
+		}
+	}
+	for k, ks := range kinds {
+		if len(ks) > 1 {
+			t.Errorf("JSON key %q has %d kinds of value: %v", k, len(ks), ks)
+		}
+	}
+	// A point is the same in status and points: when it was taken.
+	st, _, _ := e.Run(t, "status", "--json")
+	pts, _, _ := e.Run(t, "points", "--json")
+	for name, js := range map[string]string{"status": st, "points": pts} {
+		if !strings.Contains(js, `"taken"`) || strings.Contains(js, `"time"`) {
+			t.Errorf("%s --json does not name a point's time \"taken\":\n%s", name, js)
 		}
 	}
 }

@@ -59,17 +59,17 @@ func RemovePoints(ctx context.Context, j *pad.Journal, m *pad.Machine, vp *plugi
 
 // PointInfo is one point as `soulpad points` lists it.
 type PointInfo struct {
-	ID          string    `json:"id"`
-	Kind        string    `json:"kind"`
-	Taken       time.Time `json:"taken"`
-	Parent      string    `json:"parent,omitempty"`
-	Generation  int       `json:"generation,omitempty"`
-	Session     string    `json:"session,omitempty"`
-	Bytes       int64     `json:"bytes"`
-	VMM         string    `json:"vmm"`
-	CPUModel    string    `json:"cpu_model"`
-	Accelerator string    `json:"accelerator"`
-	Host        string    `json:"host"`
+	ID          string        `json:"id"`
+	Kind        string        `json:"kind"`
+	Taken       time.Time     `json:"taken"`
+	Parent      string        `json:"parent,omitempty"`
+	Generation  int           `json:"generation,omitempty"`
+	Session     string        `json:"session,omitempty"`
+	Bytes       int64         `json:"bytes"`
+	VMM         pad.PluginRef `json:"vmm"`
+	CPUModel    string        `json:"cpu_model"`
+	Accelerator string        `json:"accelerator"`
+	Host        string        `json:"host"`
 	// Latest: the point the next `soulpad run` resumes.
 	Latest bool `json:"latest,omitempty"`
 }
@@ -85,12 +85,8 @@ func Infos(pts []pad.Point) []PointInfo {
 	}
 	for _, p := range pts {
 		mf := p.Manifest
-		vm := mf.VMM.Name
-		if mf.VMM.Version != "" {
-			vm += " " + mf.VMM.Version
-		}
 		out = append(out, PointInfo{ID: mf.ID, Kind: p.KindName(), Taken: mf.Created, Parent: mf.Parent, Generation: mf.Generation,
-			Session: mf.Session, Bytes: p.Size(), VMM: vm, CPUModel: mf.CPUModel, Accelerator: mf.Accelerator,
+			Session: mf.Session, Bytes: p.Size(), VMM: mf.VMM, CPUModel: mf.CPUModel, Accelerator: mf.Accelerator,
 			Host: mf.Host.Hostname, Latest: mf.ID == latest})
 	}
 	return out
