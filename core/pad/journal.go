@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -97,13 +98,23 @@ func ReadJournal(dir string) ([]Entry, error) {
 	return out, nil
 }
 
-// LastSession returns the entries of the most recent session in dir.
+// LastSession returns the entries of the most recent run in dir: the
+// journals of maintenance commands (points, backup, credential, store,
+// named "<command>-<id>") are not sessions.
 func LastSession(dir string) ([]Entry, error) {
 	all, err := ReadJournal(dir)
 	if err != nil || len(all) == 0 {
 		return nil, err
 	}
-	last := all[len(all)-1].Session
+	last := ""
+	for i := len(all) - 1; i >= 0 && last == ""; i-- {
+		if s := all[i].Session; s != "" && !strings.Contains(s, "-") {
+			last = s
+		}
+	}
+	if last == "" {
+		return nil, nil
+	}
 	var out []Entry
 	for _, e := range all {
 		if e.Session == last {

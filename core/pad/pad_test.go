@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -287,5 +288,21 @@ func TestHolderPrintsNoEscapes(t *testing.T) {
 	}
 	if !strings.Contains(s, "pc?]0;owned??") {
 		t.Fatalf("Holder.String() = %q; want the host shown with '?' for its control bytes", s)
+	}
+}
+
+// The last session is the last run, not a maintenance command that came
+// after it (points, backup, credential: their journals are "<command>-…").
+func TestLastSessionIsTheLastRun(t *testing.T) {
+	dir := t.TempDir()
+	run, _ := NewJournal(dir, "a1b2c3d4")
+	run.Append(Entry{Stage: "boot", Event: "end"})
+	run.Append(Entry{Stage: "suspend", Event: "end"})
+	time.Sleep(2 * time.Millisecond)
+	pts, _ := NewJournal(dir, "points-e5f6a7b8")
+	pts.Append(Entry{Stage: "unlock", Event: "end"})
+	es, err := LastSession(dir)
+	if err != nil || len(es) != 2 || es[0].Session != "a1b2c3d4" {
+		t.Fatalf("LastSession = %+v, %v; want the run's two entries", es, err)
 	}
 }
