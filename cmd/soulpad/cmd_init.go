@@ -42,6 +42,9 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 			// (before, it leaves the prompt as usual).
 			ctx, arm, stop := interruptible(cmd.Context(), cmd.ErrOrStderr())
 			defer stop()
+			if err := cf.check(cfg); err != nil {
+				return err
+			}
 			cred := cf.credential(cfg, true)
 			p, err := lifecycle.Init(ctx, lifecycle.InitOptions{
 				Config: cfg, Log: g.logger(cfg), Out: g.progressOut(cmd.OutOrStdout()), Progress: g.shower(cmd.OutOrStdout()),

@@ -24,6 +24,9 @@ func newPointsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := cf.check(cfg); err != nil {
+			return nil, nil, err
+		}
 		v, err := lifecycle.OpenVault(cmd.Context(), lifecycle.VaultOptions{Config: cfg, Log: g.logger(cfg), Out: cmd.ErrOrStderr(),
 			Command: "points", Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), WithVMM: withVMM})
 		return cfg, v, err

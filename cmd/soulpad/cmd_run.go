@@ -75,6 +75,9 @@ other than run, where Ctrl-C suspends).`,
 			if err != nil {
 				return err
 			}
+			if err := cf.check(cfg); err != nil {
+				return err
+			}
 			return runSession(g, cfg, cmd.OutOrStdout(), lifecycle.Options{
 				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), ColdBoot: coldBoot, Point: point,
 				AcceptPadPlugins: acceptPlugins, StoreVersion: storeVersion,

@@ -187,6 +187,9 @@ a version the vault did not seal is refused by the next run.`,
 			if _, err := pad.Open(cfg.Pad.Path); err != nil {
 				return err // before the pad is locked (and its directory made) or checked out
 			}
+			if err := cf.check(cfg); err != nil {
+				return err
+			}
 			key, err := lifecycle.SealKey(cmd.Context(), lifecycle.VaultOptions{Config: cfg, Log: g.logger(cfg), Out: cmd.ErrOrStderr(),
 				Command: "store", Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg)})
 			if err != nil {

@@ -22,6 +22,24 @@ type credFlags struct {
 	label string
 }
 
+// check refuses, before any stage runs, a --passphrase-file or
+// --key-file (or the config's unlock file) that is not there: a wrong
+// argument, exit status 2.
+func (f *credFlags) check(cfg *config.Config) error {
+	for _, c := range [][2]string{{"--key-file", f.keyFile}, {"--passphrase-file", f.passphraseFile},
+		{"unlock.key_file", cfg.Unlock.KeyFile}, {"unlock.passphrase_file", cfg.Unlock.PassphraseFile}} {
+		if c[1] == "" {
+			continue
+		}
+		if st, err := os.Stat(c[1]); err != nil {
+			return usageErr(fmt.Errorf("%s %s: %w", c[0], c[1], errors.Unwrap(err)))
+		} else if !st.Mode().IsRegular() {
+			return usageErr(fmt.Errorf("%s %s is not a regular file", c[0], c[1]))
+		}
+	}
+	return nil
+}
+
 // credential returns the credential source: --key-file, --passphrase-file,
 // the config's unlock block, or a terminal prompt without echo. Never argv.
 func (f *credFlags) credential(cfg *config.Config, confirm bool) lifecycle.CredentialFunc {

@@ -649,3 +649,16 @@ func TestConfigNamesAMissingKernel(t *testing.T) {
 		t.Error("init made a pad although the kernel is missing")
 	}
 }
+
+// A passphrase or key file that is not there is a wrong argument, found
+// before any stage runs (nothing is booted or detected first).
+func TestMissingPassphraseFileIsAWrongArgument(t *testing.T) {
+	e := testcli.Setup(t)
+	missing := filepath.Join(t.TempDir(), "no-such-passphrase")
+	for _, args := range [][]string{{"run", "--passphrase-file", missing}, {"init", "--key-file", missing}, {"points", "--passphrase-file", missing}} {
+		out, errOut, code := e.Run(t, args...)
+		if code != 2 || !strings.Contains(errOut, missing) || strings.Contains(out, "▸ boot") {
+			t.Errorf("soulpad %s: exit %d; want 2, naming the file, before any stage\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
