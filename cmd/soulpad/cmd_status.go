@@ -145,18 +145,21 @@ holds the pad's lock, and the stage timings of the last session.`,
 			if len(rep.Points) == 0 {
 				fmt.Fprintln(out, "  none yet")
 			} else {
+				// One line a point; the newest is the one the next run
+				// resumes (as `soulpad points` marks it).
 				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "  ID\tTAKEN\tSIZE\tCPU MODEL\tACCEL\tHOST")
-				for _, pi := range rep.Points {
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.Time.Local().Format(time.DateTime), human(pi.Bytes), pi.CPUModel, pi.Accelerator, pi.Host)
+				fmt.Fprintln(tw, "  ID\tTAKEN\tSIZE\tCPU MODEL\tACCEL\tTAKEN ON\t")
+				for i, pi := range rep.Points {
+					mark, on := "", pi.HostSummary
+					if i == len(rep.Points)-1 {
+						mark = "← next"
+					}
+					if on == "" {
+						on = pi.Host
+					}
+					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.Time.Local().Format(time.DateTime), human(pi.Bytes), pi.CPUModel, pi.Accelerator, on, mark)
 				}
 				tw.Flush()
-				fmt.Fprintln(out, "  taken on:")
-				for _, pi := range rep.Points {
-					if pi.HostSummary != "" {
-						fmt.Fprintf(out, "    %s  %s\n", pi.ID, pi.HostSummary)
-					}
-				}
 			}
 			fmt.Fprintln(out, "\nLast session:")
 			if len(rep.LastSession) == 0 {

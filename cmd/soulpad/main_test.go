@@ -171,6 +171,17 @@ func TestInitRunSuspendStatusJournal(t *testing.T) {
 	if rep.Running || len(rep.Points) != 2 || len(rep.LastSession) != 7 {
 		t.Fatalf("status: %+v; want 2 points and 7 timed stages", rep)
 	}
+	// Each point on one line, the one the next run resumes marked.
+	text, _, _ := e.Run(t, "status")
+	text, _, _ = strings.Cut(text, "Last session:")
+	if strings.Count(text, rep.Points[0].ID) != 1 || strings.Count(text, "← next") != 1 || !strings.Contains(text, rep.Points[1].ID) {
+		t.Errorf("status lists a point twice or marks no next one:\n%s", text)
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, "← next") && !strings.Contains(l, rep.Points[1].ID) {
+			t.Errorf("status marks %q as next; want %s", l, rep.Points[1].ID)
+		}
+	}
 	out, _, code = e.Run(t, "journal", "--last")
 	if code != 0 || !strings.Contains(out, "suspend point sealed") {
 		t.Fatalf("journal: exit %d\n%s", code, out)
