@@ -673,3 +673,31 @@ func TestMissingPassphraseFileIsAWrongArgument(t *testing.T) {
 		}
 	}
 }
+
+// Retention says what it removed, in the suspend's line and at the end.
+func TestRetentionIsAnnounced(t *testing.T) {
+	e := testcli.Setup(t)
+	f, _ := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintln(f, "session { keep_points = 1 }")
+	f.Close()
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	var first string
+	for i := 0; i < 2; i++ {
+		_, buf, done := e.StartRun(t)
+		e.Run(t, "suspend")
+		testcli.Wait(t, done, buf)
+		m := regexp.MustCompile(`suspended to point (\S+);`).FindStringSubmatch(buf.String())
+		if m == nil {
+			t.Fatalf("no point:\n%s", buf.String())
+		}
+		if i == 0 {
+			first = m[1]
+			continue
+		}
+		if !strings.Contains(buf.String(), "removed the oldest point(s) "+first+" (session.keep_points = 1)") {
+			t.Fatalf("the second run removed %s without a word in its suspend line:\n%s", first, buf.String())
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/soulpad/soulpad/core/pad"
@@ -79,6 +80,9 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		"host_summary": HostSummary(s.profile), "host_fingerprint": s.profile.Fingerprint,
 	}})
 	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
+	if len(s.result.Pruned) > 0 {
+		*note += fmt.Sprintf("; removed the oldest point(s) %s (session.keep_points = %d)", strings.Join(s.result.Pruned, ", "), s.cfg.Session.KeepPoints)
+	}
 	return nil
 }
 
