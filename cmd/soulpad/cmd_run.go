@@ -95,9 +95,16 @@ other than run, where Ctrl-C suspends).`,
 	return c
 }
 
-// printTimings prints the stage table.
-func printTimings(w io.Writer, r lifecycle.Result) {
-	if len(r.Timings) == 0 {
+// printTimings prints the stage table: nothing when no stage but the
+// shutdown got anywhere (a pad in use, a missing pad: the error says it
+// all). failed: the session's error, printed after the table, says why
+// its stage failed, so the table does not say it again.
+func printTimings(w io.Writer, r lifecycle.Result, failed bool) {
+	done := false
+	for _, t := range r.Timings {
+		done = done || (t.Err == nil && t.Stage != lifecycle.StageShutdown)
+	}
+	if !done {
 		return
 	}
 	fmt.Fprintln(w)
@@ -109,7 +116,10 @@ func printTimings(w io.Writer, r lifecycle.Result) {
 		if t.Note != "" {
 			res = t.Note
 		}
-		if t.Err != nil {
+		switch {
+		case t.Err != nil && failed:
+			res = "FAILED (see below)"
+		case t.Err != nil:
 			res = "FAILED: " + firstLine(t.Err.Error())
 		}
 		if t.Stage != lifecycle.StageRun {
@@ -156,7 +166,7 @@ func runSession(g *globals, cfg *config.Config, out io.Writer, opts lifecycle.Op
 		}
 	}()
 	res, err := sess.Run(context.Background())
-	printTimings(g.progressOut(out), res)
+	printTimings(g.progressOut(out), res, err != nil)
 	if err != nil {
 		return err
 	}

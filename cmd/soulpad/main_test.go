@@ -701,3 +701,25 @@ func TestRetentionIsAnnounced(t *testing.T) {
 		}
 	}
 }
+
+// A refused run says why once: not on its stage's line, in a table of
+// zeros and again at the end.
+func TestARefusedRunSaysWhyOnce(t *testing.T) {
+	e := testcli.Setup(t)
+	out, errOut, code := e.Run(t, "run") // no pad yet
+	all := out + errOut
+	if code == 0 || strings.Count(all, "no pad at") != 1 || strings.Contains(all, "STAGE") {
+		t.Errorf("a run with no pad: exit %d; want the reason once and no stage table\n%s", code, all)
+	}
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	out, errOut, code = e.Run(t, "run") // the pad is in use
+	all = out + errOut
+	if code != 3 || strings.Count(all, "is in use by") != 1 || strings.Contains(all, "STAGE") {
+		t.Errorf("a second run on a pad in use: exit %d; want 3, the reason once and no stage table\n%s", code, all)
+	}
+	e.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+}

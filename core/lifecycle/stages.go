@@ -94,6 +94,9 @@ type runner struct {
 	current atomic.Value // string
 	// failed is the first failure of runStages, nil while all went well.
 	failed error
+	// soft: the stage running is soft (its failure is said on its line,
+	// as the session's result will not carry it).
+	soft bool
 }
 
 // runStages runs list in order with timeout as the default bound. After a
@@ -113,7 +116,9 @@ func (r *runner) runStages(ctx context.Context, list []stage, timeout time.Durat
 		if d == 0 {
 			d = timeout
 		}
+		r.soft = st.soft
 		err := r.bounded(sctx, st.name, d, st.unjournaled, st.run)
+		r.soft = false
 		var again *errAgain
 		if errors.As(err, &again) {
 			if j := indexOf(list, again.stage); j >= 0 {
@@ -168,8 +173,11 @@ func (r *runner) stage(ctx context.Context, name string, unjournaled bool, fn fu
 	r.timings = append(r.timings, Timing{Stage: name, Duration: d, Err: err, Note: note})
 	switch {
 	case r.quiet:
-	case err != nil:
+	case err != nil && r.soft:
 		r.progress("  %s failed after %s: %v", name, round(d), err)
+	case err != nil:
+		// The session's error says why, once, at the end.
+		r.progress("  %s failed after %s", name, round(d))
 	case note != "" && name == StageRun:
 		r.progress("  %s, after the machine ran %s", note, round(d)) // the time worked, not waited
 	case note != "":
