@@ -79,7 +79,8 @@ machine {
 
 plugins {
   # Where plugin binaries are looked for, in order, before plugins/ beside
-  # the soulpad executable and the pad's own plugins/. Default: none.
+  # the soulpad executable (and the pad's own plugins/, on pad_plugins'
+  # terms, below). Default: none.
   dirs = []
 
   # The crypt plugin that makes and opens the vault. Required.
