@@ -58,25 +58,9 @@ func Push(ctx context.Context, st store.Store, padDir, name string, key []byte, 
 	if newest != 0 && state.Seq == newest && sameFiles(local, filesOf(state.Files)) {
 		return res, nil
 	}
-	var sums []string
-	first := map[string]store.Piece{}
-	for _, l := range local {
-		for i, c := range l.Chunks {
-			if _, ok := first[c]; ok {
-				continue
-			}
-			off := int64(i) * DefaultChunkBytes
-			first[c] = store.Piece{Sum: c, Path: filepath.Join(padDir, filepath.FromSlash(l.Path)), Offset: off, Length: min(DefaultChunkBytes, l.Size-off)}
-			sums = append(sums, c)
-		}
-	}
-	miss, err := st.Missing(ctx, store.MissingRequest{Name: name, Sums: sums})
+	pieces, err := missing(ctx, st, padDir, name, local)
 	if err != nil {
 		return res, err
-	}
-	var pieces []store.Piece
-	for _, s := range miss.Sums {
-		pieces = append(pieces, first[s])
 	}
 	out, err := st.Push(ctx, store.TransferRequest{Name: name, Pieces: pieces, OnProgress: func(p store.Progress) {
 		if progress != nil {
@@ -106,4 +90,30 @@ func Push(ctx context.Context, st store.Store, padDir, name string, key []byte, 
 	state.Name, state.Seq, state.Head, state.Files = name, man.Seq, 0, local
 	res.Seq = man.Seq
 	return res, state.Save(padDir)
+}
+
+// missing is the pieces of the pad's files whose chunks the store lacks,
+// each chunk once.
+func missing(ctx context.Context, st store.Store, padDir, name string, local []LocalFile) ([]store.Piece, error) {
+	var sums []string
+	first := map[string]store.Piece{}
+	for _, l := range local {
+		for i, c := range l.Chunks {
+			if _, ok := first[c]; ok {
+				continue
+			}
+			off := int64(i) * DefaultChunkBytes
+			first[c] = store.Piece{Sum: c, Path: filepath.Join(padDir, filepath.FromSlash(l.Path)), Offset: off, Length: min(DefaultChunkBytes, l.Size-off)}
+			sums = append(sums, c)
+		}
+	}
+	miss, err := st.Missing(ctx, store.MissingRequest{Name: name, Sums: sums})
+	if err != nil {
+		return nil, err
+	}
+	pieces := make([]store.Piece, 0, len(miss.Sums))
+	for _, s := range miss.Sums {
+		pieces = append(pieces, first[s])
+	}
+	return pieces, nil
 }
