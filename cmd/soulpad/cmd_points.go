@@ -53,33 +53,7 @@ session.keep_points (default 3) are removed; disk points stay until you
 remove them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, v, err := openVault(cmd, false)
-			var infos []lifecycle.PointInfo
-			var le *pad.LockedError
-			switch {
-			case errors.As(err, &le) && le.Live && le.Holder.Command == "run":
-				// The vault is the running session's: the points as its
-				// journal has them, as status shows them.
-				if infos, err = journalInfos(g); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.ErrOrStderr(), "a session is running this pad: its points as the pad's journal lists them (the vault stays with the session)")
-			case err != nil:
-				return err
-			default:
-				pts, err := v.Machine().Points()
-				if err = errors.Join(err, v.Close()); err != nil {
-					return err
-				}
-				infos = lifecycle.Infos(pts)
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
-			}
-			printPoints(termSafe(cmd.OutOrStdout()), infos)
-			return nil
+			return listPoints(g, cmd, asJSON, openVault)
 		},
 	}
 	c.PersistentFlags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
@@ -216,4 +190,36 @@ func journalInfos(g *globals) ([]lifecycle.PointInfo, error) {
 			VMM: p.Meta.VMM, CPUModel: str("cpu_model"), Accelerator: str("accelerator"), Host: str("host"), Latest: i == len(es)-1})
 	}
 	return out, nil
+}
+
+// listPoints lists the points in the vault, or, while a run holds the
+// pad (and its vault), as the journal has them.
+func listPoints(g *globals, cmd *cobra.Command, asJSON bool, openVault func(*cobra.Command, bool) (*config.Config, *lifecycle.OpenedVault, error)) error {
+	_, v, err := openVault(cmd, false)
+	var infos []lifecycle.PointInfo
+	var le *pad.LockedError
+	switch {
+	case errors.As(err, &le) && le.Live && le.Holder.Command == "run":
+		// The vault is the running session's: the points as its
+		// journal has them, as status shows them.
+		if infos, err = journalInfos(g); err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.ErrOrStderr(), "a session is running this pad: its points as the pad's journal lists them (the vault stays with the session)")
+	case err != nil:
+		return err
+	default:
+		pts, err := v.Machine().Points()
+		if err = errors.Join(err, v.Close()); err != nil {
+			return err
+		}
+		infos = lifecycle.Infos(pts)
+	}
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(infos)
+	}
+	printPoints(termSafe(cmd.OutOrStdout()), infos)
+	return nil
 }

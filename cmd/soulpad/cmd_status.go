@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -145,21 +146,7 @@ holds the pad's lock, and the stage timings of the last session.`,
 			if len(rep.Points) == 0 {
 				fmt.Fprintln(out, "  none yet")
 			} else {
-				// One line a point; the newest is the one the next run
-				// resumes (as `soulpad points` marks it).
-				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "  ID\tTAKEN\tSIZE\tCPU MODEL\tACCEL\tTAKEN ON\t")
-				for i, pi := range rep.Points {
-					mark, on := "", pi.HostSummary
-					if i == len(rep.Points)-1 {
-						mark = "← next"
-					}
-					if on == "" {
-						on = pi.Host
-					}
-					fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.Time.Local().Format(time.DateTime), human(pi.Bytes), pi.CPUModel, pi.Accelerator, on, mark)
-				}
-				tw.Flush()
+				printStatusPoints(out, rep.Points)
 			}
 			fmt.Fprintln(out, "\nLast session:")
 			if len(rep.LastSession) == 0 {
@@ -201,4 +188,22 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// printStatusPoints prints one line a point; the newest is the one the
+// next run resumes (as `soulpad points` marks it).
+func printStatusPoints(out io.Writer, pts []PointInfo) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tTAKEN\tSIZE\tCPU MODEL\tACCEL\tTAKEN ON\t")
+	for i, pi := range pts {
+		mark, on := "", pi.HostSummary
+		if i == len(pts)-1 {
+			mark = "← next"
+		}
+		if on == "" {
+			on = pi.Host
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.Time.Local().Format(time.DateTime), human(pi.Bytes), pi.CPUModel, pi.Accelerator, on, mark)
+	}
+	tw.Flush()
 }

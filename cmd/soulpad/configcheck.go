@@ -21,7 +21,6 @@ import (
 // a bad value), is a problem at the key's line, with "did you mean".
 func checkPlugins(ctx context.Context, cfg *config.Config) []error {
 	host := lifecycle.NewHost(cfg, hclog.NewNullLogger(), nil)
-	host.Strict, host.WorkDir = cfg.Plugins.Strict, cfg.BaseDir
 	defer host.Close()
 	var available []string
 	if bins, err := host.List(); err == nil {

@@ -30,13 +30,7 @@ func TestISRWalkUpAcrossPCs(t *testing.T) {
 	srv := tests3.Start(t)
 	testbin.Build(t, "plugins/store-s3")
 	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
-	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "store { name = \"alice\" }\n%s", srv.HCL())
-	f.Close()
-	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+	withStore(t, e, srv, "alice")
 	padA := e.Pad
 	// Nothing on the store and no pad: run says what to do, and init then
 	// makes the pad in that place.
@@ -129,13 +123,7 @@ func TestStoreCommandsByHand(t *testing.T) {
 	srv := tests3.Start(t)
 	testbin.Build(t, "plugins/store-s3")
 	e := testcli.Setup(t)
-	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "store { name = \"bob\" }\n%s", srv.HCL())
-	f.Close()
-	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+	withStore(t, e, srv, "bob")
 
 	if out, errOut, code := e.Run(t, "store", "push"); code == 0 || !strings.Contains(errOut, "no pad") {
 		t.Fatalf("push with no pad: exit %d\n%s%s", code, out, errOut)
@@ -193,13 +181,7 @@ func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
 	srv := tests3.Start(t)
 	testbin.Build(t, "plugins/store-s3")
 	e := testcli.Setup(t)
-	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "store { name = \"gus\" }\n%s", srv.HCL())
-	f.Close()
-	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+	withStore(t, e, srv, "gus")
 	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)
 	}
@@ -258,4 +240,17 @@ func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
 	if err != nil || len(vs.Versions) != 3 || strings.Contains(out, "copy-out") {
 		t.Fatalf("after the refused run the store has %d versions (want 3: none made from the forgery), %v\n%s", len(vs.Versions), err, out)
 	}
+}
+
+// withStore adds the store (plugins.store, store.name and the S3 server's
+// block) to e's config.
+func withStore(t *testing.T, e testcli.Env, srv tests3.Server, name string) {
+	t.Helper()
+	f, err := os.OpenFile(e.Cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "store { name = %q }\n%s", name, srv.HCL())
+	f.Close()
+	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
 }
