@@ -18,6 +18,7 @@ import (
 func newInitCmd(g *globals) *cobra.Command {
 	var cf credFlags
 	var noCarry bool
+	var disk, diskFormat string
 	c := &cobra.Command{
 		Use:   "init",
 		Short: "Create a pad: its vault (through the crypt plugin) and the machine inside",
@@ -30,7 +31,18 @@ The passphrase is asked on the terminal (twice, without echo), or read from
 --passphrase-file; --key-file uses the bytes of a file (e.g. on a second
 USB key) instead. Secrets are never taken from the command line.
 
+Bring your own computer onto the pad with --disk: a disk image it already
+has (qcow2, raw, VMware's VMDK, VirtualBox's VDI, Hyper-V's VHDX or VHD,
+or the disk inside an OVA) is checked with qemu-img and converted straight
+into the vault (never unpacked on this PC's disk; zeros are not written).
+An image that is not a disk, is truncated, leans on a backing file or does
+not fit the vault is refused, saying which. Without --disk the machine gets
+an empty disk of machine.disk_size_mib.
+
 The directory must be new or empty; on any failure nothing is left behind.`,
+		Example: `  soulpad init
+  soulpad init --disk ~/VirtualBox\ VMs/debian/debian.vdi
+  soulpad init --disk exported.ova --passphrase-file /media/key/pass`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -54,6 +66,7 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 					return c, err
 				},
 				CarryPlugins: !noCarry,
+				Disk:         disk, DiskFormat: diskFormat,
 			})
 			if err != nil {
 				if ctx.Err() != nil {
@@ -68,6 +81,8 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 	c.Flags().StringVar(&cf.passphraseFile, "passphrase-file", "", "read the passphrase from this file (first line)")
 	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&noCarry, "no-carry-plugins", false, "do not copy the plugins onto the pad")
+	c.Flags().StringVar(&disk, "disk", "", "import this disk image (qcow2, raw, vmdk, vdi, vhdx, vhd, ova) as the machine's disk")
+	c.Flags().StringVar(&diskFormat, "disk-format", "", "the --disk image's format, when qemu-img cannot tell (raw without a partition table)")
 	return c
 }
 

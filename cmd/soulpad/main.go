@@ -93,8 +93,9 @@ func exitCode(err error) int {
 	var cfgErr *config.Error
 	var uErr usageError
 	var noPoint *pad.NoPointError
+	var imgErr *lifecycle.ImageError
 	switch {
-	case errors.As(err, &cfgErr) || errors.As(err, &uErr) || isUsage(err) || errors.As(err, &noPoint):
+	case errors.As(err, &cfgErr) || errors.As(err, &uErr) || isUsage(err) || errors.As(err, &noPoint) || errors.As(err, &imgErr):
 		return exitConfig
 	case errors.Is(err, context.Canceled):
 		return exitInterrupted

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -35,6 +36,11 @@ type InitOptions struct {
 	CarryPlugins bool
 	// PluginDirs, when set, replaces the search path derived from config.
 	PluginDirs []string
+	// Disk, when set, is a disk image (qcow2, raw, VMDK, VDI, VHDX, VHD
+	// or the disk in an OVA) imported as the machine's disk instead of an
+	// empty one; DiskFormat says what it is when qemu-img cannot tell
+	// (a raw disk without a partition table).
+	Disk, DiskFormat string
 }
 
 // SpecFromConfig is the machine spec `soulpad init` writes into the vault.
@@ -69,6 +75,18 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	cfg := o.Config
 	if errs := cfg.CheckFiles(false); len(errs) > 0 {
 		return nil, errors.Join(errs...) // before anything is made
+	}
+	var img *DiskImage
+	if o.Disk != "" {
+		fmt.Fprintf(o.Out, "checking %s…\n", o.Disk)
+		if img, err = InspectDisk(ctx, o.Disk, o.DiskFormat); err != nil {
+			return nil, err
+		}
+		what := img.Format
+		if img.Member != "" {
+			what += " disk " + img.Member + " in an OVA"
+		}
+		fmt.Fprintf(o.Out, "  %s, %s as the guest sees it, %s of data\n", what, humanBytes(img.VirtualSize), humanBytes(img.Required))
 	}
 	dir := cfg.Pad.Path
 	existed := true
@@ -123,7 +141,7 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 			return nil, err
 		}
 	}
-	if err = fillVault(ctx, cp, p, cred, cfg); err != nil {
+	if err = fillVault(ctx, cp, p, cred, cfg, img, createProgress(o.Out, o.Progress)); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -178,7 +196,7 @@ func carryPlugins(host *pluginhost.Host, p *pad.Pad, cfg *config.Config, out io.
 
 // fillVault unlocks the new vault, makes the machine in it (its spec,
 // kernel and initrd), records the pad's plugins, and locks it.
-func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred crypt.Credential, cfg *config.Config) error {
+func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred crypt.Credential, cfg *config.Config, img *DiskImage, progress func(crypt.Progress)) error {
 	mnt, err := os.MkdirTemp("", "soulpad-init-")
 	if err != nil {
 		return err
@@ -189,7 +207,14 @@ func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred cryp
 		return cp.Err("unlock the new vault", err)
 	}
 	m := pad.MachineIn(u.PlaintextDir, cfg.Machine.Name)
-	err = m.Create(SpecFromConfig(cfg))
+	spec := SpecFromConfig(cfg)
+	if img != nil {
+		spec.Disks = []vmm.Disk{{Name: "root", Path: "disk", Format: "qcow2", SizeMiB: uint64((img.VirtualSize + 1<<20 - 1) >> 20)}}
+	}
+	err = m.Create(spec)
+	if err == nil && img != nil {
+		err = importInto(ctx, img, u.PlaintextDir, filepath.Join(m.Dir, "disk"), cfg, progress)
+	}
 	if err == nil && cfg.Machine.Kernel != "" {
 		err = copyFile(cfg.Machine.Kernel, filepath.Join(m.Dir, "kernel"))
 	}
@@ -204,6 +229,28 @@ func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred cryp
 		err = cp.Err("lock", lerr)
 	}
 	return err
+}
+
+// importInto converts the image into the vault at dst, once it is sure
+// to fit with room left for the machine's memory and a few points.
+func importInto(ctx context.Context, img *DiskImage, plain, dst string, cfg *config.Config, progress func(crypt.Progress)) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(plain, &st); err != nil {
+		return err
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	room := int64(3*cfg.Machine.MemoryMiB+64) << 20
+	if short := img.Required + room - free; short > 0 {
+		fix := "free room on the pad"
+		if cfg.Pad.VaultSizeMiB > 0 {
+			fix = fmt.Sprintf("make the pad with a larger vault: pad.vault_size_mib = %d", cfg.Pad.VaultSizeMiB+uint64((short>>20)+256)&^255)
+		}
+		return &ImageError{Path: img.Path, Why: fmt.Sprintf("it does not fit the vault: its data takes %s and the machine needs about %s more for its memory and points, but the vault has %s free; %s",
+			humanBytes(img.Required), humanBytes(room), humanBytes(free), fix)}
+	}
+	return img.Convert(ctx, dst, func(done, total int64) {
+		progress(crypt.Progress{Phase: "importing the disk", BytesDone: uint64(done), BytesTotal: uint64(total)})
+	})
 }
 
 // copyFile copies src to dst durably (owner-only; plugins are made
