@@ -70,6 +70,21 @@ machine {
   # console only. Default "auto".
   display = "auto"
 
+  # "bios" (SeaBIOS) or "uefi" (OVMF). With UEFI the machine's variable
+  # store (its boot entries) lives in the vault and is part of every
+  # suspend point. secure_boot = true starts it with Secure Boot on and
+  # Microsoft's keys enrolled. Default "bios".
+  firmware = "bios"
+  # secure_boot = false
+
+  # "virtio" (fast; Linux has the drivers) or "compatible" (a SATA disk,
+  # an e1000 NIC: for guests without virtio drivers, such as a stock
+  # Windows installer). Both have a USB tablet and keyboard, so the screen
+  # can be used with a mouse, and a CD-ROM drive for `soulpad media`.
+  # Part of the machine: a suspend point resumes with the devices it was
+  # made with. Default "virtio".
+  devices = "virtio"
+
   # Boot a kernel directly instead of from the disk: these files are copied
   # into the vault by `soulpad init`. Default: none.
   # kernel  = "guest/vmlinuz"

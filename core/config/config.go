@@ -80,6 +80,14 @@ type Machine struct {
 	Kernel      string `koanf:"kernel"`
 	Initrd      string `koanf:"initrd"`
 	Cmdline     string `koanf:"cmdline"`
+	// Firmware is "bios" or "uefi" (OVMF, its variables kept with the
+	// machine); SecureBoot turns on UEFI Secure Boot.
+	Firmware   string `koanf:"firmware"`
+	SecureBoot bool   `koanf:"secure_boot"`
+	// Devices is "virtio" (fast, for guests with virtio drivers) or
+	// "compatible" (SATA disks, an e1000 NIC: for guests without them,
+	// such as a stock Windows installer).
+	Devices string `koanf:"devices"`
 }
 
 // Plugins chooses the plugin of each kind and where to find them. Each
@@ -160,7 +168,7 @@ type Log struct {
 func Defaults() Config {
 	return Config{
 		Machine: Machine{Name: "soul", MemoryMiB: 256, VCPUs: 1, CPUModel: "portable", Accelerator: "auto",
-			DiskSizeMiB: 64, Network: "user", Display: "auto"},
+			DiskSizeMiB: 64, Network: "user", Display: "auto", Firmware: "bios", Devices: "virtio"},
 		Pad:     Pad{VaultSizeMiB: 2048},
 		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120, KeepPoints: 3},
 		Log:     Log{Level: "warn"},

@@ -38,6 +38,14 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	oneOf(at, "machine.accelerator", c.Machine.Accelerator, "auto", "kvm", "tcg")
 	oneOf(at, "machine.network", c.Machine.Network, "user", "none")
 	oneOf(at, "machine.display", c.Machine.Display, "none", "vnc", "auto")
+	oneOf(at, "machine.firmware", c.Machine.Firmware, "bios", "uefi")
+	oneOf(at, "machine.devices", c.Machine.Devices, "virtio", "compatible")
+	if c.Machine.Firmware == "uefi" && c.Machine.MemoryMiB < 256 {
+		at("machine.memory_mib", "%d MiB is too little for UEFI firmware (OVMF): give the machine 256 MiB or more", c.Machine.MemoryMiB)
+	}
+	if c.Machine.SecureBoot && c.Machine.Firmware != "uefi" {
+		at("machine.secure_boot", "needs machine.firmware = \"uefi\"")
+	}
 	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
 	if c.Plugins.Crypt == "" {
 		at("plugins.crypt", "must be set: the crypt plugin, e.g. \"crypt-luks\" or \"crypt-gocryptfs\"")

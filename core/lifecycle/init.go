@@ -48,6 +48,7 @@ func SpecFromConfig(c *config.Config) vmm.Spec {
 	s := vmm.Spec{
 		Name: c.Machine.Name, MemoryMiB: c.Machine.MemoryMiB, VCPUs: c.Machine.VCPUs, CPUModel: c.Machine.CPUModel,
 		Network: c.Machine.Network, Display: c.Machine.Display, Cmdline: c.Machine.Cmdline,
+		Firmware: c.Machine.Firmware, SecureBoot: c.Machine.SecureBoot, Devices: c.Machine.Devices,
 	}
 	if c.Machine.DiskSizeMiB > 0 {
 		// The image format is the VMM plugin's to choose (Format empty).

@@ -141,6 +141,11 @@ func (s *Session) resumePoint(ctx context.Context, p pad.Point, note *string) er
 		return err
 	}
 	s.journalPhases(StageResume, out.Phases)
+	for _, n := range out.Notes {
+		n = pad.Printable(n)
+		s.r.progress("  note: %s", n)
+		_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: n})
+	}
 	s.console = out.Console
 	s.cpuFeatures = out.CPUFeatures
 	s.desc = p.Manifest.Description
@@ -273,6 +278,13 @@ func (s *Session) vmmRuns(spec vmm.Spec) error {
 			return fmt.Errorf("disk %s is a %s image, which %s does not run (it runs %s): %w", d.Name, d.Format, s.vmm.Name,
 				strings.Join(vmm.Announced(caps, vmm.CapDiskFormatPrefix), ", "), sdk.ErrIncompatibleHost)
 		}
+	}
+	if fw := spec.FirmwareOf(); !vmm.Supports(caps, vmm.CapFirmwarePrefix, fw) {
+		return fmt.Errorf("the machine boots %s firmware, which %s does not offer (it offers %s): %w", fw, s.vmm.Name,
+			strings.Join(vmm.Announced(caps, vmm.CapFirmwarePrefix), ", "), sdk.ErrIncompatibleHost)
+	}
+	if spec.Media != "" && !s.vmm.Info.Has(vmm.CapMedia) {
+		return fmt.Errorf("the machine has an installer in its CD-ROM drive, and %s has no CD-ROM drive: eject it (soulpad media eject) or use vmm-qemu: %w", s.vmm.Name, sdk.ErrIncompatibleHost)
 	}
 	if spec.Network != "" && !vmm.Supports(caps, vmm.CapNetworkPrefix, spec.Network) {
 		return fmt.Errorf("machine.network = %q, which %s does not offer (it offers %s): %w", spec.Network, s.vmm.Name,

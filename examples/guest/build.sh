@@ -53,7 +53,8 @@ cp "$here/init" "$ir/init"
 chmod 755 "$ir/init" "$ir/bin/busybox"
 for m in drivers/virtio/virtio.ko drivers/virtio/virtio_ring.ko \
          drivers/virtio/virtio_pci_legacy_dev.ko drivers/virtio/virtio_pci_modern_dev.ko \
-         drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko; do
+         drivers/virtio/virtio_pci.ko drivers/block/virtio_blk.ko fs/efivarfs/efivarfs.ko \
+         drivers/char/virtio_console.ko drivers/char/hw_random/virtio-rng.ko; do
   cp "$mods/$m" "$ir/lib/modules/"
 done
 # device-mapper and dm-crypt's XTS, loaded only by guests that ask for

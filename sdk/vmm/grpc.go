@@ -24,7 +24,7 @@ func init() {
 func specToPB(s Spec) *pb.MachineSpec {
 	out := &pb.MachineSpec{Name: s.Name, MemoryMib: s.MemoryMiB, Vcpus: uint32(s.VCPUs), CpuModel: s.CPUModel,
 		Accelerator: s.Accelerator, Network: s.Network, Display: s.Display, Kernel: s.Kernel, Initrd: s.Initrd,
-		Cmdline: s.Cmdline, Extra: s.Extra}
+		Cmdline: s.Cmdline, Extra: s.Extra, Firmware: s.Firmware, SecureBoot: s.SecureBoot, Devices: s.Devices, Media: s.Media}
 	for _, d := range s.Disks {
 		out.Disks = append(out.Disks, &pb.Disk{Name: d.Name, Path: d.Path, Format: d.Format, SizeMib: d.SizeMiB, ReadOnly: d.ReadOnly})
 	}
@@ -34,7 +34,8 @@ func specToPB(s Spec) *pb.MachineSpec {
 func specFromPB(s *pb.MachineSpec) Spec {
 	out := Spec{Name: s.GetName(), MemoryMiB: s.GetMemoryMib(), VCPUs: int(s.GetVcpus()), CPUModel: s.GetCpuModel(),
 		Accelerator: s.GetAccelerator(), Network: s.GetNetwork(), Display: s.GetDisplay(), Kernel: s.GetKernel(),
-		Initrd: s.GetInitrd(), Cmdline: s.GetCmdline(), Extra: s.GetExtra()}
+		Initrd: s.GetInitrd(), Cmdline: s.GetCmdline(), Extra: s.GetExtra(), Firmware: s.GetFirmware(), SecureBoot: s.GetSecureBoot(),
+		Devices: s.GetDevices(), Media: s.GetMedia()}
 	for _, d := range s.GetDisks() {
 		out.Disks = append(out.Disks, Disk{Name: d.Name, Path: d.Path, Format: d.Format, SizeMiB: d.SizeMib, ReadOnly: d.ReadOnly})
 	}
@@ -82,7 +83,7 @@ func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeRes
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures, Phases: phasesToPB(out.Phases)}, nil
+	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures, Phases: phasesToPB(out.Phases), Notes: out.Notes}, nil
 }
 
 func (s *server) PowerOff(ctx context.Context, r *pb.PowerOffRequest) (*pb.PowerOffResponse, error) {
@@ -232,7 +233,7 @@ func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, e
 	if err != nil {
 		return ResumeResponse{}, rpc.FromStatus(err)
 	}
-	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures, Phases: phasesFromPB(out.Phases)}, nil
+	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures, Phases: phasesFromPB(out.Phases), Notes: out.Notes}, nil
 }
 
 // PowerOff implements VMM.

@@ -118,6 +118,37 @@ type Spec struct {
 	Initrd  string            `json:"initrd,omitempty"`
 	Cmdline string            `json:"cmdline,omitempty"`
 	Extra   map[string]string `json:"extra,omitempty"`
+	// Firmware is FirmwareBIOS (also when empty) or FirmwareUEFI; with
+	// UEFI the variable store belongs to the machine and travels with
+	// every point. SecureBoot turns on UEFI Secure Boot.
+	Firmware   string `json:"firmware,omitempty"`
+	SecureBoot bool   `json:"secure_boot,omitempty"`
+	// Devices is DevicesVirtio (also when empty) or DevicesCompatible.
+	Devices string `json:"devices,omitempty"`
+	// Media is the installer image (ISO) in the machine's CD-ROM drive,
+	// relative to the machine directory; empty: the drive is empty. The
+	// machine boots from it while it is there.
+	Media string `json:"media,omitempty"`
+}
+
+// Firmware and device families of a Spec.
+const (
+	FirmwareBIOS      = "bios"
+	FirmwareUEFI      = "uefi"
+	DevicesVirtio     = "virtio"
+	DevicesCompatible = "compatible"
+	// CapFirmwarePrefix announces, one each, the firmwares a plugin boots
+	// ("firmware:uefi"); CapMedia: it has a CD-ROM drive for Spec.Media.
+	CapFirmwarePrefix = "firmware:"
+	CapMedia          = "media"
+)
+
+// FirmwareOf is the spec's firmware, FirmwareBIOS when unset.
+func (s Spec) FirmwareOf() string {
+	if s.Firmware == "" {
+		return FirmwareBIOS
+	}
+	return s.Firmware
 }
 
 // StartRequest cold-boots a machine.
@@ -244,6 +275,9 @@ type ResumeResponse struct {
 	CPUFeatures []string
 	// Phases, optional, say where the time went (for the journal).
 	Phases []Phase
+	// Notes are things the person should know about the resumed machine
+	// (e.g. a device setting that waits for the next cold boot).
+	Notes []string
 }
 
 // PowerOffRequest stops the machine without saving it.

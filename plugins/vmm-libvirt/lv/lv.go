@@ -105,7 +105,8 @@ var (
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-libvirt", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
 		Capabilities: []string{vmm.CapEvents, vmm.CapDiskHistory,
-			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none"},
+			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none",
+			vmm.CapFirmwarePrefix + vmm.FirmwareBIOS},
 		Description: "libvirt domains: save into the vault with virDomainSaveFlags, restore with virDomainRestoreFlags"}, nil
 }
 
@@ -152,10 +153,10 @@ func (p *Plugin) check(spec vmm.Spec, machineDir string) error {
 	return nil
 }
 
-func (p *Plugin) dropOverlays(m *machine) { diskchain.Drop(m.machineDir, m.spec.Disks, m.tops) }
+func (p *Plugin) dropOverlays(m *machine) { diskchain.Drop(m.machineDir, diskchain.Disks(m.spec), m.tops) }
 
 func (p *Plugin) commitTops(m *machine) error {
-	return p.chain().Commit(m.machineDir, m.spec.Disks, m.tops)
+	return p.chain().Commit(m.machineDir, diskchain.Disks(m.spec), m.tops)
 }
 
 func newMachine(spec vmm.Spec, machineDir string) (*machine, error) {
@@ -190,7 +191,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		os.RemoveAll(m.runDir)
 		return vmm.StartResponse{}, err
 	}
-	if m.tops, err = p.chain().BootTops(ctx, req.MachineDir, req.Spec.Disks, req.From); err != nil {
+	if m.tops, err = p.chain().BootTops(ctx, req.MachineDir, diskchain.Disks(req.Spec), req.From); err != nil {
 		return fail(err)
 	}
 	if err := writeMachineConf(m.runDir, req.Spec); err != nil {
@@ -243,7 +244,7 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	timer.Mark("sync")
 	ver, _ := p.conn.GetLibVersion()
 	desc := p.expected(m.spec, ver)
-	files, frozen, err := p.chain().Freeze(m.machineDir, req.StateDir, m.spec.Disks, m.tops)
+	files, frozen, err := p.chain().Freeze(m.machineDir, req.StateDir, diskchain.Disks(m.spec), m.tops)
 	if err != nil {
 		return vmm.SuspendResponse{}, err
 	}

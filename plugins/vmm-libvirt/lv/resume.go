@@ -112,10 +112,10 @@ func (p *Plugin) pointMachine(req vmm.ResumeRequest) (Description, string, error
 func (p *Plugin) movedXML(ctx context.Context, saved string, desc Description, m *machine, req vmm.ResumeRequest) (string, error) {
 	xml := strings.ReplaceAll(saved, desc.RunDir, m.runDir)
 	var err error
-	if m.tops, err = p.chain().ResumeTops(ctx, req.MachineDir, req.StateDir, req.Spec.Disks, desc.Disks); err != nil {
+	if m.tops, err = p.chain().ResumeTops(ctx, req.MachineDir, req.StateDir, diskchain.Disks(req.Spec), desc.Disks); err != nil {
 		return "", err
 	}
-	for _, d := range req.Spec.Disks {
+	for _, d := range diskchain.Disks(req.Spec) {
 		old := filepath.Join(diskchain.DiskDir(desc.MachineDir, d), desc.Disks[d.Name])
 		if !strings.Contains(xml, old) {
 			return "", fmt.Errorf("vmm-libvirt: resume: the save image does not use disk %s at %s: %w", d.Name, old, sdk.ErrIncompatibleHost)

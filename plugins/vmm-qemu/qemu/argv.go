@@ -16,20 +16,7 @@ import (
 // expected is the description this plugin would give spec.
 func (p *Plugin) expected(spec vmm.Spec) Description {
 	return Description{Format: 1, QEMUVersion: p.version, MachineType: p.machineType, CPU: cpuModel(spec),
-		MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, Devices: devices(spec)}
-}
-
-// devices is the canonical device list: it must be identical on resume.
-func devices(spec vmm.Spec) string {
-	var d []string
-	for _, disk := range spec.Disks {
-		d = append(d, "virtio-blk:"+disk.Name)
-	}
-	if spec.Network == "user" {
-		d = append(d, "virtio-net:user")
-	}
-	d = append(d, "vga:std", "serial:1")
-	return strings.Join(d, ",")
+		MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, Devices: hardwareOf(spec).String()}
 }
 
 // hasDisplay says whether this QEMU has the display backend (gtk is a
@@ -60,6 +47,15 @@ func memoryBackend(v *proc) string {
 	return ",memory-backend=pc.ram"
 }
 
+// smm turns on System Management Mode, which Secure Boot's variable
+// store needs.
+func smm(h hardware) string {
+	if h.firmware == "uefi-secure" {
+		return ",smm=on"
+	}
+	return ""
+}
+
 // mac derives a stable MAC address from the machine name.
 func mac(name string) string {
 	h := sha256.Sum256([]byte(name))
@@ -75,7 +71,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 	a := []string{
 		"-nodefaults", "-no-user-config", "-no-reboot",
 		"-name", spec.Name,
-		"-machine", p.machineType + ",accel=" + accel + memoryBackend(v),
+		"-machine", p.machineType + ",accel=" + accel + memoryBackend(v) + smm(v.hw),
 		"-cpu", v.desc.CPU,
 		"-m", strconv.FormatUint(spec.MemoryMiB, 10),
 		"-smp", strconv.Itoa(spec.VCPUs),
@@ -99,21 +95,17 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 		// directory: no port, no password to leak.
 		a = append(a, "-vnc", "unix:"+filepath.Join(v.runDir, "screen.sock"))
 	}
-	for _, d := range spec.Disks {
-		top := v.tops[d.Name]
-		a = append(a, "-drive", fmt.Sprintf("file=%s,if=none,id=disk-%s,format=qcow2,cache=writeback,discard=unmap",
-			filepath.Join(diskchain.DiskDir(v.machineDir, d), top), d.Name),
-			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk-%s,id=vblk-%s", d.Name, d.Name))
-	}
-	if spec.Network == "user" {
-		a = append(a, "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,mac="+mac(spec.Name))
-	}
 	path := func(f string) string {
 		if filepath.IsAbs(f) {
 			return f
 		}
 		return filepath.Join(v.machineDir, f)
 	}
+	dev, err := p.deviceArgs(v, path)
+	if err != nil {
+		return nil, err
+	}
+	a = append(a, dev...)
 	if spec.Kernel != "" {
 		a = append(a, "-kernel", path(spec.Kernel))
 		if spec.Initrd != "" {
@@ -140,4 +132,71 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 		a = append(a, "-S", "-incoming", "defer")
 	}
 	return append(a, p.cfg.ExtraArgs...), nil
+}
+
+// deviceArgs are the machine's devices, from v.hw: disks, network,
+// CD-ROM, USB tablet and keyboard, virtio-rng, the guest agent's channel,
+// and the UEFI firmware with the machine's variable store.
+func (p *Plugin) deviceArgs(v *proc, path func(string) string) ([]string, error) {
+	h, spec := v.hw, v.spec
+	var a []string
+	// The CD-ROM boots first while it holds an installer; then the disk.
+	boot := 1
+	if h.cdrom && spec.Media != "" {
+		boot = 2
+	}
+	for i, d := range spec.Disks {
+		top := filepath.Join(diskchain.DiskDir(v.machineDir, d), v.tops[d.Name])
+		a = append(a, "-drive", fmt.Sprintf("file=%s,if=none,id=disk-%s,format=qcow2,cache=writeback,discard=unmap", top, d.Name))
+		dev := fmt.Sprintf("virtio-blk-pci,drive=disk-%s,id=vblk-%s", d.Name, d.Name)
+		if h.bus == "sata" {
+			// q35's own AHCI controller: ports ide.0 to ide.5.
+			dev = fmt.Sprintf("ide-hd,drive=disk-%s,id=sata-%s,bus=ide.%d", d.Name, d.Name, i)
+		}
+		if i == 0 && spec.Kernel == "" {
+			dev += fmt.Sprintf(",bootindex=%d", boot)
+		}
+		a = append(a, "-device", dev)
+	}
+	switch h.net {
+	case "virtio-net":
+		a = append(a, "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,mac="+mac(spec.Name))
+	case "e1000":
+		a = append(a, "-netdev", "user,id=net0", "-device", "e1000,netdev=net0,mac="+mac(spec.Name))
+	}
+	if h.cdrom {
+		drive := "if=none,id=cd0,media=cdrom,readonly=on"
+		if spec.Media != "" {
+			drive += ",format=raw,file=" + path(spec.Media)
+		}
+		dev := "ide-cd,drive=cd0,id=cdrom0,bus=ide.5"
+		if spec.Media != "" {
+			dev += ",bootindex=1"
+		}
+		a = append(a, "-drive", drive, "-device", dev)
+	}
+	if h.usb {
+		a = append(a, "-device", "qemu-xhci,id=usb", "-device", "usb-tablet,bus=usb.0", "-device", "usb-kbd,bus=usb.0")
+	}
+	if h.rng {
+		a = append(a, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
+	}
+	if h.agent {
+		a = append(a, "-device", "virtio-serial-pci,id=vser0",
+			"-chardev", "socket,id=qga0,path="+filepath.Join(v.runDir, "agent.sock")+",server=on,wait=off",
+			"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0")
+	}
+	if h.uefi() {
+		code, _, err := p.firmwareFiles(h)
+		if err != nil {
+			return nil, err
+		}
+		vars := filepath.Join(diskchain.DiskDir(v.machineDir, diskchain.VarsDisk), v.tops[diskchain.VarsDisk.Name])
+		a = append(a, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=qcow2,unit=1,file="+vars)
+		if h.firmware == "uefi-secure" {
+			a = append(a, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
+	}
+	return a, nil
 }

@@ -34,6 +34,15 @@ type Config struct {
 	// whole at resume), or "auto" (the default: mapped where the vault
 	// can clone files, else stream).
 	Memory string `json:"memory"`
+	// OVMFCode and OVMFVars are the UEFI firmware and the template of its
+	// variable store (Debian's ovmf: /usr/share/OVMF/OVMF_CODE_4M.fd and
+	// OVMF_VARS_4M.fd); OVMFSecureCode and OVMFSecureVars the same with
+	// Secure Boot and Microsoft's keys (OVMF_CODE_4M.ms.fd,
+	// OVMF_VARS_4M.ms.fd).
+	OVMFCode       string `json:"ovmf_code"`
+	OVMFVars       string `json:"ovmf_vars"`
+	OVMFSecureCode string `json:"ovmf_secure_code"`
+	OVMFSecureVars string `json:"ovmf_secure_vars"`
 	// ExtraArgs are appended to QEMU's command line; they must not change
 	// the machine's devices, or suspend points will not resume.
 	ExtraArgs []string `json:"extra_args"`

@@ -28,6 +28,7 @@ type proc struct {
 	spec       vmm.Spec
 	machineDir string
 	desc       Description
+	hw         hardware
 	tops       map[string]string
 	// ramFile is the running guest RAM file (mapped memory), or "".
 	ramFile string

@@ -73,7 +73,8 @@ var (
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-qemu", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
 		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory, vmm.CapProgress,
-			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none"},
+			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none",
+			vmm.CapFirmwarePrefix + vmm.FirmwareBIOS, vmm.CapFirmwarePrefix + vmm.FirmwareUEFI, vmm.CapMedia},
 		Description: "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
 }
 
@@ -135,7 +136,13 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 	if err := p.check(ctx, req.Spec, req.MachineDir); err != nil {
 		return vmm.StartResponse{}, err
 	}
-	tops, err := p.chain().BootTops(ctx, req.MachineDir, req.Spec.Disks, req.From)
+	if _, _, err := p.firmwareFiles(hardwareOf(req.Spec)); err != nil {
+		return vmm.StartResponse{}, err
+	}
+	if err := p.prepareVars(req.Spec, req.MachineDir); err != nil {
+		return vmm.StartResponse{}, fmt.Errorf("vmm-qemu: start: UEFI variables: %w", err)
+	}
+	tops, err := p.chain().BootTops(ctx, req.MachineDir, diskchain.Disks(req.Spec), req.From)
 	if err != nil {
 		return vmm.StartResponse{}, err
 	}
@@ -164,7 +171,11 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 
 // newProc is a machine about to be launched by this plugin.
 func (p *Plugin) newProc(spec vmm.Spec, machineDir string, desc Description, tops map[string]string) *proc {
-	return &proc{spec: spec, machineDir: machineDir, desc: desc, tops: tops, log: p.log, emit: p.events.Publish,
+	hw, err := parseHardware(desc.Devices)
+	if err != nil {
+		hw = hardwareOf(spec) // desc is this plugin's own, from expected
+	}
+	return &proc{spec: spec, machineDir: machineDir, desc: desc, hw: hw, tops: tops, log: p.log, emit: p.events.Publish,
 		gone: func(v *proc) {
 			p.mu.Lock()
 			if p.vm == v {
@@ -191,11 +202,11 @@ func (p *Plugin) launch(ctx context.Context, v *proc, incoming bool) error {
 
 // commitTops makes v's overlays the disks' current state.
 func (p *Plugin) commitTops(v *proc) error {
-	return p.chain().Commit(v.machineDir, v.spec.Disks, v.tops)
+	return p.chain().Commit(v.machineDir, diskchain.Disks(v.spec), v.tops)
 }
 
 // dropOverlays removes overlays made for a machine that did not start.
-func (p *Plugin) dropOverlays(v *proc) { diskchain.Drop(v.machineDir, v.spec.Disks, v.tops) }
+func (p *Plugin) dropOverlays(v *proc) { diskchain.Drop(v.machineDir, diskchain.Disks(v.spec), v.tops) }
 
 // Suspend implements vmm.VMM: the machine stops, its state (and its RAM,
 // unless the RAM is a mapped file) is saved into the state directory,
@@ -253,7 +264,7 @@ func (p *Plugin) sealable(v *proc, dir string, mapped bool, stateSum vmm.FileSum
 	if !mapped {
 		desc.Memory = ""
 	}
-	files, frozen, err := p.chain().Freeze(v.machineDir, dir, v.spec.Disks, v.tops)
+	files, frozen, err := p.chain().Freeze(v.machineDir, dir, diskchain.Disks(v.spec), v.tops)
 	if err != nil {
 		return vmm.SuspendResponse{}, err
 	}
@@ -286,7 +297,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	if err := p.check(ctx, req.Spec, req.MachineDir); err != nil {
 		return vmm.ResumeResponse{}, err
 	}
-	desc, want, err := p.pointMachine(ctx, req)
+	desc, want, spec, note, err := p.pointMachine(ctx, req)
 	if err != nil {
 		return vmm.ResumeResponse{}, err
 	}
@@ -295,11 +306,11 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	defer func() { p.machineType = saved }()
 
 	timer := vmm.NewTimer()
-	tops, err := p.chain().ResumeTops(ctx, req.MachineDir, req.StateDir, req.Spec.Disks, desc.Disks)
+	tops, err := p.chain().ResumeTops(ctx, req.MachineDir, req.StateDir, diskchain.Disks(spec), desc.Disks)
 	if err != nil {
 		return vmm.ResumeResponse{}, err
 	}
-	v := p.newProc(req.Spec, req.MachineDir, want, tops)
+	v := p.newProc(spec, req.MachineDir, want, tops)
 	if err := p.resumeMemory(ctx, v, req.StateDir, desc); err != nil {
 		p.dropOverlays(v)
 		return vmm.ResumeResponse{}, err
@@ -326,7 +337,11 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		v.startPrefetch()
 	}
 	p.vm = v
-	return vmm.ResumeResponse{Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}, nil
+	out := vmm.ResumeResponse{Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}
+	if note != "" {
+		out.Notes = append(out.Notes, "the machine's devices changed since this point ("+note+"); the change takes effect at the next cold boot (soulpad run --cold-boot)")
+	}
+	return out, nil
 }
 
 // PowerOff implements vmm.VMM.

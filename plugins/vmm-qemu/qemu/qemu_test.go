@@ -129,9 +129,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 	check("different memory", err, sdk.ErrIncompatibleHost, "memory 128 MiB, the spec says 256 MiB")
 
 	other = spec
-	other.Network = "none"
+	other.Disks = []vmm.Disk{{Name: "data", Path: "data.qcow2", Format: "qcow2", SizeMiB: 16}}
 	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: other, MachineDir: mdir, StateDir: sdir, Description: sus.Description})
-	check("different devices", err, sdk.ErrIncompatibleHost, "devices")
+	check("different disks", err, sdk.ErrIncompatibleHost, "disks")
 
 	_, err = p.Resume(ctx, vmm.ResumeRequest{Spec: spec, MachineDir: mdir, StateDir: t.TempDir(), Description: sus.Description})
 	check("missing state file", err, sdk.ErrNotFound, "memory.state")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/soulpad/soulpad/plugins/vmm-qemu/qmp"
@@ -15,24 +16,44 @@ import (
 
 // pointMachine checks that the point is one of vmm-qemu's, of this
 // machine, that this QEMU can run it and that its state is there; it
-// returns the point's description and the one the machine will have.
-func (p *Plugin) pointMachine(ctx context.Context, req vmm.ResumeRequest) (Description, Description, error) {
-	var desc Description
-	if err := json.Unmarshal([]byte(req.Description), &desc); err != nil || desc.Format != 1 {
-		return desc, desc, fmt.Errorf("vmm-qemu: resume: the point's machine description is not one of vmm-qemu's: %w", sdk.ErrIncompatibleHost)
+// returns the point's description, the one the machine will have, the
+// spec it runs with (the point's devices and firmware) and how the
+// spec's devices differ from the point's ("" when they do not).
+func (p *Plugin) pointMachine(ctx context.Context, req vmm.ResumeRequest) (desc, want Description, spec vmm.Spec, note string, err error) {
+	fail := func(f string, a ...any) (Description, Description, vmm.Spec, string, error) {
+		return desc, want, spec, "", fmt.Errorf("vmm-qemu: resume: "+f, a...)
 	}
-	want := p.expected(req.Spec)
-	want.MachineType = desc.MachineType
+	if err := json.Unmarshal([]byte(req.Description), &desc); err != nil || desc.Format != 1 {
+		return fail("the point's machine description is not one of vmm-qemu's: %w", sdk.ErrIncompatibleHost)
+	}
+	hw, err := parseHardware(desc.Devices)
+	if err != nil {
+		return fail("the point's devices: %v: %w", err, sdk.ErrIncompatibleHost)
+	}
+	spec = req.Spec
+	note = hw.applyTo(&spec)
+	want = p.expected(spec)
+	want.MachineType, want.Devices = desc.MachineType, hw.String()
 	if diff := desc.compatible(want); diff != "" {
-		return desc, want, fmt.Errorf("vmm-qemu: resume: the state is from a different machine: %s: %w", diff, sdk.ErrIncompatibleHost)
+		return fail("the state is from a different machine: %s: %w", diff, sdk.ErrIncompatibleHost)
+	}
+	var names []string
+	for _, d := range spec.Disks {
+		names = append(names, d.Name)
+	}
+	if strings.Join(names, ",") != strings.Join(hw.disks, ",") {
+		return fail("the state is from a machine with disks %q, this one has %q: %w", hw.disks, names, sdk.ErrIncompatibleHost)
+	}
+	if _, _, err := p.firmwareFiles(hw); err != nil {
+		return fail("%w", err)
 	}
 	if !p.hasMachineType(ctx, desc.MachineType) {
-		return desc, want, fmt.Errorf("vmm-qemu: resume: this QEMU (%s) has no machine type %s, which the point needs: %w", p.version, desc.MachineType, sdk.ErrIncompatibleHost)
+		return fail("this QEMU (%s) has no machine type %s, which the point needs: %w", p.version, desc.MachineType, sdk.ErrIncompatibleHost)
 	}
 	if _, err := vmm.StatePath(req.StateDir, StateFile); err != nil {
-		return desc, want, fmt.Errorf("vmm-qemu: resume: %w", err)
+		return fail("%w", err)
 	}
-	return desc, want, nil
+	return desc, want, spec, note, nil
 }
 
 // resumeMemory gives v its RAM file: a mapped point's RAM is cloned into

@@ -215,6 +215,10 @@ type MachineSpec struct {
 	Initrd        string                 `protobuf:"bytes,10,opt,name=initrd,proto3" json:"initrd,omitempty"`
 	Cmdline       string                 `protobuf:"bytes,11,opt,name=cmdline,proto3" json:"cmdline,omitempty"`
 	Extra         map[string]string      `protobuf:"bytes,12,rep,name=extra,proto3" json:"extra,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Firmware      string                 `protobuf:"bytes,13,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	SecureBoot    bool                   `protobuf:"varint,14,opt,name=secure_boot,json=secureBoot,proto3" json:"secure_boot,omitempty"`
+	Devices       string                 `protobuf:"bytes,15,opt,name=devices,proto3" json:"devices,omitempty"`
+	Media         string                 `protobuf:"bytes,16,opt,name=media,proto3" json:"media,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,6 +335,34 @@ func (x *MachineSpec) GetExtra() map[string]string {
 		return x.Extra
 	}
 	return nil
+}
+
+func (x *MachineSpec) GetFirmware() string {
+	if x != nil {
+		return x.Firmware
+	}
+	return ""
+}
+
+func (x *MachineSpec) GetSecureBoot() bool {
+	if x != nil {
+		return x.SecureBoot
+	}
+	return false
+}
+
+func (x *MachineSpec) GetDevices() string {
+	if x != nil {
+		return x.Devices
+	}
+	return ""
+}
+
+func (x *MachineSpec) GetMedia() string {
+	if x != nil {
+		return x.Media
+	}
+	return ""
 }
 
 type StartRequest struct {
@@ -883,6 +915,7 @@ type ResumeResponse struct {
 	Console       *Console               `protobuf:"bytes,1,opt,name=console,proto3" json:"console,omitempty"`
 	CpuFeatures   []string               `protobuf:"bytes,2,rep,name=cpu_features,json=cpuFeatures,proto3" json:"cpu_features,omitempty"`
 	Phases        []*Phase               `protobuf:"bytes,3,rep,name=phases,proto3" json:"phases,omitempty"`
+	Notes         []string               `protobuf:"bytes,4,rep,name=notes,proto3" json:"notes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -934,6 +967,13 @@ func (x *ResumeResponse) GetCpuFeatures() []string {
 func (x *ResumeResponse) GetPhases() []*Phase {
 	if x != nil {
 		return x.Phases
+	}
+	return nil
+}
+
+func (x *ResumeResponse) GetNotes() []string {
+	if x != nil {
+		return x.Notes
 	}
 	return nil
 }
@@ -1519,7 +1559,7 @@ const file_vmm_proto_rawDesc = "" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n" +
 	"\x06format\x18\x03 \x01(\tR\x06format\x12\x19\n" +
 	"\bsize_mib\x18\x04 \x01(\x04R\asizeMib\x12\x1b\n" +
-	"\tread_only\x18\x05 \x01(\bR\breadOnly\"\xaf\x03\n" +
+	"\tread_only\x18\x05 \x01(\bR\breadOnly\"\x9c\x04\n" +
 	"\vMachineSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -1534,7 +1574,12 @@ const file_vmm_proto_rawDesc = "" +
 	"\x06initrd\x18\n" +
 	" \x01(\tR\x06initrd\x12\x18\n" +
 	"\acmdline\x18\v \x01(\tR\acmdline\x128\n" +
-	"\x05extra\x18\f \x03(\v2\".soulpad.v1.MachineSpec.ExtraEntryR\x05extra\x1a8\n" +
+	"\x05extra\x18\f \x03(\v2\".soulpad.v1.MachineSpec.ExtraEntryR\x05extra\x12\x1a\n" +
+	"\bfirmware\x18\r \x01(\tR\bfirmware\x12\x1f\n" +
+	"\vsecure_boot\x18\x0e \x01(\bR\n" +
+	"secureBoot\x12\x18\n" +
+	"\adevices\x18\x0f \x01(\tR\adevices\x12\x14\n" +
+	"\x05media\x18\x10 \x01(\tR\x05media\x1a8\n" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1581,11 +1626,12 @@ const file_vmm_proto_rawDesc = "" +
 	"machineDir\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12'\n" +
-	"\x04sums\x18\x05 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\x8d\x01\n" +
+	"\x04sums\x18\x05 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\xa3\x01\n" +
 	"\x0eResumeResponse\x12-\n" +
 	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
 	"\fcpu_features\x18\x02 \x03(\tR\vcpuFeatures\x12)\n" +
-	"\x06phases\x18\x03 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\";\n" +
+	"\x06phases\x18\x03 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\x12\x14\n" +
+	"\x05notes\x18\x04 \x03(\tR\x05notes\";\n" +
 	"\x0fPowerOffRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x12\n" +

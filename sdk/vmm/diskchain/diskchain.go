@@ -35,6 +35,21 @@ import (
 // paired for ever with the disk state it was taken with, and a session
 // that crashes never changes what an older point resumes against.
 
+// VarsDisk is the UEFI variable store of a machine with UEFI firmware:
+// kept as a chain like a disk, so each point holds the variables (boot
+// entries) it was taken with. The plugin puts the firmware's template at
+// its base (efivars.fd) before the first boot.
+var VarsDisk = vmm.Disk{Name: "efivars", Path: "efivars.fd", Format: "raw"}
+
+// Disks are the chains of a machine: its disks, and its UEFI variable
+// store when it has UEFI firmware.
+func Disks(spec vmm.Spec) []vmm.Disk {
+	if spec.FirmwareOf() != vmm.FirmwareUEFI {
+		return spec.Disks
+	}
+	return append(append([]vmm.Disk{}, spec.Disks...), VarsDisk)
+}
+
 // DiskDir is where a disk's chain lives.
 func DiskDir(machineDir string, d vmm.Disk) string {
 	return filepath.Join(machineDir, "disks", d.Name)
@@ -431,7 +446,7 @@ func (c Chain) BootTops(ctx context.Context, machineDir string, disks []vmm.Disk
 
 // KeepDisks implements vmm.DiskHistory for the plugins built on chains.
 func (c Chain) KeepDisks(req vmm.KeepDisksRequest) (vmm.KeepDisksResponse, error) {
-	files, frozen, err := c.Keep(req.MachineDir, req.StateDir, req.Spec.Disks)
+	files, frozen, err := c.Keep(req.MachineDir, req.StateDir, Disks(req.Spec))
 	if err != nil {
 		return vmm.KeepDisksResponse{}, err
 	}
@@ -456,7 +471,7 @@ func (c Chain) CollectDisks(req vmm.CollectDisksRequest) (vmm.CollectDisksRespon
 		}
 		keep = append(keep, KeptPoint{StateDir: k.StateDir, Disks: frozen})
 	}
-	removed, freed, err := c.Collect(req.MachineDir, req.Spec.Disks, keep)
+	removed, freed, err := c.Collect(req.MachineDir, Disks(req.Spec), keep)
 	if err != nil {
 		return vmm.CollectDisksResponse{Removed: removed, BytesFreed: freed}, fmt.Errorf("%s: collect disks: %w", c.Plugin, err)
 	}
