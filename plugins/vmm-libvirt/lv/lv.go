@@ -153,7 +153,9 @@ func (p *Plugin) check(spec vmm.Spec, machineDir string) error {
 	return nil
 }
 
-func (p *Plugin) dropOverlays(m *machine) { diskchain.Drop(m.machineDir, diskchain.Disks(m.spec), m.tops) }
+func (p *Plugin) dropOverlays(m *machine) {
+	diskchain.Drop(m.machineDir, diskchain.Disks(m.spec), m.tops)
+}
 
 func (p *Plugin) commitTops(m *machine) error {
 	return p.chain().Commit(m.machineDir, diskchain.Disks(m.spec), m.tops)
