@@ -31,7 +31,8 @@ packages=(
   udev                # soulpad image: the host OS's udev
   e2fsprogs           # soulpad image: the pad partition (mke2fs -d); debugfs in its test
   binutils            # soulpad image: strip
-  ovmf                # the bootable pad's test boots UEFI with Secure Boot
+  ovmf                # the bootable pad's test boots UEFI with Secure Boot; machine.firmware = "uefi"
+  xorriso             # the installer ISOs the tests build (grub-mkrescue)
 )
 
 missing=()

@@ -18,7 +18,7 @@ import (
 func newInitCmd(g *globals) *cobra.Command {
 	var cf credFlags
 	var noCarry bool
-	var disk, diskFormat string
+	var disk, diskFormat, iso string
 	c := &cobra.Command{
 		Use:   "init",
 		Short: "Create a pad: its vault (through the crypt plugin) and the machine inside",
@@ -39,10 +39,15 @@ An image that is not a disk, is truncated, leans on a backing file or does
 not fit the vault is refused, saying which. Without --disk the machine gets
 an empty disk of machine.disk_size_mib.
 
+Install it from the vendor's installer with --iso: the ISO goes into the
+vault and into the machine's CD-ROM drive beside the empty disk, and the
+machine boots from it until 'soulpad media eject'.
+
 The directory must be new or empty; on any failure nothing is left behind.`,
 		Example: `  soulpad init
   soulpad init --disk ~/VirtualBox\ VMs/debian/debian.vdi
-  soulpad init --disk exported.ova --passphrase-file /media/key/pass`,
+  soulpad init --disk exported.ova --passphrase-file /media/key/pass
+  soulpad init --iso debian-12.8.0-amd64-netinst.iso`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load()
@@ -66,7 +71,7 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 					return c, err
 				},
 				CarryPlugins: !noCarry,
-				Disk:         disk, DiskFormat: diskFormat,
+				Disk:         disk, DiskFormat: diskFormat, ISO: iso,
 			})
 			if err != nil {
 				if ctx.Err() != nil {
@@ -82,6 +87,7 @@ The directory must be new or empty; on any failure nothing is left behind.`,
 	c.Flags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&noCarry, "no-carry-plugins", false, "do not copy the plugins onto the pad")
 	c.Flags().StringVar(&disk, "disk", "", "import this disk image (qcow2, raw, vmdk, vdi, vhdx, vhd, ova) as the machine's disk")
+	c.Flags().StringVar(&iso, "iso", "", "put this installer ISO in the machine's CD-ROM drive, beside an empty disk")
 	c.Flags().StringVar(&diskFormat, "disk-format", "", "the --disk image's format, when qemu-img cannot tell (raw without a partition table)")
 	return c
 }

@@ -41,6 +41,9 @@ type InitOptions struct {
 	// empty one; DiskFormat says what it is when qemu-img cannot tell
 	// (a raw disk without a partition table).
 	Disk, DiskFormat string
+	// ISO, when set, is an installer put in the machine's CD-ROM drive
+	// beside its empty disk; the machine boots from it until it is ejected.
+	ISO string
 }
 
 // SpecFromConfig is the machine spec `soulpad init` writes into the vault.
@@ -76,6 +79,17 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	cfg := o.Config
 	if errs := cfg.CheckFiles(false); len(errs) > 0 {
 		return nil, errors.Join(errs...) // before anything is made
+	}
+	if o.ISO != "" {
+		if o.Disk != "" {
+			return nil, &ImageError{Path: o.ISO, Why: "--iso installs onto an empty disk, and --disk brings one: give one of them"}
+		}
+		if cfg.Machine.DiskSizeMiB == 0 {
+			return nil, &ImageError{Path: o.ISO, Why: "an installer needs an empty disk to install onto: set machine.disk_size_mib"}
+		}
+		if _, err := CheckISO(o.ISO); err != nil {
+			return nil, err
+		}
 	}
 	var img *DiskImage
 	if o.Disk != "" {
@@ -142,7 +156,7 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 			return nil, err
 		}
 	}
-	if err = fillVault(ctx, cp, p, cred, cfg, img, createProgress(o.Out, o.Progress)); err != nil {
+	if err = fillVault(ctx, cp, p, cred, cfg, vaultContents{img: img, iso: o.ISO}, createProgress(o.Out, o.Progress)); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -197,7 +211,14 @@ func carryPlugins(host *pluginhost.Host, p *pad.Pad, cfg *config.Config, out io.
 
 // fillVault unlocks the new vault, makes the machine in it (its spec,
 // kernel and initrd), records the pad's plugins, and locks it.
-func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred crypt.Credential, cfg *config.Config, img *DiskImage, progress func(crypt.Progress)) error {
+// vaultContents are what the user brings into a new vault: a disk image,
+// or an installer ISO.
+type vaultContents struct {
+	img *DiskImage
+	iso string
+}
+
+func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred crypt.Credential, cfg *config.Config, in vaultContents, progress func(crypt.Progress)) error {
 	mnt, err := os.MkdirTemp("", "soulpad-init-")
 	if err != nil {
 		return err
@@ -209,12 +230,19 @@ func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred cryp
 	}
 	m := pad.MachineIn(u.PlaintextDir, cfg.Machine.Name)
 	spec := SpecFromConfig(cfg)
-	if img != nil {
-		spec.Disks = []vmm.Disk{{Name: "root", Path: "disk", Format: "qcow2", SizeMiB: uint64((img.VirtualSize + 1<<20 - 1) >> 20)}}
+	if in.img != nil {
+		spec.Disks = []vmm.Disk{{Name: "root", Path: "disk", Format: "qcow2", SizeMiB: uint64((in.img.VirtualSize + 1<<20 - 1) >> 20)}}
 	}
 	err = m.Create(spec)
-	if err == nil && img != nil {
-		err = importInto(ctx, img, u.PlaintextDir, filepath.Join(m.Dir, "disk"), cfg, progress)
+	if err == nil && in.img != nil {
+		err = importInto(ctx, in.img, u.PlaintextDir, filepath.Join(m.Dir, "disk"), cfg, progress)
+	}
+	if err == nil && in.iso != "" {
+		if spec, err = insertMedia(ctx, u.PlaintextDir, m, spec, in.iso, func(done, total int64) {
+			progress(crypt.Progress{Phase: "copying the installer", BytesDone: uint64(done), BytesTotal: uint64(total)})
+		}); err == nil {
+			err = m.WriteSpec(spec)
+		}
 	}
 	if err == nil && cfg.Machine.Kernel != "" {
 		err = copyFile(cfg.Machine.Kernel, filepath.Join(m.Dir, "kernel"))

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,10 +131,39 @@ func (c Chain) NewOverlay(ctx context.Context, machineDir string, d vmm.Disk, ba
 	}
 	name := "g" + time.Now().UTC().Format("20060102T150405.000000000") + ".qcow2"
 	name = strings.Replace(name, ".", "", 1)
-	if err := c.qemuImg(ctx, dir, "create", "-q", "-f", "qcow2", "-F", format, "-b", backing, name); err != nil {
+	args := []string{"create", "-q", "-f", "qcow2", "-F", format, "-b", backing, name}
+	// A disk grown since (soulpad disk grow: a larger SizeMiB) gets its
+	// new size with its next overlay; a disk never shrinks.
+	if want := int64(d.SizeMiB) << 20; want > 0 {
+		if have, err := VirtualSize(filepath.Join(dir, backing), format); err == nil && have < want {
+			args = append(args, strconv.FormatInt(want, 10))
+		}
+	}
+	if err := c.qemuImg(ctx, dir, args...); err != nil {
 		return "", fmt.Errorf("%s: disk %s: new overlay: %w", c.Plugin, d.Name, err)
 	}
 	return name, nil
+}
+
+// VirtualSize is the size the guest sees of a qcow2 or raw image.
+func VirtualSize(path, format string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if format == "raw" {
+		st, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
+	}
+	hdr := make([]byte, 32)
+	if _, err := io.ReadFull(f, hdr); err != nil || string(hdr[:4]) != "QFI\xfb" {
+		return 0, fmt.Errorf("%s: not a qcow2 image: %w", path, sdk.ErrCorrupt)
+	}
+	return int64(binary.BigEndian.Uint64(hdr[24:32])), nil
 }
 
 func rel(dir, path string) string {
