@@ -37,6 +37,8 @@ type StatusReport struct {
 	Dir          string   `json:"dir"`
 	Running      bool     `json:"running"`
 	RunningStage string   `json:"running_stage,omitempty"`
+	// Guest is what the VMM said of the guest's agent while it runs.
+	Guest string `json:"guest,omitempty"`
 	// Lock is who holds the pad (or left it locked).
 	Lock        pad.LockState `json:"lock"`
 	Points      []PointInfo   `json:"suspend_points"`
@@ -85,7 +87,7 @@ holds the pad's lock, and the stage timings of the last session.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
 			defer cancel()
 			if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {
-				rep.Running, rep.RunningStage = true, r.Stage
+				rep.Running, rep.RunningStage, rep.Guest = true, r.Stage, r.Guest
 			}
 			if rep.Lock, err = pad.PeekLock(p.Dir); err != nil {
 				return err
@@ -127,6 +129,9 @@ holds the pad's lock, and the stage timings of the last session.`,
 			fmt.Fprintf(out, "this host  %s\n", rep.ThisHostSummary)
 			if rep.Running {
 				fmt.Fprintf(out, "running    yes, stage %s\n", rep.RunningStage)
+				if rep.Guest != "" {
+					fmt.Fprintf(out, "guest      %s\n", rep.Guest)
+				}
 			} else {
 				fmt.Fprintln(out, "running    no")
 			}

@@ -40,6 +40,8 @@ type Response struct {
 	ConsoleLog    string `json:"console_log,omitempty"`
 	// Screen is the machine's screen (a VNC unix socket), if it has one.
 	Screen string `json:"screen,omitempty"`
+	// Guest is what the VMM said of the guest's agent.
+	Guest string `json:"guest,omitempty"`
 }
 
 // Dir is the directory of this user's control sockets (see

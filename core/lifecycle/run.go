@@ -55,9 +55,23 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 				return s.askSuspend(note, "the guest asked to sleep")
 			case vmm.EventCrashed:
 				return s.vmmDied()
+			case vmm.EventGuestAgent, vmm.EventNoGuestAgent:
+				s.guestSaid(ev)
 			}
 		}
 	}
+}
+
+// guestSaid shows and journals what the VMM said of the guest's agent
+// (once a start or resume).
+func (s *Session) guestSaid(ev vmm.Event) {
+	msg := pad.Printable(ev.Message)
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	s.guest.Store(&msg)
+	s.r.progress("  guest: %s", msg)
+	_ = s.r.journal.Append(pad.Entry{Stage: StageRun, Event: "info", Message: "guest: " + msg, Fields: map[string]any{"agent": ev.Type == vmm.EventGuestAgent}})
 }
 
 // beginRunning is what happens once, as the machine starts running: the

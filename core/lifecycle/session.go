@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -135,8 +136,10 @@ type Session struct {
 	// nothing left to check.
 	checked chan error
 	console vmm.Console
-	parent  string
-	gen     int
+	// guest is the VMM's last word on the guest's agent (for status).
+	guest  atomic.Pointer[string]
+	parent string
+	gen    int
 	// cpuFeatures: what the VMM says the running machine's CPU model
 	// needs of a host (nil: it does not say).
 	cpuFeatures []string
@@ -200,6 +203,15 @@ func (s *Session) RequestSuspend() bool {
 
 // Console is the running machine's serial console, if it has one.
 func (s *Session) Console() vmm.Console { return s.console }
+
+// Guest is what the VMM last said of the guest's agent ("" before it
+// said anything).
+func (s *Session) Guest() string {
+	if g := s.guest.Load(); g != nil {
+		return *g
+	}
+	return ""
+}
 
 // Run runs the session to its end: suspended, powered off, or failed. On
 // failure the cleanups of the stages that succeeded run in reverse, and the
@@ -317,7 +329,7 @@ func (s *Session) startControl() {
 			return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
 		case "status", "console":
 			c := s.Console()
-			return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen}
+			return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen, Guest: s.Guest()}
 		}
 		return control.Response{Message: "unknown command " + r.Command}
 	})

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds SoulPad's small demo guest: the Debian cloud kernel (downloaded
 # with apt-get download and extracted, not installed) and a busybox
-# initramfs whose init runs a counter (see ./init).
+# initramfs whose init runs a counter (see ./init), with QEMU's guest
+# agent (qemu-guest-agent, downloaded the same way, with the host's
+# libraries it needs: the guest is the same Debian).
 #
 #   examples/guest/build.sh [OUTDIR]     default OUTDIR: .cache/guest
 #
@@ -29,7 +31,8 @@ if [ -z "$kpkg" ]; then
 fi
 [ -n "$kpkg" ] || { echo "guest: cannot find linux-image-cloud-amd64 in the package lists (apt-get update?)" >&2; exit 1; }
 
-key=$( (echo "$kpkg"; cat "$here/build.sh" "$here/init"; sha256sum "$bb") | sha256sum | cut -c1-16)
+qga=$(apt-cache policy qemu-guest-agent 2>/dev/null | awk '/Candidate:/{print $2}')
+key=$( (echo "$kpkg $qga"; cat "$here/build.sh" "$here/init"; sha256sum "$bb") | sha256sum | cut -c1-16)
 if [ -f "$out/.key" ] && [ "$(cat "$out/.key")" = "$key" ] && [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ]; then
   exit 0
 fi
@@ -42,6 +45,9 @@ echo "guest: downloading $kpkg"
   (cd "$work" && apt-get download "$kpkg" >/dev/null)
 }
 dpkg-deb -x "$work"/linux-image-*.deb "$work/k"
+echo "guest: downloading qemu-guest-agent"
+(cd "$work" && apt-get download qemu-guest-agent >/dev/null 2>&1) || { echo "guest: cannot download qemu-guest-agent (apt-get update?)" >&2; exit 1; }
+dpkg-deb -x "$work"/qemu-guest-agent_*.deb "$work/qga"
 kver=${kpkg#linux-image-}
 mods="$work/k/lib/modules/$kver/kernel"
 
@@ -63,6 +69,15 @@ mkdir -p "$ir/lib/modules/dm"
 for m in drivers/md/dm-mod.ko drivers/md/dm-crypt.ko crypto/ecb.ko crypto/xts.ko; do
   cp "$mods/$m" "$ir/lib/modules/dm/"
 done
+# The guest agent and the libraries it links (ldd's absolute paths).
+mkdir -p "$ir/sbin" "$ir/tmp"
+cp "$work/qga/usr/sbin/qemu-ga" "$ir/sbin/qemu-ga"
+for lib in $(ldd "$work/qga/usr/sbin/qemu-ga" | grep -o '/[^ ]*'); do
+  mkdir -p "$ir$(dirname "$lib")"
+  cp -L "$lib" "$ir$lib"
+done
+# qemu-ga runs /sbin/hwclock after it sets the clock.
+ln -s ../bin/busybox "$ir/sbin/hwclock"
 (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -1) > "$out/initrd.img.tmp"
 cp "$work/k/boot/vmlinuz-$kver" "$out/vmlinuz.tmp"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"

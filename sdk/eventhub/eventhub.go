@@ -1,7 +1,7 @@
 // Package eventhub fans a VMM plugin's machine events out to subscribers
 // as vmm.EventStreamer asks: events nobody can take are dropped, except
-// the last power-off, which a subscriber that arrives later still gets
-// until the next machine starts.
+// the last power-off and the last word on the guest agent, which a
+// subscriber that arrives later still gets until the next machine starts.
 package eventhub
 
 import (
@@ -13,17 +13,21 @@ import (
 
 // Hub is safe for concurrent use; the zero value is ready.
 type Hub struct {
-	mu      sync.Mutex
-	subs    []chan vmm.Event
-	lastOff *vmm.Event
+	mu        sync.Mutex
+	subs      []chan vmm.Event
+	lastOff   *vmm.Event
+	lastGuest *vmm.Event
 }
 
 // Publish sends e to every subscriber that has room.
 func (h *Hub) Publish(e vmm.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if e.Type == vmm.EventPoweredOff {
+	switch e.Type {
+	case vmm.EventPoweredOff:
 		h.lastOff = &e
+	case vmm.EventGuestAgent, vmm.EventNoGuestAgent:
+		h.lastGuest = &e
 	}
 	for _, s := range h.subs {
 		select {
@@ -36,7 +40,7 @@ func (h *Hub) Publish(e vmm.Event) {
 // Reset forgets the last power-off: a new machine runs.
 func (h *Hub) Reset() {
 	h.mu.Lock()
-	h.lastOff = nil
+	h.lastOff, h.lastGuest = nil, nil
 	h.mu.Unlock()
 }
 
@@ -47,6 +51,9 @@ func (h *Hub) Subscribe(ctx context.Context) <-chan vmm.Event {
 	out := make(chan vmm.Event, 8)
 	h.mu.Lock()
 	h.subs = append(h.subs, in)
+	if h.lastGuest != nil {
+		in <- *h.lastGuest
+	}
 	if h.lastOff != nil {
 		in <- *h.lastOff
 	}

@@ -79,6 +79,11 @@ const (
 	EventSleepRequested = "sleep-requested"
 	// EventCrashed: the VMM process died.
 	EventCrashed = "crashed"
+	// EventGuestAgent: the guest's agent answers (after a resume: its
+	// clock was set, the Message says); EventNoGuestAgent: none answered
+	// in time. Sent once a start or resume.
+	EventGuestAgent   = "guest-agent"
+	EventNoGuestAgent = "no-guest-agent"
 )
 
 // Disk is one disk of a machine.

@@ -166,6 +166,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		return vmm.StartResponse{}, err
 	}
 	p.vm = v
+	go p.tendGuest(v, false)
 	return vmm.StartResponse{Description: v.desc.String(), Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }
 
@@ -337,6 +338,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		v.startPrefetch()
 	}
 	p.vm = v
+	go p.tendGuest(v, true)
 	out := vmm.ResumeResponse{Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}
 	if note != "" {
 		out.Notes = append(out.Notes, "the machine's devices changed since this point ("+note+"); the change takes effect at the next cold boot (soulpad run --cold-boot)")
