@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testcli"
+	"github.com/soulpad/soulpad/internal/testlibvirt"
 )
 
 var clockRE = regexp.MustCompile(`soulpad-counter \d+ clock (\d+)`)
@@ -33,6 +35,22 @@ func TestGuestClockIsSetAfterResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a guest")
 	}
+	eachVMM(t, guestClockAfterResume)
+}
+
+// eachVMM runs test with vmm-qemu and with vmm-libvirt (on the libvirtd
+// the test setup starts).
+func eachVMM(t *testing.T, test func(t *testing.T)) {
+	t.Run("vmm-qemu", test)
+	t.Run("vmm-libvirt", func(t *testing.T) {
+		testlibvirt.Require(t)
+		testbin.Build(t, "plugins/vmm-libvirt")
+		t.Setenv("SOULPAD_PLUGINS_VMM", "vmm-libvirt")
+		test(t)
+	})
+}
+
+func guestClockAfterResume(t *testing.T) {
 	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-plain")
 	if out, errOut, code := e.Run(t, "init"); code != 0 {
 		t.Fatalf("init: %s %s", out, errOut)

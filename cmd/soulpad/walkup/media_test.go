@@ -68,6 +68,10 @@ func TestInstallFromAnISO(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a guest from an ISO")
 	}
+	eachVMM(t, installFromISO)
+}
+
+func installFromISO(t *testing.T) {
 	dir := t.TempDir()
 	system := filepath.Join(dir, "system.iso")
 	bootableISO(t, system, "console=ttyS0 quiet panic=-1 soulpad.nodisk=1 soulpad.hello=installed-system", nil, nil)

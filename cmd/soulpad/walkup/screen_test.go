@@ -10,23 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testcli"
-	"github.com/soulpad/soulpad/internal/testlibvirt"
 )
 
 // The machine's screen, through `soulpad view --screenshot`, is the same
 // after a resume as before the suspend, and a cold boot's is not (the demo
 // guest draws its boot's id on the VGA text console once).
-func TestScreenIsTheSameAfterResume(t *testing.T) {
-	t.Run("vmm-qemu", func(t *testing.T) { screenAcrossResume(t) })
-	t.Run("vmm-libvirt", func(t *testing.T) {
-		testlibvirt.Require(t)
-		testbin.Build(t, "plugins/vmm-libvirt")
-		t.Setenv("SOULPAD_PLUGINS_VMM", "vmm-libvirt")
-		screenAcrossResume(t)
-	})
-}
+func TestScreenIsTheSameAfterResume(t *testing.T) { eachVMM(t, screenAcrossResume) }
 
 func screenAcrossResume(t *testing.T) {
 	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1 consoleblank=0", "crypt-plain")

@@ -106,7 +106,7 @@ func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error
 	return sdk.InfoResponse{Name: "vmm-libvirt", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
 		Capabilities: []string{vmm.CapEvents, vmm.CapDiskHistory,
 			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none",
-			vmm.CapFirmwarePrefix + vmm.FirmwareBIOS},
+			vmm.CapFirmwarePrefix + vmm.FirmwareBIOS, vmm.CapMedia},
 		Description: "libvirt domains: save into the vault with virDomainSaveFlags, restore with virDomainRestoreFlags"}, nil
 }
 
@@ -213,6 +213,7 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 		p.vm = nil
 		return fail(err)
 	}
+	go p.tendGuest(m, false)
 	ver, _ := p.conn.GetLibVersion()
 	return vmm.StartResponse{Description: p.expected(req.Spec, ver).String(), Console: p.console(m), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
 }

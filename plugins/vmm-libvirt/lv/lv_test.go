@@ -250,9 +250,15 @@ func TestGuestCmdlineOffArgv(t *testing.T) {
 		t.Fatalf("after a late stop of the saved domain: status %+v, %v; want running", st, err)
 	}
 	check("after a late stop of the saved domain", re.Console, n)
-	select {
-	case e := <-events:
-		t.Fatalf("a late stop of the saved domain was reported: %+v", e)
-	default:
+	for {
+		select {
+		case e := <-events:
+			if e.Type == vmm.EventGuestAgent || e.Type == vmm.EventNoGuestAgent {
+				continue // the guest agent's word on the resume, not a stop
+			}
+			t.Fatalf("a late stop of the saved domain was reported: %+v", e)
+		default:
+			return
+		}
 	}
 }

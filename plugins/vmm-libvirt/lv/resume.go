@@ -80,6 +80,7 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 		_ = dom.Destroy()
 		return fail(err)
 	}
+	go p.tendGuest(m, true)
 	return vmm.ResumeResponse{Console: p.console(m), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}, nil
 }
 
@@ -125,7 +126,13 @@ func (p *Plugin) movedXML(ctx context.Context, saved string, desc Description, m
 	// The domain is this process's now.
 	xml = ownerRE.ReplaceAllStringFunc(xml, func(string) string { return strings.TrimSuffix(ownerElement(), "/>") })
 	// Paths under the old machine directory (kernel, initrd) move too.
-	return strings.ReplaceAll(xml, desc.MachineDir+"/", req.MachineDir+"/"), nil
+	xml = strings.ReplaceAll(xml, desc.MachineDir+"/", req.MachineDir+"/")
+	return withMedia(xml, req.Spec, func(f string) string {
+		if filepath.IsAbs(f) {
+			return f
+		}
+		return filepath.Join(req.MachineDir, f)
+	}), nil
 }
 
 func restoreErr(err error) error {

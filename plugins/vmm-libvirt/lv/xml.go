@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -45,8 +46,11 @@ func cpuXML(model string) string {
 }
 
 // domainXML describes the machine as a libvirt domain: the same devices
-// as vmm-qemu gives it (q35, virtio disks and network, serial console on
-// a unix socket with a log file, no reboot).
+// as vmm-qemu gives it (q35; virtio disks and network, or SATA and e1000
+// with devices = "compatible"; a SATA CD-ROM drive; a USB tablet and
+// keyboard; virtio-rng; the guest agent's channel; serial console on a
+// unix socket with a log file; no reboot). A restored domain keeps the
+// devices of its save image.
 func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir string, tops map[string]string, diskDir func(vmm.Disk) string) string {
 	typ := "qemu"
 	if spec.Accelerator == "kvm" {
@@ -76,17 +80,36 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 	}
 	b.WriteString("  </os>\n  <features><acpi/></features>\n  " + cpuXML(spec.CPUModel) + "\n")
 	b.WriteString("  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n")
+	compatible := spec.Devices == vmm.DevicesCompatible
+	bus, prefix, nic := "virtio", "vd", "virtio"
+	if compatible {
+		bus, prefix, nic = "sata", "sd", "e1000"
+	}
+	boot := 1
+	if spec.Media != "" {
+		boot = 2 // the installer first
+	}
 	for i, d := range spec.Disks {
 		ro := ""
 		if d.ReadOnly {
 			ro = "<readonly/>"
 		}
-		fmt.Fprintf(&b, "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='writeback' discard='unmap'/><source file='%s'/><target dev='vd%c' bus='virtio'/><alias name='ua-disk-%s'/>%s</disk>\n",
-			esc(filepath.Join(diskDir(d), tops[d.Name])), 'a'+i, esc(d.Name), ro)
+		if i == 0 && spec.Kernel == "" {
+			ro += fmt.Sprintf("<boot order='%d'/>", boot)
+		}
+		fmt.Fprintf(&b, "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='writeback' discard='unmap'/><source file='%s'/><target dev='%s%c' bus='%s'/><alias name='ua-disk-%s'/>%s</disk>\n",
+			esc(filepath.Join(diskDir(d), tops[d.Name])), prefix, 'a'+i, bus, esc(d.Name), ro)
 	}
+	b.WriteString("    " + cdromXML(spec, path) + "\n")
 	if spec.Network == "user" {
-		b.WriteString("    <interface type='user'><model type='virtio'/></interface>\n")
+		fmt.Fprintf(&b, "    <interface type='user'><model type='%s'/></interface>\n", nic)
 	}
+	b.WriteString("    <controller type='usb' model='qemu-xhci'/>\n    <input type='tablet' bus='usb'/>\n    <input type='keyboard' bus='usb'/>\n")
+	if !compatible {
+		b.WriteString("    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n")
+	}
+	fmt.Fprintf(&b, "    <channel type='unix'><source mode='bind' path='%s'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>\n",
+		esc(filepath.Join(runDir, "agent.sock")))
 	fmt.Fprintf(&b, "    <serial type='unix'><source mode='bind' path='%s'/><log file='%s' append='on'/><target port='0'/></serial>\n",
 		esc(filepath.Join(runDir, "console.sock")), esc(filepath.Join(runDir, "console.log")))
 	if hasScreen(spec) {
@@ -94,7 +117,7 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 		// run directory, and the same VGA as vmm-qemu's.
 		fmt.Fprintf(&b, "    <graphics type='vnc' socket='%s'/>\n    <video><model type='vga'/></video>\n", esc(filepath.Join(runDir, screenSock)))
 	}
-	b.WriteString("    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>\n")
+	b.WriteString("    <memballoon model='none'/>\n  </devices>\n")
 	if spec.Kernel != "" && cmdlineInFile(spec.Cmdline) {
 		// libvirt would put <cmdline> on QEMU's argv, which any local
 		// user reads in /proc: QEMU reads it from a file in the private
@@ -104,6 +127,40 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 	b.WriteString("</domain>\n")
 	return b.String()
 }
+
+// cdromXML is the machine's CD-ROM drive, with the installer in it when
+// the spec has one (it boots first).
+func cdromXML(spec vmm.Spec, path func(string) string) string {
+	media := ""
+	if spec.Media != "" {
+		media = fmt.Sprintf("<driver name='qemu' type='raw'/><source file='%s'/>", esc(path(spec.Media)))
+	}
+	boot := ""
+	if spec.Media != "" && spec.Kernel == "" {
+		boot = "<boot order='1'/>"
+	}
+	return fmt.Sprintf("<disk type='file' device='cdrom'>%s<target dev='sdf' bus='sata'/><readonly/>%s<alias name='ua-cdrom'/></disk>", media, boot)
+}
+
+// cdromRE finds the CD-ROM drive in a saved domain's XML.
+var cdromRE = regexp.MustCompile(`(?s)<disk type='file' device='cdrom'>.*?</disk>`)
+
+// withMedia gives a saved domain's CD-ROM drive what is in it now: the
+// installer may have been inserted or ejected since the point was made.
+// The rest of the drive (its address, boot order) stays as saved.
+func withMedia(xml string, spec vmm.Spec, path func(string) string) string {
+	return cdromRE.ReplaceAllStringFunc(xml, func(old string) string {
+		old = mediaRE.ReplaceAllString(old, "")
+		src := ""
+		if spec.Media != "" {
+			src = fmt.Sprintf("<driver name='qemu' type='raw'/><source file='%s'/>", esc(path(spec.Media)))
+		}
+		return strings.Replace(old, "device='cdrom'>", "device='cdrom'>"+src, 1)
+	})
+}
+
+// mediaRE finds what says which file is in a drive.
+var mediaRE = regexp.MustCompile(`(?s)\s*<(driver|source)\b[^>]*?(/>|>.*?</(driver|source)>)`)
 
 const (
 	qemuNS      = "http://libvirt.org/schemas/domain/qemu/1.0"

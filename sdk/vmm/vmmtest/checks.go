@@ -45,8 +45,37 @@ func (s *suite) startBusyPowerOff(t *testing.T) {
 	}
 }
 
-func (s *suite) resumeContinues(t *testing.T) {
-	m := s.fixture(t, s.opt.Spec)
+func (s *suite) resumeContinues(t *testing.T) { s.resumeContinuesWith(t, s.opt.Spec, nil) }
+
+// uefiResumes: a plugin that announces UEFI firmware boots the machine
+// with it, and a suspended UEFI machine resumes where it was.
+func (s *suite) uefiResumes(t *testing.T) {
+	s.resumeContinuesWith(t, func(t *testing.T, dir string) vmm.Spec {
+		spec := s.opt.Spec(t, dir)
+		spec.Firmware, spec.MemoryMiB = vmm.FirmwareUEFI, max(spec.MemoryMiB, 256) // OVMF needs room
+		return spec
+	}, nil)
+}
+
+// mediaInTheDrive: a plugin with a CD-ROM drive starts a machine with an
+// ISO in it and resumes it after the ISO was ejected.
+func (s *suite) mediaInTheDrive(t *testing.T) {
+	s.resumeContinuesWith(t, func(t *testing.T, dir string) vmm.Spec {
+		spec := s.opt.Spec(t, dir)
+		iso := make([]byte, 64<<10)
+		copy(iso[16*2048:], "\x01CD001\x01")
+		if err := os.WriteFile(filepath.Join(dir, "media.iso"), iso, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		spec.Media = "media.iso"
+		return spec
+	}, func(spec *vmm.Spec) { spec.Media = "" })
+}
+
+// resumeContinuesWith suspends a machine of specFn and resumes it (with
+// its spec changed by change first, when set): the guest continues.
+func (s *suite) resumeContinuesWith(t *testing.T, specFn func(*testing.T, string) vmm.Spec, change func(*vmm.Spec)) {
+	m := s.fixture(t, specFn)
 	start := s.start(t, &m, nil)
 	before := s.progressAbove(t, m, 1)
 	dir, sus := s.suspend(t, m)
@@ -57,6 +86,9 @@ func (s *suite) resumeContinues(t *testing.T) {
 	sums := snapshot(t, dir)
 	ctx, cancel := s.ctx()
 	defer cancel()
+	if change != nil {
+		change(&m.Spec)
+	}
 	out, err := s.v.Resume(ctx, vmm.ResumeRequest{Spec: m.Spec, MachineDir: m.Dir, StateDir: dir, Description: desc})
 	if err != nil {
 		t.Fatalf("Resume: %v", err)

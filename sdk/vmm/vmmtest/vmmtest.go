@@ -101,6 +101,12 @@ func Run(t *testing.T, v vmm.VMM, opt Options) {
 		t.Run("GuestPowerOffIsReported", s.guestPowerOff)
 	}
 	t.Run("CapabilitiesMatch", s.capabilities)
+	if slices.Contains(vmm.Announced(info.Capabilities, vmm.CapFirmwarePrefix), vmm.FirmwareUEFI) {
+		t.Run("UEFIMachineResumes", s.uefiResumes)
+	}
+	if info.Has(vmm.CapMedia) {
+		t.Run("MediaInTheDrive", s.mediaInTheDrive)
+	}
 	if info.Has(vmm.CapDiskHistory) {
 		t.Run("DiskHistory", s.diskHistory)
 	}
