@@ -33,6 +33,7 @@ packages=(
   binutils            # soulpad image: strip
   ovmf                # the bootable pad's test boots UEFI with Secure Boot; machine.firmware = "uefi"
   xorriso             # the installer ISOs the tests build (grub-mkrescue)
+  mmdebstrap          # the real Debian system the tests import (scripts/debian-image.sh)
 )
 
 missing=()

@@ -1,0 +1,174 @@
+package walkup_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soulpad/soulpad/internal/testcli"
+	"github.com/soulpad/soulpad/internal/testos"
+)
+
+// waitConsoleFor polls the running machine's console until it matches
+// re, and returns the console and the last match's groups.
+func waitConsoleFor(t *testing.T, e testcli.Env, done chan error, buf *testcli.SyncBuffer, re *regexp.Regexp, d time.Duration) (string, []string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		out, _, _ := e.Run(t, "console", "--dump")
+		if m := re.FindAllStringSubmatch(out, -1); len(m) > 0 {
+			return out, m[len(m)-1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("soulpad run ended (%v) before the console showed %s:\n%s\nconsole:\n%s", err, re, buf.String(), tail(out, 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the console did not show %s in %s:\n%s", re, d, tail(out, 40))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// waitTickAbove waits until the resumed machine's console (its log
+// begins at the resume) shows the counter past n; its first tick must
+// already be past the last one before the suspend (before): a counter
+// that starts again is a cold boot, not a resume.
+func waitTickAbove(t *testing.T, e testcli.Env, done chan error, buf *testcli.SyncBuffer, before, n int) string {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, _, _ := e.Run(t, "console", "--dump")
+		if m := tickRE.FindAllStringSubmatch(out, -1); len(m) > 0 {
+			if first, _ := strconv.Atoi(m[0][1]); first <= before || strings.Contains(out, "last tick on disk") {
+				t.Fatalf("after the resume the counter began at %d (before the suspend: %d): the system booted again:\n%s", first, before, tail(out, 30))
+			}
+			if v, _ := strconv.Atoi(m[len(m)-1][1]); v > n {
+				return out
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("soulpad run ended (%v):\n%s", err, buf.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the counter did not pass %d after the resume (a cold boot?):\n%s", n, tail(out, 30))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var (
+	tickRE     = regexp.MustCompile(`soulpad-counter (\d+) clock (\d+)`)
+	loginRE    = regexp.MustCompile(`soulpad-test login:`)
+	lastDiskRE = regexp.MustCompile(`last tick on disk: (\d+|none)`)
+)
+
+// realOSPad imports the test Debian system as format (via qemu-img, as a
+// user's VM would come) onto a new pad with the given firmware.
+func realOSPad(t *testing.T, format, firmware string) testcli.Env {
+	t.Helper()
+	raw := testos.Debian(t)
+	img := filepath.Join(t.TempDir(), "debian."+format)
+	args := []string{"convert", "-f", "raw", "-O", format}
+	if format == "vmdk" {
+		args = append(args, "-o", "subformat=streamOptimized")
+	}
+	if b, err := exec.Command("qemu-img", append(args, raw, img)...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v %s", err, b)
+	}
+	e := testcli.QEMUEnv(t, "", "crypt-plain")
+	withoutKernel(t, e)
+	withMachine(t, e, "memory_mib", "512", "firmware", strconv.Quote(firmware))
+	if out, errOut, code := e.Run(t, "init", "--disk", img); code != 0 {
+		t.Fatalf("init --disk %s: exit %d\n%s%s", filepath.Base(img), code, out, errOut)
+	}
+	os.Remove(img)
+	return e
+}
+
+// TestRealOSWalksWithBIOS takes a real Debian system, imported from a
+// VMware disk, through the walk with BIOS firmware: it boots to its login
+// prompt; suspended, moved to another path and resumed in a new process,
+// its counter goes on and, after the pad slept, its clock is this PC's;
+// a cold boot finds on its disk what it wrote before the suspend.
+func TestRealOSWalksWithBIOS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a real OS")
+	}
+	eachVMM(t, realOSWalk)
+}
+
+func realOSWalk(t *testing.T) {
+	e := realOSPad(t, "vmdk", "bios")
+	_, buf, done := e.StartRun(t)
+	waitConsoleFor(t, e, done, buf, loginRE, 6*time.Minute)
+	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
+	testcli.WaitFor(t, buf, done, "guest: the guest agent answers", 2*time.Minute)
+	before, _ := strconv.Atoi(m[1])
+	suspend(t, e, done, buf)
+
+	moved := filepath.Join(t.TempDir(), "usb")
+	if b, err := exec.Command("cp", "-a", "--sparse=always", e.Pad, moved).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, b)
+	}
+	os.RemoveAll(e.Pad)
+	e.Pad = moved
+	t.Setenv("SOULPAD_PAD_PATH", moved)
+	time.Sleep(15 * time.Second) // the pad sleeps; the guest's clock stands still
+
+	_, buf, done = e.StartRun(t)
+	testcli.WaitFor(t, buf, done, "clock is set", 2*time.Minute)
+	if !strings.Contains(buf.String(), "resumed ") {
+		t.Fatalf("the real OS was not resumed:\n%s", buf.String())
+	}
+	// Past tick 20: the counter has synced its file to disk at least
+	// twice (every 10 ticks) before the machine is suspended again.
+	waitTickAbove(t, e, done, buf, before, max(before+2, 25))
+	lag := guestClockLag(t, e)
+	t.Logf("real OS: after 15 s asleep and a resume its clock is %s behind", lag)
+	if lag < -2*time.Second || lag > 3*time.Second {
+		t.Fatalf("after a resume the real OS's clock is %s behind this PC's; want within 2 s", lag)
+	}
+	suspend(t, e, done, buf)
+
+	_, buf, done = e.StartRunArgs(t, "--cold-boot")
+	_, m = waitConsoleFor(t, e, done, buf, lastDiskRE, 6*time.Minute)
+	if n, err := strconv.Atoi(m[1]); err != nil || n < 20 {
+		t.Fatalf("after a cold boot the system found %q as its last tick on disk; want what it synced before the suspend (20 or more)", m[1])
+	}
+	suspend(t, e, done, buf)
+}
+
+// TestRealOSBootsWithUEFI: the same system imported from qcow2 boots with
+// UEFI firmware (GRUB's EFI loader on its ESP) and resumes.
+func TestRealOSBootsWithUEFI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a real OS")
+	}
+	e := realOSPad(t, "qcow2", "uefi")
+	_, buf, done := e.StartRun(t)
+	waitConsoleFor(t, e, done, buf, loginRE, 6*time.Minute)
+	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
+	before, _ := strconv.Atoi(m[1])
+	suspend(t, e, done, buf)
+	_, buf, done = e.StartRun(t)
+	testcli.WaitFor(t, buf, done, "resumed ", 2*time.Minute)
+	waitTickAbove(t, e, done, buf, before, before+2)
+	suspend(t, e, done, buf)
+}
