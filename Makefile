@@ -58,9 +58,11 @@ test-short: deps
 ## demo: install what is missing, build, run the walk-up demo
 ##       (VMM=vmm-libvirt runs it on a libvirtd the demo starts and stops;
 ##       ISR=1 keeps the pad on an S3 server the demo starts and stops, and
-##       walks up to a PC that has no pad)
+##       walks up to a PC that has no pad; DESKTOP=1 takes a real Debian 12
+##       system, built with mmdebstrap and imported as a VMDK, through the
+##       walk and saves its screen into docs/img)
 demo: deps build
-	@VMM=$(VMM) ISR=$(ISR) scripts/demo.sh
+	@VMM=$(VMM) ISR=$(ISR) DESKTOP=$(DESKTOP) scripts/demo.sh
 
 ## bench: benchmarks that print ratios against a baseline measured in the same run
 ##        (needs ~20 GB free for the backup benchmark's 4 GiB image; about two
