@@ -5,6 +5,9 @@ package vmm
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -147,6 +150,29 @@ const (
 	CapFirmwarePrefix = "firmware:"
 	CapMedia          = "media"
 )
+
+// MediaPath is the installer's file for the machine in machineDir, or ""
+// when the drive is empty. The spec comes from the pad, which is not
+// trusted: the name must be a plain file in the machine directory (not a
+// path, not a link), so that no file or disk of the PC's own ends up in
+// the guest's drive.
+func (s Spec) MediaPath(machineDir string) (string, error) {
+	if s.Media == "" {
+		return "", nil
+	}
+	if s.Media != filepath.Base(s.Media) || s.Media == "." || s.Media == ".." || strings.HasPrefix(s.Media, ".") {
+		return "", fmt.Errorf("the machine's installer %q is not a file name in its directory: %w", s.Media, sdk.ErrInvalidArgument)
+	}
+	p := filepath.Join(machineDir, s.Media)
+	st, err := os.Lstat(p)
+	if err != nil {
+		return "", fmt.Errorf("the machine's installer: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("the machine's installer %s is not a regular file: %w", p, sdk.ErrInvalidArgument)
+	}
+	return p, nil
+}
 
 // FirmwareOf is the spec's firmware, FirmwareBIOS when unset.
 func (s Spec) FirmwareOf() string {

@@ -147,6 +147,9 @@ func (p *Plugin) check(spec vmm.Spec, machineDir string) error {
 	if st, err := os.Stat(machineDir); err != nil || !st.IsDir() {
 		return fmt.Errorf("vmm-libvirt: machine directory %s: %w", machineDir, sdk.ErrNotFound)
 	}
+	if _, err := spec.MediaPath(machineDir); err != nil {
+		return fmt.Errorf("vmm-libvirt: %w", err)
+	}
 	if _, err := exec.LookPath(p.cfg.QEMUImg); err != nil {
 		return fmt.Errorf("vmm-libvirt: %s not found (install qemu-utils): %w", p.cfg.QEMUImg, sdk.ErrIncompatibleHost)
 	}

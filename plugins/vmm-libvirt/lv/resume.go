@@ -127,12 +127,7 @@ func (p *Plugin) movedXML(ctx context.Context, saved string, desc Description, m
 	xml = ownerRE.ReplaceAllStringFunc(xml, func(string) string { return strings.TrimSuffix(ownerElement(), "/>") })
 	// Paths under the old machine directory (kernel, initrd) move too.
 	xml = strings.ReplaceAll(xml, desc.MachineDir+"/", req.MachineDir+"/")
-	return withMedia(xml, req.Spec, func(f string) string {
-		if filepath.IsAbs(f) {
-			return f
-		}
-		return filepath.Join(req.MachineDir, f)
-	}), nil
+	return withMedia(xml, req.Spec, req.MachineDir), nil
 }
 
 func restoreErr(err error) error {

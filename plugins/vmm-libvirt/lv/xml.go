@@ -100,7 +100,7 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 		fmt.Fprintf(&b, "    <disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='writeback' discard='unmap'/><source file='%s'/><target dev='%s%c' bus='%s'/><alias name='ua-disk-%s'/>%s</disk>\n",
 			esc(filepath.Join(diskDir(d), tops[d.Name])), prefix, 'a'+i, bus, esc(d.Name), ro)
 	}
-	b.WriteString("    " + cdromXML(spec, path) + "\n")
+	b.WriteString("    " + cdromXML(spec, machineDir) + "\n")
 	if spec.Network == "user" {
 		fmt.Fprintf(&b, "    <interface type='user'><model type='%s'/></interface>\n", nic)
 	}
@@ -130,10 +130,10 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 
 // cdromXML is the machine's CD-ROM drive, with the installer in it when
 // the spec has one (it boots first).
-func cdromXML(spec vmm.Spec, path func(string) string) string {
+func cdromXML(spec vmm.Spec, machineDir string) string {
 	media := ""
-	if spec.Media != "" {
-		media = fmt.Sprintf("<driver name='qemu' type='raw'/><source file='%s'/>", esc(path(spec.Media)))
+	if iso, err := spec.MediaPath(machineDir); err == nil && iso != "" {
+		media = fmt.Sprintf("<driver name='qemu' type='raw'/><source file='%s'/>", esc(iso))
 	}
 	boot := ""
 	if spec.Media != "" && spec.Kernel == "" {
@@ -148,12 +148,16 @@ var cdromRE = regexp.MustCompile(`(?s)<disk type='file' device='cdrom'>.*?</disk
 // withMedia gives a saved domain's CD-ROM drive what is in it now: the
 // installer may have been inserted or ejected since the point was made.
 // The rest of the drive (its address, boot order) stays as saved.
-func withMedia(xml string, spec vmm.Spec, path func(string) string) string {
+func withMedia(xml string, spec vmm.Spec, machineDir string) string {
+	iso, err := spec.MediaPath(machineDir)
+	if err != nil {
+		iso = "" // refused: the drive stays empty (check refuses the start first)
+	}
 	return cdromRE.ReplaceAllStringFunc(xml, func(old string) string {
 		old = mediaRE.ReplaceAllString(old, "")
 		src := ""
-		if spec.Media != "" {
-			src = fmt.Sprintf("<driver name='qemu' type='raw'/><source file='%s'/>", esc(path(spec.Media)))
+		if iso != "" {
+			src = fmt.Sprintf("<driver name='qemu' type='raw'/><source file='%s'/>", esc(iso))
 		}
 		return strings.Replace(old, "device='cdrom'>", "device='cdrom'>"+src, 1)
 	})

@@ -1,6 +1,8 @@
 package lv
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,14 +23,21 @@ func TestSavedDriveGetsTheMediaOfNow(t *testing.T) {
     </disk>
     <disk type='file' device='disk'><source file='/old/disk'/></disk>
 </devices></domain>`
-	path := func(f string) string { return "/new/" + f }
-	ejected := withMedia(saved, vmm.Spec{}, path)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "media.iso"), []byte("iso"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ejected := withMedia(saved, vmm.Spec{}, dir)
 	if strings.Contains(ejected, "media.iso") || !strings.Contains(ejected, "unit='5'") || !strings.Contains(ejected, "<boot order='1'/>") ||
 		!strings.Contains(ejected, "<source file='/old/disk'/>") {
 		t.Fatalf("ejected:\n%s", ejected)
 	}
-	inserted := withMedia(ejected, vmm.Spec{Media: "media.iso"}, path)
-	if !strings.Contains(inserted, "device='cdrom'><driver name='qemu' type='raw'/><source file='/new/media.iso'/>") {
+	inserted := withMedia(ejected, vmm.Spec{Media: "media.iso"}, dir)
+	if !strings.Contains(inserted, "device='cdrom'><driver name='qemu' type='raw'/><source file='"+filepath.Join(dir, "media.iso")+"'/>") {
 		t.Fatalf("inserted:\n%s", inserted)
+	}
+	// What the pad says is in the drive never reaches outside the machine.
+	if got := withMedia(ejected, vmm.Spec{Media: "../../../dev/sda"}, dir); strings.Contains(got, "sda") || strings.Contains(got, "device='cdrom'><source") {
+		t.Fatalf("a path out of the machine directory went into the drive:\n%s", got)
 	}
 }

@@ -101,7 +101,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 		}
 		return filepath.Join(v.machineDir, f)
 	}
-	dev, err := p.deviceArgs(v, path)
+	dev, err := p.deviceArgs(v)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,7 @@ func (p *Plugin) args(v *proc, incoming bool) ([]string, error) {
 // deviceArgs are the machine's devices, from v.hw: disks, network,
 // CD-ROM, USB tablet and keyboard, virtio-rng, the guest agent's channel,
 // and the UEFI firmware with the machine's variable store.
-func (p *Plugin) deviceArgs(v *proc, path func(string) string) ([]string, error) {
+func (p *Plugin) deviceArgs(v *proc) ([]string, error) {
 	h, spec := v.hw, v.spec
 	var a []string
 	// The CD-ROM boots first while it holds an installer; then the disk.
@@ -147,7 +147,7 @@ func (p *Plugin) deviceArgs(v *proc, path func(string) string) ([]string, error)
 	}
 	for i, d := range spec.Disks {
 		top := filepath.Join(diskchain.DiskDir(v.machineDir, d), v.tops[d.Name])
-		a = append(a, "-drive", fmt.Sprintf("file=%s,if=none,id=disk-%s,format=qcow2,cache=writeback,discard=unmap", top, d.Name))
+		a = append(a, "-drive", fmt.Sprintf("file=%s,if=none,id=disk-%s,format=qcow2,cache=writeback,discard=unmap", qemuOpt(top), d.Name))
 		dev := fmt.Sprintf("virtio-blk-pci,drive=disk-%s,id=vblk-%s", d.Name, d.Name)
 		if h.bus == "sata" {
 			// q35's own AHCI controller: ports ide.0 to ide.5.
@@ -166,8 +166,12 @@ func (p *Plugin) deviceArgs(v *proc, path func(string) string) ([]string, error)
 	}
 	if h.cdrom {
 		drive := "if=none,id=cd0,media=cdrom,readonly=on"
-		if spec.Media != "" {
-			drive += ",format=raw,file=" + path(spec.Media)
+		iso, err := spec.MediaPath(v.machineDir)
+		if err != nil {
+			return nil, fmt.Errorf("vmm-qemu: %w", err)
+		}
+		if iso != "" {
+			drive += ",format=raw,file=" + qemuOpt(iso)
 		}
 		dev := "ide-cd,drive=cd0,id=cdrom0,bus=ide.5"
 		if spec.Media != "" {
@@ -192,8 +196,8 @@ func (p *Plugin) deviceArgs(v *proc, path func(string) string) ([]string, error)
 			return nil, err
 		}
 		vars := filepath.Join(diskchain.DiskDir(v.machineDir, diskchain.VarsDisk), v.tops[diskchain.VarsDisk.Name])
-		a = append(a, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-			"-drive", "if=pflash,format=qcow2,unit=1,file="+vars)
+		a = append(a, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuOpt(code),
+			"-drive", "if=pflash,format=qcow2,unit=1,file="+qemuOpt(vars))
 		if h.firmware == "uefi-secure" {
 			a = append(a, "-global", "driver=cfi.pflash01,property=secure,value=on")
 		}

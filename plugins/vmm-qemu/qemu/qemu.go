@@ -112,6 +112,9 @@ func (p *Plugin) check(ctx context.Context, spec vmm.Spec, machineDir string) er
 	if spec.Accelerator == "kvm" && !kvmUsable() {
 		return fmt.Errorf("vmm-qemu: KVM asked for but /dev/kvm is not usable here: %w", sdk.ErrIncompatibleHost)
 	}
+	if _, err := spec.MediaPath(machineDir); err != nil {
+		return fmt.Errorf("vmm-qemu: %w", err)
+	}
 	for _, f := range []string{spec.Kernel, spec.Initrd} {
 		if f == "" {
 			continue
