@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // DiskImage is a disk image checked for `soulpad init --disk`: what
@@ -60,6 +61,7 @@ func qemuImg(ctx context.Context, args ...string) ([]byte, error) {
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives soulpad
 	out, err := cmd.Output()
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
@@ -345,6 +347,7 @@ func (d *DiskImage) Convert(ctx context.Context, dst string, progress func(done,
 		return errors.New("importing a disk image needs qemu-img (Debian: apt-get install qemu-utils)")
 	}
 	cmd := exec.CommandContext(ctx, bin, "convert", "-p", "-O", "qcow2", d.formatted(), dst)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives soulpad
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
