@@ -63,6 +63,8 @@ func TestErrorsNameFileLineKeyAndWhatIsValid(t *testing.T) {
 		{"out of range", minimal + "machine { memory_mib = 4 }\n", []string{"site.hcl:7: machine.memory_mib", "between 16 and"}},
 		{"wrong type", minimal + "machine {\n vcpus = \"many\"\n}\n", []string{"site.hcl:8: machine.vcpus"}},
 		{"syntax", "pad {\n  path = \n}\n", []string{"site.hcl:4", "HCL syntax error"}},
+		{"stray brace", minimal + "}\n", []string{"site.hcl:7", `a "}" here closes no block`}},
+		{"open block", minimal + "machine {\n  vcpus = 1\n", []string{`a block is still open at the end of the file (a "}" is missing)`}},
 		{"missing", `plugins { vmm = "vmm-qemu" }`, []string{"pad.path: must be set", "plugins.crypt: must be set"}},
 		{"bad pin", minimal + "plugins {\n sha256 { \"vmm-qemu\" = \"abc\" }\n}\n", []string{"site.hcl:8: plugins.sha256.vmm-qemu", "64 hex digits"}},
 		{"backup without plugin", minimal + "session { backup_after_suspend = true }\n", []string{"session.backup_after_suspend", "plugins.backup"}},

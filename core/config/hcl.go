@@ -127,8 +127,27 @@ func hclErrLine(err error) int {
 }
 
 func hclErrMsg(err error) string {
-	if m := posRE.FindStringSubmatch(err.Error()); m != nil {
-		return "HCL syntax error: " + m[3]
+	msg := err.Error()
+	if m := posRE.FindStringSubmatch(msg); m != nil {
+		msg = m[3]
 	}
-	return "HCL syntax error: " + err.Error()
+	return "HCL syntax error: " + plainSyntax(msg)
+}
+
+// hclTokens name the parser's tokens as a person writes them.
+var hclTokens = strings.NewReplacer("RBRACE", `"}"`, "LBRACE", `"{"`, "RBRACK", `"]"`, "LBRACK", `"["`, "ASSIGN", `"="`,
+	"COMMA", `","`, "IDENT", "a name", "STRING", "a string", "NUMBER", "a number", "FLOAT", "a number", "BOOL", "true or false",
+	"EOF", "the end of the file", "HEREDOC", "a heredoc")
+
+// plainSyntax says the HCL parser's complaints in words: the two a
+// person meets most, a stray "}" and a block left open, in a sentence of
+// their own; the rest with its tokens named.
+func plainSyntax(msg string) string {
+	switch {
+	case strings.Contains(msg, "got: RBRACE") && strings.HasPrefix(msg, "expected:"):
+		return `a "}" here closes no block (a stray "}", or one too many)`
+	case strings.Contains(msg, "expected closing RBRACE got: EOF"):
+		return `a block is still open at the end of the file (a "}" is missing)`
+	}
+	return hclTokens.Replace(msg)
 }

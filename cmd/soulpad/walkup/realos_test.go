@@ -81,7 +81,7 @@ var (
 
 // realOSPad imports the test Debian system as format (via qemu-img, as a
 // user's VM would come) onto a new pad with the given firmware.
-func realOSPad(t *testing.T, format, firmware string) testcli.Env {
+func realOSPad(t *testing.T, format, firmware string, machine ...string) testcli.Env {
 	t.Helper()
 	raw := testos.Debian(t)
 	img := filepath.Join(t.TempDir(), "debian."+format)
@@ -94,7 +94,7 @@ func realOSPad(t *testing.T, format, firmware string) testcli.Env {
 	}
 	e := testcli.QEMUEnv(t, "", "crypt-plain")
 	withoutKernel(t, e)
-	withMachine(t, e, "memory_mib", "512", "firmware", strconv.Quote(firmware))
+	withMachine(t, e, append([]string{"memory_mib", "512", "firmware", strconv.Quote(firmware)}, machine...)...)
 	if out, errOut, code := e.Run(t, "init", "--disk", img); code != 0 {
 		t.Fatalf("init --disk %s: exit %d\n%s%s", filepath.Base(img), code, out, errOut)
 	}
@@ -162,6 +162,25 @@ func TestRealOSBootsWithUEFI(t *testing.T) {
 		t.Skip("boots a real OS")
 	}
 	e := realOSPad(t, "qcow2", "uefi")
+	_, buf, done := e.StartRun(t)
+	waitConsoleFor(t, e, done, buf, loginRE, 6*time.Minute)
+	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
+	before, _ := strconv.Atoi(m[1])
+	suspend(t, e, done, buf)
+	_, buf, done = e.StartRun(t)
+	testcli.WaitFor(t, buf, done, "resumed ", 2*time.Minute)
+	waitTickAbove(t, e, done, buf, before, before+2)
+	suspend(t, e, done, buf)
+}
+
+// TestRealOSRunsOnCompatibleDevices: with machine.devices = "compatible"
+// the same system boots from a SATA disk with an e1000 NIC (what a guest
+// without virtio drivers needs) and resumes.
+func TestRealOSRunsOnCompatibleDevices(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a real OS")
+	}
+	e := realOSPad(t, "qcow2", "bios", "devices", `"compatible"`)
 	_, buf, done := e.StartRun(t)
 	waitConsoleFor(t, e, done, buf, loginRE, 6*time.Minute)
 	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
