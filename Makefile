@@ -7,7 +7,7 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 # with it, so the tests run the code that ships.
 export GOEXPERIMENT := runtimesecret
 
-.PHONY: all build test test-short fuzz demo proto deps vet fmt clean bench s3server image-test
+.PHONY: all build test test-short fuzz demo proto deps vet fmt clean bench s3server image-test realos-test
 
 all: build
 
@@ -26,12 +26,14 @@ build:
 
 ## test: the whole suite (installs what is missing first): vet, gofmt, the
 ##       race detector on the core, the SDK and the CLI, then every package
-##       with the end-to-end walk-up tests (cmd/soulpad/walkup)
+##       with the end-to-end walk-up tests (cmd/soulpad/walkup), then the
+##       real OS (realos-test) and the bootable pad (image-test) alone
 test: deps s3server
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$$')" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/chunkstage/ ./plugins/store-s3/...
 	$(GO) test -count=1 -timeout 40m ./...
+	SOULPAD_REALOS_TEST=1 $(GO) test -count=1 -run TestRealOS -timeout 40m ./cmd/soulpad/walkup/
 	SOULPAD_IMAGE_TEST=1 $(GO) test -count=1 -run TestBootablePad -timeout 30m ./internal/padimage/
 
 ## image-test: build a bootable pad with `soulpad image` and boot it in QEMU
@@ -39,6 +41,13 @@ test: deps s3server
 ##             make test runs it too, after the rest
 image-test: deps
 	SOULPAD_IMAGE_TEST=1 $(GO) test -count=1 -v -run TestBootablePad -timeout 30m ./internal/padimage/
+
+## realos-test: a real Debian 12 (built with mmdebstrap, cached in
+##             .cache/debian) imported, booted with BIOS, UEFI and
+##             compatible devices, walked and resumed: about 10 minutes;
+##             make test runs it too, after the rest
+realos-test: deps
+	SOULPAD_REALOS_TEST=1 $(GO) test -count=1 -v -run TestRealOS -timeout 40m ./cmd/soulpad/walkup/
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s); their seed
 ##       corpora also run in make test
