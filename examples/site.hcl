@@ -79,7 +79,7 @@ machine {
 
   # "virtio" (fast; Linux has the drivers) or "compatible" (a SATA disk,
   # an e1000 NIC: for guests without virtio drivers, such as a stock
-  # Windows installer). Both have a USB tablet and keyboard, so the screen
+  # Windows installer). Both have a USB tablet beside the PS/2 keyboard, so the screen
   # can be used with a mouse, and a CD-ROM drive for `soulpad media`.
   # Part of the machine: a suspend point resumes with the devices it was
   # made with. Default "virtio".

@@ -104,7 +104,8 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 	if spec.Network == "user" {
 		fmt.Fprintf(&b, "    <interface type='user'><model type='%s'/></interface>\n", nic)
 	}
-	b.WriteString("    <controller type='usb' model='qemu-xhci'/>\n    <input type='tablet' bus='usb'/>\n    <input type='keyboard' bus='usb'/>\n")
+	// The keyboard stays PS/2 (QEMU types into the newest keyboard).
+	b.WriteString("    <controller type='usb' model='qemu-xhci'/>\n    <input type='tablet' bus='usb'/>\n")
 	if !compatible {
 		b.WriteString("    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>\n")
 	}

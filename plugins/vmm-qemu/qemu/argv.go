@@ -180,7 +180,10 @@ func (p *Plugin) deviceArgs(v *proc) ([]string, error) {
 		a = append(a, "-drive", drive, "-device", dev)
 	}
 	if h.usb {
-		a = append(a, "-device", "qemu-xhci,id=usb", "-device", "usb-tablet,bus=usb.0", "-device", "usb-kbd,bus=usb.0")
+		a = append(a, "-device", "qemu-xhci,id=usb", "-device", "usb-tablet,bus=usb.0")
+		if h.usbKbd {
+			a = append(a, "-device", "usb-kbd,bus=usb.0")
+		}
 	}
 	if h.rng {
 		a = append(a, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")

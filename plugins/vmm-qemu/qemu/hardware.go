@@ -23,9 +23,12 @@ type hardware struct {
 	disks []string
 	// net is "", "virtio-net" or "e1000" (user networking).
 	net string
-	// cdrom: a CD-ROM drive for Spec.Media; usb: a USB tablet and
-	// keyboard; rng: virtio-rng; agent: the guest agent's channel.
-	cdrom, usb, rng, agent bool
+	// cdrom: a CD-ROM drive for Spec.Media; usb: a USB tablet (the
+	// keyboard stays PS/2: QEMU types into the newest keyboard, and a
+	// guest without USB drivers would get none of it); usbKbd: a USB
+	// keyboard too (points made while machines had one); rng:
+	// virtio-rng; agent: the guest agent's channel.
+	cdrom, usb, usbKbd, rng, agent bool
 	// firmware is "bios", "uefi" or "uefi-secure".
 	firmware string
 }
@@ -67,8 +70,10 @@ func (h hardware) String() string {
 	if h.cdrom {
 		d = append(d, "cdrom:sata")
 	}
-	if h.usb {
+	if h.usb && h.usbKbd {
 		d = append(d, "usb:tablet+kbd")
+	} else if h.usb {
+		d = append(d, "usb:tablet")
 	}
 	if h.rng {
 		d = append(d, "virtio-rng")
@@ -103,6 +108,8 @@ func parseHardware(s string) (hardware, error) {
 		case item == "cdrom:sata":
 			h.cdrom = true
 		case item == "usb:tablet+kbd":
+			h.usb, h.usbKbd = true, true
+		case item == "usb:tablet":
 			h.usb = true
 		case item == "virtio-rng":
 			h.rng = true

@@ -50,6 +50,7 @@ func TestChangedDevicesWaitForTheColdBoot(t *testing.T) {
 
 func FuzzHardware(f *testing.F) {
 	f.Add("virtio-blk:root,virtio-net:user,vga:std,serial:1,cdrom:sata,usb:tablet+kbd,virtio-rng,agent:virtio-serial,firmware:uefi")
+	f.Add("virtio-blk:root,vga:std,serial:1,cdrom:sata,usb:tablet")
 	f.Add("sata:a,sata:b,e1000:user")
 	f.Fuzz(func(t *testing.T, s string) {
 		h, err := parseHardware(s)
