@@ -102,7 +102,23 @@ func (e Env) StartRun(t testing.TB) (*exec.Cmd, *SyncBuffer, chan error) {
 		close(copied)
 	}()
 	done := make(chan error, 1)
-	go func() { <-copied; done <- cmd.Wait() }()
+	ended := make(chan struct{})
+	go func() { <-copied; err := cmd.Wait(); close(ended); done <- err }()
+	// A test that fails while the machine runs leaves neither soulpad nor
+	// its guest behind: SIGTERM (soulpad suspends), then SIGKILL.
+	t.Cleanup(func() {
+		select {
+		case <-ended:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-ended:
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+		}
+	})
 	select {
 	case <-running:
 	case err := <-done:
