@@ -63,7 +63,13 @@ makes a pad with an empty disk and the installer in the drive.`,
 		},
 	}
 	credentialFlags(c, &cf)
-	insert := &cobra.Command{
+	c.AddCommand(newMediaInsertCmd(g, &cf), newMediaEjectCmd(g, &cf))
+	return c
+}
+
+// newMediaInsertCmd is `soulpad media insert FILE`.
+func newMediaInsertCmd(g *globals, cf *credFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "insert FILE",
 		Short: "Put an installer ISO in the drive (copied into the vault)",
 		Args:  cobra.ExactArgs(1),
@@ -71,7 +77,7 @@ makes a pad with an empty disk and the installer in the drive.`,
 			if _, err := lifecycle.CheckISO(args[0]); err != nil {
 				return err
 			}
-			v, err := openMachine(g, cmd, &cf, "media")
+			v, err := openMachine(g, cmd, cf, "media")
 			if err != nil {
 				return err
 			}
@@ -87,12 +93,16 @@ makes a pad with an empty disk and the installer in the drive.`,
 			return err
 		},
 	}
-	eject := &cobra.Command{
+}
+
+// newMediaEjectCmd is `soulpad media eject`.
+func newMediaEjectCmd(g *globals, cf *credFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "eject",
 		Short: "Empty the drive and remove the installer from the vault",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := openMachine(g, cmd, &cf, "media")
+			v, err := openMachine(g, cmd, cf, "media")
 			if err != nil {
 				return err
 			}
@@ -108,8 +118,6 @@ makes a pad with an empty disk and the installer in the drive.`,
 			return nil
 		},
 	}
-	c.AddCommand(insert, eject)
-	return c
 }
 
 func newDiskCmd(g *globals) *cobra.Command {

@@ -80,28 +80,9 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 	if errs := cfg.CheckFiles(false); len(errs) > 0 {
 		return nil, errors.Join(errs...) // before anything is made
 	}
-	if o.ISO != "" {
-		if o.Disk != "" {
-			return nil, &ImageError{Path: o.ISO, Why: "--iso installs onto an empty disk, and --disk brings one: give one of them"}
-		}
-		if cfg.Machine.DiskSizeMiB == 0 {
-			return nil, &ImageError{Path: o.ISO, Why: "an installer needs an empty disk to install onto: set machine.disk_size_mib"}
-		}
-		if _, err := CheckISO(o.ISO); err != nil {
-			return nil, err
-		}
-	}
-	var img *DiskImage
-	if o.Disk != "" {
-		fmt.Fprintf(o.Out, "checking %s…\n", o.Disk)
-		if img, err = InspectDisk(ctx, o.Disk, o.DiskFormat); err != nil {
-			return nil, err
-		}
-		what := img.Format
-		if img.Member != "" {
-			what += " disk " + img.Member + " in an OVA"
-		}
-		fmt.Fprintf(o.Out, "  %s, %s as the guest sees it, %s of data\n", what, humanBytes(img.VirtualSize), humanBytes(img.Required))
+	img, err := checkBroughtIn(ctx, o)
+	if err != nil {
+		return nil, err
 	}
 	dir := cfg.Pad.Path
 	existed := true
@@ -160,6 +141,35 @@ func Init(ctx context.Context, o InitOptions) (p *pad.Pad, err error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkBroughtIn checks what the user brings into the new pad before
+// anything is made: an installer ISO, or a disk image (returned).
+func checkBroughtIn(ctx context.Context, o InitOptions) (img *DiskImage, err error) {
+	cfg := o.Config
+	if o.ISO != "" {
+		if o.Disk != "" {
+			return nil, &ImageError{Path: o.ISO, Why: "--iso installs onto an empty disk, and --disk brings one: give one of them"}
+		}
+		if cfg.Machine.DiskSizeMiB == 0 {
+			return nil, &ImageError{Path: o.ISO, Why: "an installer needs an empty disk to install onto: set machine.disk_size_mib"}
+		}
+		if _, err := CheckISO(o.ISO); err != nil {
+			return nil, err
+		}
+	}
+	if o.Disk != "" {
+		fmt.Fprintf(o.Out, "checking %s…\n", o.Disk)
+		if img, err = InspectDisk(ctx, o.Disk, o.DiskFormat); err != nil {
+			return nil, err
+		}
+		what := img.Format
+		if img.Member != "" {
+			what += " disk " + img.Member + " in an OVA"
+		}
+		fmt.Fprintf(o.Out, "  %s, %s as the guest sees it, %s of data\n", what, humanBytes(img.VirtualSize), humanBytes(img.Required))
+	}
+	return img, nil
 }
 
 // initCredential asks for the new vault's credential, unless the crypt

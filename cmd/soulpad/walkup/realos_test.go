@@ -143,15 +143,19 @@ func TestRealOSWalksWithBIOS(t *testing.T) {
 
 // realOSResume is the short walk (vmm-libvirt's in make test): boot to
 // the login prompt, suspend, resume with the clock set, the counter on.
-func realOSResume(t *testing.T) {
-	e := realOSPad(t, "vmdk", "bios")
+func realOSResume(t *testing.T) { bootSuspendResume(t, realOSPad(t, "vmdk", "bios"), "clock is set") }
+
+// bootSuspendResume boots e's machine to its login prompt, suspends it,
+// resumes it (the run says resumedSays) and sees its counter go on.
+func bootSuspendResume(t *testing.T, e testcli.Env, resumedSays string) {
+	t.Helper()
 	_, buf, done := e.StartRun(t)
 	waitConsoleFor(t, e, done, buf, loginRE, 10*time.Minute)
 	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
 	before, _ := strconv.Atoi(m[1])
 	suspend(t, e, done, buf)
 	_, buf, done = e.StartRun(t)
-	testcli.WaitFor(t, buf, done, "clock is set", 2*time.Minute)
+	testcli.WaitFor(t, buf, done, resumedSays, 2*time.Minute)
 	waitTickAbove(t, e, done, buf, before, before+2)
 	suspend(t, e, done, buf)
 }
@@ -202,15 +206,7 @@ func realOSWalk(t *testing.T) {
 func TestRealOSBootsWithUEFI(t *testing.T) {
 	requireRealOS(t)
 	e := realOSPad(t, "qcow2", "uefi")
-	_, buf, done := e.StartRun(t)
-	waitConsoleFor(t, e, done, buf, loginRE, 10*time.Minute)
-	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
-	before, _ := strconv.Atoi(m[1])
-	suspend(t, e, done, buf)
-	_, buf, done = e.StartRun(t)
-	testcli.WaitFor(t, buf, done, "resumed ", 2*time.Minute)
-	waitTickAbove(t, e, done, buf, before, before+2)
-	suspend(t, e, done, buf)
+	bootSuspendResume(t, e, "resumed ")
 }
 
 // TestRealOSRunsOnCompatibleDevices: with machine.devices = "compatible"
@@ -219,13 +215,5 @@ func TestRealOSBootsWithUEFI(t *testing.T) {
 func TestRealOSRunsOnCompatibleDevices(t *testing.T) {
 	requireRealOS(t)
 	e := realOSPad(t, "qcow2", "bios", "devices", `"compatible"`)
-	_, buf, done := e.StartRun(t)
-	waitConsoleFor(t, e, done, buf, loginRE, 10*time.Minute)
-	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
-	before, _ := strconv.Atoi(m[1])
-	suspend(t, e, done, buf)
-	_, buf, done = e.StartRun(t)
-	testcli.WaitFor(t, buf, done, "resumed ", 2*time.Minute)
-	waitTickAbove(t, e, done, buf, before, before+2)
-	suspend(t, e, done, buf)
+	bootSuspendResume(t, e, "resumed ")
 }
