@@ -243,22 +243,25 @@ func fillVault(ctx context.Context, cp *pluginhost.Plugin, p *pad.Pad, cred cryp
 	if in.img != nil {
 		spec.Disks = []vmm.Disk{{Name: "root", Path: "disk", Format: "qcow2", SizeMiB: uint64((in.img.VirtualSize + 1<<20 - 1) >> 20)}}
 	}
-	err = m.Create(spec)
+	// The machine's spec is written last: an init killed half-way leaves
+	// no machine that looks whole (a truncated disk, no installer).
+	err = os.MkdirAll(m.Dir, 0o700)
 	if err == nil && in.img != nil {
 		err = importInto(ctx, in.img, u.PlaintextDir, filepath.Join(m.Dir, "disk"), cfg, progress)
 	}
 	if err == nil && in.iso != "" {
-		if spec, err = insertMedia(ctx, u.PlaintextDir, m, spec, in.iso, func(done, total int64) {
+		spec, err = insertMedia(ctx, u.PlaintextDir, m, spec, in.iso, func(done, total int64) {
 			progress(crypt.Progress{Phase: "copying the installer", BytesDone: uint64(done), BytesTotal: uint64(total)})
-		}); err == nil {
-			err = m.WriteSpec(spec)
-		}
+		})
 	}
 	if err == nil && cfg.Machine.Kernel != "" {
 		err = copyFile(cfg.Machine.Kernel, filepath.Join(m.Dir, "kernel"))
 	}
 	if err == nil && cfg.Machine.Initrd != "" {
 		err = copyFile(cfg.Machine.Initrd, filepath.Join(m.Dir, "initrd"))
+	}
+	if err == nil {
+		err = m.Create(spec)
 	}
 	if err == nil {
 		// The vault vouches for the plugins carried on the pad.
@@ -287,9 +290,19 @@ func importInto(ctx context.Context, img *DiskImage, plain, dst string, cfg *con
 		return &ImageError{Path: img.Path, Why: fmt.Sprintf("it does not fit the vault: its data takes %s and the machine needs about %s more for its memory and points, but the vault has %s free; %s",
 			humanBytes(img.Required), humanBytes(room), humanBytes(free), fix)}
 	}
-	return img.Convert(ctx, dst, func(done, total int64) {
+	// Written beside, renamed when whole, owner-only like the vault's
+	// other files.
+	part := dst + ".part"
+	defer os.Remove(part)
+	if err := img.Convert(ctx, part, func(done, total int64) {
 		progress(crypt.Progress{Phase: "importing the disk", BytesDone: uint64(done), BytesTotal: uint64(total)})
-	})
+	}); err != nil {
+		return err
+	}
+	if err := os.Chmod(part, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(part, dst)
 }
 
 // copyFile copies src to dst durably (owner-only; plugins are made
