@@ -19,33 +19,38 @@ var (
 	pluginName  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 )
 
+// validate checks the machine block.
+func (m *Machine) validate(at func(key, msg string, args ...any)) {
+	if m.Name == "" || !machineName.MatchString(m.Name) {
+		at("machine.name", "%q is not valid: use lower-case letters, digits, '-', '_' or '.'", m.Name)
+	}
+	if m.MemoryMiB < 16 || m.MemoryMiB > 1<<20 {
+		at("machine.memory_mib", "%d is out of range: between 16 and 1048576 (MiB)", m.MemoryMiB)
+	}
+	if m.VCPUs < 1 || m.VCPUs > 256 {
+		at("machine.vcpus", "%d is out of range: between 1 and 256", m.VCPUs)
+	}
+	if m.CPUModel == "" {
+		at("machine.cpu_model", "must be set: \"portable\" (resumes on any x86-64 host), \"host\" (fastest, same CPU only) or a VMM model name")
+	}
+	oneOf(at, "machine.accelerator", m.Accelerator, "auto", "kvm", "tcg")
+	oneOf(at, "machine.network", m.Network, "user", "none")
+	oneOf(at, "machine.display", m.Display, "none", "vnc", "auto")
+	oneOf(at, "machine.firmware", m.Firmware, "bios", "uefi")
+	oneOf(at, "machine.devices", m.Devices, "virtio", "compatible")
+	if m.Firmware == "uefi" && m.MemoryMiB < 256 {
+		at("machine.memory_mib", "%d MiB is too little for UEFI firmware (OVMF): give the machine 256 MiB or more", m.MemoryMiB)
+	}
+	if m.SecureBoot && m.Firmware != "uefi" {
+		at("machine.secure_boot", "needs machine.firmware = \"uefi\"")
+	}
+}
+
 func (c *Config) validate(at func(key, msg string, args ...any)) {
 	if c.Pad.Path == "" {
 		at("pad.path", "must be set: the pad's directory, e.g. pad { path = \"/media/usb/soulpad\" }")
 	}
-	if c.Machine.Name == "" || !machineName.MatchString(c.Machine.Name) {
-		at("machine.name", "%q is not valid: use lower-case letters, digits, '-', '_' or '.'", c.Machine.Name)
-	}
-	if c.Machine.MemoryMiB < 16 || c.Machine.MemoryMiB > 1<<20 {
-		at("machine.memory_mib", "%d is out of range: between 16 and 1048576 (MiB)", c.Machine.MemoryMiB)
-	}
-	if c.Machine.VCPUs < 1 || c.Machine.VCPUs > 256 {
-		at("machine.vcpus", "%d is out of range: between 1 and 256", c.Machine.VCPUs)
-	}
-	if c.Machine.CPUModel == "" {
-		at("machine.cpu_model", "must be set: \"portable\" (resumes on any x86-64 host), \"host\" (fastest, same CPU only) or a VMM model name")
-	}
-	oneOf(at, "machine.accelerator", c.Machine.Accelerator, "auto", "kvm", "tcg")
-	oneOf(at, "machine.network", c.Machine.Network, "user", "none")
-	oneOf(at, "machine.display", c.Machine.Display, "none", "vnc", "auto")
-	oneOf(at, "machine.firmware", c.Machine.Firmware, "bios", "uefi")
-	oneOf(at, "machine.devices", c.Machine.Devices, "virtio", "compatible")
-	if c.Machine.Firmware == "uefi" && c.Machine.MemoryMiB < 256 {
-		at("machine.memory_mib", "%d MiB is too little for UEFI firmware (OVMF): give the machine 256 MiB or more", c.Machine.MemoryMiB)
-	}
-	if c.Machine.SecureBoot && c.Machine.Firmware != "uefi" {
-		at("machine.secure_boot", "needs machine.firmware = \"uefi\"")
-	}
+	c.Machine.validate(at)
 	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")
 	if c.Plugins.Crypt == "" {
 		at("plugins.crypt", "must be set: the crypt plugin, e.g. \"crypt-luks\" or \"crypt-gocryptfs\"")
