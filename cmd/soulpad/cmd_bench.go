@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +18,7 @@ import (
 
 func newBenchCmd(g *globals) *cobra.Command {
 	var quick bool
-	var sizes, speeds, crypts, outDir, scratch string
+	var sizes, speeds, crypts, outDir, scratch, osImage string
 	var reps int
 	c := &cobra.Command{
 		Use:   "bench",
@@ -47,8 +48,24 @@ plugin, once) takes about two minutes here; the full run says how long
 it will take first.
 
 Writes results.csv (every run), results.json (runs, medians and the
-paper's numbers) and latency.svg (a chart) to --out.`,
+paper's numbers) and latency.svg (a chart) to --out.
+
+--os IMAGE measures a real operating system instead, and the paper's
+third category, application response time. IMAGE is a disk (any format
+'soulpad init --disk' takes) whose system shows a login prompt on the
+serial console that lets root in without a password and prints
+"soulpad-counter N" there as it runs: scripts/debian-image.sh builds
+such a Debian 12 system. Each run imports it (soulpad init --disk),
+boots it to the login prompt, logs in and types a workload that builds,
+reads back and deletes a tree of 150 MB of files on the guest's disk
+(this PC's page cache dropped first), then suspends, resumes and
+suspends again; then boots the same image from this PC's disk, outside
+any vault, with QEMU alone (same machine type and CPU) and runs the same
+workload. The goal for the workload: at most 1.1× the time outside the
+vault with crypt-plain, 1.3× with crypt-luks. Sizes default to 1G,2G and
+the pad to none; writes realos.json. A run takes about 4 minutes here.`,
 		Example: `  soulpad bench --quick --config site.hcl
+  soulpad bench --os .cache/debian/debian.raw --crypts crypt-plain,crypt-luks
   soulpad bench --sizes 256M,1G --speeds usb2,none --crypts crypt-plain,crypt-luks --reps 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,7 +73,18 @@ paper's numbers) and latency.svg (a chart) to --out.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Machine.Kernel == "" {
+			if osImage != "" {
+				if _, err := os.Stat(osImage); err != nil {
+					return usageErr(fmt.Errorf("--os: %w", err))
+				}
+				f := cmd.Flags()
+				if !f.Changed("sizes") {
+					sizes = "1G,2G"
+				}
+				if !f.Changed("speeds") {
+					speeds = "none"
+				}
+			} else if cfg.Machine.Kernel == "" {
 				return usageErr(errors.New("soulpad bench runs a machine that boots a kernel directly: set machine.kernel and machine.initrd (the demo guest: examples/guest/build.sh, then its .cache/guest/vmlinuz and initrd.img)"))
 			}
 			if os.Geteuid() != 0 {
@@ -66,8 +94,11 @@ paper's numbers) and latency.svg (a chart) to --out.`,
 				f := cmd.Flags()
 				if !f.Changed("sizes") {
 					sizes = "256M"
+					if osImage != "" {
+						sizes = "1G"
+					}
 				}
-				if !f.Changed("speeds") {
+				if !f.Changed("speeds") && osImage == "" {
 					speeds = "usb2,none"
 				}
 				if !f.Changed("reps") {
@@ -114,6 +145,9 @@ paper's numbers) and latency.svg (a chart) to --out.`,
 			for _, s := range bench.SweepStale(plan.Dir) {
 				fmt.Fprintf(w, "removed %s, left by a bench that was stopped\n", s)
 			}
+			if osImage != "" {
+				return runOSBench(cmd, bench.OSPlan{Plan: plan, Image: osImage}, outDir)
+			}
 			n := len(plan.SizesMiB) * len(plan.Speeds) * len(plan.Crypts) * plan.Reps
 			fmt.Fprintf(w, "%d runs (memory %s; pads %s; %s; %d each): about %s here\n", n, sizes, speeds, crypts, reps, plan.Estimate().Round(time.Minute))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -148,21 +182,63 @@ paper's numbers) and latency.svg (a chart) to --out.`,
 					failed++
 				}
 			}
-			if ctx.Err() != nil {
-				return fmt.Errorf("interrupted after %d of %d runs: %w", len(cells), n, ctx.Err())
-			}
-			if failed > 0 {
-				return fmt.Errorf("%d of %d runs failed (see above and results.csv)", failed, n)
-			}
-			return nil
+			return benchOutcome(ctx, len(cells), failed, n, "results.csv")
 		},
 	}
-	c.Flags().BoolVar(&quick, "quick", false, "256 MiB, usb2 and none, the configured crypt plugin, once (flags given beside it win): about two minutes")
+	c.Flags().BoolVar(&quick, "quick", false, "256 MiB, usb2 and none, the configured crypt plugin, once (flags given beside it win): about two minutes; with --os 1 GiB on an unthrottled pad")
 	c.Flags().StringVar(&sizes, "sizes", "256M,512M,1G,2G", "guest memory sizes")
 	c.Flags().StringVar(&speeds, "speeds", "usb2,usb3,none", "pad speeds: usb2 (35 MiB/s), usb3 (400 MiB/s), none")
 	c.Flags().StringVar(&crypts, "crypts", "", "crypt plugins (default: the configured one), e.g. crypt-plain,crypt-gocryptfs,crypt-luks")
 	c.Flags().IntVar(&reps, "reps", 3, "runs of each cell (the tables show medians)")
 	c.Flags().StringVar(&outDir, "out", "", "where results.csv, results.json and latency.svg go (default soulpad-bench-<time>)")
+	c.Flags().StringVar(&osImage, "os", "", "measure this real OS's disk image instead of the demo guest (see above)")
 	c.Flags().StringVar(&scratch, "dir", os.TempDir(), "scratch space for the pads' images (3× memory + 1 GiB each, sparse)")
 	return c
+}
+
+// runOSBench is `soulpad bench --os`: the real OS's cells, their table and
+// realos.json in outDir.
+func runOSBench(cmd *cobra.Command, plan bench.OSPlan, outDir string) error {
+	w := cmd.OutOrStdout()
+	n := len(plan.SizesMiB) * len(plan.Speeds) * len(plan.Crypts) * plan.Reps
+	fmt.Fprintf(w, "%d runs of %s (memory %v MiB; %d pad speeds; %s; %d each): about %s here\n",
+		n, plan.Image, plan.SizesMiB, len(plan.Speeds), strings.Join(plan.Crypts, ","), plan.Reps, plan.OSEstimate().Round(time.Minute))
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	cells := plan.Run(ctx, func(i, n int, c bench.OSCell) {
+		left := time.Duration(float64(time.Since(start)) / float64(i) * float64(n-i)).Round(time.Second)
+		if c.Error != "" {
+			fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: FAILED: %s\n", i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Error)
+			return
+		}
+		fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: boot to login %.1f s (by hand %.1f s); work %.1f s, %.1f CPU-s (by hand %.1f s, %.1f CPU-s: %.2f×); suspend %.2f s, resume to tick %.2f s; about %s left\n",
+			i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Boot, c.HandBoot, c.Work, c.WorkCPU, c.HandWork, c.HandWorkCPU, c.WorkRatio, c.Suspend1, c.ResumeTick, left)
+	})
+	med := bench.OSMedian(cells)
+	fmt.Fprintln(w)
+	bench.OSTable(w, plan.Image, med)
+	if err := bench.WriteOSJSON(filepath.Join(outDir, "realos.json"), plan.Image, cells, med); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nwrote %s/realos.json in %s\n", outDir, time.Since(start).Round(time.Second))
+	failed := 0
+	for _, c := range cells {
+		if c.Error != "" {
+			failed++
+		}
+	}
+	return benchOutcome(ctx, len(cells), failed, n, "realos.json")
+}
+
+// benchOutcome is the bench's error: interrupted, or some runs failed
+// (their errors are in file).
+func benchOutcome(ctx context.Context, ran, failed, n int, file string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted after %d of %d runs: %w", ran, n, ctx.Err())
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d runs failed (see above and %s)", failed, n, file)
+	}
+	return nil
 }

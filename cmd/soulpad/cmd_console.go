@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,10 @@ func newConsoleCmd(g *globals) *cobra.Command {
 the configured pad: everything it printed since it started or resumed, then
 what it prints next. What you type goes to the console. Ctrl-] detaches
 (the machine keeps running).
+
+From a pipe, what comes through it is typed into the console, and a
+second after the pipe ends the command detaches:
+  printf 'root\n' | soulpad console
 
 --dump prints what the console has printed so far and exits.`,
 		Args: cobra.NoArgs,
@@ -78,34 +83,12 @@ func follow(ctx context.Context, out io.Writer, resp control.Response, padID str
 	}
 	defer f.Close()
 	stop := make(chan struct{})
-	if resp.ConsoleSocket != "" && term.IsTerminal(int(os.Stdin.Fd())) {
-		conn, err := net.Dial("unix", resp.ConsoleSocket)
-		if err == nil {
-			defer conn.Close()
-			go io.Copy(io.Discard, conn) // its output is read from the log
-			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
-				defer term.Restore(int(os.Stdin.Fd()), st)
-			}
-			fmt.Fprint(out, "[console attached; Ctrl-] detaches]\r\n")
-			go func() {
-				buf := make([]byte, 256)
-				for {
-					n, err := os.Stdin.Read(buf)
-					if err != nil {
-						return
-					}
-					for i := 0; i < n; i++ {
-						if buf[i] == 0x1d { // Ctrl-]
-							close(stop)
-							return
-						}
-					}
-					if _, err := conn.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			}()
+	if resp.ConsoleSocket != "" {
+		restore, err := typeInto(resp.ConsoleSocket, out, stop)
+		if err != nil {
+			return err
 		}
+		defer restore()
 	}
 	buf := make([]byte, 32<<10)
 	idle := 0
@@ -141,4 +124,52 @@ func follow(ctx context.Context, out io.Writer, resp control.Response, padID str
 			}
 		}
 	}
+}
+
+// typeInto sends what comes in on stdin to the console's socket: from a
+// terminal in raw mode until Ctrl-]; from a pipe until it ends, and a
+// second later (the machine's answer shown) it closes stop. restore puts
+// the terminal back.
+func typeInto(socket string, out io.Writer, stop chan struct{}) (restore func(), err error) {
+	in := int(os.Stdin.Fd())
+	tty := term.IsTerminal(in)
+	if fi, err := os.Stdin.Stat(); !tty && (err != nil || fi.Mode()&(os.ModeNamedPipe|os.ModeSocket) == 0) {
+		return func() {}, nil // /dev/null or a file: nothing is typed
+	}
+	conn, err := net.Dial("unix", socket)
+	if err != nil {
+		return nil, fmt.Errorf("console: the machine's console does not take input: %w", err)
+	}
+	restore = func() {}
+	go io.Copy(io.Discard, conn) // its output is read from the log
+	if tty {
+		if st, err := term.MakeRaw(in); err == nil {
+			restore = func() { term.Restore(in, st) }
+		}
+		fmt.Fprint(out, "[console attached; Ctrl-] detaches]\r\n")
+	}
+	go func() {
+		defer conn.Close()
+		buf := make([]byte, 256)
+		for {
+			n, err := os.Stdin.Read(buf)
+			if i := bytes.IndexByte(buf[:n], 0x1d); tty && i >= 0 { // Ctrl-]
+				close(stop)
+				return
+			}
+			if n > 0 {
+				if _, werr := conn.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				if !tty {
+					time.Sleep(time.Second)
+					close(stop)
+				}
+				return
+			}
+		}
+	}()
+	return restore, nil
 }

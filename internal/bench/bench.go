@@ -128,35 +128,10 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	defer disk.Close()
-	pw := filepath.Join(dir, "passphrase")
-	if err := os.WriteFile(pw, []byte("a bench passphrase of some length\n"), 0o600); err != nil {
+	env, cli, err := p.padEnv(ctx, dir, disk, c.Crypt, c.MemoryMiB, 2*c.MemoryMiB+512,
+		fmt.Sprintf("SOULPAD_MACHINE_CMDLINE=%s soulpad.dirty_mib=%d", p.Cmdline, dirtyMiB(c.MemoryMiB)))
+	if err != nil {
 		return err
-	}
-	env := append(os.Environ(),
-		"SOULPAD_PAD_PATH="+filepath.Join(disk.Mount, "pad"),
-		"SOULPAD_PLUGINS_CRYPT="+c.Crypt,
-		"SOULPAD_PLUGINS_STORE=", "SOULPAD_PLUGINS_BACKUP=", "SOULPAD_SESSION_BACKUP_AFTER_SUSPEND=false",
-		fmt.Sprintf("SOULPAD_MACHINE_MEMORY_MIB=%d", c.MemoryMiB),
-		fmt.Sprintf("SOULPAD_PAD_VAULT_SIZE_MIB=%d", 2*c.MemoryMiB+512),
-		fmt.Sprintf("SOULPAD_MACHINE_CMDLINE=%s soulpad.dirty_mib=%d", p.Cmdline, dirtyMiB(c.MemoryMiB)),
-		"SOULPAD_MACHINE_DISPLAY=none",
-		"SOULPAD_SESSION_KEEP_POINTS=2",
-		"SOULPAD_UNLOCK_PASSPHRASE_FILE="+pw)
-	if c.Crypt == "crypt-plain" {
-		env = append(env, "SOULPAD_PLUGIN_CRYPT_PLAIN_ALLOW_NO_ENCRYPTION=true")
-	}
-	if p.Config != "" {
-		env = append(env, "SOULPAD_CONFIG="+p.Config)
-	}
-	cli := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, p.Soulpad, args...)
-		cmd.Env = env
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return string(out), fmt.Errorf("soulpad %s: %v: %s", strings.Join(args, " "), err, lastLine(string(out)))
-		}
-		return string(out), nil
 	}
 	if _, err := cli("init", "--no-carry-plugins"); err != nil {
 		return err
@@ -166,14 +141,11 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 	}
 
 	// Cold boot; the guest fills half its RAM; the first suspend.
-	run, err := p.start(ctx, env)
+	run, err := p.startRunning(ctx, env, 3*time.Minute)
 	if err != nil {
 		return err
 	}
 	defer run.kill()
-	if err := run.wait("the machine is running", 3*time.Minute); err != nil {
-		return err
-	}
 	// Filling RAM runs at a few MiB/s under TCG.
 	if _, err := waitConsole(ctx, cli, run, "soulpad-guest: dirtied", 0, time.Minute+time.Duration(dirtyMiB(c.MemoryMiB))*time.Second); err != nil {
 		return err
@@ -182,6 +154,15 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 	if err != nil {
 		return err
 	}
+	return p.walk(ctx, c, env, cli, disk, run, last)
+}
+
+// walk is the part of the walk every cell measures, from a running
+// machine whose counter has shown last: the suspend (timed); the pad
+// unplugged and plugged in again (nothing cached); the resume, timed to
+// "running" and to the guest's next tick; the second suspend (what
+// changed); the stages from the journal.
+func (p Plan) walk(ctx context.Context, c *Cell, env []string, cli func(...string) (string, error), disk *PadDisk, run *running, last int) error {
 	r0, w0 := disk.io()
 	cpu0 := proccpu.Tree(run.cmd.Process.Pid)
 	t := time.Now()
@@ -204,14 +185,11 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	t = time.Now()
-	run, err = p.start(ctx, env)
+	run, err := p.startRunning(ctx, env, 10*time.Minute)
 	if err != nil {
 		return err
 	}
 	defer run.kill()
-	if err := run.wait("the machine is running", 10*time.Minute); err != nil {
-		return err
-	}
 	c.Resume = time.Since(t).Seconds()
 	if !strings.Contains(run.text(), "resumed ") {
 		return fmt.Errorf("the second run did not resume: %s", lastLine(run.text()))
@@ -254,6 +232,43 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		c.Stages[s.Stage] = s.MS / 1000
 	}
 	return nil
+}
+
+// padEnv is the environment of a cell's soulpad commands (its pad on
+// disk, crypt, memory and vault size, no store or backup, a passphrase
+// file in dir), and a function that runs one of them.
+func (p Plan) padEnv(ctx context.Context, dir string, disk *PadDisk, crypt string, memMiB, vaultMiB int64, more ...string) ([]string, func(...string) (string, error), error) {
+	pw := filepath.Join(dir, "passphrase")
+	if err := os.WriteFile(pw, []byte("a bench passphrase of some length\n"), 0o600); err != nil {
+		return nil, nil, err
+	}
+	env := append(os.Environ(),
+		"SOULPAD_PAD_PATH="+filepath.Join(disk.Mount, "pad"),
+		"SOULPAD_PLUGINS_CRYPT="+crypt,
+		"SOULPAD_PLUGINS_STORE=", "SOULPAD_PLUGINS_BACKUP=", "SOULPAD_SESSION_BACKUP_AFTER_SUSPEND=false",
+		fmt.Sprintf("SOULPAD_MACHINE_MEMORY_MIB=%d", memMiB),
+		fmt.Sprintf("SOULPAD_PAD_VAULT_SIZE_MIB=%d", vaultMiB),
+		"SOULPAD_MACHINE_DISPLAY=none",
+		"SOULPAD_SESSION_KEEP_POINTS=2",
+		"SOULPAD_UNLOCK_PASSPHRASE_FILE="+pw)
+	env = append(env, more...)
+	if crypt == "crypt-plain" {
+		env = append(env, "SOULPAD_PLUGIN_CRYPT_PLAIN_ALLOW_NO_ENCRYPTION=true")
+	}
+	if p.Config != "" {
+		env = append(env, "SOULPAD_CONFIG="+p.Config)
+	}
+	cli := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, p.Soulpad, args...)
+		cmd.Env = env
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return string(out), fmt.Errorf("soulpad %s: %v: %s", strings.Join(args, " "), err, lastLine(string(out)))
+		}
+		return string(out), nil
+	}
+	return env, cli, nil
 }
 
 // dirtyMiB is how much of its RAM the guest fills: half, leaving the
@@ -310,6 +325,20 @@ type running struct {
 	mu   sync.Mutex
 	out  strings.Builder
 	done chan error
+}
+
+// startRunning starts `soulpad run` and waits up to d until its machine
+// runs.
+func (p Plan) startRunning(ctx context.Context, env []string, d time.Duration) (*running, error) {
+	run, err := p.start(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := run.wait("the machine is running", d); err != nil {
+		run.kill()
+		return nil, err
+	}
+	return run, nil
 }
 
 func (p Plan) start(ctx context.Context, env []string) (*running, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -52,6 +53,27 @@ func Seconds(pid int, waited bool) float64 {
 // Tree is the CPU time process pid and the live processes under it have
 // used, with that of the children they waited for.
 func Tree(pid int) float64 {
+	var sum float64
+	for _, s := range tree(pid) {
+		sum += s.self + s.waitedFor
+	}
+	return sum
+}
+
+// Descendants are the live processes under pid (pid not among them).
+func Descendants(pid int) []int {
+	var ids []int
+	for id := range tree(pid) {
+		if id != pid {
+			ids = append(ids, id)
+		}
+	}
+	sort.Ints(ids)
+	return ids
+}
+
+// tree is pid and the live processes under it.
+func tree(pid int) map[int]stat {
 	procs := map[int]stat{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
@@ -72,11 +94,11 @@ func Tree(pid int) float64 {
 		}
 		return false
 	}
-	var sum float64
+	out := map[int]stat{}
 	for id, s := range procs {
 		if under(id) {
-			sum += s.self + s.waitedFor
+			out[id] = s
 		}
 	}
-	return sum
+	return out
 }

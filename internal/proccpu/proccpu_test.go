@@ -1,8 +1,11 @@
 package proccpu
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,5 +31,30 @@ func TestTreeCountsChildren(t *testing.T) {
 	}
 	if Seconds(1<<22+1, true) != 0 {
 		t.Fatal("a process that does not exist used CPU")
+	}
+}
+
+func TestDescendantsFindsGrandchildren(t *testing.T) {
+	// sh runs sleep as a child of its own: a grandchild of this process.
+	cmd := exec.Command("sh", "-c", "sleep 30 & echo $!; wait")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var sleep int
+	if _, err := fmt.Fscan(out, &sleep); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(sleep, syscall.SIGKILL)
+	d := Descendants(os.Getpid())
+	if !slices.Contains(d, cmd.Process.Pid) || !slices.Contains(d, sleep) {
+		t.Fatalf("descendants %v lack the child %d or the grandchild %d", d, cmd.Process.Pid, sleep)
+	}
+	if slices.Contains(d, os.Getpid()) || slices.Contains(Descendants(sleep), cmd.Process.Pid) {
+		t.Fatalf("descendants hold the process itself or its parent: %v", d)
 	}
 }
