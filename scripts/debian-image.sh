@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the real OS the tests and `make demo DESKTOP=1` put on a pad: a
 # Debian 12 system made here with mmdebstrap from Debian's packages (never
-# a prebuilt image), on a GPT disk that boots with BIOS and with UEFI
-# (GRUB for both), with systemd, QEMU's guest agent, DHCP on every
-# Ethernet port, a root login without a password on the console (a test
-# system: no secrets on it), and soulpad-counter.service: a counter kept in
-# RAM, printed every half second on the serial console and the screen,
-# which also says at boot the last tick the previous boot left on disk.
+# a prebuilt image), on a GPT disk that boots with BIOS (GRUB) and with
+# UEFI (Debian's signed shim and GRUB, so with Secure Boot on too), with
+# systemd, QEMU's guest agent, DHCP on every Ethernet port, a root login
+# without a password on the console (a test system: no secrets on it), and
+# soulpad-counter.service: a counter kept in RAM, printed every half second
+# on the serial console and the screen, which also says at boot the last
+# tick the previous boot left on disk.
 #
 #   scripts/debian-image.sh [OUTDIR]     default OUTDIR: .cache/debian
 #
@@ -29,7 +30,7 @@ fi
 for t in mmdebstrap sgdisk mkfs.vfat mmd mcopy grub-mkimage mke2fs python3; do
   command -v "$t" >/dev/null || die "$t is missing (make deps installs it)"
 done
-[ -d /usr/lib/grub/i386-pc ] && [ -d /usr/lib/grub/x86_64-efi ] || die "GRUB for BIOS and UEFI is missing (apt-get install grub-pc-bin grub-efi-amd64-bin)"
+[ -d /usr/lib/grub/i386-pc ] || die "GRUB for BIOS is missing (apt-get install grub-pc-bin)"
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/soulpad-debian.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -40,7 +41,7 @@ mirror=http://deb.debian.org/debian
 [ -f /etc/apt/sources.list.d/debian.sources ] && mirror=/etc/apt/sources.list.d/debian.sources
 echo "debian-image: building Debian 12 with mmdebstrap (a few minutes)"
 mmdebstrap --quiet --variant=minbase \
-  --include=systemd,systemd-sysv,udev,dbus,linux-image-amd64,initramfs-tools,qemu-guest-agent,kmod,e2fsprogs,procps,iproute2,util-linux \
+  --include=systemd,systemd-sysv,udev,dbus,linux-image-amd64,initramfs-tools,qemu-guest-agent,kmod,e2fsprogs,procps,iproute2,util-linux,shim-signed,grub-efi-amd64-signed \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   bookworm "$rootfs" "$mirror"
@@ -104,14 +105,24 @@ EOF
 printf 'search.fs_uuid %s root\nset prefix=($root)/boot/grub\n' "$uuid" >"$work/early.cfg"
 mods="part_gpt ext2 search search_fs_uuid configfile normal linux echo test serial terminal gzio all_video"
 grub-mkimage -O i386-pc -o "$work/core.img" -p /boot/grub -c "$work/early.cfg" biosdisk $mods
-grub-mkimage -O x86_64-efi -o "$work/BOOTX64.EFI" -p /boot/grub -c "$work/early.cfg" $mods efi_gop
 esp="$work/esp.img"
 mkfs.vfat -n EFI -C "$esp" $((64 * 1024)) >/dev/null
-mmd -i "$esp" ::/EFI ::/EFI/BOOT
-mcopy -i "$esp" "$work/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+# UEFI boots Debian's shim (signed by Microsoft's UEFI CA) and GRUB
+# (signed by Debian), so the same disk boots with Secure Boot on. The
+# signed GRUB reads /EFI/debian/grub.cfg (or the one beside it), which
+# goes on to the system's own.
+printf 'search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n' "$uuid" >"$work/esp-grub.cfg"
+mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/debian
+mcopy -i "$esp" "$rootfs/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$esp" "$rootfs/usr/lib/shim/mmx64.efi.signed" ::/EFI/BOOT/mmx64.efi
+mcopy -i "$esp" "$rootfs/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$esp" "$work/esp-grub.cfg" ::/EFI/BOOT/grub.cfg
+mcopy -i "$esp" "$work/esp-grub.cfg" ::/EFI/debian/grub.cfg
 
 echo "debian-image: the disk"
-rootmib=$(( $(du -sm "$rootfs" | cut -f1) * 13 / 10 + 64 ))
+# 512 MiB free beside the system: room for soulpad bench --os's workload
+# (a tree of 150 MB and its tar) and for what a test writes; sparse.
+rootmib=$(( $(du -sm "$rootfs" | cut -f1) * 13 / 10 + 576 ))
 mke2fs -q -t ext4 -U "$uuid" -L debian -d "$rootfs" "$work/root.img" "${rootmib}M"
 # GPT: BIOS boot (1 MiB, GRUB's core.img), EFI system (64 MiB), root.
 img="$work/debian.raw"

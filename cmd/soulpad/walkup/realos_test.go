@@ -143,14 +143,20 @@ func TestRealOSWalksWithBIOS(t *testing.T) {
 
 // realOSResume is the short walk (vmm-libvirt's in make test): boot to
 // the login prompt, suspend, resume with the clock set, the counter on.
-func realOSResume(t *testing.T) { bootSuspendResume(t, realOSPad(t, "vmdk", "bios"), "clock is set") }
+func realOSResume(t *testing.T) {
+	bootSuspendResume(t, realOSPad(t, "vmdk", "bios"), "clock is set", nil)
+}
 
-// bootSuspendResume boots e's machine to its login prompt, suspends it,
-// resumes it (the run says resumedSays) and sees its counter go on.
-func bootSuspendResume(t *testing.T, e testcli.Env, resumedSays string) {
+// bootSuspendResume boots e's machine to its login prompt (and runs
+// atLogin there, when given), suspends it, resumes it (the run says
+// resumedSays) and sees its counter go on.
+func bootSuspendResume(t *testing.T, e testcli.Env, resumedSays string, atLogin func(done chan error, buf *testcli.SyncBuffer)) {
 	t.Helper()
 	_, buf, done := e.StartRun(t)
 	waitConsoleFor(t, e, done, buf, loginRE, 10*time.Minute)
+	if atLogin != nil {
+		atLogin(done, buf)
+	}
 	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
 	before, _ := strconv.Atoi(m[1])
 	suspend(t, e, done, buf)
@@ -160,10 +166,55 @@ func bootSuspendResume(t *testing.T, e testcli.Env, resumedSays string) {
 	suspend(t, e, done, buf)
 }
 
+// typeAt types text at the running machine's serial console through
+// `soulpad console` reading a pipe, and returns what it printed.
+func typeAt(t *testing.T, e testcli.Env, text string) string {
+	t.Helper()
+	cmd := exec.Command(e.Bin, "console")
+	cmd.Env = append(os.Environ(), "SOULPAD_CONFIG="+e.Cfg)
+	cmd.Stdin = strings.NewReader(text) // a pipe
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("soulpad console <<< %q: %v\n%s", text, err, tail(string(out), 20))
+	}
+	return string(out)
+}
+
+// logInAndType logs in as root at the console's login prompt and types
+// line at the shell; its output must match want, whose groups it returns.
+func logInAndType(t *testing.T, e testcli.Env, done chan error, buf *testcli.SyncBuffer, line string, want *regexp.Regexp) []string {
+	t.Helper()
+	typeAt(t, e, "root\n")
+	waitConsoleFor(t, e, done, buf, regexp.MustCompile(`root@soulpad-test:~# `), time.Minute)
+	typeAt(t, e, line+"\n")
+	_, m := waitConsoleFor(t, e, done, buf, want, time.Minute)
+	return m
+}
+
+// secureBootIs logs in and asks the firmware's SecureBoot variable
+// whether Secure Boot is on: it must be as want says.
+func secureBootIs(t *testing.T, e testcli.Env, want bool) func(chan error, *testcli.SyncBuffer) {
+	return func(done chan error, buf *testcli.SyncBuffer) {
+		t.Helper()
+		m := logInAndType(t, e, done, buf,
+			`echo secure-boot-$(od -An -tu1 -j4 -N1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c | tr -d ' ')-$((6*7))`,
+			regexp.MustCompile(`secure-boot-(\d*)-42`))
+		if m[1] != "0" && m[1] != "1" {
+			t.Fatalf("in the guest, the firmware's SecureBoot variable reads %q; want 0 or 1", m[1])
+		}
+		if on := m[1] == "1"; on != want {
+			t.Fatalf("in the guest, Secure Boot is %q (its SecureBoot variable); want on=%v", m[1], want)
+		}
+	}
+}
+
 func realOSWalk(t *testing.T) {
 	e := realOSPad(t, "vmdk", "bios")
 	_, buf, done := e.StartRun(t)
 	waitConsoleFor(t, e, done, buf, loginRE, 10*time.Minute)
+	// A file written at the shell (typed through soulpad console, the
+	// markers computed so that the echo of the line does not match).
+	logInAndType(t, e, done, buf, `echo note-$((6*7)) >/root/note && sync && echo written-$((6*7))`, regexp.MustCompile(`written-42`))
 	_, m := waitConsoleFor(t, e, done, buf, tickRE, 2*time.Minute)
 	testcli.WaitFor(t, buf, done, "guest: the guest agent answers", 2*time.Minute)
 	before, _ := strconv.Atoi(m[1])
@@ -198,6 +249,8 @@ func realOSWalk(t *testing.T) {
 	if n, err := strconv.Atoi(m[1]); err != nil || n < 20 {
 		t.Fatalf("after a cold boot the system found %q as its last tick on disk; want what it synced before the suspend (20 or more)", m[1])
 	}
+	waitConsoleFor(t, e, done, buf, loginRE, 5*time.Minute)
+	logInAndType(t, e, done, buf, `echo found-$(cat /root/note)`, regexp.MustCompile(`found-note-42`))
 	suspend(t, e, done, buf)
 }
 
@@ -206,7 +259,16 @@ func realOSWalk(t *testing.T) {
 func TestRealOSBootsWithUEFI(t *testing.T) {
 	requireRealOS(t)
 	e := realOSPad(t, "qcow2", "uefi")
-	bootSuspendResume(t, e, "resumed ")
+	bootSuspendResume(t, e, "resumed ", secureBootIs(t, e, false))
+}
+
+// TestRealOSBootsWithSecureBoot: with machine.secure_boot the firmware
+// (OVMF with Microsoft's keys enrolled) boots Debian's signed shim, GRUB
+// and kernel; the guest finds Secure Boot on; the machine resumes.
+func TestRealOSBootsWithSecureBoot(t *testing.T) {
+	requireRealOS(t)
+	e := realOSPad(t, "qcow2", "uefi", "secure_boot", "true")
+	bootSuspendResume(t, e, "resumed ", secureBootIs(t, e, true))
 }
 
 // TestRealOSRunsOnCompatibleDevices: with machine.devices = "compatible"
@@ -215,5 +277,5 @@ func TestRealOSBootsWithUEFI(t *testing.T) {
 func TestRealOSRunsOnCompatibleDevices(t *testing.T) {
 	requireRealOS(t)
 	e := realOSPad(t, "qcow2", "bios", "devices", `"compatible"`)
-	bootSuspendResume(t, e, "resumed ")
+	bootSuspendResume(t, e, "resumed ", nil)
 }
