@@ -264,9 +264,12 @@ plugin "vmm-libvirt" {
 }
 
 # With plugins.store: the pad's name on the store (lower-case letters,
-# digits, '.', '_', '-').
+# digits, '.', '_', '-'), and how long its lease holds without a renewal
+# (a live session renews it every third of that; a PC that dies holding
+# it keeps others out that long). Default 15 minutes.
 # store {
-#   name = "alice"
+#   name          = "alice"
+#   lease_minutes = 15
 # }
 
 # plugin "store-s3" {

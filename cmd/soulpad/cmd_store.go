@@ -240,7 +240,7 @@ did after its last copy-out is lost to the store.`,
 					return err
 				}
 				host, _ := os.Hostname()
-				res, err := isr.Checkout(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, true)
+				res, err := isr.Checkout(ctx, st, cfg.Pad.Path, cfg.Store.Name, host, cfg.Store.LeaseTerm(), true)
 				if err != nil {
 					return err
 				}

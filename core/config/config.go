@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/knadh/koanf/v2"
 	"github.com/soulpad/soulpad/sdk"
@@ -157,7 +158,15 @@ type Store struct {
 	// Name is the pad's name on the store (lower-case letters, digits,
 	// '.', '_', '-').
 	Name string `koanf:"name"`
+	// LeaseMinutes is how long the pad's lease on the store holds without
+	// a renewal; a live session renews it every third of that. A PC that
+	// dies holding it keeps other PCs out that long (or until `soulpad
+	// store break-lease`).
+	LeaseMinutes float64 `koanf:"lease_minutes"`
 }
+
+// LeaseTerm is LeaseMinutes as a duration.
+func (s Store) LeaseTerm() time.Duration { return time.Duration(s.LeaseMinutes * float64(time.Minute)) }
 
 // Log sets the log level.
 type Log struct {
@@ -171,6 +180,7 @@ func Defaults() Config {
 			DiskSizeMiB: 64, Network: "user", Display: "auto", Firmware: "bios", Devices: "virtio"},
 		Pad:     Pad{VaultSizeMiB: 2048},
 		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120, KeepPoints: 3},
+		Store:   Store{LeaseMinutes: 15},
 		Log:     Log{Level: "warn"},
 	}
 }

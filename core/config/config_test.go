@@ -67,6 +67,7 @@ func TestErrorsNameFileLineKeyAndWhatIsValid(t *testing.T) {
 		{"open block", minimal + "machine {\n  vcpus = 1\n", []string{`a block is still open at the end of the file (a "}" is missing)`}},
 		{"missing", `plugins { vmm = "vmm-qemu" }`, []string{"pad.path: must be set", "plugins.crypt: must be set"}},
 		{"bad pin", minimal + "plugins {\n sha256 { \"vmm-qemu\" = \"abc\" }\n}\n", []string{"site.hcl:8: plugins.sha256.vmm-qemu", "64 hex digits"}},
+		{"lease too short", minimal + "store { lease_minutes = 0 }\n", []string{"site.hcl:7: store.lease_minutes", "0 is out of range", "15 is the default"}},
 		{"backup without plugin", minimal + "session { backup_after_suspend = true }\n", []string{"session.backup_after_suspend", "plugins.backup"}},
 	}
 	for _, tc := range cases {

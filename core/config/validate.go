@@ -102,6 +102,8 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 		at("store.name", "must be set when plugins.store is: the pad's name on the store, e.g. \"alice\"")
 	case c.Store.Name != "" && !store.ValidName(c.Store.Name):
 		at("store.name", "%q cannot name a pad on a store: use lower-case letters, digits, '.', '_' and '-' (at most 63)", c.Store.Name)
+	case !(c.Store.LeaseMinutes >= 0.05 && c.Store.LeaseMinutes <= 7*24*60): // NaN too
+		at("store.lease_minutes", "%g is out of range: from 0.05 (3 seconds) to 10080 (a week); 15 is the default", c.Store.LeaseMinutes)
 	case c.Store.Name != "" && c.Plugins.Store == "":
 		at("plugins.store", "must name a store plugin (e.g. \"store-s3\") when store.name is set")
 	}

@@ -1,6 +1,7 @@
 package isr
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -44,7 +45,8 @@ type State struct {
 	// holds an older one (a rollback: its next copy-out becomes the
 	// version after Head); 0 means Seq.
 	Head uint64 `json:"head,omitempty"`
-	// Holder is this pad's lease holder identifier.
+	// Holder is this pad's secret part of its lease holder identifier;
+	// the lease names LeaseHolder(), which this PC's identity is part of.
 	Holder string `json:"holder"`
 	// Incomplete: a copy-in was cut short; the pad is a mix of versions
 	// and must be copied in again before it runs.
@@ -80,6 +82,24 @@ func LoadState(padDir string) (*State, error) {
 		return nil, fmt.Errorf("%s is damaged (%v): remove it, and the next copy-in compares every chunk: %w", filepath.Join(padDir, stateFile), err, sdk.ErrCorrupt)
 	}
 	return &s, nil
+}
+
+// LeaseHolder is the holder the pad's lease names on this PC: its own
+// identifier bound to this PC's machine id (so a copy of the pad on
+// another PC is another holder, refused while this one holds the lease).
+func (s *State) LeaseHolder() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "soulpad lease holder\x00%s\x00%s", s.Holder, hostID())
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// hostID is this PC's machine id (/etc/machine-id), or its host name.
+var hostID = func() string {
+	if b, err := os.ReadFile("/etc/machine-id"); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b))
+	}
+	name, _ := os.Hostname()
+	return "host:" + name
 }
 
 // Save writes the state atomically.
@@ -205,8 +225,9 @@ func syncFile(p string) error {
 	return f.Sync()
 }
 
-// Checkout takes the lease of name for the pad at padDir.
-func Checkout(ctx context.Context, st store.Store, padDir, name, host string, breakLease bool) (store.AcquireResponse, error) {
+// Checkout takes the lease of name for the pad at padDir, for term (a
+// live session renews it: RenewLease).
+func Checkout(ctx context.Context, st store.Store, padDir, name, host string, term time.Duration, breakLease bool) (store.AcquireResponse, error) {
 	if err := os.MkdirAll(padDir, 0o700); err != nil {
 		return store.AcquireResponse{}, err
 	}
@@ -220,7 +241,25 @@ func Checkout(ctx context.Context, st store.Store, padDir, name, host string, br
 			return store.AcquireResponse{}, err
 		}
 	}
-	return st.Acquire(ctx, store.AcquireRequest{Name: name, Lease: store.Lease{Holder: state.Holder, Host: host, Acquired: time.Now().UTC()}, Break: breakLease})
+	now := time.Now().UTC()
+	return st.Acquire(ctx, store.AcquireRequest{Name: name, Lease: store.Lease{Holder: state.LeaseHolder(), Host: host, Acquired: now, Expires: now.Add(term)}, Break: breakLease})
+}
+
+// RenewLease extends the pad's lease by term from now, or keeps it
+// from lapsing (term 0: it holds until released or broken, as when a
+// failed copy-out keeps it so that no other PC takes an older version).
+// sdk.ErrBusy: another holder took it over.
+func RenewLease(ctx context.Context, st store.Store, padDir, name, host string, acquired time.Time, term time.Duration) error {
+	state, err := LoadState(padDir)
+	if err != nil {
+		return err
+	}
+	l := store.Lease{Holder: state.LeaseHolder(), Host: host, Acquired: acquired}
+	if term > 0 {
+		l.Expires = time.Now().UTC().Add(term)
+	}
+	_, err = st.Acquire(ctx, store.AcquireRequest{Name: name, Lease: l})
+	return err
 }
 
 // Checkin releases the pad's lease.
@@ -229,7 +268,7 @@ func Checkin(ctx context.Context, st store.Store, padDir, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = st.Release(ctx, store.ReleaseRequest{Name: name, Holder: state.Holder})
+	_, err = st.Release(ctx, store.ReleaseRequest{Name: name, Holder: state.LeaseHolder()})
 	return err
 }
 

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/internal/tests3"
@@ -74,7 +76,7 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	st := s3Store(t)
 	a := lockedPad(t, 8)
 	b := filepath.Join(t.TempDir(), "empty", "pad")
-	if _, err := Checkout(ctx, st, a, "alice", "pc-a", false); err != nil {
+	if _, err := Checkout(ctx, st, a, "alice", "pc-a", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	out, err := Push(ctx, st, a, "alice", nil, nil)
@@ -84,13 +86,13 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	if out.Seq != 1 || out.Uploaded != out.PadBytes {
 		t.Fatalf("first copy-out = %+v; want version 1 with every byte", out)
 	}
-	if _, err := Checkout(ctx, st, b, "alice", "pc-b", false); !errors.Is(err, sdk.ErrBusy) || !strings.Contains(err.Error(), "pc-a") {
+	if _, err := Checkout(ctx, st, b, "alice", "pc-b", time.Hour, false); !errors.Is(err, sdk.ErrBusy) || !strings.Contains(err.Error(), "pc-a") {
 		t.Fatalf("checkout on B while A holds the lease = %v; want busy, naming pc-a", err)
 	}
 	if err := Checkin(ctx, st, a, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Checkout(ctx, st, b, "alice", "pc-b", false); err != nil {
+	if _, err := Checkout(ctx, st, b, "alice", "pc-b", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	in, err := Pull(ctx, st, b, "alice", 0, false, nil)
@@ -115,7 +117,7 @@ func TestCopyOutAndInMoveOnlyWhatChanged(t *testing.T) {
 	if err := Checkin(ctx, st, b, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Checkout(ctx, st, a, "alice", "pc-a", false); err != nil {
+	if _, err := Checkout(ctx, st, a, "alice", "pc-a", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	in, err = Pull(ctx, st, a, "alice", 0, false, nil)
@@ -147,7 +149,7 @@ func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
 	ctx := context.Background()
 	st := s3Store(t)
 	a := lockedPad(t, 2)
-	Checkout(ctx, st, a, "bob", "pc-a", false)
+	Checkout(ctx, st, a, "bob", "pc-a", time.Hour, false)
 	if _, err := Push(ctx, st, a, "bob", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +160,7 @@ func TestOfflineChangesAreKeptOrRefused(t *testing.T) {
 	}
 	// Another PC makes version 2 (A's lease broken: it was away).
 	b := filepath.Join(t.TempDir(), "pad")
-	if _, err := Checkout(ctx, st, b, "bob", "pc-b", true); err != nil {
+	if _, err := Checkout(ctx, st, b, "bob", "pc-b", time.Hour, true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Pull(ctx, st, b, "bob", 0, false, nil); err != nil {
@@ -192,7 +194,7 @@ func TestCutShortCopyInIsRedone(t *testing.T) {
 	ctx := context.Background()
 	st := s3Store(t)
 	a := lockedPad(t, 3)
-	Checkout(ctx, st, a, "carol", "pc-a", false)
+	Checkout(ctx, st, a, "carol", "pc-a", time.Hour, false)
 	if _, err := Push(ctx, st, a, "carol", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestGCKeepsWhatVersionsNeed(t *testing.T) {
 	ctx := context.Background()
 	st := s3Store(t)
 	a := lockedPad(t, 2)
-	Checkout(ctx, st, a, "dave", "pc-a", false)
+	Checkout(ctx, st, a, "dave", "pc-a", time.Hour, false)
 	Push(ctx, st, a, "dave", nil, nil)
 	write(t, a, "vault", []byte("all new"))
 	if out, err := Push(ctx, st, a, "dave", nil, nil); err != nil || out.Seq != 2 {
@@ -235,7 +237,7 @@ func TestGCKeepsWhatVersionsNeed(t *testing.T) {
 	}
 	b := filepath.Join(t.TempDir(), "pad")
 	Checkin(ctx, st, a, "dave")
-	Checkout(ctx, st, b, "dave", "pc-b", false)
+	Checkout(ctx, st, b, "dave", "pc-b", time.Hour, false)
 	if _, err := Pull(ctx, st, b, "dave", 0, false, nil); err != nil || tree(t, b) != tree(t, a) {
 		t.Fatalf("version 2 after gc: %v", err)
 	}
@@ -266,7 +268,7 @@ func TestCutShortCopyOutResumes(t *testing.T) {
 	ctx := context.Background()
 	st := s3Store(t)
 	a := lockedPad(t, 6)
-	Checkout(ctx, st, a, "erin", "pc-a", false)
+	Checkout(ctx, st, a, "erin", "pc-a", time.Hour, false)
 	local, _, _, err := Scan(ctx, a, DefaultChunkBytes, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +313,7 @@ func TestCopyInPlantsNothingToRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := Checkout(ctx, st, a, "carol", "pc-a", false); err != nil {
+	if _, err := Checkout(ctx, st, a, "carol", "pc-a", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Push(ctx, st, a, "carol", nil, nil); err != nil {
@@ -321,7 +323,7 @@ func TestCopyInPlantsNothingToRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := filepath.Join(t.TempDir(), "pc-b", "pad")
-	if _, err := Checkout(ctx, st, b, "carol", "pc-b", false); err != nil {
+	if _, err := Checkout(ctx, st, b, "carol", "pc-b", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Pull(ctx, st, b, "carol", 0, false, nil); err != nil {
@@ -369,7 +371,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	ctx := context.Background()
 	st := s3Store(t)
 	a := lockedPad(t, 1)
-	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
+	if _, err := Checkout(ctx, st, a, "dave", "pc-a", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Push(ctx, st, a, "dave", nil, nil); err != nil {
@@ -406,7 +408,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if err := Checkin(ctx, st, a, "dave"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Checkout(ctx, st, b, "dave", "pc-b", false); err != nil {
+	if _, err := Checkout(ctx, st, b, "dave", "pc-b", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Pull(ctx, st, b, "dave", 0, false, nil); err != nil {
@@ -419,7 +421,7 @@ func TestRollbackBecomesTheNextVersion(t *testing.T) {
 	if err := Checkin(ctx, st, b, "dave"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Checkout(ctx, st, a, "dave", "pc-a", false); err != nil {
+	if _, err := Checkout(ctx, st, a, "dave", "pc-a", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	write(t, a, "notes/20261127T050000Z-a.jsonl", []byte("{\"a\":1}\n"))
@@ -435,7 +437,7 @@ func TestStoreGoingBackwardsIsRefused(t *testing.T) {
 	ctx := context.Background()
 	st := s3Store(t)
 	a := lockedPad(t, 1)
-	if _, err := Checkout(ctx, st, a, "erin", "pc-a", false); err != nil {
+	if _, err := Checkout(ctx, st, a, "erin", "pc-a", time.Hour, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Push(ctx, st, a, "erin", nil, nil); err != nil {
@@ -499,5 +501,52 @@ func TestSealCatchesForgeries(t *testing.T) {
 	old.Seal = ""
 	if err := old.Verify(key, SealRecord{}); err != nil {
 		t.Fatalf("a version from before seals, in a vault that never sealed: %v", err)
+	}
+}
+
+// The lease names the pad bound to the PC: a copy of the pad taken to
+// another PC (its sync state and holder identifier with it) is another
+// holder there, refused while the first PC holds the lease; once that
+// lease lapses unrenewed, the copy takes it over, and the first PC can
+// neither renew it nor copy out.
+func TestLeaseIsBoundToThePCAndLapses(t *testing.T) {
+	ctx := context.Background()
+	st := s3Store(t)
+	a := lockedPad(t, 2)
+	if _, err := Checkout(ctx, st, a, "frank", "pc-a", 3*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	stateA, err := LoadState(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stateA.Save(a); err != nil { // the holder identifier, kept
+		t.Fatal(err)
+	}
+	copyB := filepath.Join(t.TempDir(), "pad")
+	if out, err := exec.Command("cp", "-a", a, copyB).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	thisPC := hostID
+	defer func() { hostID = thisPC }()
+	hostID = func() string { return "another-pc" }
+	stateB, err := LoadState(copyB)
+	if err != nil || stateB.Holder != stateA.Holder {
+		t.Fatalf("the copy's state %+v, %v; want the same holder identifier as A's", stateB, err)
+	}
+	if _, err := Checkout(ctx, st, copyB, "frank", "pc-b", time.Hour, false); !errors.Is(err, sdk.ErrBusy) || !strings.Contains(err.Error(), "pc-a") {
+		t.Fatalf("the copy's checkout on another PC while A holds the lease = %v; want busy, naming pc-a", err)
+	}
+	time.Sleep(4 * time.Second) // A is gone: no renewal
+	res, err := Checkout(ctx, st, copyB, "frank", "pc-b", time.Hour, false)
+	if err != nil || res.Replaced == nil || res.Replaced.Host != "pc-a" {
+		t.Fatalf("checkout after A's lease lapsed = %+v, %v; want B's, replacing pc-a's", res, err)
+	}
+	hostID = thisPC // back on A
+	if err := RenewLease(ctx, st, a, "frank", "pc-a", time.Now(), time.Hour); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("A renewing after B took over = %v; want busy", err)
+	}
+	if _, err := Push(ctx, st, a, "frank", nil, nil); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("A copying out after B took over = %v; want busy", err)
 	}
 }

@@ -81,7 +81,7 @@ func Push(ctx context.Context, st store.Store, padDir, name string, key []byte, 
 	if err != nil {
 		return res, err
 	}
-	if _, err := st.PutVersion(ctx, store.PutVersionRequest{Name: name, Seq: man.Seq, Manifest: b, Holder: state.Holder}); err != nil {
+	if _, err := st.PutVersion(ctx, store.PutVersionRequest{Name: name, Seq: man.Seq, Manifest: b, Holder: state.LeaseHolder()}); err != nil {
 		if errors.Is(err, sdk.ErrAlreadyExists) {
 			return res, fmt.Errorf("another PC made version %d of %s meanwhile: %w", man.Seq, name, ErrConflict)
 		}

@@ -114,6 +114,12 @@ type Session struct {
 	storeNote  string
 	storeAhead bool
 	leaseKept  bool
+	// leased is when the lease was taken; stopRenewal ends the renewals
+	// that keep it from lapsing; leaseLost is set when a renewal found
+	// another PC holding it.
+	leased      time.Time
+	stopRenewal func()
+	leaseLost   atomic.Pointer[error]
 	// pulled is the version copied in (nil: the pad's own); sealKey,
 	// read from the vault at verify, seals the copy-out's version.
 	pulled  *isr.Manifest

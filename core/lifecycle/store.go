@@ -5,6 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/soulpad/soulpad/core/isr"
 	"github.com/soulpad/soulpad/core/pad"
@@ -28,13 +33,18 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	}
 	s.r.pushAt(true, "stop the store's plugin", func(context.Context) error { host.Close(); return nil })
 	hostName, _ := os.Hostname()
-	if _, err := isr.Checkout(ctx, st, dir, name, hostName, false); err != nil {
+	lease, err := isr.Checkout(ctx, st, dir, name, hostName, s.cfg.Store.LeaseTerm(), false)
+	if err != nil {
 		if errors.Is(err, sdk.ErrBusy) || errors.Is(err, sdk.ErrInvalidArgument) || errors.Is(err, sdk.ErrInvalidConfig) {
 			return err
 		}
 		return s.offline(err, note)
 	}
-	s.st = st
+	s.st, s.leased = st, lease.Lease.Acquired
+	if r := lease.Replaced; r != nil {
+		s.r.progress("  took over the lease of %s from %s, which let it lapse at %s", name, r.Host, r.Expires.Local().Format(time.DateTime))
+	}
+	s.renewLease(ctx, hostName)
 	res, err := isr.Pull(ctx, st, dir, name, s.opts.StoreVersion, false, s.transferProgress)
 	switch {
 	case errors.Is(err, sdk.ErrNotFound) && s.opts.StoreVersion == 0:
@@ -58,6 +68,52 @@ func (s *Session) checkout(ctx context.Context, note *string) error {
 	}
 	s.storeNote = *note
 	return nil
+}
+
+// renewLease keeps the session's lease from lapsing while the session
+// lives, until the check-in (or the end). A renewal that finds another PC
+// holding the lease (it lapsed while this PC was cut off, and was taken
+// over) is journaled, and the copy-out says so.
+func (s *Session) renewLease(ctx context.Context, host string) {
+	journal := s.r.journal
+	s.stopRenewal = keepRenewed(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, host, s.leased, s.cfg.Store.LeaseTerm(), s.log, func(err error) {
+		s.leaseLost.Store(&err)
+		if journal != nil {
+			_ = journal.Append(pad.Entry{Stage: StageRun, Event: "info", Message: fmt.Sprintf("the store's lease was taken over: %v", err)})
+		}
+	})
+	s.r.pushAt(true, "stop renewing the store's lease", func(context.Context) error { s.stopRenewal(); return nil })
+}
+
+// keepRenewed renews the pad's lease for term every term/3 until stop is
+// called; a renewal that finds another holder ends the renewals with
+// lost; one that fails is logged and tried again at the next tick.
+func keepRenewed(ctx context.Context, st store.Store, dir, name, host string, acquired time.Time, term time.Duration, log hclog.Logger, lost func(error)) (stop func()) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(term / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			err := isr.RenewLease(rctx, st, dir, name, host, acquired, term)
+			switch {
+			case err == nil || rctx.Err() != nil:
+			case errors.Is(err, sdk.ErrBusy):
+				log.Warn("the store's lease was taken over by another PC", "error", err)
+				lost(err)
+				return
+			default:
+				log.Warn("the store's lease could not be renewed; trying again", "error", err)
+			}
+		}
+	}()
+	return sync.OnceFunc(func() { cancel(); <-done })
 }
 
 // verifyVersion checks, once the vault is open, that the version copied
@@ -118,9 +174,13 @@ func (s *Session) copyOutWanted() bool {
 // the pad ahead of the store, sealed and whole, and keeps the lease: a
 // warning, not a failed session.
 func (s *Session) copyOut(ctx context.Context, note *string) error {
+	if lost := s.leaseLost.Load(); lost != nil {
+		s.r.progress("  warning: while this session ran, another PC took over the store's lease (%v); the pad keeps its changes", *lost)
+	}
 	out, err := isr.Push(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, s.sealKey, s.transferProgress)
 	if err != nil {
 		s.leaseKept = true
+		s.keepLease(ctx)
 		s.r.progress("  warning: copy-out failed (%v); the pad keeps the lease and its changes, and the next session (or `soulpad store push`) copies them out", err)
 		return err
 	}
@@ -132,6 +192,20 @@ func (s *Session) copyOut(ctx context.Context, note *string) error {
 	return nil
 }
 
+// keepLease makes the lease of a pad whose copy-out failed hold until
+// the pad's next session (or a break), not lapse, so that no other PC
+// takes the store's older version meanwhile; when the store cannot be
+// reached for that either, the lease lapses as it would have.
+func (s *Session) keepLease(ctx context.Context) {
+	if s.stopRenewal != nil {
+		s.stopRenewal()
+	}
+	host, _ := os.Hostname()
+	if err := isr.RenewLease(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name, host, s.leased, 0); err != nil {
+		s.r.progress("  warning: the store's lease could not be kept (%v): it lapses %s after its last renewal", err, s.cfg.Store.LeaseTerm())
+	}
+}
+
 // checkinWanted: the pad is checked out, and no failed copy-out keeps the
 // lease (so that no other PC takes an older version).
 func (s *Session) checkinWanted() bool { return s.st != nil && !s.leaseKept }
@@ -139,6 +213,9 @@ func (s *Session) checkinWanted() bool { return s.st != nil && !s.leaseKept }
 // checkin gives the lease back. A failed checkin leaves the lease to
 // this pad; the pad itself is fine, so the session does not fail for it.
 func (s *Session) checkin(ctx context.Context, _ *string) error {
+	if s.stopRenewal != nil {
+		s.stopRenewal()
+	}
 	return isr.Checkin(ctx, s.st, s.cfg.Pad.Path, s.cfg.Store.Name)
 }
 
@@ -181,11 +258,22 @@ func CheckedOut(ctx context.Context, o VaultOptions, fn func(ctx context.Context
 	defer host.Close()
 	dir, name := v.cfg.Pad.Path, v.cfg.Store.Name
 	hostName, _ := os.Hostname()
-	if _, err := isr.Checkout(ctx, st, dir, name, hostName, false); err != nil {
+	term := v.cfg.Store.LeaseTerm()
+	lease, err := isr.Checkout(ctx, st, dir, name, hostName, term, false)
+	if err != nil {
 		return err
 	}
+	var lost atomic.Pointer[error]
+	stop := keepRenewed(ctx, st, dir, name, hostName, lease.Lease.Acquired, term, v.log, func(err error) { lost.Store(&err) })
 	keep, err := fn(ctx, st)
+	stop()
+	if l := lost.Load(); l != nil {
+		v.r.progress("warning: another PC took over the store's lease meanwhile (%v)", *l)
+	}
 	if keep {
+		if kerr := isr.RenewLease(ctx, st, dir, name, hostName, lease.Lease.Acquired, 0); kerr != nil {
+			v.r.progress("warning: the store's lease could not be kept (%v): it lapses %s after its last renewal", kerr, term)
+		}
 		return err
 	}
 	if cerr := isr.Checkin(ctx, st, dir, name); cerr != nil {

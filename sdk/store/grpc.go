@@ -25,14 +25,22 @@ func leaseToPB(l *Lease) *pb.Lease {
 	if l == nil {
 		return nil
 	}
-	return &pb.Lease{Holder: l.Holder, Host: l.Host, AcquiredUnixNano: l.Acquired.UnixNano()}
+	pl := &pb.Lease{Holder: l.Holder, Host: l.Host, AcquiredUnixNano: l.Acquired.UnixNano()}
+	if !l.Expires.IsZero() {
+		pl.ExpiresUnixNano = l.Expires.UnixNano()
+	}
+	return pl
 }
 
 func leaseFromPB(l *pb.Lease) *Lease {
 	if l == nil {
 		return nil
 	}
-	return &Lease{Holder: l.Holder, Host: l.Host, Acquired: time.Unix(0, l.AcquiredUnixNano).UTC()}
+	out := &Lease{Holder: l.Holder, Host: l.Host, Acquired: time.Unix(0, l.AcquiredUnixNano).UTC()}
+	if l.ExpiresUnixNano != 0 {
+		out.Expires = time.Unix(0, l.ExpiresUnixNano).UTC()
+	}
+	return out
 }
 
 func piecesToPB(ps []Piece) []*pb.Piece {

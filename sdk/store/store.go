@@ -30,12 +30,19 @@ const APIVersion = 1
 
 // Lease says who has a pad checked out.
 type Lease struct {
-	// Holder is a random identifier the checking-out pad keeps.
+	// Holder identifies the pad on the PC that checked it out.
 	Holder string `json:"holder"`
 	// Host is the PC's name, for people.
 	Host     string    `json:"host"`
 	Acquired time.Time `json:"acquired"`
+	// Expires is when the lease lapses unless its holder renews it (a
+	// live session does, now and then); zero: it holds until released or
+	// broken. A lapsed lease is another holder's to take.
+	Expires time.Time `json:"expires,omitzero"`
 }
+
+// Lapsed says whether l has expired at now.
+func (l Lease) Lapsed(now time.Time) bool { return !l.Expires.IsZero() && now.After(l.Expires) }
 
 // Version is one version of a pad on the store.
 type Version struct {
@@ -59,7 +66,9 @@ type Progress struct {
 	PiecesDone, PiecesTotal uint64
 }
 
-// AcquireRequest checks a pad out.
+// AcquireRequest checks a pad out. Its holder acquiring again renews the
+// lease (Expires as asked); a lease of another holder that has lapsed is
+// taken over as with Break (and returned in Replaced).
 type AcquireRequest struct {
 	Name  string
 	Lease Lease
@@ -70,7 +79,8 @@ type AcquireRequest struct {
 // AcquireResponse is the lease now held.
 type AcquireResponse struct {
 	Lease Lease
-	// Replaced is the other holder's lease that Break removed.
+	// Replaced is the other holder's lease that Break (or its lapse)
+	// ended.
 	Replaced *Lease
 }
 

@@ -9,7 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testcli"
@@ -179,24 +181,13 @@ func TestStoreCommandsByHand(t *testing.T) {
 // The genuine version says so in the table.
 func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
 	srv := tests3.Start(t)
-	testbin.Build(t, "plugins/store-s3")
-	e := testcli.Setup(t)
-	withStore(t, e, srv, "gus")
-	if out, errOut, code := e.Run(t, "init"); code != 0 {
-		t.Fatalf("init: %s %s", out, errOut)
-	}
-	_, buf, done := e.StartRun(t)
-	e.Run(t, "suspend")
-	testcli.Wait(t, done, buf)
-	if !strings.Contains(buf.String(), "copied out version 1") {
-		t.Fatalf("A did not copy out version 1:\n%s", buf.String())
-	}
+	e := firstVersion(t, srv, "gus")
 
 	// A genuine copy-in says the seal is there.
 	b := e
 	b.Pad = filepath.Join(t.TempDir(), "pc-b", "pad")
 	t.Setenv("SOULPAD_PAD_PATH", b.Pad)
-	_, buf, done = b.StartRun(t)
+	_, buf, done := b.StartRun(t)
 	if !strings.Contains(buf.String(), "version 1 carries this vault's seal") {
 		t.Fatalf("B's copy-in of version 1 did not check its seal:\n%s", buf.String())
 	}
@@ -242,6 +233,25 @@ func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
 	}
 }
 
+// firstVersion makes a pad (the test VMM's) on a store as name, and a
+// session on it copies out version 1.
+func firstVersion(t *testing.T, srv tests3.Server, name string) testcli.Env {
+	t.Helper()
+	testbin.Build(t, "plugins/store-s3")
+	e := testcli.Setup(t)
+	withStore(t, e, srv, name)
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	e.Run(t, "suspend")
+	testcli.Wait(t, done, buf)
+	if !strings.Contains(buf.String(), "copied out version 1") {
+		t.Fatalf("A did not copy out version 1:\n%s", buf.String())
+	}
+	return e
+}
+
 // withStore adds the store (plugins.store, store.name and the S3 server's
 // block) to e's config.
 func withStore(t *testing.T, e testcli.Env, srv tests3.Server, name string) {
@@ -253,4 +263,39 @@ func withStore(t *testing.T, e testcli.Env, srv tests3.Server, name string) {
 	fmt.Fprintf(f, "store { name = %q }\n%s", name, srv.HCL())
 	f.Close()
 	t.Setenv("SOULPAD_PLUGINS_STORE", "store-s3")
+}
+
+// A live session keeps its lease by renewing it (a lease of 3 seconds,
+// renewed every second, keeps another PC out for as long as the session
+// runs); a session killed outright stops renewing, and once its lease
+// lapses another PC takes the pad over without a break, and says whose
+// lease it took.
+func TestLeaseLapsesWhenItsSessionDies(t *testing.T) {
+	t.Setenv("SOULPAD_STORE_LEASE_MINUTES", "0.05")
+	e := firstVersion(t, tests3.Start(t), "hank")
+	run, _, killed := e.StartRun(t)
+	time.Sleep(5 * time.Second) // past the lease's term: renewals keep it
+	b := e
+	b.Pad = filepath.Join(t.TempDir(), "pc-b", "pad")
+	t.Setenv("SOULPAD_PAD_PATH", b.Pad)
+	out, errOut, code := b.Run(t, "run")
+	if code != 3 || !strings.Contains(out+errOut, "checked out by") {
+		t.Fatalf("a run elsewhere while A's live session renews its lease: exit %d\n%s%s", code, out, errOut)
+	}
+	// A dies without a word: no suspend, no check-in, no renewal.
+	syscall.Kill(-run.Process.Pid, syscall.SIGKILL)
+	run.Process.Kill()
+	<-killed
+	time.Sleep(4 * time.Second)
+	_, buf, done := b.StartRun(t)
+	if !strings.Contains(buf.String(), "took over the lease of hank from") || !strings.Contains(buf.String(), "version 1: copied in") {
+		t.Fatalf("B's run after A's lease lapsed:\n%s", buf.String())
+	}
+	if o, eo, code := b.Run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend on B: %s %s", o, eo)
+	}
+	testcli.Wait(t, done, buf)
+	if !strings.Contains(buf.String(), "copied out version 2") {
+		t.Fatalf("B did not copy out version 2:\n%s", buf.String())
+	}
 }

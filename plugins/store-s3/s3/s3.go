@@ -197,15 +197,15 @@ func (p *Plugin) PutVersion(ctx context.Context, r store.PutVersionRequest) (sto
 	if err != nil {
 		return store.PutVersionResponse{}, err
 	}
-	held, err := p.readLease(ctx, c, cfg, r.Name)
+	held, _, err := p.readLease(ctx, c, cfg, r.Name)
 	if err != nil {
 		return store.PutVersionResponse{}, err
 	}
-	if held == nil || held.Holder != r.Holder {
-		if held == nil {
+	if held == nil || held.Released || held.Holder != r.Holder {
+		if held == nil || held.Released {
 			return store.PutVersionResponse{}, fmt.Errorf("store-s3: %s is not checked out; a version needs the lease: %w", r.Name, sdk.ErrBusy)
 		}
-		return store.PutVersionResponse{}, busy(r.Name, held)
+		return store.PutVersionResponse{}, busy(r.Name, &held.Lease)
 	}
 	return store.PutVersionResponse{}, putNew(ctx, c, cfg.Bucket, versionKey(cfg, r.Name, r.Seq), r.Manifest)
 }

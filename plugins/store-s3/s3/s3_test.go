@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -82,14 +83,7 @@ func TestServerIgnoringCreateOnlyIsRefused(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	secret := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secret, []byte("s3cr3t-key-for-a-test-double\n"), 0o600)
-	cfg, _ := json.Marshal(map[string]any{"endpoint": strings.TrimPrefix(srv.URL, "http://"), "secure": false, "bucket": "pads",
-		"region": "us-east-1", "access_key": "k", "secret_key_file": secret})
-	s := sdktest.InProcess(t, s3.New()).(store.Store)
-	if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {
-		t.Fatal(err)
-	}
+	s := testDouble(t, srv.URL)
 	_, err := s.Acquire(context.Background(), store.AcquireRequest{Name: "alice", Lease: store.Lease{Holder: "h1", Host: "pc-a"}})
 	if !errors.Is(err, sdk.ErrUnsupported) || !strings.Contains(err.Error(), "If-None-Match") {
 		t.Fatalf("acquire on a server that ignores create-only writes: %v; want ErrUnsupported naming If-None-Match", err)
@@ -97,4 +91,58 @@ func TestServerIgnoringCreateOnlyIsRefused(t *testing.T) {
 	if n := puts.Load(); n != 2 {
 		t.Fatalf("%d PUTs reached the server; want the probe's two and no lease", n)
 	}
+}
+
+// A server that honours create-only writes but ignores If-Match (a test
+// double: only this behaviour matters): a PC whose lease was taken over
+// could still release or renew it there, so the plugin refuses it.
+func TestServerIgnoringIfMatchIsRefused(t *testing.T) {
+	var mu sync.Mutex
+	objects := map[string]bool{}
+	var puts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.Method {
+		case http.MethodPut:
+			puts.Add(1)
+			io.Copy(io.Discard, r.Body)
+			if r.Header.Get("If-None-Match") == "*" && objects[r.URL.Path] {
+				w.WriteHeader(http.StatusPreconditionFailed)
+				io.WriteString(w, `<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>`)
+				return
+			}
+			objects[r.URL.Path] = true
+			w.Header().Set("ETag", `"d41d8cd98f00b204e9800998ecf8427e"`)
+			w.WriteHeader(http.StatusOK)
+		case http.MethodDelete:
+			delete(objects, r.URL.Path)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	s := testDouble(t, srv.URL)
+	_, err := s.Acquire(context.Background(), store.AcquireRequest{Name: "alice", Lease: store.Lease{Holder: "h1", Host: "pc-a"}})
+	if !errors.Is(err, sdk.ErrUnsupported) || !strings.Contains(err.Error(), "If-Match") {
+		t.Fatalf("acquire on a server that ignores If-Match: %v; want ErrUnsupported naming If-Match", err)
+	}
+	if n := puts.Load(); n != 3 {
+		t.Fatalf("%d PUTs reached the server; want the probe's three and no lease", n)
+	}
+}
+
+// testDouble is the plugin configured for an HTTP test double at url.
+func testDouble(t *testing.T, url string) store.Store {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("s3cr3t-key-for-a-test-double\n"), 0o600)
+	cfg, _ := json.Marshal(map[string]any{"endpoint": strings.TrimPrefix(url, "http://"), "secure": false, "bucket": "pads",
+		"region": "us-east-1", "access_key": "k", "secret_key_file": secret})
+	s := sdktest.InProcess(t, s3.New()).(store.Store)
+	if _, err := s.Configure(context.Background(), sdk.ConfigureRequest{Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

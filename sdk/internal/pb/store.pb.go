@@ -26,8 +26,10 @@ type Lease struct {
 	Holder           string                 `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
 	Host             string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
 	AcquiredUnixNano int64                  `protobuf:"varint,3,opt,name=acquired_unix_nano,json=acquiredUnixNano,proto3" json:"acquired_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// expires_unix_nano: when the lease lapses unless renewed (0: never).
+	ExpiresUnixNano int64 `protobuf:"varint,4,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
@@ -77,6 +79,13 @@ func (x *Lease) GetHost() string {
 func (x *Lease) GetAcquiredUnixNano() int64 {
 	if x != nil {
 		return x.AcquiredUnixNano
+	}
+	return 0
+}
+
+func (x *Lease) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
 	}
 	return 0
 }
@@ -1185,11 +1194,12 @@ var File_store_proto protoreflect.FileDescriptor
 const file_store_proto_rawDesc = "" +
 	"\n" +
 	"\vstore.proto\x12\n" +
-	"soulpad.v1\"a\n" +
+	"soulpad.v1\"\x8d\x01\n" +
 	"\x05Lease\x12\x16\n" +
 	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12,\n" +
-	"\x12acquired_unix_nano\x18\x03 \x01(\x03R\x10acquiredUnixNano\"c\n" +
+	"\x12acquired_unix_nano\x18\x03 \x01(\x03R\x10acquiredUnixNano\x12*\n" +
+	"\x11expires_unix_nano\x18\x04 \x01(\x03R\x0fexpiresUnixNano\"c\n" +
 	"\x0eAcquireRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x05lease\x18\x02 \x01(\v2\x11.soulpad.v1.LeaseR\x05lease\x12\x14\n" +

@@ -29,6 +29,8 @@ func Run(t *testing.T, s store.Store) {
 		fn   func(*testing.T, store.Store, string)
 	}{
 		{"LeaseIsExclusive", leaseIsExclusive},
+		{"LeaseLapsesUnlessRenewed", leaseLapses},
+		{"ReleaseAfterATakeoverIsRefused", releaseAfterTakeover},
 		{"VersionsAreCreateOnlyAndNeedTheLease", versionsAreCreateOnly},
 		{"ChunksRoundTrip", chunksRoundTrip},
 		{"DamagedDataIsRefused", damagedDataIsRefused},
@@ -106,6 +108,76 @@ func leaseIsExclusive(t *testing.T, s store.Store, name string) {
 	}
 	if won != 1 {
 		t.Fatalf("%d racers got the lease; want exactly 1", won)
+	}
+}
+
+// leaseLapses: a lease renewed by its holder (Acquire again, a later
+// Expires) keeps others out; one that lapsed is another holder's to take
+// without a break, and its old holder can then neither renew it nor make
+// a version.
+func leaseLapses(t *testing.T, s store.Store, name string) {
+	c := ctx(t)
+	a := lease("a")
+	a.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if _, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: a}); err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	a.Expires = a.Expires.Add(time.Hour)
+	out, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: a})
+	if err != nil || !out.Lease.Expires.Equal(a.Expires) || out.Replaced != nil {
+		t.Fatalf("renewal = %+v, %v; want the lease until %s", out, err, a.Expires)
+	}
+	if _, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: lease("b")}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("Acquire of a renewed lease by another holder = %v; want ErrBusy", err)
+	}
+	// The holder is gone: its last renewal lapsed.
+	a.Expires = time.Now().Add(-time.Second).UTC().Truncate(time.Second)
+	if _, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: a}); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	out, err = s.Acquire(c, store.AcquireRequest{Name: name, Lease: lease("b")})
+	if err != nil || out.Lease.Holder != "b" || out.Replaced == nil || out.Replaced.Holder != "a" || !out.Replaced.Expires.Equal(a.Expires) {
+		t.Fatalf("Acquire of a lapsed lease = %+v, %v; want b's lease, replacing a's lapsed one", out, err)
+	}
+	a.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	if _, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: a}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("the old holder renewing after the takeover = %v; want ErrBusy", err)
+	}
+	if _, err := s.PutVersion(c, store.PutVersionRequest{Name: name, Seq: 1, Manifest: []byte("{}"), Holder: "a"}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("a version by the old holder after the takeover = %v; want ErrBusy", err)
+	}
+}
+
+// releaseAfterTakeover: a holder whose lease was broken cannot release
+// the new holder's (the release is conditional on the lease it read),
+// and the new holder goes on making versions.
+func releaseAfterTakeover(t *testing.T, s store.Store, name string) {
+	c := ctx(t)
+	if _, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: lease("a")}); err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	if _, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: lease("b"), Break: true}); err != nil {
+		t.Fatalf("Acquire with Break: %v", err)
+	}
+	if _, err := s.Release(c, store.ReleaseRequest{Name: name, Holder: "a"}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("Release by the holder whose lease was broken = %v; want ErrBusy", err)
+	}
+	if _, err := s.PutVersion(c, store.PutVersionRequest{Name: name, Seq: 1, Manifest: []byte("{}"), Holder: "b"}); err != nil {
+		t.Fatalf("a version by the new holder after the old one tried to release: %v", err)
+	}
+	// Racing releases and takeovers: whoever ends up holding the lease
+	// is the one the store names, and a released lease is free.
+	if _, err := s.Release(c, store.ReleaseRequest{Name: name, Holder: "b"}); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if _, err := s.Release(c, store.ReleaseRequest{Name: name, Holder: "b"}); err != nil {
+		t.Fatalf("a second Release: %v", err)
+	}
+	if _, err := s.PutVersion(c, store.PutVersionRequest{Name: name, Seq: 2, Manifest: []byte("{}"), Holder: "b"}); !errors.Is(err, sdk.ErrBusy) {
+		t.Fatalf("a version after the release = %v; want ErrBusy", err)
+	}
+	if out, err := s.Acquire(c, store.AcquireRequest{Name: name, Lease: lease("c")}); err != nil || out.Replaced != nil {
+		t.Fatalf("Acquire of a released lease = %+v, %v; want it, replacing nothing", out, err)
 	}
 }
 
