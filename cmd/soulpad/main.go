@@ -204,22 +204,44 @@ func isUsage(err error) bool {
 // soulpad's commands: the core's errors say what happened, the CLI what
 // to type.
 func withUsage(err error) string {
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.HasPrefix(err.Error(), "unknown help topic") {
-		return strings.TrimRight(err.Error(), "\n") + "\n'soulpad --help' lists the commands"
+	text := errText(err)
+	if strings.HasPrefix(text, "unknown command") || strings.HasPrefix(text, "unknown help topic") {
+		return strings.TrimRight(text, "\n") + "\n'soulpad --help' lists the commands"
 	}
 	w, ok := lifecycle.WayOutOf(err)
 	if !ok {
-		return err.Error()
+		return text
 	}
 	switch w.Kind {
 	case lifecycle.WayOutOtherPoint:
-		return err.Error() + ". `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk"
+		return text + ". `soulpad points` lists the points: `soulpad run --point ID` resumes an older one, `soulpad run --cold-boot` boots the latest disk"
 	case lifecycle.WayOutSuspendFirst:
-		return err.Error() + ": suspend it first (`soulpad suspend`)"
+		return text + ": suspend it first (`soulpad suspend`)"
 	case lifecycle.WayOutInit:
-		return err.Error() + ": make one with `soulpad init`"
+		return text + ": make one with `soulpad init`"
 	}
-	return err.Error()
+	return text
+}
+
+// errText is err's message without the kind that classifies it for the
+// exit status (": invalid argument", ": not found", ...) at its end, where
+// the words before it say it already (a clause of four words or more):
+// "…needs at least 20 characters (or use a key file): invalid argument"
+// loses its tail, "machine soul: already exists" keeps it.
+func errText(err error) string {
+	text, t := err.Error(), err.Error()
+	for cut := true; cut; {
+		cut = false
+		for _, kind := range []error{sdk.ErrInvalidArgument, sdk.ErrNotFound, sdk.ErrAlreadyExists, sdk.ErrInvalidConfig, sdk.ErrBusy} {
+			if rest, ok := strings.CutSuffix(t, ": "+kind.Error()); ok && errors.Is(err, kind) {
+				t, cut = rest, true
+			}
+		}
+	}
+	if len(strings.Fields(t[strings.LastIndex(t, ": ")+1:])) < 4 {
+		return text
+	}
+	return t
 }
 
 // unknownBesideHelp refuses a help request for a command that does not

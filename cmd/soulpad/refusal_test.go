@@ -54,3 +54,27 @@ func TestRefusalsNameTheWayOut(t *testing.T) {
 		t.Fatalf("after break-lock:\n%s", buf.String())
 	}
 }
+
+// A passphrase under 20 characters is refused by both encrypting crypt
+// plugins with exit status 2, in words that end without the error's
+// kind, and no pad is left behind.
+func TestShortPassphraseIsRefusedByEveryCrypt(t *testing.T) {
+	for _, crypt := range []string{"crypt-luks", "crypt-gocryptfs"} {
+		t.Run(crypt, func(t *testing.T) {
+			e := testcli.Setup(t)
+			testbin.Build(t, "plugins/"+crypt)
+			t.Setenv("SOULPAD_PLUGINS_CRYPT", crypt)
+			pw := filepath.Join(t.TempDir(), "pw")
+			if err := os.WriteFile(pw, []byte("short one\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, errOut, code := e.Run(t, "init", "--passphrase-file", pw)
+			if code != 2 || !strings.Contains(errOut, "at least 20 characters (or use a key file)\n") {
+				t.Fatalf("init with a 9-character passphrase: exit %d; want 2 and the rule, ending there:\n%s", code, errOut)
+			}
+			if _, err := os.Stat(filepath.Join(e.Pad, "pad.json")); err == nil {
+				t.Fatal("a refused init left a pad behind")
+			}
+		})
+	}
+}

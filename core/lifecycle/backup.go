@@ -69,8 +69,8 @@ func progressPrinter(o BackupOptions) func(backup.Progress) {
 		last = time.Now()
 		switch {
 		case p.BytesTotal > 0:
-			fmt.Fprintf(out, "  %s: %s of %s (%.0f%%), %d of %d files\n", p.Phase, humanBytes(int64(p.BytesDone)), humanBytes(int64(p.BytesTotal)),
-				100*float64(p.BytesDone)/float64(p.BytesTotal), p.FilesDone, p.FilesTotal)
+			fmt.Fprintf(out, "  %s: %s of %s%s (%.0f%%), %d of %d files\n", p.Phase, humanBytes(int64(p.BytesDone)), humanBytes(int64(p.BytesTotal)),
+				counted(p.Phase), 100*float64(p.BytesDone)/float64(p.BytesTotal), p.FilesDone, p.FilesTotal)
 		case p.Current != "":
 			fmt.Fprintf(out, "  %s: %s\n", p.Phase, p.Current)
 		default:

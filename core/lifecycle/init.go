@@ -323,11 +323,12 @@ func createProgress(out io.Writer, show ProgressFunc) func(crypt.Progress) {
 			return
 		}
 		last = time.Now()
+		what := counted(p.Phase)
 		if p.BytesTotal == 0 {
-			fmt.Fprintf(out, "  %s: %s\n", p.Phase, humanBytes(int64(p.BytesDone)))
+			fmt.Fprintf(out, "  %s: %s%s\n", p.Phase, humanBytes(int64(p.BytesDone)), what)
 			return
 		}
-		fmt.Fprintf(out, "  %s: %s of %s (%.0f%%)\n", p.Phase, humanBytes(int64(p.BytesDone)), humanBytes(int64(p.BytesTotal)),
+		fmt.Fprintf(out, "  %s: %s of %s%s (%.0f%%)\n", p.Phase, humanBytes(int64(p.BytesDone)), humanBytes(int64(p.BytesTotal)), what,
 			100*float64(p.BytesDone)/float64(p.BytesTotal))
 	}
 }

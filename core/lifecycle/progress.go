@@ -18,6 +18,40 @@ type Progress struct {
 	Done, Total uint64
 	// Final is set on a step's last report.
 	Final bool
+	// What says what the bytes are ("guest RAM saved", "sent to the
+	// store"); empty: the step's usual (Progress.Counts).
+	What string
+}
+
+// stepCounts says what each step's bytes are.
+var stepCounts = map[string]string{
+	"suspend":                          "guest RAM saved",
+	"resume":                           "machine state loaded",
+	"copy-in":                          "fetched from the store",
+	"copy-out":                         "sent to the store",
+	"writing the container end to end": "of the vault written",
+	"importing the disk":               "disk data imported",
+	"copying the installer":            "copied into the vault",
+	"backup":                           "backed up",
+	"restore":                          "restored",
+	"dsmc restore":                     "restored",
+}
+
+// counted is " " and what step's bytes are, or "".
+func counted(step string) string {
+	if c := (Progress{Step: step}).Counts(); c != "" {
+		return " " + c
+	}
+	return ""
+}
+
+// Counts says what the report's bytes are: What, or the step's usual
+// ("" for a step that names none).
+func (p Progress) Counts() string {
+	if p.What != "" {
+		return p.What
+	}
+	return stepCounts[p.Step]
 }
 
 // ProgressFunc receives progress reports; they come from one goroutine at

@@ -91,7 +91,7 @@ func (s *Shower) Report(p lifecycle.Progress) {
 		}
 		s.last = now
 		ev := map[string]any{"event": "progress", "step": p.Step, "done_bytes": p.Done, "total_bytes": p.Total,
-			"bytes_per_second": int64(rate), "final": p.Final}
+			"counts": p.Counts(), "bytes_per_second": int64(rate), "final": p.Final}
 		if eta >= 0 {
 			ev["eta_seconds"] = round1(eta)
 		} else {
@@ -113,7 +113,7 @@ func (s *Shower) Report(p lifecycle.Progress) {
 			}
 			s.bar = progressbar.NewOptions64(total,
 				progressbar.OptionSetWriter(s.w),
-				progressbar.OptionSetDescription("  "+p.Step),
+				progressbar.OptionSetDescription(barLabel(p)),
 				progressbar.OptionShowBytes(true),
 				progressbar.OptionUseIECUnits(true),
 				progressbar.OptionSetPredictTime(true),
@@ -138,12 +138,26 @@ func (s *Shower) finishBar() {
 	}
 }
 
-// Line is a plain progress line: "  suspend: 256.0 MiB of 1.0 GiB (25%),
-// 120.5 MiB/s, about 6 s left".
+// barLabel is the bar's description: the step and what its bytes are.
+func barLabel(p lifecycle.Progress) string {
+	if c := p.Counts(); c != "" {
+		return "  " + p.Step + " (" + c + ")"
+	}
+	return "  " + p.Step
+}
+
+// Line is a plain progress line: "  suspend: 256.0 MiB of 1.0 GiB guest
+// RAM saved (25%), 120.5 MiB/s, about 6 s left".
 func Line(p lifecycle.Progress, rate, eta float64) string {
 	l := "  " + p.Step + ": " + lifecycle.HumanBytes(int64(p.Done))
 	if p.Total > 0 {
-		l += fmt.Sprintf(" of %s (%d%%)", lifecycle.HumanBytes(int64(p.Total)), p.Done*100/p.Total)
+		l += " of " + lifecycle.HumanBytes(int64(p.Total))
+	}
+	if c := p.Counts(); c != "" {
+		l += " " + c
+	}
+	if p.Total > 0 {
+		l += fmt.Sprintf(" (%d%%)", p.Done*100/p.Total)
 	}
 	if rate > 0 {
 		l += fmt.Sprintf(", %s/s", lifecycle.HumanBytes(int64(rate)))

@@ -40,10 +40,10 @@ func TestPlainLinesAreFewAndSayRateAndTimeLeft(t *testing.T) {
 	if len(lines) < 3 || len(lines) > 4 {
 		t.Fatalf("%d lines, want 3 or 4:\n%s", len(lines), out)
 	}
-	if !strings.Contains(lines[0], "suspend: 32.0 MiB of 100.0 MiB (32%), 16.0 MiB/s, about 4 s left") {
+	if !strings.Contains(lines[0], "suspend: 32.0 MiB of 100.0 MiB guest RAM saved (32%), 16.0 MiB/s, about 4 s left") {
 		t.Errorf("first line: %q", lines[0])
 	}
-	if !strings.HasSuffix(lines[len(lines)-1], "100.0 MiB of 100.0 MiB (100%), 18.2 MiB/s, done") {
+	if !strings.HasSuffix(lines[len(lines)-1], "100.0 MiB of 100.0 MiB guest RAM saved (100%), 18.2 MiB/s, done") {
 		t.Errorf("last line: %q", lines[len(lines)-1])
 	}
 }
@@ -61,14 +61,14 @@ func TestJSONEventsDecode(t *testing.T) {
 		}
 		n++
 	}
-	if n != 12 || last["final"] != true || last["done_bytes"].(float64) != 100<<20 || last["eta_seconds"].(float64) != 0 {
+	if n != 12 || last["final"] != true || last["counts"] != "guest RAM saved" || last["done_bytes"].(float64) != 100<<20 || last["eta_seconds"].(float64) != 0 {
 		t.Fatalf("%d events, last %v", n, last)
 	}
 }
 
 func TestBarDrawsAndEnds(t *testing.T) {
 	out := reports(t, Bar)
-	if !strings.Contains(out, "suspend") || !strings.Contains(out, "100%") || !strings.HasSuffix(out, "\n") {
+	if !strings.Contains(out, "suspend (guest RAM saved)") || !strings.Contains(out, "100%") || !strings.HasSuffix(out, "\n") {
 		t.Fatalf("bar output %q", out)
 	}
 }
@@ -86,5 +86,19 @@ func TestModes(t *testing.T) {
 	s.Report(lifecycle.Progress{Step: "x", Done: 1, Total: 1, Final: true})
 	if buf.Len() != 0 {
 		t.Fatalf("none printed %q", buf.String())
+	}
+}
+
+// Every step soulpad reports names what its bytes are, and a report that
+// says it itself wins.
+func TestEveryStepSaysWhatItCounts(t *testing.T) {
+	for _, step := range []string{"suspend", "resume", "copy-in", "copy-out", "writing the container end to end", "importing the disk", "copying the installer", "backup", "restore"} {
+		l := Line(lifecycle.Progress{Step: step, Done: 1 << 20, Total: 2 << 20}, 0, -1)
+		if c := (lifecycle.Progress{Step: step}).Counts(); c == "" || !strings.Contains(l, "of 2.0 MiB "+c+" (50%)") {
+			t.Errorf("step %q: %q", step, l)
+		}
+	}
+	if l := Line(lifecycle.Progress{Step: "suspend", Done: 1 << 20, What: "written"}, 0, -1); l != "  suspend: 1.0 MiB written" {
+		t.Errorf("a report's own What: %q", l)
 	}
 }
