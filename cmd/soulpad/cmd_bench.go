@@ -16,10 +16,15 @@ import (
 	"github.com/soulpad/soulpad/internal/bench"
 )
 
+// benchFlags are `soulpad bench`'s flags.
+type benchFlags struct {
+	quick                                           bool
+	sizes, speeds, crypts, outDir, scratch, osImage string
+	reps                                            int
+}
+
 func newBenchCmd(g *globals) *cobra.Command {
-	var quick bool
-	var sizes, speeds, crypts, outDir, scratch, osImage string
-	var reps int
+	var fl benchFlags
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure suspend and resume here, beside the SoulPad paper's tables",
@@ -69,130 +74,30 @@ the pad to none; writes realos.json. A run takes about 4 minutes here.`,
   soulpad bench --sizes 256M,1G --speeds usb2,none --crypts crypt-plain,crypt-luks --reps 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.load()
+			plan, err := benchPlan(cmd, g, &fl)
 			if err != nil {
 				return err
 			}
-			if osImage != "" {
-				if _, err := os.Stat(osImage); err != nil {
-					return usageErr(fmt.Errorf("--os: %w", err))
-				}
-				f := cmd.Flags()
-				if !f.Changed("sizes") {
-					sizes = "1G,2G"
-				}
-				if !f.Changed("speeds") {
-					speeds = "none"
-				}
-			} else if cfg.Machine.Kernel == "" {
-				return usageErr(errors.New("soulpad bench runs a machine that boots a kernel directly: set machine.kernel and machine.initrd (the demo guest: examples/guest/build.sh, then its .cache/guest/vmlinuz and initrd.img)"))
-			}
-			if os.Geteuid() != 0 {
-				return errors.New("soulpad bench needs root: its pads are loop devices it throttles")
-			}
-			if quick { // what is not given on the command line
-				f := cmd.Flags()
-				if !f.Changed("sizes") {
-					sizes = "256M"
-					if osImage != "" {
-						sizes = "1G"
-					}
-				}
-				if !f.Changed("speeds") && osImage == "" {
-					speeds = "usb2,none"
-				}
-				if !f.Changed("reps") {
-					reps = 1
-				}
-			}
-			if crypts == "" {
-				crypts = cfg.Plugins.Crypt
-			}
-			plan := bench.Plan{Config: g.configPath, Cmdline: cfg.Machine.Cmdline, Reps: reps, Dir: scratch}
-			if plan.Cmdline == "" {
-				plan.Cmdline = "console=ttyS0 quiet panic=-1"
-			}
-			if plan.Soulpad, err = os.Executable(); err != nil {
+			if err := os.MkdirAll(fl.outDir, 0o755); err != nil {
 				return err
 			}
-			for _, s := range strings.Split(sizes, ",") {
-				mib, err := parseSizeMiB(s)
-				if err != nil || mib < 64 {
-					return usageErr(fmt.Errorf("--sizes %q: %q is not a memory size of 64M or more", sizes, s))
-				}
-				plan.SizesMiB = append(plan.SizesMiB, mib)
-			}
-			for _, s := range strings.Split(speeds, ",") {
-				sp, ok := bench.Speeds[strings.TrimSpace(s)]
-				if !ok {
-					return usageErr(fmt.Errorf("--speeds: %q: want usb2, usb3 or none", s))
-				}
-				plan.Speeds = append(plan.Speeds, sp)
-			}
-			for _, c := range strings.Split(crypts, ",") {
-				plan.Crypts = append(plan.Crypts, strings.TrimSpace(c))
-			}
-			if reps < 1 {
-				return usageErr(errors.New("--reps: at least 1"))
-			}
-			if outDir == "" {
-				outDir = "soulpad-bench-" + time.Now().Format("20060102-150405")
-			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
 			for _, s := range bench.SweepStale(plan.Dir) {
-				fmt.Fprintf(w, "removed %s, left by a bench that was stopped\n", s)
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s, left by a bench that was stopped\n", s)
 			}
-			if osImage != "" {
-				return runOSBench(cmd, bench.OSPlan{Plan: plan, Image: osImage}, outDir)
+			if fl.osImage != "" {
+				return runOSBench(cmd, bench.OSPlan{Plan: plan, Image: fl.osImage}, fl.outDir)
 			}
-			n := len(plan.SizesMiB) * len(plan.Speeds) * len(plan.Crypts) * plan.Reps
-			fmt.Fprintf(w, "%d runs (memory %s; pads %s; %s; %d each): about %s here\n", n, sizes, speeds, crypts, reps, plan.Estimate().Round(time.Minute))
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			start := time.Now()
-			cells := plan.Run(ctx, func(i, n int, c bench.Cell) {
-				left := time.Duration(float64(time.Since(start)) / float64(i) * float64(n-i)).Round(time.Second)
-				if c.Error != "" {
-					fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: FAILED: %s\n", i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Error)
-					return
-				}
-				fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s (%.2f CPU-s), resume %.2f s (tick %.2f s, %.2f CPU-s), 2nd suspend %.2f s (%.2f CPU-s); about %s left\n",
-					i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Suspend1CPU, c.Resume, c.ResumeTick, c.ResumeTickCPU, c.Suspend2, c.Suspend2CPU, left)
-			})
-			med := bench.Median(cells)
-			fmt.Fprintln(w)
-			bench.Table(w, med)
-			errs := []error{
-				bench.WriteCSV(filepath.Join(outDir, "results.csv"), cells),
-				bench.WriteJSON(filepath.Join(outDir, "results.json"), cells, med),
-			}
-			if len(med) > 0 {
-				errs = append(errs, bench.WriteChart(filepath.Join(outDir, "latency.svg"), med), bench.WriteChart(filepath.Join(outDir, "latency.png"), med))
-			}
-			if err := errors.Join(errs...); err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "\nwrote %s/results.csv, results.json and latency.svg (and .png) in %s\n", outDir, time.Since(start).Round(time.Second))
-			failed := 0
-			for _, c := range cells {
-				if c.Error != "" {
-					failed++
-				}
-			}
-			return benchOutcome(ctx, len(cells), failed, n, "results.csv")
+			return runGuestBench(cmd, plan, fl)
 		},
 	}
-	c.Flags().BoolVar(&quick, "quick", false, "256 MiB, usb2 and none, the configured crypt plugin, once (flags given beside it win): about two minutes; with --os 1 GiB on an unthrottled pad")
-	c.Flags().StringVar(&sizes, "sizes", "256M,512M,1G,2G", "guest memory sizes")
-	c.Flags().StringVar(&speeds, "speeds", "usb2,usb3,none", "pad speeds: usb2 (35 MiB/s), usb3 (400 MiB/s), none")
-	c.Flags().StringVar(&crypts, "crypts", "", "crypt plugins (default: the configured one), e.g. crypt-plain,crypt-gocryptfs,crypt-luks")
-	c.Flags().IntVar(&reps, "reps", 3, "runs of each cell (the tables show medians)")
-	c.Flags().StringVar(&outDir, "out", "", "where results.csv, results.json and latency.svg go (default soulpad-bench-<time>)")
-	c.Flags().StringVar(&osImage, "os", "", "measure this real OS's disk image instead of the demo guest (see above)")
-	c.Flags().StringVar(&scratch, "dir", os.TempDir(), "scratch space for the pads' images (3× memory + 1 GiB each, sparse)")
+	c.Flags().BoolVar(&fl.quick, "quick", false, "256 MiB, usb2 and none, the configured crypt plugin, once (flags given beside it win): about two minutes; with --os 1 GiB on an unthrottled pad")
+	c.Flags().StringVar(&fl.sizes, "sizes", "256M,512M,1G,2G", "guest memory sizes")
+	c.Flags().StringVar(&fl.speeds, "speeds", "usb2,usb3,none", "pad speeds: usb2 (35 MiB/s), usb3 (400 MiB/s), none")
+	c.Flags().StringVar(&fl.crypts, "crypts", "", "crypt plugins (default: the configured one), e.g. crypt-plain,crypt-gocryptfs,crypt-luks")
+	c.Flags().IntVar(&fl.reps, "reps", 3, "runs of each cell (the tables show medians)")
+	c.Flags().StringVar(&fl.outDir, "out", "", "where results.csv, results.json and latency.svg go (default soulpad-bench-<time>)")
+	c.Flags().StringVar(&fl.osImage, "os", "", "measure this real OS's disk image instead of the demo guest (see above)")
+	c.Flags().StringVar(&fl.scratch, "dir", os.TempDir(), "scratch space for the pads' images (3× memory + 1 GiB each, sparse)")
 	return c
 }
 
@@ -241,4 +146,119 @@ func benchOutcome(ctx context.Context, ran, failed, n int, file string) error {
 		return fmt.Errorf("%d of %d runs failed (see above and %s)", failed, n, file)
 	}
 	return nil
+}
+
+// benchPlan checks the flags and the config and makes the plan: what
+// --quick and --os mean for the flags not given.
+func benchPlan(cmd *cobra.Command, g *globals, fl *benchFlags) (bench.Plan, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return bench.Plan{}, err
+	}
+	f := cmd.Flags()
+	if fl.osImage != "" {
+		if _, err := os.Stat(fl.osImage); err != nil {
+			return bench.Plan{}, usageErr(fmt.Errorf("--os: %w", err))
+		}
+		if !f.Changed("sizes") {
+			fl.sizes = "1G,2G"
+		}
+		if !f.Changed("speeds") {
+			fl.speeds = "none"
+		}
+	} else if cfg.Machine.Kernel == "" {
+		return bench.Plan{}, usageErr(errors.New("soulpad bench runs a machine that boots a kernel directly: set machine.kernel and machine.initrd (the demo guest: examples/guest/build.sh, then its .cache/guest/vmlinuz and initrd.img), or measure a disk image with --os"))
+	}
+	if os.Geteuid() != 0 {
+		return bench.Plan{}, errors.New("soulpad bench needs root: its pads are loop devices it throttles")
+	}
+	if fl.quick { // what is not given on the command line
+		if !f.Changed("sizes") {
+			fl.sizes = "256M"
+			if fl.osImage != "" {
+				fl.sizes = "1G"
+			}
+		}
+		if !f.Changed("speeds") && fl.osImage == "" {
+			fl.speeds = "usb2,none"
+		}
+		if !f.Changed("reps") {
+			fl.reps = 1
+		}
+	}
+	if fl.crypts == "" {
+		fl.crypts = cfg.Plugins.Crypt
+	}
+	plan := bench.Plan{Config: g.configPath, Cmdline: cfg.Machine.Cmdline, Reps: fl.reps, Dir: fl.scratch}
+	if plan.Cmdline == "" {
+		plan.Cmdline = "console=ttyS0 quiet panic=-1"
+	}
+	if plan.Soulpad, err = os.Executable(); err != nil {
+		return bench.Plan{}, err
+	}
+	for _, s := range strings.Split(fl.sizes, ",") {
+		mib, err := parseSizeMiB(s)
+		if err != nil || mib < 64 {
+			return bench.Plan{}, usageErr(fmt.Errorf("--sizes %q: %q is not a memory size of 64M or more", fl.sizes, s))
+		}
+		plan.SizesMiB = append(plan.SizesMiB, mib)
+	}
+	for _, s := range strings.Split(fl.speeds, ",") {
+		sp, ok := bench.Speeds[strings.TrimSpace(s)]
+		if !ok {
+			return bench.Plan{}, usageErr(fmt.Errorf("--speeds: %q: want usb2, usb3 or none", s))
+		}
+		plan.Speeds = append(plan.Speeds, sp)
+	}
+	for _, c := range strings.Split(fl.crypts, ",") {
+		plan.Crypts = append(plan.Crypts, strings.TrimSpace(c))
+	}
+	if fl.reps < 1 {
+		return bench.Plan{}, usageErr(errors.New("--reps: at least 1"))
+	}
+	if fl.outDir == "" {
+		fl.outDir = "soulpad-bench-" + time.Now().Format("20060102-150405")
+	}
+	return plan, nil
+}
+
+// runGuestBench is `soulpad bench` on the demo guest: its cells, the
+// paper's tables, and the results' files in fl.outDir.
+func runGuestBench(cmd *cobra.Command, plan bench.Plan, fl benchFlags) error {
+	w, outDir := cmd.OutOrStdout(), fl.outDir
+	n := len(plan.SizesMiB) * len(plan.Speeds) * len(plan.Crypts) * plan.Reps
+	fmt.Fprintf(w, "%d runs (memory %s; pads %s; %s; %d each): about %s here\n", n, fl.sizes, fl.speeds, fl.crypts, plan.Reps, plan.Estimate().Round(time.Minute))
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	cells := plan.Run(ctx, func(i, n int, c bench.Cell) {
+		left := time.Duration(float64(time.Since(start)) / float64(i) * float64(n-i)).Round(time.Second)
+		if c.Error != "" {
+			fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: FAILED: %s\n", i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Error)
+			return
+		}
+		fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s (%.2f CPU-s), resume %.2f s (tick %.2f s, %.2f CPU-s), 2nd suspend %.2f s (%.2f CPU-s); about %s left\n",
+			i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Suspend1CPU, c.Resume, c.ResumeTick, c.ResumeTickCPU, c.Suspend2, c.Suspend2CPU, left)
+	})
+	med := bench.Median(cells)
+	fmt.Fprintln(w)
+	bench.Table(w, med)
+	errs := []error{
+		bench.WriteCSV(filepath.Join(outDir, "results.csv"), cells),
+		bench.WriteJSON(filepath.Join(outDir, "results.json"), cells, med),
+	}
+	if len(med) > 0 {
+		errs = append(errs, bench.WriteChart(filepath.Join(outDir, "latency.svg"), med), bench.WriteChart(filepath.Join(outDir, "latency.png"), med))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nwrote %s/results.csv, results.json and latency.svg (and .png) in %s\n", outDir, time.Since(start).Round(time.Second))
+	failed := 0
+	for _, c := range cells {
+		if c.Error != "" {
+			failed++
+		}
+	}
+	return benchOutcome(ctx, len(cells), failed, n, "results.csv")
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/sdk"
 )
 
@@ -27,6 +30,25 @@ func TestErrorTextDropsTheKindWhereTheWordsSayIt(t *testing.T) {
 	} {
 		if got := errText(c.err); got != c.want {
 			t.Errorf("errText(%q) = %q; want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// soulpad bench's wrong flags are wrong arguments (exit 2) before any
+// pad is made: an --os image that is not there, a size that is none, and
+// a config whose machine boots no kernel without --os (which it names).
+func TestBenchRefusesWrongFlagsFirst(t *testing.T) {
+	e := testcli.Setup(t) // its machine boots no kernel
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--os", filepath.Join(t.TempDir(), "nosuch.qcow2")}, "--os: "},
+		{[]string{"bench"}, "or measure a disk image with --os"},
+	} {
+		out, errOut, code := e.Run(t, c.args...)
+		if code != 2 || !strings.Contains(errOut, c.want) || out != "" {
+			t.Errorf("soulpad %s: exit %d; want 2 and %q, nothing run:\n%s%s", strings.Join(c.args, " "), code, c.want, out, errOut)
 		}
 	}
 }
