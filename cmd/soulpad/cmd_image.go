@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,8 +20,11 @@ import (
 	"github.com/soulpad/soulpad/internal/padimage"
 )
 
+// imageFlags are `soulpad image`'s flags.
+type imageFlags struct{ out, size, keyLabel, console, cache, keyFile, passFile string }
+
 func newImageCmd(g *globals) *cobra.Command {
-	var out, size, keyLabel, console, cache, keyFile, passFile string
+	var fl imageFlags
 	c := &cobra.Command{
 		Use:   "image --out FILE",
 		Short: "Build a bootable pad: a disk image any PC boots to resume the machine",
@@ -57,147 +61,172 @@ both either way.`,
 		Example: `  soulpad image --out pad.img --size 8G --config site.hcl
   soulpad image --out pad.img --key-file /media/key/soulpad.key`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out == "" {
-				return usageErr(errors.New("--out FILE is required: where the image is written"))
-			}
-			mib, err := parseSizeMiB(size)
-			if err != nil {
-				return usageErr(fmt.Errorf("--size %q: %w", size, err))
-			}
-			// Checked before the pad is made and the build starts.
-			if mib < 512 {
-				return usageErr(fmt.Errorf("--size %s: an image needs at least 512 MiB (the boot partitions and the host OS take about 200 MiB, and the pad the rest)", size))
-			}
-			if err := padimage.CheckOptions(console, keyLabel); err != nil {
-				return usageErr(err)
-			}
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
-				return usageErr(fmt.Errorf("--out %s is not a regular file: build the image to a file, then dd it to the disk", out))
-			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			plugins := filepath.Join(filepath.Dir(self), "plugins")
-			if _, err := os.Stat(filepath.Join(plugins, cfg.Plugins.VMM)); err != nil {
-				return fmt.Errorf("the image carries the plugins beside soulpad, and %s has no %s (build them: make build)", plugins, cfg.Plugins.VMM)
-			}
-			if cfg.Plugins.VMM == "vmm-libvirt" {
-				return usageErr(errors.New("plugins.vmm = \"vmm-libvirt\": the bootable host OS has no libvirtd; use vmm-qemu"))
-			}
-			if cache == "" {
-				d, err := os.UserCacheDir()
-				if err != nil {
-					return fmt.Errorf("--cache: %w", err)
-				}
-				cache = filepath.Join(d, "soulpad", "image")
-			}
-			outAbs, err := filepath.Abs(out)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			// Ctrl-C stops the build and removes what it made (the output
-			// file is written last, whole, or not at all).
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			// The pad, made by soulpad init into a staging directory beside
-			// the image (same file system: the vault can be large).
-			for _, d := range padimage.SweepStale(filepath.Dir(outAbs)) {
-				fmt.Fprintf(w, "removed %s, left by a build that was stopped\n", d)
-			}
-			stage, err := padimage.Scratch(filepath.Dir(outAbs), "pad-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(stage)
-			// What goes on the pad partition, apart from the scratch's own mark.
-			root := filepath.Join(stage, "root")
-			if err := os.Mkdir(root, 0o755); err != nil {
-				return err
-			}
-			hcl := config.DefaultHCL()
-			if cfg.Source != "" && cfg.Source != "built-in" {
-				if hcl, err = os.ReadFile(cfg.Source); err != nil {
-					return err
-				}
-			}
-			if err := os.WriteFile(filepath.Join(root, "site.hcl"), hcl, 0o644); err != nil {
-				return err
-			}
-			fmt.Fprintf(w, "making the pad (soulpad init)\n")
-			args := []string{"init", "--no-carry-plugins"}
-			if g.configPath != "" {
-				args = append(args, "--config", g.configPath)
-			}
-			if keyFile != "" {
-				args = append(args, "--key-file", keyFile)
-			}
-			if passFile != "" {
-				args = append(args, "--passphrase-file", passFile)
-			}
-			initCmd := exec.CommandContext(ctx, self, args...)
-			initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(root, "pad"))
-			initCmd.Stdin, initCmd.Stderr = os.Stdin, cmd.ErrOrStderr()
-			initOut, err := initCmd.StdoutPipe()
-			if err != nil {
-				return err
-			}
-			if err := initCmd.Start(); err != nil {
-				return err
-			}
-			sc := bufio.NewScanner(initOut)
-			for sc.Scan() {
-				// Its "next: soulpad run" is for a pad used here, not on the image.
-				if !strings.HasPrefix(sc.Text(), "next:") {
-					fmt.Fprintln(w, "  "+sc.Text())
-				}
-			}
-			if err := initCmd.Wait(); err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) && ee.ExitCode() > 0 {
-					// init said why; keep its exit status.
-					fmt.Fprintln(cmd.ErrOrStderr(), "soulpad image: the pad could not be made; no image was written")
-					return exitError(ee.ExitCode())
-				}
-				return fmt.Errorf("soulpad init for the image's pad: %w", err)
-			}
-			start := time.Now()
-			res, err := padimage.Build(ctx, padimage.Options{
-				Out: outAbs, SizeMiB: mib, PadRoot: root, Soulpad: self, Plugins: plugins,
-				Cache: cache, KeyLabel: keyLabel, Console: console,
-				Progress: func(l string) { fmt.Fprintln(w, l) },
-				Log:      cmd.ErrOrStderr(),
-			})
-			if err != nil {
-				if ctx.Err() != nil {
-					return fmt.Errorf("interrupted: no image was written: %w", ctx.Err())
-				}
-				return err
-			}
-			sb := "Secure Boot through Debian's signed shim and GRUB"
-			if !res.SecureBoot {
-				sb = "UEFI without Secure Boot (Debian's signed shim and GRUB could not be downloaded)"
-			}
-			fmt.Fprintf(w, "wrote %s (%d MiB) in %.0f s: kernel %s, host OS %d MiB, BIOS and %s\n",
-				out, mib, time.Since(start).Seconds(), res.Kernel, res.SystemMiB, sb)
-			fmt.Fprintf(w, "write it to a USB disk: dd if=%s of=/dev/sdX bs=4M conv=fsync status=progress\n", out)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runImage(cmd, g, fl) },
 	}
-	c.Flags().StringVarP(&out, "out", "o", "", "the image file to write (required)")
-	c.Flags().StringVar(&size, "size", "8G", "the image's size (the USB disk's or less), e.g. 8G, 2048M")
-	c.Flags().StringVar(&keyLabel, "key-label", "SOULPAD-KEY", "the file-system label of the key disk holding soulpad.key")
-	c.Flags().StringVar(&console, "console", "tty0", "where the session's prompt goes by default: tty0 (the screen) or ttyS0 (the serial port)")
-	c.Flags().StringVar(&cache, "cache", "", "where downloaded packages are kept (default: ~/.cache/soulpad/image)")
-	c.Flags().StringVar(&keyFile, "key-file", "", "make the vault opened by this file's bytes (copy it to the key disk as soulpad.key)")
-	c.Flags().StringVar(&passFile, "passphrase-file", "", "read the new vault's passphrase from this file (first line) instead of asking")
+	c.Flags().StringVarP(&fl.out, "out", "o", "", "the image file to write (required)")
+	c.Flags().StringVar(&fl.size, "size", "8G", "the image's size (the USB disk's or less), e.g. 8G, 2048M")
+	c.Flags().StringVar(&fl.keyLabel, "key-label", "SOULPAD-KEY", "the file-system label of the key disk holding soulpad.key")
+	c.Flags().StringVar(&fl.console, "console", "tty0", "where the session's prompt goes by default: tty0 (the screen) or ttyS0 (the serial port)")
+	c.Flags().StringVar(&fl.cache, "cache", "", "where downloaded packages are kept (default: ~/.cache/soulpad/image)")
+	c.Flags().StringVar(&fl.keyFile, "key-file", "", "make the vault opened by this file's bytes (copy it to the key disk as soulpad.key)")
+	c.Flags().StringVar(&fl.passFile, "passphrase-file", "", "read the new vault's passphrase from this file (first line) instead of asking")
 	return c
+}
+
+// runImage is `soulpad image`: the flags checked, the pad made by soulpad
+// init, the image built around it.
+func runImage(cmd *cobra.Command, g *globals, fl imageFlags) error {
+	cfg, mib, self, plugins, err := checkImage(g, &fl)
+	if err != nil {
+		return err
+	}
+	outAbs, err := filepath.Abs(fl.out)
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	// Ctrl-C stops the build and removes what it made (the output
+	// file is written last, whole, or not at all).
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The pad, made by soulpad init into a staging directory beside
+	// the image (same file system: the vault can be large).
+	for _, d := range padimage.SweepStale(filepath.Dir(outAbs)) {
+		fmt.Fprintf(w, "removed %s, left by a build that was stopped\n", d)
+	}
+	stage, err := padimage.Scratch(filepath.Dir(outAbs), "pad-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	// What goes on the pad partition, apart from the scratch's own mark.
+	root := filepath.Join(stage, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return err
+	}
+	hcl := config.DefaultHCL()
+	if cfg.Source != "" && cfg.Source != "built-in" {
+		if hcl, err = os.ReadFile(cfg.Source); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "site.hcl"), hcl, 0o644); err != nil {
+		return err
+	}
+	if err := makeImagePad(ctx, cmd, g, fl, self, root); err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := padimage.Build(ctx, padimage.Options{
+		Out: outAbs, SizeMiB: mib, PadRoot: root, Soulpad: self, Plugins: plugins,
+		Cache: fl.cache, KeyLabel: fl.keyLabel, Console: fl.console,
+		Progress: func(l string) { fmt.Fprintln(w, l) },
+		Log:      cmd.ErrOrStderr(),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: no image was written: %w", ctx.Err())
+		}
+		return err
+	}
+	sb := "Secure Boot through Debian's signed shim and GRUB"
+	if !res.SecureBoot {
+		sb = "UEFI without Secure Boot (Debian's signed shim and GRUB could not be downloaded)"
+	}
+	fmt.Fprintf(w, "wrote %s (%d MiB) in %.0f s: kernel %s, host OS %d MiB, BIOS and %s\n",
+		fl.out, mib, time.Since(start).Seconds(), res.Kernel, res.SystemMiB, sb)
+	fmt.Fprintf(w, "write it to a USB disk: dd if=%s of=/dev/sdX bs=4M conv=fsync status=progress\n", fl.out)
+	return nil
+}
+
+// checkImage checks the flags and the config before anything is made:
+// the image's size, the console and key label, the output, the plugins
+// beside soulpad (self) that the image carries, and fl.cache's default.
+func checkImage(g *globals, fl *imageFlags) (cfg *config.Config, mib int64, self, plugins string, err error) {
+	if fl.out == "" {
+		return nil, 0, "", "", usageErr(errors.New("--out FILE is required: where the image is written"))
+	}
+	mib, err = parseSizeMiB(fl.size)
+	if err != nil {
+		return nil, 0, "", "", usageErr(fmt.Errorf("--size %q: %w", fl.size, err))
+	}
+	// Checked before the pad is made and the build starts.
+	if mib < 512 {
+		return nil, 0, "", "", usageErr(fmt.Errorf("--size %s: an image needs at least 512 MiB (the boot partitions and the host OS take about 200 MiB, and the pad the rest)", fl.size))
+	}
+	if err := padimage.CheckOptions(fl.console, fl.keyLabel); err != nil {
+		return nil, 0, "", "", usageErr(err)
+	}
+	cfg, err = g.load()
+	if err != nil {
+		return nil, 0, "", "", err
+	}
+	if fi, err := os.Stat(fl.out); err == nil && !fi.Mode().IsRegular() {
+		return nil, 0, "", "", usageErr(fmt.Errorf("--out %s is not a regular file: build the image to a file, then dd it to the disk", fl.out))
+	}
+	self, err = os.Executable()
+	if err != nil {
+		return nil, 0, "", "", err
+	}
+	plugins = filepath.Join(filepath.Dir(self), "plugins")
+	if _, err := os.Stat(filepath.Join(plugins, cfg.Plugins.VMM)); err != nil {
+		return nil, 0, "", "", fmt.Errorf("the image carries the plugins beside soulpad, and %s has no %s (build them: make build)", plugins, cfg.Plugins.VMM)
+	}
+	if cfg.Plugins.VMM == "vmm-libvirt" {
+		return nil, 0, "", "", usageErr(errors.New("plugins.vmm = \"vmm-libvirt\": the bootable host OS has no libvirtd; use vmm-qemu"))
+	}
+	if fl.cache == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return nil, 0, "", "", fmt.Errorf("--cache: %w", err)
+		}
+		fl.cache = filepath.Join(d, "soulpad", "image")
+	}
+	return cfg, mib, self, plugins, nil
+}
+
+// makeImagePad makes the image's pad in root with soulpad init (self),
+// as the config, --key-file and --passphrase-file say.
+func makeImagePad(ctx context.Context, cmd *cobra.Command, g *globals, fl imageFlags, self, root string) error {
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "making the pad (soulpad init)\n")
+	args := []string{"init", "--no-carry-plugins"}
+	if g.configPath != "" {
+		args = append(args, "--config", g.configPath)
+	}
+	if fl.keyFile != "" {
+		args = append(args, "--key-file", fl.keyFile)
+	}
+	if fl.passFile != "" {
+		args = append(args, "--passphrase-file", fl.passFile)
+	}
+	initCmd := exec.CommandContext(ctx, self, args...)
+	initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(root, "pad"))
+	initCmd.Stdin, initCmd.Stderr = os.Stdin, cmd.ErrOrStderr()
+	initOut, err := initCmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := initCmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(initOut)
+	for sc.Scan() {
+		// Its "next: soulpad run" is for a pad used here, not on the image.
+		if !strings.HasPrefix(sc.Text(), "next:") {
+			fmt.Fprintln(w, "  "+sc.Text())
+		}
+	}
+	if err := initCmd.Wait(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() > 0 {
+			// init said why; keep its exit status.
+			fmt.Fprintln(cmd.ErrOrStderr(), "soulpad image: the pad could not be made; no image was written")
+			return exitError(ee.ExitCode())
+		}
+		return fmt.Errorf("soulpad init for the image's pad: %w", err)
+	}
+	return nil
 }
 
 // parseSizeMiB reads sizes such as 8G, 8GiB, 512M, 2048 (MiB).

@@ -10,7 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
+	"github.com/soulpad/soulpad/core/pluginhost"
 )
 
 func newPluginsCmd(g *globals) *cobra.Command {
@@ -34,43 +36,9 @@ plugins { sha256 = { "name" = "…" } } so that a replaced binary is refused.`,
 			if err != nil {
 				return err
 			}
-			type row struct {
-				Name         string   `json:"name"`
-				Kind         string   `json:"kind"`
-				Version      string   `json:"version"`
-				APIVersions  []int    `json:"api_versions"`
-				Capabilities []string `json:"capabilities"`
-				SHA256       string   `json:"sha256"`
-				Pinned       string   `json:"pinned"`
-				Path         string   `json:"path"`
-				Description  string   `json:"description,omitempty"`
-				Error        string   `json:"error,omitempty"`
-			}
-			rows := []row{}
+			rows := []pluginRow{}
 			for _, b := range bins {
-				r := row{Name: b.Name, SHA256: b.SHA256, Path: b.Path, Pinned: "no"}
-				if pin, ok := cfg.Plugins.SHA256[b.Name]; ok {
-					r.Pinned = "ok"
-					if !strings.EqualFold(pin, b.SHA256) {
-						r.Pinned = "MISMATCH"
-					}
-				}
-				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-				p, err := host.Launch(ctx, b.Name)
-				cancel()
-				if err != nil {
-					r.Error = err.Error()
-				} else {
-					r.Kind, r.Version, r.APIVersions, r.Capabilities, r.Description = string(p.Info.Kind), p.Info.Version, p.Info.APIVersions, p.Info.Capabilities, p.Info.Description
-					p.Kill()
-				}
-				if r.Capabilities == nil {
-					r.Capabilities = []string{} // [] not null, as every --json
-				}
-				if r.APIVersions == nil {
-					r.APIVersions = []int{}
-				}
-				rows = append(rows, r)
+				rows = append(rows, describePlugin(cmd.Context(), host, cfg, b))
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -102,4 +70,46 @@ plugins { sha256 = { "name" = "…" } } so that a replaced binary is refused.`,
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// pluginRow is a line of `soulpad plugins` (an element of its --json).
+type pluginRow struct {
+	Name         string   `json:"name"`
+	Kind         string   `json:"kind"`
+	Version      string   `json:"version"`
+	APIVersions  []int    `json:"api_versions"`
+	Capabilities []string `json:"capabilities"`
+	SHA256       string   `json:"sha256"`
+	Pinned       string   `json:"pinned"`
+	Path         string   `json:"path"`
+	Description  string   `json:"description,omitempty"`
+	Error        string   `json:"error,omitempty"`
+}
+
+// describePlugin starts the plugin b to ask its kind and version, and
+// says whether its checksum is pinned and matches.
+func describePlugin(ctx context.Context, host *pluginhost.Host, cfg *config.Config, b pluginhost.Binary) pluginRow {
+	r := pluginRow{Name: b.Name, SHA256: b.SHA256, Path: b.Path, Pinned: "no"}
+	if pin, ok := cfg.Plugins.SHA256[b.Name]; ok {
+		r.Pinned = "ok"
+		if !strings.EqualFold(pin, b.SHA256) {
+			r.Pinned = "MISMATCH"
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	p, err := host.Launch(ctx, b.Name)
+	cancel()
+	if err != nil {
+		r.Error = err.Error()
+	} else {
+		r.Kind, r.Version, r.APIVersions, r.Capabilities, r.Description = string(p.Info.Kind), p.Info.Version, p.Info.APIVersions, p.Info.Capabilities, p.Info.Description
+		p.Kill()
+	}
+	if r.Capabilities == nil {
+		r.Capabilities = []string{} // [] not null, as every --json
+	}
+	if r.APIVersions == nil {
+		r.APIVersions = []int{}
+	}
+	return r
 }

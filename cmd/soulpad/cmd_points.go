@@ -60,6 +60,15 @@ remove them.`,
 	c.PersistentFlags().StringVar(&cf.keyFile, "key-file", "", "use this file's bytes as the key (e.g. on a second USB key)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
+	c.AddCommand(newPointsRmCmd(g, openVault), newPointsPruneCmd(openVault))
+	return c
+}
+
+// pointsVault opens the pad's vault for a points command (with the VMM
+// plugin when withVMM).
+type pointsVault func(cmd *cobra.Command, withVMM bool) (*config.Config, *lifecycle.OpenedVault, error)
+
+func newPointsRmCmd(g *globals, openVault pointsVault) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm ID...",
 		Short: "Remove suspend points (and the disk state only they need)",
@@ -84,7 +93,10 @@ only be removed with --force: without it the next run cold-boots.`,
 		},
 	}
 	rm.Flags().Bool("force", false, "also remove the newest memory point")
+	return rm
+}
 
+func newPointsPruneCmd(openVault pointsVault) *cobra.Command {
 	var keep int
 	var disks bool
 	prune := &cobra.Command{
@@ -118,8 +130,7 @@ remove the older ones with the disk state only they needed. Disk points
 	}
 	prune.Flags().IntVar(&keep, "keep", 0, "memory points to keep (default session.keep_points)")
 	prune.Flags().BoolVar(&disks, "disks", false, "also remove every disk point")
-	c.AddCommand(rm, prune)
-	return c
+	return prune
 }
 
 // removeNamed removes the points named by ids (or unique prefixes).
@@ -194,7 +205,7 @@ func journalInfos(g *globals) ([]lifecycle.PointInfo, error) {
 
 // listPoints lists the points in the vault, or, while a run holds the
 // pad (and its vault), as the journal has them.
-func listPoints(g *globals, cmd *cobra.Command, asJSON bool, openVault func(*cobra.Command, bool) (*config.Config, *lifecycle.OpenedVault, error)) error {
+func listPoints(g *globals, cmd *cobra.Command, asJSON bool, openVault pointsVault) error {
 	_, v, err := openVault(cmd, false)
 	var infos []lifecycle.PointInfo
 	var le *pad.LockedError

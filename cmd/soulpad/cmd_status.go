@@ -83,40 +83,9 @@ holds the pad's lock, and the stage timings of the last session.`,
 			if err != nil {
 				return err
 			}
-			rep := StatusReport{Pad: p.Meta, Dir: p.Dir, Points: []PointInfo{}, LastSession: []StageTiming{}} // [] not null, for scripts
-			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-			defer cancel()
-			if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {
-				rep.Running, rep.RunningStage, rep.Guest = true, r.Stage, r.Guest
-			}
-			if rep.Lock, err = pad.PeekLock(p.Dir); err != nil {
-				return err
-			}
-			sealed, err := journalPoints(p)
+			rep, err := statusReport(cmd.Context(), g, cfg, p)
 			if err != nil {
 				return err
-			}
-			for _, e := range sealed {
-				pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
-				if n, ok := e.Fields["bytes"].(float64); ok {
-					pi.Bytes = int64(n)
-				}
-				rep.Points = append(rep.Points, pi)
-			}
-			if prof, src, err := lifecycle.ProbeHost(ctx, cfg, g.logger(cfg)); err == nil {
-				rep.ThisHost, rep.ThisHostSummary = &prof, lifecycle.HostSummary(prof)+" ("+src+")"
-			} else {
-				rep.ThisHostSummary = "unknown: " + err.Error()
-			}
-			last, _ := pad.LastSession(p.JournalDir())
-			for _, e := range last {
-				if (e.Event == "end" || e.Event == "fail") && e.Stage != "" {
-					msg := e.Message
-					if e.Error != "" {
-						msg = e.Error
-					}
-					rep.LastSession = append(rep.LastSession, StageTiming{Stage: e.Stage, DurationMS: e.DurationMS, Failed: e.Event == "fail", Message: msg})
-				}
 			}
 			out := termSafe(cmd.OutOrStdout())
 			if asJSON {
@@ -124,56 +93,104 @@ holds the pad's lock, and the stage timings of the last session.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(rep)
 			}
-			fmt.Fprintf(out, "pad        %s\nid         %s (format %d, created %s)\nmachine    %s\nplugins    crypt %s, vmm %s\n",
-				p.Dir, p.Meta.ID, p.Meta.Format, p.Meta.Created.Local().Format(time.DateTime), p.Meta.Machine, p.Meta.Crypt.Name, p.Meta.VMM.Name)
-			fmt.Fprintf(out, "this host  %s\n", rep.ThisHostSummary)
-			if rep.Running {
-				fmt.Fprintf(out, "running    yes, stage %s\n", rep.RunningStage)
-				if rep.Guest != "" {
-					fmt.Fprintf(out, "guest      %s\n", rep.Guest)
-				}
-			} else {
-				fmt.Fprintln(out, "running    no")
-			}
-			switch l := rep.Lock; {
-			case l.Held && l.Holder != nil:
-				fmt.Fprintf(out, "in use     by %s\n", *l.Holder)
-			case l.Held:
-				fmt.Fprintln(out, "in use     yes")
-			case l.Stale && l.Foreign:
-				fmt.Fprintf(out, "in use     left locked by %s, which never released it: if that session is gone, `soulpad break-lock`\n", *l.Holder)
-			case l.Stale:
-				fmt.Fprintf(out, "in use     no (%s ended without releasing it; the next run takes over)\n", *l.Holder)
-			default:
-				fmt.Fprintln(out, "in use     no")
-			}
-			fmt.Fprintln(out, "\nSuspend points:")
-			if len(rep.Points) == 0 {
-				fmt.Fprintln(out, "  none yet")
-			} else {
-				printStatusPoints(out, rep.Points)
-			}
-			fmt.Fprintln(out, "\nLast session:")
-			if len(rep.LastSession) == 0 {
-				fmt.Fprintln(out, "  none yet")
-				return nil
-			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "  STAGE\tTIME\tRESULT")
-			for _, t := range rep.LastSession {
-				res := t.Message
-				if t.Failed {
-					res = "FAILED: " + firstLine(res)
-				} else if res == "" {
-					res = "ok"
-				}
-				fmt.Fprintf(tw, "  %s\t%.3f s\t%s\n", t.Stage, t.DurationMS/1000, res)
-			}
-			return tw.Flush()
+			return printStatus(out, p, rep)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// statusReport gathers what status shows: the running session (asked
+// over its control socket), the lock, the journal's points and last
+// session, and this host.
+func statusReport(ctx context.Context, g *globals, cfg *config.Config, p *pad.Pad) (StatusReport, error) {
+	rep := StatusReport{Pad: p.Meta, Dir: p.Dir, Points: []PointInfo{}, LastSession: []StageTiming{}} // [] not null, for scripts
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {
+		rep.Running, rep.RunningStage, rep.Guest = true, r.Stage, r.Guest
+	}
+	var err error
+	if rep.Lock, err = pad.PeekLock(p.Dir); err != nil {
+		return rep, err
+	}
+	sealed, err := journalPoints(p)
+	if err != nil {
+		return rep, err
+	}
+	for _, e := range sealed {
+		pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
+		if n, ok := e.Fields["bytes"].(float64); ok {
+			pi.Bytes = int64(n)
+		}
+		rep.Points = append(rep.Points, pi)
+	}
+	if prof, src, err := lifecycle.ProbeHost(ctx, cfg, g.logger(cfg)); err == nil {
+		rep.ThisHost, rep.ThisHostSummary = &prof, lifecycle.HostSummary(prof)+" ("+src+")"
+	} else {
+		rep.ThisHostSummary = "unknown: " + err.Error()
+	}
+	last, _ := pad.LastSession(p.JournalDir())
+	for _, e := range last {
+		if (e.Event == "end" || e.Event == "fail") && e.Stage != "" {
+			msg := e.Message
+			if e.Error != "" {
+				msg = e.Error
+			}
+			rep.LastSession = append(rep.LastSession, StageTiming{Stage: e.Stage, DurationMS: e.DurationMS, Failed: e.Event == "fail", Message: msg})
+		}
+	}
+	return rep, nil
+}
+
+// printStatus prints the report as text.
+func printStatus(out io.Writer, p *pad.Pad, rep StatusReport) error {
+	fmt.Fprintf(out, "pad        %s\nid         %s (format %d, created %s)\nmachine    %s\nplugins    crypt %s, vmm %s\n",
+		p.Dir, p.Meta.ID, p.Meta.Format, p.Meta.Created.Local().Format(time.DateTime), p.Meta.Machine, p.Meta.Crypt.Name, p.Meta.VMM.Name)
+	fmt.Fprintf(out, "this host  %s\n", rep.ThisHostSummary)
+	if rep.Running {
+		fmt.Fprintf(out, "running    yes, stage %s\n", rep.RunningStage)
+		if rep.Guest != "" {
+			fmt.Fprintf(out, "guest      %s\n", rep.Guest)
+		}
+	} else {
+		fmt.Fprintln(out, "running    no")
+	}
+	switch l := rep.Lock; {
+	case l.Held && l.Holder != nil:
+		fmt.Fprintf(out, "in use     by %s\n", *l.Holder)
+	case l.Held:
+		fmt.Fprintln(out, "in use     yes")
+	case l.Stale && l.Foreign:
+		fmt.Fprintf(out, "in use     left locked by %s, which never released it: if that session is gone, `soulpad break-lock`\n", *l.Holder)
+	case l.Stale:
+		fmt.Fprintf(out, "in use     no (%s ended without releasing it; the next run takes over)\n", *l.Holder)
+	default:
+		fmt.Fprintln(out, "in use     no")
+	}
+	fmt.Fprintln(out, "\nSuspend points:")
+	if len(rep.Points) == 0 {
+		fmt.Fprintln(out, "  none yet")
+	} else {
+		printStatusPoints(out, rep.Points)
+	}
+	fmt.Fprintln(out, "\nLast session:")
+	if len(rep.LastSession) == 0 {
+		fmt.Fprintln(out, "  none yet")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STAGE\tTIME\tRESULT")
+	for _, t := range rep.LastSession {
+		res := t.Message
+		if t.Failed {
+			res = "FAILED: " + firstLine(res)
+		} else if res == "" {
+			res = "ok"
+		}
+		fmt.Fprintf(tw, "  %s\t%.3f s\t%s\n", t.Stage, t.DurationMS/1000, res)
+	}
+	return tw.Flush()
 }
 
 func str(v any) string {
