@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,12 +72,7 @@ func Pull(ctx context.Context, st store.Store, padDir, name string, seq uint64, 
 	if synced && !changed && state.Seq == target && sameFiles(local, man.Files) {
 		return res, nil // the hoard is current
 	}
-	// From here the pad is a mix until the state says otherwise.
-	state.Name, state.Incomplete = name, true
-	if err := state.Save(padDir); err != nil {
-		return res, err
-	}
-	pieces, touched, err := makeRoom(padDir, man, local)
+	pieces, touched, err := makeRoom(padDir, name, man, local, state)
 	if err != nil {
 		return res, err
 	}
@@ -124,28 +120,30 @@ func versionManifest(ctx context.Context, st store.Store, name string, seq uint6
 
 // makeRoom shapes the pad for the version: its directories, each file
 // that differs at its size, and no file the version does not list. It
-// returns the chunks to fetch and the files they go into.
-func makeRoom(padDir string, man *Manifest, local []LocalFile) (pieces []store.Piece, touched []string, err error) {
+// returns the chunks to fetch and the files they go into. When the pad
+// held a version whole (state), what it changes is kept first, until the
+// version is verified (keep). From then the state says the pad is a mix
+// until the copy-in settles.
+func makeRoom(padDir, name string, man *Manifest, local []LocalFile, state *State) (pieces []store.Piece, touched []string, err error) {
 	have := map[string]LocalFile{}
 	for _, l := range local {
 		have[l.Path] = l
 	}
-	for _, d := range man.Dirs {
-		if err := os.MkdirAll(filepath.Join(padDir, filepath.FromSlash(d)), 0o700); err != nil {
-			return nil, nil, err
-		}
-	}
 	want := map[string]bool{}
+	sizes := map[string]int64{}
+	var files []File
 	for _, f := range man.Files {
 		want[f.Path] = true
-		p := filepath.Join(padDir, filepath.FromSlash(f.Path))
+		p, err := inPad(padDir, f.Path)
+		if err != nil {
+			return nil, nil, err
+		}
 		l, ok := have[f.Path]
 		if ok && l.Size == f.Size && slices.Equal(l.Chunks, f.Chunks) {
 			continue
 		}
-		if err := sizeFile(p, f); err != nil {
-			return nil, nil, err
-		}
+		sizes[p] = f.Size
+		files = append(files, f)
 		touched = append(touched, p)
 		for i, c := range f.Chunks {
 			if ok && i < len(l.Chunks) && l.Chunks[i] == c {
@@ -155,11 +153,35 @@ func makeRoom(padDir string, man *Manifest, local []LocalFile) (pieces []store.P
 			pieces = append(pieces, store.Piece{Sum: c, Path: p, Offset: off, Length: min(man.ChunkBytes, f.Size-off)})
 		}
 	}
+	var remove []string
 	for _, l := range local {
 		if !want[l.Path] {
-			if err := os.Remove(filepath.Join(padDir, filepath.FromSlash(l.Path))); err != nil {
-				return nil, nil, err
-			}
+			remove = append(remove, filepath.Join(padDir, filepath.FromSlash(l.Path)))
+		}
+	}
+	if state.Seq != 0 && !state.Incomplete {
+		before := *state
+		if err := keep(padDir, &before, pieces, sizes, remove); err != nil {
+			return nil, nil, fmt.Errorf("keeping what the copy-in replaces until the version is verified: %w", err)
+		}
+	}
+	state.Name, state.Incomplete = name, true
+	if err := state.Save(padDir); err != nil {
+		return nil, nil, err
+	}
+	for _, d := range man.Dirs {
+		if err := os.MkdirAll(filepath.Join(padDir, filepath.FromSlash(d)), 0o700); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, f := range files {
+		if err := sizeFile(touched[i], f); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, p := range remove {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, err
 		}
 	}
 	return pieces, touched, nil

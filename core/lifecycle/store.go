@@ -119,7 +119,10 @@ func keepRenewed(ctx context.Context, st store.Store, dir, name, host string, ac
 // verifyVersion checks, once the vault is open, that the version copied
 // in carries the vault's seal: only a holder of the vault made it, with
 // these files, these chunks and this number (a store that forged or
-// spliced it is refused). It keeps the seal key for the copy-out.
+// spliced it is refused). It keeps the seal key for the copy-out. What
+// the copy-in replaced was kept until now: a refused version is undone
+// once the vault is locked again (the pad holds its own version, as
+// before the copy-in), a verified one lets it go.
 func (s *Session) verifyVersion(_ context.Context, note *string) error {
 	key, err := isr.SealKey(s.plaintext)
 	if err != nil {
@@ -139,9 +142,15 @@ func (s *Session) verifyVersion(_ context.Context, note *string) error {
 	default:
 		if err := m.Verify(key, rec); err != nil {
 			s.refusedVersion = true // never copied out again under a seal
+			s.undoCopyIn()
 			return err
 		}
 		*note = fmt.Sprintf("version %d carries this vault's seal", m.Seq)
+	}
+	if s.pulled != nil {
+		if err := isr.DiscardKept(s.cfg.Pad.Path); err != nil {
+			return err
+		}
 	}
 	if !rec.Sealed {
 		return isr.SealRecord{Sealed: true}.Save(s.plaintext)
@@ -149,9 +158,36 @@ func (s *Session) verifyVersion(_ context.Context, note *string) error {
 	return nil
 }
 
+// undoCopyIn puts back what the refused copy-in replaced, after the
+// vault is locked (a late cleanup: the vault's container is among the
+// files it rewrites), and says so.
+func (s *Session) undoCopyIn() {
+	dir := s.cfg.Pad.Path
+	if !isr.HasKept(dir) {
+		return
+	}
+	s.r.pushAt(true, "undo the refused copy-in", func(context.Context) error {
+		seq, err := isr.RestoreKept(dir)
+		if err != nil {
+			return fmt.Errorf("undoing the refused copy-in: %w", err)
+		}
+		s.r.progress("  the refused copy-in was undone: the pad holds its own version %d again, as before it", seq)
+		return nil
+	})
+}
+
 // offline runs the pad's own copy when the store is out of reach and
-// the pad holds a complete version; the next session copies it out.
+// the pad holds a complete version; the next session copies it out. A
+// copy-in that was never verified (its session ended before the check)
+// is undone first: the pad runs only what it holds on its own word.
 func (s *Session) offline(err error, note *string) error {
+	if isr.HasKept(s.cfg.Pad.Path) {
+		seq, rerr := isr.RestoreKept(s.cfg.Pad.Path)
+		if rerr != nil {
+			return fmt.Errorf("store %s: %w; and undoing the last copy-in, never verified, failed: %w", s.cfg.Plugins.Store, err, rerr)
+		}
+		s.r.progress("  the last copy-in was never verified (its session ended before the check): undone, the pad holds its own version %d again", seq)
+	}
 	state, serr := isr.LoadState(s.cfg.Pad.Path)
 	if serr != nil || state.Seq == 0 || state.Incomplete {
 		return fmt.Errorf("store %s: %w (and this pad holds no complete version to run offline)", s.cfg.Plugins.Store, err)

@@ -71,7 +71,38 @@ func (e Env) Run(t testing.TB, args ...string) (string, string, int) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
+	CheckOwed(t, args, out.String(), errb.String(), code)
 	return out.String(), errb.String(), code
+}
+
+// documentedExits are the exit statuses the README and `soulpad run
+// --help` document, the same for every command.
+var documentedExits = map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 130: true}
+
+// CheckOwed fails t where a soulpad command (args) broke what every
+// command owes its user, on every path a test takes through it: an exit
+// status from the documented table, and a failure's message said once
+// (its final "soulpad: …" line, not also on a stage line or a table).
+func CheckOwed(t testing.TB, args []string, stdout, stderr string, code int) {
+	t.Helper()
+	cmd := strings.Join(args, " ")
+	if !documentedExits[code] {
+		t.Errorf("soulpad %s: exit status %d is not in the documented table (0-7, 130):\n%s%s", cmd, code, stdout, stderr)
+	}
+	if code == 0 {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		msg, ok := strings.CutPrefix(lines[i], "soulpad: ")
+		if !ok {
+			continue
+		}
+		if len(msg) >= 24 && strings.Count(stdout+stderr, msg) > 1 {
+			t.Errorf("soulpad %s: its message is said more than once (%q):\n%s%s", cmd, msg, stdout, stderr)
+		}
+		return
+	}
 }
 
 // StartRun starts `soulpad run` and waits until the machine runs.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/soulpad/soulpad/internal/fstree"
 	"github.com/soulpad/soulpad/internal/testbin"
 	"github.com/soulpad/soulpad/internal/testcli"
 	"github.com/soulpad/soulpad/internal/tests3"
@@ -230,6 +231,23 @@ func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
 	vs, err := st.Versions(ctx, store.VersionsRequest{Name: "gus"})
 	if err != nil || len(vs.Versions) != 3 || strings.Contains(out, "copy-out") {
 		t.Fatalf("after the refused run the store has %d versions (want 3: none made from the forgery), %v\n%s", len(vs.Versions), err, out)
+	}
+
+	// B holds version 2 and is offered the replay too: the copy-in
+	// replaces B's files on the store's word, the check refuses it, and
+	// what it replaced is put back: B holds its own version 2 again.
+	t.Setenv("SOULPAD_PAD_PATH", b.Pad)
+	synced := func(rel string) bool { return rel == "journal" || strings.HasPrefix(rel, "journal/") || rel == ".store" || strings.HasPrefix(rel, ".store/") || rel == "lock" }
+	before, err := fstree.Hash(b.Pad, synced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = b.Run(t, "run")
+	if code == 0 || !strings.Contains(out+errOut, "does not carry this vault's seal") || !strings.Contains(out+errOut, "the refused copy-in was undone: the pad holds its own version 2 again") {
+		t.Fatalf("a run of B (version 2) on a replayed version: exit %d\n%s%s", code, out, errOut)
+	}
+	if after, err := fstree.Hash(b.Pad, synced); err != nil || after != before {
+		t.Fatalf("after the refused copy-in B's pad is not what it was (%v)", err)
 	}
 }
 
