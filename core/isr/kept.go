@@ -44,7 +44,7 @@ type keptFile struct {
 	Existed bool  `json:"existed"`
 	Size    int64 `json:"size"`
 	// Removed: the copy-in removed it; it is kept whole under files/.
-	Removed bool `json:"removed,omitempty"`
+	Removed bool   `json:"removed,omitempty"`
 	Mode    uint32 `json:"mode,omitempty"`
 }
 

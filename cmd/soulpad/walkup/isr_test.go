@@ -237,7 +237,9 @@ func TestForgedVersionIsRefusedAfterUnlock(t *testing.T) {
 	// replaces B's files on the store's word, the check refuses it, and
 	// what it replaced is put back: B holds its own version 2 again.
 	t.Setenv("SOULPAD_PAD_PATH", b.Pad)
-	synced := func(rel string) bool { return rel == "journal" || strings.HasPrefix(rel, "journal/") || rel == ".store" || strings.HasPrefix(rel, ".store/") || rel == "lock" }
+	synced := func(rel string) bool {
+		return rel == "journal" || strings.HasPrefix(rel, "journal/") || rel == ".store" || strings.HasPrefix(rel, ".store/") || rel == "lock"
+	}
 	before, err := fstree.Hash(b.Pad, synced)
 	if err != nil {
 		t.Fatal(err)
