@@ -21,6 +21,9 @@ type Progress struct {
 	// What says what the bytes are ("guest RAM saved", "sent to the
 	// store"); empty: the step's usual (Progress.Counts).
 	What string
+	// Failed marks the final report of a step that failed: it ends where
+	// the step stopped, not as done.
+	Failed bool
 }
 
 // stepCounts says what each step's bytes are.
@@ -85,22 +88,27 @@ func every(ctx context.Context, interval time.Duration, f func()) (stop func()) 
 }
 
 // watchDir reports the bytes in dir every interval while work runs, as
-// step of total, until the returned stop is called (which sends the final
-// report).
-func watchDir(ctx context.Context, dir, step string, total uint64, interval time.Duration, report ProgressFunc) (stop func()) {
+// step of total, until the returned stop is called; it sends the final
+// report: the whole total when the work succeeded, else where it stopped,
+// marked failed (a failed step is never shown as done).
+func watchDir(ctx context.Context, dir, step string, total uint64, interval time.Duration, report ProgressFunc) (stop func(succeeded bool)) {
 	if report == nil {
-		return func() {}
+		return func(bool) {}
 	}
 	report(Progress{Step: step, Total: total}) // the step starts now
 	base := dirBytes(dir)
-	end := every(ctx, interval, func() {
+	written := func() uint64 {
 		n := dirBytes(dir)
-		n -= min(base, n)
-		report(Progress{Step: step, Done: min(n, total), Total: total})
-	})
-	return func() {
+		return min(n-min(base, n), total)
+	}
+	end := every(ctx, interval, func() { report(Progress{Step: step, Done: written(), Total: total}) })
+	return func(succeeded bool) {
 		end()
-		report(Progress{Step: step, Done: total, Total: total, Final: true})
+		if succeeded {
+			report(Progress{Step: step, Done: total, Total: total, Final: true})
+			return
+		}
+		report(Progress{Step: step, Done: written(), Total: total, Final: true, Failed: true})
 	}
 }
 
@@ -135,7 +143,7 @@ func (s *Session) watchVMM(ctx context.Context, step string) (stop func(succeede
 		case succeeded && (poll() || last.Total > 0):
 			s.opts.Progress(Progress{Step: step, Done: last.Total, Total: last.Total, Final: true})
 		case last.Total > 0: // it failed part way: end the bar where it stood
-			s.opts.Progress(Progress{Step: step, Done: min(last.Done, last.Total), Total: last.Total, Final: true})
+			s.opts.Progress(Progress{Step: step, Done: min(last.Done, last.Total), Total: last.Total, Final: true, Failed: true})
 		}
 	}
 }

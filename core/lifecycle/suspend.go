@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
@@ -56,12 +58,20 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	start := time.Now()
 	// The state as it reaches the vault: memory and device state, about
 	// the guest's RAM when it is streamed.
-	stopWatch := watchDir(ctx, pend.Dir(), "suspend", s.spec.MemoryMiB<<20, 250*time.Millisecond, s.opts.Progress)
+	ram := int64(s.spec.MemoryMiB) << 20
+	if free, _, ok := vaultSpace(pend.Dir()); ok && free < ram {
+		s.r.progress("  warning: the vault has %s free and the machine's RAM is %s: a point that streams the RAM may not fit", humanBytes(free), humanBytes(ram))
+	}
+	stopWatch := watchDir(ctx, pend.Dir(), "suspend", uint64(ram), 250*time.Millisecond, s.opts.Progress)
 	out, err := s.vmm.VMM().Suspend(ctx, vmm.SuspendRequest{Name: s.spec.Name, StateDir: pend.Dir()})
-	stopWatch()
+	stopWatch(err == nil)
 	if err != nil {
+		err = s.vmm.Err("suspend", err)
+		if full := vaultFull(pend.Dir(), ram); full != "" {
+			err = fmt.Errorf("%s: %w", full, err)
+		}
 		_ = pend.Discard()
-		return s.vmm.Err("suspend", err)
+		return err
 	}
 	phases = append(phases, out.Phases...)
 	sealing := time.Now()
@@ -84,6 +94,30 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		*note += fmt.Sprintf("; removed the oldest point(s) %s (session.keep_points = %d)", strings.Join(s.result.Pruned, ", "), s.cfg.Session.KeepPoints)
 	}
 	return nil
+}
+
+// vaultSpace is what the file system holding dir has free (for soulpad)
+// and in all, in bytes.
+func vaultSpace(dir string) (free, total int64, ok bool) {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return 0, 0, false
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, true
+}
+
+// vaultFull says, after a suspend failed, whether the vault (dir's file
+// system) is full, in words that say what the point needs and what is
+// free; "" when it is not.
+func vaultFull(dir string, ram int64) string {
+	free, total, ok := vaultSpace(dir)
+	written := dirBytes(dir)
+	if !ok || free >= min(16<<20, total/50) {
+		return ""
+	}
+	return fmt.Sprintf("the vault is full: the point stopped at %s written, with %s free of %s, and a point of this machine needs up to %s (its RAM); "+
+		"remove old points (soulpad points prune) or give the pad a larger vault (pad.vault_size_mib)",
+		humanBytes(int64(written)), humanBytes(free), humanBytes(total), humanBytes(ram))
 }
 
 // waitForCheck waits for the check of the resumed point's mapped memory:

@@ -66,7 +66,9 @@ const Workload = `cd /var/tmp && rm -rf w w.tar && printf 'soulpad-work-%s\n' be
 	`printf 'soulpad-work-%s\n' end || printf 'soulpad-work-%s\n' failed`
 
 var (
-	loginRE = regexp.MustCompile(`login: *$|login: *\r?\n`)
+	// The prompt may share its line with what the guest prints next
+	// (the counter): "soulpad-test login: soulpad-counter 7 …".
+	loginRE = regexp.MustCompile(`\blogin: `)
 	shellRE = regexp.MustCompile(`root@[^\s:]+:[^\n#]*# `)
 	beginRE = regexp.MustCompile(`soulpad-work-begin`)
 	endRE   = regexp.MustCompile(`soulpad-work-(end|failed)`)

@@ -81,7 +81,7 @@ func (s *Shower) Report(p lifecycle.Progress) {
 		rate = float64(p.Done) / elapsed
 	}
 	eta := -1.0
-	if rate > 0 && p.Total >= p.Done && p.Total > 0 {
+	if rate > 0 && p.Total >= p.Done && p.Total > 0 && !p.Failed {
 		eta = float64(p.Total-p.Done) / rate
 	}
 	switch s.mode {
@@ -91,7 +91,7 @@ func (s *Shower) Report(p lifecycle.Progress) {
 		}
 		s.last = now
 		ev := map[string]any{"event": "progress", "step": p.Step, "done_bytes": p.Done, "total_bytes": p.Total,
-			"counts": p.Counts(), "bytes_per_second": int64(rate), "final": p.Final}
+			"counts": p.Counts(), "bytes_per_second": int64(rate), "final": p.Final, "failed": p.Failed}
 		if eta >= 0 {
 			ev["eta_seconds"] = round1(eta)
 		} else {
@@ -124,7 +124,12 @@ func (s *Shower) Report(p lifecycle.Progress) {
 			)
 		}
 		_ = s.bar.Set64(int64(p.Done))
-		if p.Final {
+		if p.Final && p.Failed {
+			// Where it stopped, not filled to 100%.
+			_ = s.bar.Exit()
+			fmt.Fprintln(s.w, "  "+p.Step+": failed")
+			s.bar, s.step = nil, ""
+		} else if p.Final {
 			s.finishBar()
 			s.step = ""
 		}
@@ -163,6 +168,8 @@ func Line(p lifecycle.Progress, rate, eta float64) string {
 		l += fmt.Sprintf(", %s/s", lifecycle.HumanBytes(int64(rate)))
 	}
 	switch {
+	case p.Final && p.Failed:
+		l += ", failed"
 	case p.Final:
 		l += ", done"
 	case eta >= 0:

@@ -102,3 +102,28 @@ func TestEveryStepSaysWhatItCounts(t *testing.T) {
 		t.Errorf("a report's own What: %q", l)
 	}
 }
+
+// A step that failed ends where it stopped and says so, in every mode:
+// never "done", never a full bar.
+func TestAFailedStepIsNotShownAsDone(t *testing.T) {
+	for _, mode := range []string{Plain, JSON, Bar} {
+		var buf bytes.Buffer
+		s, err := New(&buf, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Report(lifecycle.Progress{Step: "suspend", Done: 10 << 20, Total: 128 << 20})
+		s.Report(lifecycle.Progress{Step: "suspend", Done: 40 << 20, Total: 128 << 20, Final: true, Failed: true})
+		out := buf.String()
+		if mode == JSON {
+			if !strings.Contains(out, `"done_bytes":41943040,"eta_seconds":null,"event":"progress","failed":true,"final":true`) {
+				t.Errorf("json: a failed step's last event: %q", out)
+			}
+			continue
+		}
+		if strings.Contains(out, "done") || strings.Contains(out, "100%") || strings.Contains(out, "128.0 MiB of 128.0 MiB") ||
+			!strings.Contains(out, "failed") {
+			t.Errorf("%s: a failed step shows %q", mode, out)
+		}
+	}
+}
