@@ -51,9 +51,10 @@ no viewer.
 
 --fb /dev/fb0 shows the screen full-screen on a Linux framebuffer (a PC's
 screen without a desktop: the bootable pad's host OS does this) and sends
-the PC's keyboards to the machine (grabbed: the console gets no keys
-until the machine stops or the view ends). It ends when the machine
-stops.
+the PC's keyboards and mice (touchpads, touch screens) to the machine: keys
+by scan code, the pointer to its USB tablet. They are grabbed: the console
+gets none of it until the machine stops or the view ends. It ends when the
+machine stops.
 
 The machine has a screen when machine.display is "vnc" or "auto" ("auto"
 also opens a window of its own when the host has a desktop).`,
@@ -91,7 +92,7 @@ also opens a window of its own when the host has a desktop).`,
 	c.Flags().StringVar(&shot, "screenshot", "", "save the screen as a PNG to FILE (- for stdout) instead of showing it")
 	c.Flags().StringVar(&fbPath, "fb", "", "show the screen full-screen on this framebuffer device (e.g. /dev/fb0)")
 	c.Flags().StringVar(&tty, "tty", "/dev/tty0", "with --fb: the console to switch to graphics while the screen is shown")
-	c.Flags().BoolVar(&noKeys, "no-keyboard", false, "with --fb: leave the keyboards to the console")
+	c.Flags().BoolVar(&noKeys, "no-keyboard", false, "with --fb: leave the keyboards and mice to the console")
 	return c
 }
 
@@ -117,7 +118,7 @@ func framebuffer(ctx context.Context, sock, fbPath, tty string, keys bool) error
 	defer stop()
 	go func() { <-ctx.Done(); conn.Close() }()
 	if keys {
-		go fbview.Keyboards(ctx, cl)
+		go fbview.Inputs(ctx, cl)
 	}
 	if err := fbview.Show(ctx, cl, fb, 30*time.Millisecond); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("the screen: %w", err)

@@ -1,9 +1,10 @@
 // Package fbview shows a machine's screen full-screen on a Linux
 // framebuffer (/dev/fb0: efifb, simpledrm or a KMS driver's emulation)
-// and sends the PC's keyboards to it: the bootable pad's display when the
-// PC has a screen but no desktop. It speaks VNC to the machine's screen
-// socket (package rfb) and takes the keyboards from evdev, grabbed so
-// that what is typed reaches only the machine.
+// and sends the PC's keyboards and mice to it: the bootable pad's display
+// when the PC has a screen but no desktop. It speaks VNC to the machine's
+// screen socket (package rfb) and takes the keyboards and pointing
+// devices from evdev, grabbed so that what is typed and pointed at
+// reaches only the machine.
 package fbview
 
 import (
@@ -183,11 +184,13 @@ func Console(tty string) (restore func(), err error) {
 	}, nil
 }
 
-// Keyboards grabs every evdev keyboard (a device with letter keys) and
-// sends its keys to cl by scan code, until ctx is done. Keyboards plugged
-// in later are found by polling. The grab keeps the keys off the host's
-// console. The PC's power button is not a keyboard and is left alone.
-func Keyboards(ctx context.Context, cl *rfb.Client) {
+// Inputs grabs every evdev keyboard (a device with letter keys) and
+// pointing device (a mouse, touchpad or touch screen) and sends them to
+// cl: keys by scan code, the pointer as an absolute position on the
+// machine's screen (its USB tablet), until ctx is done. Devices plugged
+// in later are found by polling. The grab keeps them off the host's
+// console. The PC's power button is neither and is left alone.
+func Inputs(ctx context.Context, cl *rfb.Client) {
 	var mu sync.Mutex
 	open := map[string]bool{}
 	for ctx.Err() == nil {
@@ -195,29 +198,31 @@ func Keyboards(ctx context.Context, cl *rfb.Client) {
 		for _, p := range paths {
 			mu.Lock()
 			seen := open[p]
+			open[p] = true // a device that is neither is not looked at again
 			mu.Unlock()
 			if seen {
 				continue
 			}
 			f, err := os.Open(p)
-			if err != nil || !isKeyboard(f) {
-				if f != nil {
-					f.Close()
-				}
-				mu.Lock()
-				open[p] = true // not a keyboard: do not look again
-				mu.Unlock()
+			if err != nil {
 				continue
+			}
+			keys, points := isKeyboard(f), isPointer(f)
+			if !keys && !points {
+				f.Close()
+				continue
+			}
+			var pt *pointer
+			if points {
+				w, h := cl.Dims()
+				pt = &pointer{x: w / 2, y: h / 2, ax: absInfo(f, absX), ay: absInfo(f, absY)}
 			}
 			const eviocgrab = 0x40044590
 			unix.Syscall(unix.SYS_IOCTL, f.Fd(), eviocgrab, 1)
-			mu.Lock()
-			open[p] = true
-			mu.Unlock()
 			go func() {
 				defer f.Close()
 				go func() { <-ctx.Done(); f.Close() }()
-				forward(f, cl)
+				forward(f, cl, keys, pt)
 				mu.Lock()
 				delete(open, p) // unplugged: look for it again
 				mu.Unlock()
@@ -232,28 +237,34 @@ func Keyboards(ctx context.Context, cl *rfb.Client) {
 
 // isKeyboard says whether the device has the A key.
 func isKeyboard(f *os.File) bool {
-	var bits [96]byte // KEY_MAX/8+1
-	const evKey = 1
-	req := uintptr(0x80000000 | (len(bits) << 16) | ('E' << 8) | (0x20 + evKey)) // EVIOCGBIT(EV_KEY, len)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), req, uintptr(unsafe.Pointer(&bits[0]))); e != 0 {
-		return false
-	}
 	const keyA = 30
-	return bits[keyA/8]&(1<<(keyA%8)) != 0
+	return hasBit(f, evKey, keyA)
 }
 
-// forward reads input events and sends the keys.
-func forward(f *os.File, cl *rfb.Client) {
+// forward reads input events and sends the keys (keys) and the pointer's
+// moves (pt, when it points).
+func forward(f *os.File, cl *rfb.Client, keys bool, pt *pointer) {
 	buf := make([]byte, 24*64)
 	for {
 		n, err := f.Read(buf)
 		if err != nil {
 			return
 		}
-		for _, ev := range parseEvents(buf[:n]) {
-			if q := QNum(ev.code); q != 0 {
-				// A repeat is pressed again, as a keyboard's own repeat is.
-				if err := cl.Key(ev.value != 0, q); err != nil {
+		for _, ev := range parseInput(buf[:n]) {
+			if keys && ev.typ == evKey && ev.value >= 0 && ev.value <= 2 {
+				if q := QNum(ev.code); q != 0 {
+					// A repeat is pressed again, as a keyboard's own repeat is.
+					if err := cl.Key(ev.value != 0, q); err != nil {
+						return
+					}
+				}
+			}
+			if pt == nil {
+				continue
+			}
+			w, h := cl.Dims()
+			for _, m := range pt.apply(ev, w, h) {
+				if err := cl.Pointer(m.mask, m.x, m.y); err != nil {
 					return
 				}
 			}

@@ -78,3 +78,60 @@ func FuzzParseEvents(f *testing.F) {
 		}
 	})
 }
+
+// A mouse moves the machine's pointer by its motion, clamped to the
+// screen, with its buttons and wheel; a touch screen places it by its
+// absolute position scaled to the screen. A move is sent at each report's
+// end (EV_SYN), only when something changed.
+func TestPointer(t *testing.T) {
+	p := &pointer{x: 400, y: 300}
+	var got []pointerMove
+	feed := func(evs ...inputEvent) {
+		for _, ev := range evs {
+			got = append(got, p.apply(ev, 800, 600)...)
+		}
+	}
+	syn := inputEvent{evSyn, 0, 0}
+	feed(inputEvent{evRel, relX, 10}, inputEvent{evRel, relY, -20}, syn)         // move
+	feed(syn)                                                                    // nothing new: nothing sent
+	feed(inputEvent{evKey, btnLeft, 1}, syn, inputEvent{evKey, btnLeft, 0}, syn) // a click
+	feed(inputEvent{evRel, relX, 5000}, inputEvent{evRel, relY, 5000}, syn)      // past the corner
+	feed(inputEvent{evKey, btnRight, 1}, inputEvent{evRel, relWheel, -1}, syn)
+	want := []pointerMove{
+		{0, 410, 280},
+		{1, 410, 280}, {0, 410, 280},
+		{0, 799, 599},
+		{4 | 16, 799, 599}, {4, 799, 599}, // the wheel's notch with the right button held
+		{4, 799, 599},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("moves %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("move %d: %v, want %v (all: %v)", i, got[i], want[i], got)
+		}
+	}
+	touch := &pointer{ax: absRange{0, 4095}, ay: absRange{0, 4095}}
+	m := []pointerMove{}
+	for _, ev := range []inputEvent{{evAbs, absX, 4095}, {evAbs, absY, 2048}, {evKey, btnTouch, 1}, syn} {
+		m = append(m, touch.apply(ev, 1024, 768)...)
+	}
+	if len(m) != 1 || m[0] != (pointerMove{1, 1023, 383}) {
+		t.Fatalf("a touch at the right edge, half way down: %v", m)
+	}
+}
+
+func FuzzParseInput(f *testing.F) {
+	f.Add(make([]byte, 48))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := &pointer{ax: absRange{-5, 5}}
+		for _, ev := range parseInput(b) {
+			for _, m := range p.apply(ev, 640, 480) {
+				if m.x < 0 || m.x >= 640 || m.y < 0 || m.y >= 480 {
+					t.Fatalf("a move off the screen: %v", m)
+				}
+			}
+		}
+	})
+}

@@ -83,7 +83,10 @@ type Client struct {
 	r       *bufio.Reader
 	Screen  *image.RGBA
 	extKeys atomic.Bool
-	wmu     sync.Mutex
+	// dims is the screen's width<<32 | height, for Pointer from other
+	// goroutines than the one that updates Screen.
+	dims atomic.Uint64
+	wmu  sync.Mutex
 	// asked are the encodings this client asked for: a server that sends
 	// another is broken or hostile.
 	asked map[int32]bool
@@ -116,7 +119,9 @@ func newClient(c io.ReadWriter, encodings ...int32) (*Client, error) {
 	for _, e := range encodings {
 		asked[e] = true
 	}
-	return &Client{c: c, r: r, Screen: image.NewRGBA(image.Rect(0, 0, w, h)), asked: asked}, nil
+	cl := &Client{c: c, r: r, Screen: image.NewRGBA(image.Rect(0, 0, w, h)), asked: asked}
+	cl.dims.Store(uint64(w)<<32 | uint64(h))
+	return cl, nil
 }
 
 // ExtKeys says whether the server takes key events by scan code (Key);
@@ -146,6 +151,33 @@ func (cl *Client) Key(down bool, qnum uint32) error {
 	}
 	b = binary.BigEndian.AppendUint32(b, 0) // keysym: the scan code says it
 	b = binary.BigEndian.AppendUint32(b, qnum)
+	return cl.write(b)
+}
+
+// Dims is the screen's size, safe to ask beside Update.
+func (cl *Client) Dims() (w, h int) {
+	d := cl.dims.Load()
+	return int(d >> 32), int(d & 0xffffffff)
+}
+
+// Pointer buttons, as Pointer's mask takes them.
+const (
+	ButtonLeft   = 1 << 0
+	ButtonMiddle = 1 << 1
+	ButtonRight  = 1 << 2
+	WheelUp      = 1 << 3
+	WheelDown    = 1 << 4
+)
+
+// Pointer moves the pointer to (x, y) on the screen, clamped to it, with
+// the buttons in mask pressed. QEMU gives it to the machine's tablet as
+// an absolute position. It may be called beside Update.
+func (cl *Client) Pointer(mask uint8, x, y int) error {
+	w, h := cl.Dims()
+	x, y = max(0, min(x, w-1)), max(0, min(y, h-1))
+	b := []byte{5, mask}
+	b = binary.BigEndian.AppendUint16(b, uint16(x))
+	b = binary.BigEndian.AppendUint16(b, uint16(y))
 	return cl.write(b)
 }
 
@@ -229,6 +261,7 @@ func (cl *Client) readRects() ([]image.Rectangle, error) {
 				return nil, protoErr("screen size %dx%d", rw, rht)
 			}
 			cl.Screen = image.NewRGBA(image.Rect(0, 0, rw, rht))
+			cl.dims.Store(uint64(rw)<<32 | uint64(rht))
 			out = append(out[:0], cl.Screen.Rect)
 			continue
 		case encExtKeyEvent:

@@ -228,3 +228,22 @@ func TestHostileRectanglesAreHarmless(t *testing.T) {
 		t.Fatalf("an unasked screen-size change: %v; want it refused", err)
 	}
 }
+
+// A pointer event is RFB's PointerEvent, clamped to the screen.
+func TestPointerIsClampedToTheScreen(t *testing.T) {
+	hs := server(4, 2, nil, nil)
+	s := &scripted{Reader: bytes.NewReader(hs[:len(hs)-4])}
+	cl, err := Dial(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Pointer(ButtonLeft|WheelDown, 5000, -3); err != nil {
+		t.Fatal(err)
+	}
+	if w := s.wrote.Bytes(); !bytes.HasSuffix(w, []byte{5, 1 | 16, 0, 3, 0, 0}) {
+		t.Fatalf("pointer event % x", w[len(w)-6:])
+	}
+	if w, h := cl.Dims(); w != 4 || h != 2 {
+		t.Fatalf("dims %dx%d, want 4x2", w, h)
+	}
+}
