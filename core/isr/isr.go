@@ -1,7 +1,6 @@
 package isr
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -95,8 +94,8 @@ func (s *State) LeaseHolder() string {
 
 // hostID is this PC's machine id (/etc/machine-id), or its host name.
 var hostID = func() string {
-	if b, err := os.ReadFile("/etc/machine-id"); err == nil && len(bytes.TrimSpace(b)) > 0 {
-		return string(bytes.TrimSpace(b))
+	if id := pad.MachineID(); id != "" {
+		return id
 	}
 	name, _ := os.Hostname()
 	return "host:" + name

@@ -43,9 +43,12 @@ type keptFile struct {
 	// Existed: the file was there before; Size is its size then.
 	Existed bool  `json:"existed"`
 	Size    int64 `json:"size"`
-	// Removed: the copy-in removed it; it is kept whole under files/.
+	// Removed: the copy-in removed it; it is kept whole as Kept.
 	Removed bool   `json:"removed,omitempty"`
 	Mode    uint32 `json:"mode,omitempty"`
+	// Kept is the undo's file for it: its saved ranges, or the removed
+	// file whole (a name in the undo's directory).
+	Kept string `json:"kept,omitempty"`
 }
 
 // undo is an undo's state.json.
@@ -122,9 +125,13 @@ func keep(padDir string, state *State, pieces []store.Piece, sizes map[string]in
 	}
 	sort.Strings(paths)
 	for i, p := range paths {
-		kf, err := keepRanges(padDir, p, sizes[p], byPath[p], filepath.Join(dir, fmt.Sprintf("%d.undo", i)))
+		name := fmt.Sprintf("%d.undo", i)
+		kf, err := keepRanges(padDir, p, sizes[p], byPath[p], filepath.Join(dir, name))
 		if err != nil {
 			return err
+		}
+		if kf.Existed {
+			kf.Kept = name
 		}
 		u.Files = append(u.Files, kf)
 	}
@@ -137,10 +144,11 @@ func keep(padDir string, state *State, pieces []store.Piece, sizes map[string]in
 		if err != nil {
 			return err
 		}
-		if err := os.Rename(p, filepath.Join(dir, "files", strconv.Itoa(i))); err != nil {
+		name := filepath.Join("files", strconv.Itoa(i))
+		if err := os.Rename(p, filepath.Join(dir, name)); err != nil {
 			return err
 		}
-		u.Files = append(u.Files, keptFile{Path: filepath.ToSlash(rel), Existed: true, Size: info.Size(), Removed: true, Mode: uint32(info.Mode().Perm())})
+		u.Files = append(u.Files, keptFile{Path: filepath.ToSlash(rel), Existed: true, Size: info.Size(), Removed: true, Mode: uint32(info.Mode().Perm()), Kept: name})
 	}
 	b, err := json.Marshal(u)
 	if err != nil {
@@ -229,9 +237,13 @@ func restoreUndo(padDir, dir string) (*State, error) {
 	}
 	// Files the copy-in made are not the pad's: they go. The files
 	// the undo names are all it touched.
-	for i, kf := range u.Files {
+	for _, kf := range u.Files {
 		p, err := inPad(padDir, kf.Path)
 		if err != nil {
+			return nil, err
+		}
+		kept, err := inPad(dir, kf.Kept)
+		if kf.Existed && err != nil {
 			return nil, err
 		}
 		switch {
@@ -239,7 +251,7 @@ func restoreUndo(padDir, dir string) (*State, error) {
 			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 				return nil, err
 			}
-			if err := os.Rename(filepath.Join(dir, "files", strconv.Itoa(i-countUndo(u.Files))), p); err != nil {
+			if err := os.Rename(kept, p); err != nil {
 				return nil, err
 			}
 		case !kf.Existed:
@@ -247,24 +259,12 @@ func restoreUndo(padDir, dir string) (*State, error) {
 				return nil, err
 			}
 		default:
-			if err := replay(p, kf, filepath.Join(dir, fmt.Sprintf("%d.undo", i))); err != nil {
+			if err := replay(p, kf, kept); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return u.State, nil
-}
-
-// countUndo is how many of files have an undo of ranges (they come
-// first; the removed files follow, numbered from 0).
-func countUndo(files []keptFile) int {
-	n := 0
-	for _, f := range files {
-		if !f.Removed {
-			n++
-		}
-	}
-	return n
 }
 
 // replay writes an undo's ranges back into the file at p and gives it

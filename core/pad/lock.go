@@ -102,13 +102,20 @@ type Lock struct {
 	me       Holder
 }
 
+// MachineID is this PC's /etc/machine-id ("" when it has none).
+func MachineID() string {
+	b, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // thisHost describes the calling process.
 func thisHost(command string) Holder {
 	h := Holder{Command: command, PID: os.Getpid(), UID: os.Getuid(), Since: time.Now().UTC()}
 	h.Host, _ = os.Hostname()
-	if b, err := os.ReadFile("/etc/machine-id"); err == nil {
-		h.HostID = strings.TrimSpace(string(b))
-	}
+	h.HostID = MachineID()
 	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
 		h.BootID = strings.TrimSpace(string(b))
 	}

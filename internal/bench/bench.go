@@ -114,20 +114,11 @@ func (p Plan) Run(ctx context.Context, done func(i, n int, c Cell)) []Cell {
 }
 
 func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
-	dir, err := os.MkdirTemp(p.Dir, "soulpad-bench-")
+	dir, disk, done, err := p.newCellPad(3*c.MemoryMiB + 1024)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	// A later bench undoes what this one leaves if it is killed.
-	if err := ownerpid.Mark(filepath.Join(dir, pidFile)); err != nil {
-		return err
-	}
-	disk, err := NewPadDisk(dir, 3*c.MemoryMiB+1024)
-	if err != nil {
-		return err
-	}
-	defer disk.Close()
+	defer done()
 	env, cli, err := p.padEnv(ctx, dir, disk, c.Crypt, c.MemoryMiB, 2*c.MemoryMiB+512,
 		fmt.Sprintf("SOULPAD_MACHINE_CMDLINE=%s soulpad.dirty_mib=%d", p.Cmdline, dirtyMiB(c.MemoryMiB)))
 	if err != nil {
@@ -155,6 +146,24 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 		return err
 	}
 	return p.walk(ctx, c, env, cli, disk, run, last)
+}
+
+// newCellPad makes a cell's scratch directory, marked as this bench's (a
+// later bench undoes what it leaves if it is killed), with a pad disk of
+// padMiB in it; done removes both.
+func (p Plan) newCellPad(padMiB int64) (dir string, disk *PadDisk, done func(), err error) {
+	if dir, err = os.MkdirTemp(p.Dir, "soulpad-bench-"); err != nil {
+		return "", nil, nil, err
+	}
+	if err := ownerpid.Mark(filepath.Join(dir, pidFile)); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	if disk, err = NewPadDisk(dir, padMiB); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	return dir, disk, func() { disk.Close(); os.RemoveAll(dir) }, nil
 }
 
 // walk is the part of the walk every cell measures, from a running

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/soulpad/soulpad/internal/proccpu"
-	"github.com/soulpad/soulpad/sdk/ownerpid"
 )
 
 // OSPlan measures a real operating system on the pad: the SoulPad
@@ -114,21 +113,13 @@ func (p OSPlan) cell(ctx context.Context, c *OSCell, sp Speed) error {
 		return err
 	}
 	c.ImageMiB = float64(imgMiB)
-	dir, err := os.MkdirTemp(p.Dir, "soulpad-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if err := ownerpid.Mark(filepath.Join(dir, pidFile)); err != nil {
-		return err
-	}
 	// The vault holds the disk, a RAM file and a point's copy of it.
 	vault := imgMiB + 3*c.MemoryMiB + 256
-	disk, err := NewPadDisk(dir, vault+1024)
+	dir, disk, done, err := p.newCellPad(vault + 1024)
 	if err != nil {
 		return err
 	}
-	defer disk.Close()
+	defer done()
 	env, cli, err := p.padEnv(ctx, dir, disk, c.Crypt, c.MemoryMiB, vault,
 		"SOULPAD_MACHINE_KERNEL=", "SOULPAD_MACHINE_INITRD=", "SOULPAD_MACHINE_CMDLINE=")
 	if err != nil {

@@ -60,12 +60,14 @@ type pointerMove struct {
 	x, y int
 }
 
+// buttons maps the device's buttons to the pointer event's mask bits.
+var buttons = map[uint16]uint8{btnLeft: rfb.ButtonLeft, btnTouch: rfb.ButtonLeft, btnRight: rfb.ButtonRight, btnMiddle: rfb.ButtonMiddle}
+
 // apply takes one event on a screen of w×h and returns the moves to send
 // (at each EV_SYN that changed something; a wheel notch is a press and a
 // release of its button).
 func (p *pointer) apply(ev inputEvent, w, h int) []pointerMove {
 	clamp := func(v, n int) int { return max(0, min(v, n-1)) }
-	buttons := map[uint16]uint8{btnLeft: rfb.ButtonLeft, btnTouch: rfb.ButtonLeft, btnRight: rfb.ButtonRight, btnMiddle: rfb.ButtonMiddle}
 	switch ev.typ {
 	case evRel:
 		switch ev.code {
