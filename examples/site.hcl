@@ -20,6 +20,12 @@ pad {
   # Capacity of the vault, for crypt plugins with fixed-size containers.
   # Default 2048.
   vault_size_mib = 2048
+
+  # A bootable pad's host OS sets this to the disk it booted from (sda):
+  # every unlock then checks that disk's boot partitions against the
+  # record in the vault. Elsewhere a pad on a partition of a disk laid
+  # out by `soulpad image` is checked without it. Default: unset.
+  # boot_disk = "sda"
 }
 
 unlock {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,9 +16,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/core/config"
+	"github.com/soulpad/soulpad/core/lifecycle"
 	"github.com/soulpad/soulpad/internal/padimage"
+	"github.com/soulpad/soulpad/sdk/crypt"
 )
 
 // imageFlags are `soulpad image`'s flags.
@@ -40,6 +44,12 @@ in memory.
 The pad on the image is made now by 'soulpad init' with the config
 (--config, else the built-in one): the passphrase is asked twice, or taken
 from --passphrase-file, or --key-file makes a vault opened by that file.
+When the boot partitions are done, the vault is opened once more (with
+what was given, not asked again) to record their SHA-256: every unlock
+on the pad compares the disk with that record, and a run whose boot
+chain changed (GRUB's menu, the initramfs, the host OS) stops before the
+machine resumes. The initramfs checks the host OS's own digest, on
+GRUB's kernel command line, before it runs anything from it.
 Copy the key file as soulpad.key onto a second USB disk whose file system
 is labelled --key-label (default SOULPAD-KEY) to boot without typing.
 
@@ -113,15 +123,28 @@ func runImage(cmd *cobra.Command, g *globals, fl imageFlags) error {
 	if err := os.WriteFile(filepath.Join(root, "site.hcl"), hcl, 0o644); err != nil {
 		return err
 	}
-	if err := makeImagePad(ctx, cmd, g, fl, self, root); err != nil {
+	// The credential, asked once: init makes the vault with it, and the
+	// build opens the vault again to record the boot partitions.
+	cred, err := imageCredential(cfg, fl)
+	if err != nil {
 		return err
 	}
+	defer cred.Wipe()
+	if err := makeImagePad(ctx, cmd, g, fl, self, root, cred); err != nil {
+		return err
+	}
+	padCfg := *cfg
+	padCfg.Pad.Path = filepath.Join(root, "pad")
 	start := time.Now()
 	res, err := padimage.Build(ctx, padimage.Options{
 		Out: outAbs, SizeMiB: mib, PadRoot: root, Soulpad: self, Plugins: plugins,
 		Cache: fl.cache, KeyLabel: fl.keyLabel, Console: fl.console,
 		Progress: func(l string) { fmt.Fprintln(w, l) },
 		Log:      cmd.ErrOrStderr(),
+		Record: func(ctx context.Context, rec padimage.BootRecord) error {
+			return lifecycle.RecordBoot(ctx, lifecycle.VaultOptions{Config: &padCfg, Log: g.logger(cfg), Out: cmd.ErrOrStderr(),
+				Command: "image", Credential: cred.again, CredentialTries: 1}, rec)
+		},
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -185,9 +208,60 @@ func checkImage(g *globals, fl *imageFlags) (cfg *config.Config, mib int64, self
 	return cfg, mib, self, plugins, nil
 }
 
+// imageCred is the image's credential: the flags' files, or a passphrase
+// asked once (twice, to confirm) and kept in memory until the image is
+// built.
+type imageCred struct {
+	files  lifecycle.CredentialFunc
+	typed  []byte
+	secret *os.File // typed, as init's --passphrase-file (a memfd)
+}
+
+// imageCredential asks for the passphrase when no file gives one.
+func imageCredential(cfg *config.Config, fl imageFlags) (*imageCred, error) {
+	cf := credFlags{keyFile: fl.keyFile, passphraseFile: fl.passFile}
+	if firstNonEmpty(fl.keyFile, cfg.Unlock.KeyFile, fl.passFile, cfg.Unlock.PassphraseFile) != "" {
+		return &imageCred{files: cf.credential(cfg, false)}, nil
+	}
+	c, err := prompt("Passphrase", true)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := unix.MemfdCreate("soulpad-passphrase", unix.MFD_CLOEXEC)
+	if err != nil {
+		c.Wipe()
+		return nil, fmt.Errorf("keeping the passphrase in memory: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "passphrase")
+	if _, err := f.Write(c.Passphrase); err != nil {
+		c.Wipe()
+		f.Close()
+		return nil, err
+	}
+	return &imageCred{typed: c.Passphrase, secret: f}, nil
+}
+
+// again is the credential once more, for the vault's second opening.
+func (c *imageCred) again(ctx context.Context) (crypt.Credential, error) {
+	if c.files != nil {
+		return c.files(ctx)
+	}
+	return crypt.Credential{Passphrase: bytes.Clone(c.typed)}, nil
+}
+
+// Wipe forgets the typed passphrase.
+func (c *imageCred) Wipe() {
+	clear(c.typed)
+	if c.secret != nil {
+		_ = c.secret.Truncate(0)
+		c.secret.Close()
+	}
+}
+
 // makeImagePad makes the image's pad in root with soulpad init (self),
-// as the config, --key-file and --passphrase-file say.
-func makeImagePad(ctx context.Context, cmd *cobra.Command, g *globals, fl imageFlags, self, root string) error {
+// as the config, --key-file and --passphrase-file say, or with the
+// passphrase typed (cred.secret, handed over as a file in memory).
+func makeImagePad(ctx context.Context, cmd *cobra.Command, g *globals, fl imageFlags, self, root string, cred *imageCred) error {
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "making the pad (soulpad init)\n")
 	args := []string{"init", "--no-carry-plugins"}
@@ -201,6 +275,11 @@ func makeImagePad(ctx context.Context, cmd *cobra.Command, g *globals, fl imageF
 		args = append(args, "--passphrase-file", fl.passFile)
 	}
 	initCmd := exec.CommandContext(ctx, self, args...)
+	if cred.secret != nil {
+		initCmd.ExtraFiles = []*os.File{cred.secret}
+		args = append(args, "--passphrase-file", "/dev/fd/3")
+		initCmd.Args = append([]string{self}, args...)
+	}
 	initCmd.Env = append(os.Environ(), "SOULPAD_PAD_PATH="+filepath.Join(root, "pad"))
 	initCmd.Stdin, initCmd.Stderr = os.Stdin, cmd.ErrOrStderr()
 	initOut, err := initCmd.StdoutPipe()

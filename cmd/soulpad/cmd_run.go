@@ -26,7 +26,7 @@ func configArg(g *globals) string {
 
 func newRunCmd(g *globals) *cobra.Command {
 	var cf credFlags
-	var coldBoot, acceptPlugins bool
+	var coldBoot, acceptPlugins, acceptBoot bool
 	var storeVersion uint64
 	var point string
 	c := &cobra.Command{
@@ -61,13 +61,17 @@ A passphrase typed at the prompt may be retyped twice when wrong.
 The vault records the plugins carried on the pad each time it is locked;
 if one changed while the pad was locked (someone who held it could have
 replaced it to read the passphrase), the run stops right after unlock and
-says which. Plugins that others could write are never started.
+says which. Plugins that others could write are never started. On a
+bootable pad (soulpad image), the vault also records the boot partitions
+(boot code, partition table, GRUB, kernel, initramfs, the host OS), and
+a run whose pad is on a disk where they changed stops after unlock, before
+the machine resumes.
 
 Exit status (every soulpad command): 0 suspended or powered off (or done);
 1 an error; 2 the config, a flag or an argument is wrong; 3 the pad is in
 use (here, or checked out on the store by another PC); 4 a plugin died and the session was stopped; 5 wrong passphrase; 6
-the suspend point was refused (nothing was changed); 7 a plugin on the pad
-changed while the pad was locked; 130 interrupted (Ctrl-C during a command
+the suspend point was refused (nothing was changed); 7 a plugin on the pad,
+or a bootable pad's boot partitions, changed while the pad was locked; 130 interrupted (Ctrl-C during a command
 other than run, where Ctrl-C suspends).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,7 +84,7 @@ other than run, where Ctrl-C suspends).`,
 			}
 			return runSession(g, cfg, cmd.OutOrStdout(), lifecycle.Options{
 				Credential: cf.credential(cfg, false), CredentialTries: cf.tries(cfg), ColdBoot: coldBoot, Point: point,
-				AcceptPadPlugins: acceptPlugins, StoreVersion: storeVersion,
+				AcceptPadPlugins: acceptPlugins, AcceptBootChange: acceptBoot, StoreVersion: storeVersion,
 			})
 		},
 	}
@@ -90,6 +94,7 @@ other than run, where Ctrl-C suspends).`,
 	c.Flags().StringVar(&point, "point", "", "resume this suspend point (ID or unique prefix, see 'soulpad points') with its own disk")
 	c.Flags().Uint64Var(&storeVersion, "store-version", 0, "with a store: copy in this version instead of the newest (a rollback; see 'soulpad store versions')")
 	c.Flags().BoolVar(&acceptPlugins, "accept-pad-plugins", false, "take the plugins now on the pad as good after you replaced them yourself (otherwise a change stops the run)")
+	c.Flags().BoolVar(&acceptBoot, "accept-boot-change", false, "on a bootable pad: record its boot partitions as they are now, after you changed them yourself (otherwise a change stops the run)")
 	c.MarkFlagsMutuallyExclusive("cold-boot", "point")
 	_ = c.RegisterFlagCompletionFunc("point", completePoints(g))
 	return c

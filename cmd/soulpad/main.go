@@ -17,6 +17,7 @@ import (
 	"github.com/soulpad/soulpad/core/config"
 	"github.com/soulpad/soulpad/core/lifecycle"
 	"github.com/soulpad/soulpad/core/pad"
+	"github.com/soulpad/soulpad/internal/padimage"
 	"github.com/soulpad/soulpad/internal/progress"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/secmem"
@@ -84,7 +85,7 @@ const (
 	exitPluginDied     = 4
 	exitWrongPass      = 5
 	exitPointRefused   = 6
-	exitPluginsChanged = 7
+	exitPluginsChanged = 7   // or a bootable pad's boot partitions
 	exitInterrupted    = 130 // Ctrl-C or SIGTERM stopped the command (as shells count it)
 )
 
@@ -107,7 +108,7 @@ func exitCode(err error) int {
 		return exitWrongPass
 	case errors.Is(err, lifecycle.ErrRefusedPoint):
 		return exitPointRefused
-	case errors.Is(err, pad.ErrPluginsChanged):
+	case errors.Is(err, pad.ErrPluginsChanged), errors.Is(err, padimage.ErrBootChanged):
 		return exitPluginsChanged
 	}
 	return exitFailed

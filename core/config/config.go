@@ -60,6 +60,10 @@ type Config struct {
 type Pad struct {
 	Path         string `koanf:"path"`
 	VaultSizeMiB uint64 `koanf:"vault_size_mib"`
+	// BootDisk is the disk a bootable pad's host OS booted from ("sda"):
+	// its host-init sets it (SOULPAD_PAD_BOOT_DISK), and every unlock
+	// checks that disk's boot partitions against the vault's record.
+	BootDisk string `koanf:"boot_disk"`
 }
 
 // Unlock says where the credential comes from when not from a prompt.

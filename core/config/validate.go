@@ -46,9 +46,15 @@ func (m *Machine) validate(at func(key, msg string, args ...any)) {
 	}
 }
 
+// diskNameRE is a disk's kernel name (sda, nvme0n1, mmcblk0, loop3).
+var diskNameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,31}$`)
+
 func (c *Config) validate(at func(key, msg string, args ...any)) {
 	if c.Pad.Path == "" {
 		at("pad.path", "must be set: the pad's directory, e.g. pad { path = \"/media/usb/soulpad\" }")
+	}
+	if d := c.Pad.BootDisk; d != "" && !diskNameRE.MatchString(d) {
+		at("pad.boot_disk", "%q: want a disk's name under /dev, such as sda or nvme0n1", d)
 	}
 	c.Machine.validate(at)
 	oneOf(at, "log.level", c.Log.Level, "trace", "debug", "info", "warn", "error")

@@ -59,6 +59,9 @@ type Options struct {
 	// AcceptPadPlugins takes the plugins now on the pad as good (the user
 	// replaced them) instead of stopping because they changed.
 	AcceptPadPlugins bool
+	// AcceptBootChange records the boot partitions of the bootable pad's
+	// disk as they are now instead of stopping because they changed.
+	AcceptBootChange bool
 	// OnRunning, when set, is called once the machine runs.
 	OnRunning func(s *Session)
 	// PluginDirs, when set, replaces the search path derived from config.
@@ -315,9 +318,16 @@ func minimalProfile() detect.HostProfile {
 // unlock opens the vault and finds the machine. A wrong passphrase from a
 // prompt is asked again, up to Options.CredentialTries times.
 func (s *Session) unlock(ctx context.Context, note *string) error {
-	err := s.Vault.unlock(ctx, unlockOptions{credential: s.opts.Credential, tries: s.opts.CredentialTries, acceptPadPlugins: s.opts.AcceptPadPlugins})
+	boot := bootRefuse
+	if s.opts.AcceptBootChange {
+		boot = bootAccept
+	}
+	err := s.Vault.unlock(ctx, unlockOptions{credential: s.opts.Credential, tries: s.opts.CredentialTries, acceptPadPlugins: s.opts.AcceptPadPlugins, boot: boot})
 	if err == nil {
 		*note = "vault open"
+		if s.bootNote != "" {
+			*note += "; " + s.bootNote
+		}
 	}
 	return err
 }

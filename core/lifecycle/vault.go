@@ -44,8 +44,10 @@ type Vault struct {
 	mountDir     string
 	plaintext    string
 	padPluginsOK bool
-	machine      *pad.Machine
-	machineSpec  vmm.Spec
+	// bootNote says what the boot chain's check found ("" for none).
+	bootNote    string
+	machine     *pad.Machine
+	machineSpec vmm.Spec
 }
 
 // newVault prepares a Vault; nothing is opened yet. dirs nil means the
@@ -154,6 +156,8 @@ type unlockOptions struct {
 	tries int
 	// acceptPadPlugins takes the plugins now on the pad as good.
 	acceptPadPlugins bool
+	// boot: what a boot chain that differs from the vault's record does.
+	boot bootCheck
 }
 
 // unlock opens the vault and finds the machine. A wrong passphrase is
@@ -178,6 +182,9 @@ func (v *Vault) unlock(ctx context.Context, o unlockOptions) error {
 		}
 	}
 	v.padPluginsOK = true
+	if v.bootNote, err = v.checkBoot(ctx, o.boot); err != nil {
+		return err
+	}
 	v.machine = pad.MachineIn(v.plaintext, v.pad.Meta.Machine)
 	if v.machineSpec, err = v.machine.Spec(); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/ownerpid"
@@ -121,7 +122,14 @@ func (d *PadDisk) Close() error {
 	if d.throttled != nil {
 		errs = append(errs, d.throttled())
 	}
-	_ = exec.Command("umount", d.Mount).Run()
+	// A mount still busy (a process of the cell's not yet gone) is tried
+	// again, then detached lazily: never left mounted on a deleted image.
+	if exec.Command("umount", d.Mount).Run() != nil {
+		time.Sleep(time.Second)
+		if exec.Command("umount", d.Mount).Run() != nil {
+			errs = append(errs, exec.Command("umount", "-l", d.Mount).Run())
+		}
+	}
 	if d.Dev != "" {
 		errs = append(errs, exec.Command("losetup", "-d", d.Dev).Run())
 	}

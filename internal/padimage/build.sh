@@ -14,8 +14,10 @@
 #   CONSOLE    tty0 or ttyS0: where the session's prompt and table go
 #   WORK       scratch directory (removed by the caller)
 #
-# Prints "step N/M what" lines; writes $WORK/bios.env (core.img's place)
-# for the caller, which writes the MBR boot code and core.img's block list.
+# Prints "step N/M what" lines; writes $WORK/bios.env (core.img's place,
+# the pad partition's) for the caller, which writes the MBR boot code and
+# core.img's block list, records the boot partitions in the pad's vault
+# and makes the pad partition (step 7).
 set -euo pipefail
 export LC_ALL=C
 steps=7
@@ -168,6 +170,10 @@ printf 'NAME="SoulPad host"\nID=soulpad\n' >"$R/etc/os-release"
 step 4 "squashfs"
 mksquashfs "$R" "$WORK/system.sqfs" -comp zstd -Xcompression-level 6 -noappend -all-root -quiet >/dev/null
 sysmib=$((($(stat -c %s "$WORK/system.sqfs") + (1 << 20) - 1) >> 20))
+# The partition's bytes, whole: the initramfs checks their digest (on
+# GRUB's kernel command line) before it runs anything from them.
+truncate -s "${sysmib}M" "$WORK/system.sqfs"
+sysdigest=$(sha256sum "$WORK/system.sqfs" | cut -d' ' -f1)
 
 step 5 "boot loaders: GRUB for BIOS and UEFI"
 volid=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n' | tr a-f A-F)
@@ -182,7 +188,7 @@ if [ "$CONSOLE" = ttyS0 ]; then kcon="console=tty0 console=ttyS0,115200"; else k
 # with partitions of the same names is not the pad).
 sysguid=$(cat /proc/sys/kernel/random/uuid)
 padguid=$(cat /proc/sys/kernel/random/uuid)
-kpad="soulpad.sys=$sysguid soulpad.pad=$padguid"
+kpad="soulpad.sys=$sysguid soulpad.pad=$padguid soulpad.sysdigest=$sysdigest"
 cat >"$WORK/grub.cfg" <<EOF
 # SoulPad boot menu
 search.fs_uuid $uuid root
@@ -254,9 +260,8 @@ p1=$(first 1)
 dd if="$WORK/core.img" of="$OUT" bs=512 seek="$p1" conv=notrunc status=none
 dd if="$esp" of="$OUT" bs=512 seek="$(first 2)" conv=notrunc,sparse status=none
 dd if="$WORK/system.sqfs" of="$OUT" bs=512 seek="$(first 3)" conv=notrunc status=none
-printf 'core_lba=%s\ncore_sectors=%s\nsecure_boot=%s\nkernel=%s\nsystem_mib=%s\nsys_guid=%s\npad_guid=%s\n' "$p1" "$core_sectors" "$secure" "$kver" "$sysmib" "$sysguid" "$padguid" >"$WORK/bios.env"
-
-step 7 "pad partition (ext4)"
 p4=$(first 4)
 p4kib=$((($(last 4) - p4 + 1) / 2))
-mke2fs -q -F -t ext4 -L SOULPAD-PAD -m 0 -d "$PADROOT" -E offset=$((p4 * 512)) "$OUT" "${p4kib}k"
+printf 'core_lba=%s\ncore_sectors=%s\nsecure_boot=%s\nkernel=%s\nsystem_mib=%s\nsys_guid=%s\npad_guid=%s\npad_lba=%s\npad_kib=%s\n' "$p1" "$core_sectors" "$secure" "$kver" "$sysmib" "$sysguid" "$padguid" "$p4" "$p4kib" >"$WORK/bios.env"
+# Step 7 (the pad partition) is the caller's: it first records the boot
+# partitions in the pad's vault.

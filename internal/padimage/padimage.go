@@ -53,6 +53,9 @@ type Options struct {
 	Progress func(string)
 	// Log gets what the build's tools print on stderr.
 	Log io.Writer
+	// Record, called before the pad partition is made from PadRoot,
+	// keeps the boot chain's record in the pad's vault.
+	Record func(context.Context, BootRecord) error
 }
 
 // Result says what was built.
@@ -143,10 +146,45 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	r.Kernel = env["kernel"]
 	r.SecureBoot = env["secure_boot"] == "yes"
 	r.SystemMiB, _ = strconv.ParseInt(env["system_mib"], 10, 64)
+	if err := recordAndMakePad(ctx, o, tmp, env); err != nil {
+		return r, err
+	}
 	if err := os.Rename(tmp, o.Out); err != nil {
 		return r, err
 	}
 	return r, nil
+}
+
+// recordAndMakePad records the finished boot chain of the image tmp in
+// the pad's vault (o.Record) and makes the pad partition from o.PadRoot:
+// the build's step 7.
+func recordAndMakePad(ctx context.Context, o Options, tmp string, env map[string]string) error {
+	if o.Progress != nil {
+		o.Progress("step 7/7 pad partition (ext4), the boot partitions recorded in its vault")
+	}
+	lba, err1 := strconv.ParseInt(env["pad_lba"], 10, 64)
+	kib, err2 := strconv.ParseInt(env["pad_kib"], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("bios.env: %w", err)
+	}
+	rec, err := Measure(ctx, tmp)
+	if err != nil {
+		return fmt.Errorf("measuring the boot partitions: %w", err)
+	}
+	if rec.SysGUID != env["sys_guid"] || rec.PadGUID != env["pad_guid"] {
+		return fmt.Errorf("the image's partitions have GUIDs %s and %s, not the build's %s and %s", rec.SysGUID, rec.PadGUID, env["sys_guid"], env["pad_guid"])
+	}
+	if o.Record != nil {
+		if err := o.Record(ctx, rec); err != nil {
+			return fmt.Errorf("recording the boot partitions in the pad's vault: %w", err)
+		}
+	}
+	cmd := exec.CommandContext(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-L", "SOULPAD-PAD", "-m", "0", "-d", o.PadRoot,
+		"-E", "offset="+strconv.FormatInt(lba*512, 10), tmp, strconv.FormatInt(kib, 10)+"k")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mke2fs for the pad partition: %w\n%s", err, b)
+	}
+	return nil
 }
 
 // CheckOptions checks the console and the key disk's label.
