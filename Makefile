@@ -34,13 +34,13 @@ test: deps s3server
 	$(GO) test -race -count=1 -timeout 20m ./core/... ./sdk/... ./cmd/soulpad/ ./internal/chunkstage/ ./plugins/store-s3/...
 	$(GO) test -count=1 -timeout 40m ./...
 	SOULPAD_REALOS_TEST=1 $(GO) test -count=1 -run TestRealOS -timeout 40m ./cmd/soulpad/walkup/
-	SOULPAD_IMAGE_TEST=1 $(GO) test -count=1 -run TestBootablePad -timeout 30m ./internal/padimage/
+	SOULPAD_IMAGE_TEST=1 $(GO) test -count=1 -run 'TestBootablePad|TestImage' -timeout 30m ./internal/padimage/
 
 ## image-test: build a bootable pad with `soulpad image` and boot it in QEMU
 ##             (BIOS, UEFI with Secure Boot, no key disk): about 4 minutes;
 ##             make test runs it too, after the rest
 image-test: deps
-	SOULPAD_IMAGE_TEST=1 $(GO) test -count=1 -v -run TestBootablePad -timeout 30m ./internal/padimage/
+	SOULPAD_IMAGE_TEST=1 $(GO) test -count=1 -v -run 'TestBootablePad|TestImage' -timeout 30m ./internal/padimage/
 
 ## realos-test: a real Debian 12 (built with mmdebstrap, cached in
 ##             .cache/debian) imported, booted with BIOS, UEFI and

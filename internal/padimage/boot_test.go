@@ -39,6 +39,8 @@ import (
 //  4. BIOS without the key disk: the passphrase prompt comes, three wrong
 //     passphrases end the run with status 5, and "off" powers the PC off
 //     with the pad unchanged.
+//  5. An evil maid: a changed system partition is refused by the
+//     initramfs, a changed GRUB menu after unlock.
 //
 // The PC's own disk is the same byte for byte at the end. It takes a few
 // minutes (QEMU under TCG runs the host OS, which runs the machine).
@@ -55,21 +57,7 @@ func TestBootablePad(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	root := testbin.Root(t)
-	for _, pkg := range []string{"cmd/soulpad", "plugins/crypt-gocryptfs", "plugins/vmm-qemu", "plugins/detect-linux"} {
-		out := filepath.Join(bin, filepath.Base(pkg))
-		if pkg != "cmd/soulpad" {
-			out = filepath.Join(bin, "plugins", filepath.Base(pkg))
-		}
-		cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "GOEXPERIMENT="+testbin.Experiments())
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-		}
-	}
-	soulpad := filepath.Join(bin, "soulpad")
+	soulpad := buildImageTools(t, dir)
 	kernel, initrd := testguest.Build(t)
 	key := filepath.Join(dir, "key")
 	if err := os.WriteFile(key, []byte("a key on its own USB stick, 32+ bytes long\n"), 0o600); err != nil {
@@ -281,6 +269,27 @@ func partSector(t *testing.T, img string, n int, which string) int64 {
 	}
 	v, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return v
+}
+
+// buildImageTools builds soulpad and the plugins an image carries into
+// dir/bin, as make build lays them out; it returns soulpad's path.
+func buildImageTools(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "bin")
+	root := testbin.Root(t)
+	for _, pkg := range []string{"cmd/soulpad", "plugins/crypt-gocryptfs", "plugins/vmm-qemu", "plugins/detect-linux"} {
+		out := filepath.Join(bin, filepath.Base(pkg))
+		if pkg != "cmd/soulpad" {
+			out = filepath.Join(bin, "plugins", filepath.Base(pkg))
+		}
+		cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOEXPERIMENT="+testbin.Experiments())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return filepath.Join(bin, "soulpad")
 }
 
 // hostileDisk is a PC's own disk made to fool the pad: a GPT with
