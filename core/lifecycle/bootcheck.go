@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/soulpad/soulpad/core/pad"
@@ -55,11 +56,18 @@ func (v *Vault) checkBoot(ctx context.Context, mode bootCheck) (string, error) {
 		v.r.progress("  warning: the vault has no record of the boot partitions of %s (an image made before records were kept): they cannot be checked", disk.Dev)
 		return "", nil
 	}
+	// Booted from this disk: the initramfs checked the system partition
+	// already if GRUB's menu (checked here) gave it the recorded digest.
+	var skip []string
+	if v.cfg.Pad.BootDisk != "" {
+		cmdline, _ := os.ReadFile("/proc/cmdline")
+		skip = rec.CheckedAtBoot(string(cmdline))
+	}
 	start := time.Now()
-	if err := rec.Check(ctx, disk); err != nil {
+	if err := rec.Check(ctx, disk, skip...); err != nil {
 		return "", v.bootChanged(err, mode)
 	}
-	v.log.Debug("boot partitions checked", "disk", disk.Dev, "seconds", time.Since(start).Seconds())
+	v.log.Debug("boot partitions checked", "disk", disk.Dev, "seconds", time.Since(start).Seconds(), "checked_at_boot", skip)
 	return "boot partitions as recorded", nil
 }
 

@@ -224,7 +224,8 @@ func evilMaid(t *testing.T, dir, img, keyDisk, pcDisk string) {
 	pc.waitFor(t, regexp.MustCompile(`soulpad-boot: the system partition \S+ is not the one this pad was built with`), 3*time.Minute)
 	pc.send(t, "off\n")
 	select {
-	case <-pc.done:
+	case err := <-pc.done:
+		pc.done <- err // for the cleanup's wait
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the PC did not power off after a refused system partition")
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -312,14 +313,35 @@ func (r BootRecord) Holds(d Disk) bool {
 	return false
 }
 
+// CheckedAtBoot names the parts the boot itself checked against this
+// record: the system partition, when the kernel's command line (GRUB's
+// menu, on the EFI partition Check reads) gave the initramfs the digest
+// the record holds for it, whole. cmdline is /proc/cmdline's.
+func (r BootRecord) CheckedAtBoot(cmdline string) []string {
+	for _, w := range strings.Fields(cmdline) {
+		digest, ok := strings.CutPrefix(w, "soulpad.sysdigest=")
+		if !ok {
+			continue
+		}
+		for _, x := range r.Parts {
+			if x.Name == "SOULPAD-SYS" && x.Part > 0 && x.Offset == 0 && x.SHA256 == digest {
+				return []string{x.Name}
+			}
+		}
+	}
+	return nil
+}
+
 // Check compares d's boot chain with the record and names what differs
 // in an error wrapping ErrBootChanged. A part is read from its partition's
-// own device (the host OS read the system partition there already, so
-// it comes from memory, not from the pad again), or from the whole disk
-// where the kernel shows no partitions (a loop device).
-func (r BootRecord) Check(ctx context.Context, d Disk) error {
+// own device, or from the whole disk where the kernel shows no
+// partitions (a loop device). The parts named in skip are not read.
+func (r BootRecord) Check(ctx context.Context, d Disk, skip ...string) error {
 	var changed []string
 	for _, x := range r.Parts {
+		if slices.Contains(skip, x.Name) {
+			continue
+		}
 		dev, base := d.Dev, int64(0)
 		if x.Part > 0 && d.Parts[x.Part] != "" {
 			dev = d.Parts[x.Part]

@@ -284,3 +284,36 @@ func FuzzReadGPT(f *testing.F) {
 		}
 	})
 }
+
+func TestSystemPartitionCheckedAtBootIsNotReadAgain(t *testing.T) {
+	ctx := context.Background()
+	img, _, _ := layoutImage(t, t.TempDir())
+	rec, err := Measure(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := ""
+	for _, x := range rec.Parts {
+		if x.Name == "SOULPAD-SYS" {
+			sys = x.SHA256
+		}
+	}
+	if got := rec.CheckedAtBoot("quiet console=ttyS0 soulpad.sysdigest=" + sys + " soulpad.pad=x"); len(got) != 1 || got[0] != "SOULPAD-SYS" {
+		t.Fatalf("the recorded digest on the command line: %v", got)
+	}
+	for _, cmdline := range []string{"", "soulpad.sysdigest=" + strings.Repeat("0", 64), "soulpad.sysdigest=" + sys[:63]} {
+		if got := rec.CheckedAtBoot(cmdline); got != nil {
+			t.Fatalf("command line %q: %v, want nothing skipped", cmdline, got)
+		}
+	}
+	f, _ := os.Open(img)
+	es, _ := readGPT(f, 4)
+	f.Close()
+	changed := flip(t, img, es[2].First*512+100)
+	if err := rec.Check(ctx, Disk{Dev: changed}); !errors.Is(err, ErrBootChanged) {
+		t.Fatalf("a changed system partition: %v", err)
+	}
+	if err := rec.Check(ctx, Disk{Dev: changed}, rec.CheckedAtBoot("soulpad.sysdigest="+sys)...); err != nil {
+		t.Fatalf("a system partition the boot checked is read again: %v", err)
+	}
+}
