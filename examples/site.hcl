@@ -181,6 +181,17 @@ session {
   # "disk") are never pruned on their own: `soulpad points rm` or
   # `soulpad points prune --disks` removes them. Default 3.
   keep_points = 3
+
+  # Take a checkpoint every this many minutes while the machine runs, so
+  # that a crash, a kill or an unplugged pad loses at most that much: the
+  # guest pauses only for its device state and the clone of its RAM file,
+  # and the point is sealed while it runs on. Only where memory is mapped
+  # from the vault (vmm-qemu on crypt-luks with XFS); elsewhere `soulpad
+  # status` says why there are none. 0 turns them off. Default 10.
+  checkpoint_minutes = 10
+
+  # How many checkpoints are kept, apart from keep_points. Default 3.
+  keep_checkpoints = 3
 }
 
 log {

@@ -60,7 +60,7 @@ func journalPoints(p *pad.Pad) ([]pad.Entry, error) {
 	}
 	var out []pad.Entry
 	for _, e := range all {
-		if e.Event == "info" && e.Message == "suspend point sealed" && e.Fields != nil && e.Fields["point"] != nil && !removed[fmt.Sprint(e.Fields["point"])] {
+		if e.Event == "info" && (e.Message == "suspend point sealed" || e.Message == lifecycle.CheckpointSealed) && e.Fields != nil && e.Fields["point"] != nil && !removed[fmt.Sprint(e.Fields["point"])] {
 			out = append(out, e)
 		}
 	}

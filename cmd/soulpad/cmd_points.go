@@ -197,7 +197,11 @@ func journalInfos(g *globals) ([]lifecycle.PointInfo, error) {
 	for i, e := range es {
 		str := func(k string) string { s, _ := e.Fields[k].(string); return s }
 		bytes, _ := e.Fields["bytes"].(float64)
-		out = append(out, lifecycle.PointInfo{ID: str("point"), Kind: pad.KindMemory, Taken: e.Time, Session: e.Session, Bytes: int64(bytes),
+		kind := pad.KindMemory
+		if str("kind") == pad.KindCheckpoint {
+			kind = pad.KindCheckpoint
+		}
+		out = append(out, lifecycle.PointInfo{ID: str("point"), Kind: kind, Taken: e.Time, Session: e.Session, Bytes: int64(bytes),
 			VMM: p.Meta.VMM, CPUModel: str("cpu_model"), Accelerator: str("accelerator"), Host: str("host"), Latest: i == len(es)-1})
 	}
 	return out, nil

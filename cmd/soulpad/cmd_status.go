@@ -39,6 +39,11 @@ type StatusReport struct {
 	RunningStage string   `json:"running_stage,omitempty"`
 	// Guest is what the VMM said of the guest's agent while it runs.
 	Guest string `json:"guest,omitempty"`
+	// SafeSince is when the state a crash would resume now was taken
+	// (the last checkpoint, or the resume), while a session runs;
+	// Checkpoints says when the next comes, or why none do.
+	SafeSince   *time.Time `json:"safe_since,omitempty"`
+	Checkpoints string     `json:"checkpoints,omitempty"`
 	// Lock is who holds the pad (or left it locked).
 	Lock        pad.LockState `json:"lock"`
 	Points      []PointInfo   `json:"suspend_points"`
@@ -52,6 +57,7 @@ type StatusReport struct {
 // themselves are inside the vault).
 type PointInfo struct {
 	ID          string    `json:"id"`
+	Kind        string    `json:"kind,omitempty"` // "checkpoint", or a suspend point
 	Time        time.Time `json:"taken"`
 	Bytes       int64     `json:"bytes"`
 	CPUModel    string    `json:"cpu_model"`
@@ -108,7 +114,10 @@ func statusReport(ctx context.Context, g *globals, cfg *config.Config, p *pad.Pa
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {
-		rep.Running, rep.RunningStage, rep.Guest = true, r.Stage, r.Guest
+		rep.Running, rep.RunningStage, rep.Guest, rep.Checkpoints = true, r.Stage, r.Guest, r.Checkpoints
+		if !r.SafeSince.IsZero() {
+			rep.SafeSince = &r.SafeSince
+		}
 	}
 	var err error
 	if rep.Lock, err = pad.PeekLock(p.Dir); err != nil {
@@ -119,7 +128,7 @@ func statusReport(ctx context.Context, g *globals, cfg *config.Config, p *pad.Pa
 		return rep, err
 	}
 	for _, e := range sealed {
-		pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
+		pi := PointInfo{ID: fmt.Sprint(e.Fields["point"]), Kind: str(e.Fields["kind"]), Time: e.Time, CPUModel: str(e.Fields["cpu_model"]), Accelerator: str(e.Fields["accelerator"]), Host: str(e.Fields["host"]), HostSummary: str(e.Fields["host_summary"])}
 		if n, ok := e.Fields["bytes"].(float64); ok {
 			pi.Bytes = int64(n)
 		}
@@ -152,6 +161,10 @@ func printStatus(out io.Writer, p *pad.Pad, rep StatusReport) error {
 		fmt.Fprintf(out, "running    yes, stage %s\n", rep.RunningStage)
 		if rep.Guest != "" {
 			fmt.Fprintf(out, "guest      %s\n", rep.Guest)
+		}
+		if rep.SafeSince != nil {
+			fmt.Fprintf(out, "crash now  loses %s of work (since %s); %s\n", time.Since(*rep.SafeSince).Round(time.Second),
+				rep.SafeSince.Local().Format("15:04:05"), cleanText(rep.Checkpoints))
 		}
 	} else {
 		fmt.Fprintln(out, "running    no")
@@ -219,8 +232,11 @@ func printStatusPoints(out io.Writer, pts []PointInfo) {
 	fmt.Fprintln(tw, "  ID\tTAKEN\tSIZE\tCPU MODEL\tACCEL\tTAKEN ON\t")
 	for i, pi := range pts {
 		mark, on := "", pi.HostSummary
+		if pi.Kind == pad.KindCheckpoint {
+			mark = "checkpoint "
+		}
 		if i == len(pts)-1 {
-			mark = "← next"
+			mark += "← next"
 		}
 		if on == "" {
 			on = pi.Host

@@ -155,6 +155,18 @@ type Session struct {
 	// KeepPoints is how many suspend points with memory are kept: after a
 	// point is sealed the oldest beyond this count are pruned.
 	KeepPoints int `koanf:"keep_points"`
+	// CheckpointMinutes is how often a point is taken while the machine
+	// runs, so that a crash loses at most that much (0: never). Only
+	// where the VMM plugin maps memory from the vault (crypt-luks).
+	CheckpointMinutes float64 `koanf:"checkpoint_minutes"`
+	// KeepCheckpoints is how many checkpoints are kept (apart from
+	// KeepPoints).
+	KeepCheckpoints int `koanf:"keep_checkpoints"`
+}
+
+// CheckpointEvery is CheckpointMinutes as a duration (0: none).
+func (s Session) CheckpointEvery() time.Duration {
+	return time.Duration(s.CheckpointMinutes * float64(time.Minute))
 }
 
 // Store names the pad on the store plugins.store chooses.
@@ -183,7 +195,7 @@ func Defaults() Config {
 		Machine: Machine{Name: "soul", MemoryMiB: 256, VCPUs: 1, CPUModel: "portable", Accelerator: "auto",
 			DiskSizeMiB: 64, Network: "user", Display: "auto", Firmware: "bios", Devices: "virtio"},
 		Pad:     Pad{VaultSizeMiB: 2048},
-		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120, KeepPoints: 3},
+		Session: Session{SuspendTimeoutSeconds: 300, StageTimeoutSeconds: 120, KeepPoints: 3, CheckpointMinutes: 10, KeepCheckpoints: 3},
 		Store:   Store{LeaseMinutes: 15},
 		Log:     Log{Level: "warn"},
 	}

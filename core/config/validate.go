@@ -100,6 +100,12 @@ func (c *Config) validate(at func(key, msg string, args ...any)) {
 	if c.Session.KeepPoints < 1 {
 		at("session.keep_points", "must be at least 1 (the newest suspend point is always kept)")
 	}
+	if m := c.Session.CheckpointMinutes; !(m == 0 || m >= 0.05 && m <= 24*60) { // NaN too
+		at("session.checkpoint_minutes", "%g is out of range: 0 (no checkpoints) or from 0.05 (3 seconds) to 1440 (a day); 10 is the default", m)
+	}
+	if c.Session.KeepCheckpoints < 1 {
+		at("session.keep_checkpoints", "must be at least 1 (the newest checkpoint is what a crash resumes)")
+	}
 	if c.Session.BackupAfterSuspend && c.Plugins.Backup == "" {
 		at("session.backup_after_suspend", "needs plugins.backup to name a backup plugin")
 	}

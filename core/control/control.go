@@ -42,6 +42,11 @@ type Response struct {
 	Screen string `json:"screen,omitempty"`
 	// Guest is what the VMM said of the guest's agent.
 	Guest string `json:"guest,omitempty"`
+	// SafeSince is when the newest state a crash would resume was taken
+	// (the last checkpoint, or the resume); Checkpoints says when the
+	// next checkpoint comes, or why none does.
+	SafeSince   time.Time `json:"safe_since,omitempty"`
+	Checkpoints string    `json:"checkpoints,omitempty"`
 }
 
 // Dir is the directory of this user's control sockets (see

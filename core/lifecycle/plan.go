@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/soulpad/soulpad/core/pad"
@@ -48,9 +49,11 @@ func latestDiskUnsaved(sess pad.SessionState, pts []pad.Point) bool {
 	if sess.Session == "" {
 		return true // written before sessions were named: assume so
 	}
-	for _, p := range pts {
-		if p.Manifest.Session == sess.Session {
-			return false
+	// A suspend of that session froze the disk; a checkpoint froze it too,
+	// but the session wrote on after it.
+	for i := len(pts) - 1; i >= 0; i-- {
+		if pts[i].Manifest.Session == sess.Session {
+			return pts[i].IsCheckpoint()
 		}
 	}
 	return true
@@ -120,7 +123,12 @@ func PlanResume(in PlanInput) (Plan, error) {
 		return Plan{Resume: latest}, nil
 	}
 	// The last session ended without suspending (crash, kill, power loss).
-	if p, ok := sealedBy(in.Points, in.Session.Session); ok && p.Manifest.ID == latest.Manifest.ID {
+	if p, ok := sealedBy(in.Points, in.Session.Session); ok && p.Manifest.ID == latest.Manifest.ID && p.IsCheckpoint() && (in.DiskHistory || !unsaved) {
+		return Plan{Resume: latest, KeepLatestDisk: unsaved,
+			Lost: fmt.Sprintf("the last session (started %s) ended without suspending (crash, kill or power loss): it resumes from its checkpoint %s (%s); the work since then is lost from memory",
+				when(in.Session.Since), p.Manifest.ID, when(p.Manifest.Created))}, nil
+	}
+	if p, ok := sealedBy(in.Points, in.Session.Session); ok && p.Manifest.ID == latest.Manifest.ID && !p.IsCheckpoint() {
 		return Plan{Resume: latest, Lost: fmt.Sprintf("the last session was cut short after its suspend point %s was sealed: nothing was lost", p.Manifest.ID)}, nil
 	}
 	if !unsaved {
@@ -154,14 +162,14 @@ func PrunePlan(pts []pad.Point, keep int, disks bool, protected ...string) []pad
 	}
 	mem := 0
 	for _, p := range pts {
-		if !p.IsDisk() {
+		if !p.IsDisk() && !p.IsCheckpoint() {
 			mem++
 		}
 	}
 	var out []pad.Point
 	for _, p := range pts { // oldest first
 		switch {
-		case isProtected(p.Manifest.ID):
+		case isProtected(p.Manifest.ID), p.IsCheckpoint():
 		case p.IsDisk():
 			if disks {
 				out = append(out, p)
@@ -170,6 +178,34 @@ func PrunePlan(pts []pad.Point, keep int, disks bool, protected ...string) []pad
 			out = append(out, p)
 			mem--
 		}
+	}
+	return out
+}
+
+// CheckpointPrunePlan picks the checkpoints to remove so that at most
+// keep stay, oldest first; the newest memory point (which a crash
+// resumes) and protected points stay whatever keep says. Suspend points
+// are PrunePlan's.
+func CheckpointPrunePlan(pts []pad.Point, keep int, protected ...string) []pad.Point {
+	newest := ""
+	for i := len(pts) - 1; i >= 0 && newest == ""; i-- {
+		if !pts[i].IsDisk() {
+			newest = pts[i].Manifest.ID
+		}
+	}
+	n := 0
+	for _, p := range pts {
+		if p.IsCheckpoint() {
+			n++
+		}
+	}
+	var out []pad.Point
+	for _, p := range pts {
+		if !p.IsCheckpoint() || p.Manifest.ID == newest || slices.Contains(protected, p.Manifest.ID) || n <= keep {
+			continue
+		}
+		out = append(out, p)
+		n--
 	}
 	return out
 }

@@ -17,6 +17,36 @@ func pt(id, kind, session string, minute int) pad.Point {
 		Created: time.Date(2026, 1, 1, 14, minute, 0, 0, time.UTC)}}
 }
 
+func ckpt(id, session string, minute int) pad.Point {
+	p := pt(id, pad.KindMemory, session, minute)
+	p.Manifest.Checkpoint = true
+	return p
+}
+
+func TestCheckpointsArePrunedApartFromSuspendPoints(t *testing.T) {
+	pts := []pad.Point{pt("p1", pad.KindMemory, "s1", 0), ckpt("c1", "s2", 1), ckpt("c2", "s2", 2), pt("p2", "", "s2", 3),
+		ckpt("c3", "s3", 4), ckpt("c4", "s3", 5)}
+	ids := func(ps []pad.Point) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Manifest.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	if got := ids(CheckpointPrunePlan(pts, 2)); got != "c1 c2" {
+		t.Errorf("keep 2 checkpoints: pruned %q, want the oldest two", got)
+	}
+	if got := ids(CheckpointPrunePlan(pts, 1, "c3")); got != "c1 c2" {
+		t.Errorf("keep 1, c3 protected, c4 the newest: pruned %q", got)
+	}
+	if got := ids(CheckpointPrunePlan(pts, 1)); got != "c1 c2 c3" {
+		t.Errorf("keep 1: pruned %q, want all but the newest", got)
+	}
+	if got := ids(PrunePlan(pts, 1, false)); got != "p1" {
+		t.Errorf("keep 1 suspend point: pruned %q, want p1 only (checkpoints are not counted or pruned there)", got)
+	}
+}
+
 func TestPlanResume(t *testing.T) {
 	p1 := pt("p1", pad.KindMemory, "s1", 0)
 	p2 := pt("p2", "", "s2", 10) // a point written before kinds: memory
@@ -45,6 +75,15 @@ func TestPlanResume(t *testing.T) {
 		{name: "crash whose disk was already kept: not kept twice",
 			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p1, p2, d3}, DiskHistory: true},
 			resume: "p2"},
+		{name: "crash after a checkpoint: the checkpoint, the disk since kept, the loss said",
+			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p1, p2, ckpt("c3", "s3", 25)}, DiskHistory: true},
+			resume: "c3", keep: true, lost: "resumes from its checkpoint c3"},
+		{name: "crash after a checkpoint whose disk was already kept",
+			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p2, ckpt("c3", "s3", 25), d3}, DiskHistory: true},
+			resume: "c3", lost: "resumes from its checkpoint c3"},
+		{name: "crash after a checkpoint, VMM without disk history: not resumed",
+			in:     PlanInput{Session: running("s3"), Points: []pad.Point{p2, ckpt("c3", "s3", 25)}},
+			reason: "cannot keep that disk apart"},
 		{name: "crash of a session recorded before sessions had IDs",
 			in:     PlanInput{Session: pad.SessionState{State: pad.SessionRunning}, Points: []pad.Point{p1}, DiskHistory: true},
 			resume: "p1", keep: true, lost: "is lost"},

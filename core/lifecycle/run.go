@@ -24,8 +24,15 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 	}
 	s.suspendAsked = false
 	s.r.progress("  the machine is running; Ctrl-C or `soulpad suspend` suspends it")
+	tick, stopTick := s.checkpointTicker()
+	defer func() { stopTick() }()
 	for {
 		select {
+		case <-tick:
+			if s.checkpoint(ctx) {
+				stopTick()
+				tick = nil
+			}
 		case <-s.crypt.Done():
 			return s.cryptDied()
 		case <-s.vmm.Done():
@@ -77,6 +84,7 @@ func (s *Session) guestSaid(ev vmm.Event) {
 // beginRunning is what happens once, as the machine starts running: the
 // control socket, the caller's hook, the VMM's events.
 func (s *Session) beginRunning(ctx context.Context) error {
+	s.lastPoint.Store(time.Now().UnixNano())
 	if s.opts.Control {
 		s.startControl()
 	}

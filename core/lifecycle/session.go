@@ -159,8 +159,12 @@ type Session struct {
 	stopEvents   context.CancelFunc
 	suspendAsked bool
 	poweredOff   bool
-	stopping     bool
-	attempts     int
+	// Checkpoints: lastPoint (Unix ns) is when the newest state a crash
+	// would resume was taken; noCheckpoints says why none are taken.
+	lastPoint     atomic.Int64
+	noCheckpoints atomic.Pointer[string]
+	stopping      bool
+	attempts      int
 }
 
 // stages is the whole session, in order: a new stage (before or after
@@ -345,7 +349,9 @@ func (s *Session) startControl() {
 			return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
 		case "status", "console":
 			c := s.Console()
-			return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen, Guest: s.Guest()}
+			since, next := s.lossBound()
+			return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen, Guest: s.Guest(),
+				SafeSince: since, Checkpoints: next}
 		}
 		return control.Response{Message: "unknown command " + r.Command}
 	})

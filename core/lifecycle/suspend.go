@@ -75,7 +75,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	phases = append(phases, out.Phases...)
 	sealing := time.Now()
-	point, err := s.seal(pend, out, start)
+	point, err := s.sealPoint(pend, out, start, false)
 	if err != nil {
 		return err
 	}
@@ -141,9 +141,10 @@ func (s *Session) waitForCheck(ctx context.Context) ([]vmm.Phase, error) {
 	return []vmm.Phase{{Name: "check", Seconds: time.Since(waited).Seconds()}}, nil
 }
 
-// seal seals what the VMM wrote into pend as the newest point, and makes
-// it the one the next run resumes.
-func (s *Session) seal(pend *pad.Pending, out vmm.SuspendResponse, start time.Time) (pad.Point, error) {
+// sealPoint seals what the VMM wrote into pend as the newest point, and
+// makes it the one the next run resumes: a suspend's, or a checkpoint's
+// (the session still runs: a crash resumes it).
+func (s *Session) sealPoint(pend *pad.Pending, out vmm.SuspendResponse, start time.Time, checkpoint bool) (pad.Point, error) {
 	desc := out.Description
 	if desc == "" {
 		desc = s.desc
@@ -167,13 +168,18 @@ func (s *Session) seal(pend *pad.Pending, out vmm.SuspendResponse, start time.Ti
 		Host:           s.profile,
 		Spec:           s.spec,
 		SuspendSeconds: time.Since(start).Seconds(),
+		Checkpoint:     checkpoint,
 	}, known...)
 	if err != nil {
 		_ = pend.Discard()
 		return point, err
 	}
 	host, _ := os.Hostname()
-	err = s.machine.SetSession(pad.SessionState{State: pad.SessionSuspended, Point: point.Manifest.ID, Session: s.ID, Generation: s.gen, Host: host})
+	state := pad.SessionSuspended
+	if checkpoint {
+		state = pad.SessionRunning
+	}
+	err = s.machine.SetSession(pad.SessionState{State: state, Point: point.Manifest.ID, Session: s.ID, Generation: s.gen, Host: host})
 	return point, err
 }
 

@@ -130,6 +130,10 @@ type Manifest struct {
 	Spec       vmm.Spec           `json:"spec"`
 	// Seconds spent writing the state, for status.
 	SuspendSeconds float64 `json:"suspend_seconds,omitempty"`
+	// Checkpoint: a memory point taken while the machine went on running
+	// (session.checkpoint_minutes); resumed as any memory point, kept
+	// apart by session.keep_checkpoints.
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // Point is a suspend point on disk.
@@ -141,8 +145,18 @@ type Point struct {
 // IsDisk reports whether the point holds a disk state alone.
 func (p Point) IsDisk() bool { return p.Manifest.Kind == KindDisk }
 
-// KindName is the point's kind, KindMemory for older points.
+// KindCheckpoint names a checkpoint (a memory point) in listings.
+const KindCheckpoint = "checkpoint"
+
+// IsCheckpoint: a memory point taken while the machine ran on.
+func (p Point) IsCheckpoint() bool { return !p.IsDisk() && p.Manifest.Checkpoint }
+
+// KindName is the point's kind, KindMemory for older points and
+// KindCheckpoint for a checkpoint.
 func (p Point) KindName() string {
+	if p.IsCheckpoint() {
+		return KindCheckpoint
+	}
 	if p.Manifest.Kind == "" {
 		return KindMemory
 	}

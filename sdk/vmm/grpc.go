@@ -68,7 +68,7 @@ func (s *server) Start(ctx context.Context, r *pb.StartRequest) (*pb.StartRespon
 }
 
 func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.SuspendResponse, error) {
-	out, err := s.impl.Suspend(ctx, SuspendRequest{Name: r.Name, StateDir: r.StateDir})
+	out, err := s.impl.Suspend(ctx, SuspendRequest{Name: r.Name, StateDir: r.StateDir, Checkpoint: r.Checkpoint})
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
@@ -96,7 +96,7 @@ func (s *server) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusRes
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.StatusResponse{State: out.State, Detail: out.Detail}, nil
+	return &pb.StatusResponse{State: out.State, Detail: out.Detail, NoCheckpoint: out.NoCheckpoint}, nil
 }
 
 func (s *server) Events(r *pb.EventsRequest, stream pb.VMM_EventsServer) error {
@@ -217,7 +217,7 @@ func (c *Client) Start(ctx context.Context, r StartRequest) (StartResponse, erro
 
 // Suspend implements VMM.
 func (c *Client) Suspend(ctx context.Context, r SuspendRequest) (SuspendResponse, error) {
-	out, err := c.c.Suspend(ctx, &pb.SuspendRequest{Name: r.Name, StateDir: r.StateDir})
+	out, err := c.c.Suspend(ctx, &pb.SuspendRequest{Name: r.Name, StateDir: r.StateDir, Checkpoint: r.Checkpoint})
 	if err != nil {
 		return SuspendResponse{}, rpc.FromStatus(err)
 	}
@@ -248,7 +248,7 @@ func (c *Client) Status(ctx context.Context, r StatusRequest) (StatusResponse, e
 	if err != nil {
 		return StatusResponse{}, rpc.FromStatus(err)
 	}
-	return StatusResponse{State: out.State, Detail: out.Detail}, nil
+	return StatusResponse{State: out.State, Detail: out.Detail, NoCheckpoint: out.NoCheckpoint}, nil
 }
 
 // Events implements EventStreamer. The channel closes when ctx is done or

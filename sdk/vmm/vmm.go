@@ -36,6 +36,11 @@ const (
 	CapNetworkPrefix    = "network:"
 	// CapProgress: the plugin implements ProgressReporter.
 	CapProgress = "progress"
+	// CapCheckpoint: Suspend takes SuspendRequest.Checkpoint (a point
+	// taken while the machine goes on running). A plugin may still refuse
+	// one machine (its memory is streamed, not mapped) with an error
+	// wrapping sdk.ErrUnsupported that says why.
+	CapCheckpoint = "checkpoint"
 )
 
 // Supports reports whether a plugin with these capabilities runs value
@@ -239,6 +244,10 @@ type SuspendRequest struct {
 	// StateDir is an empty directory inside the vault to write memory and
 	// device state (and anything else the resume needs) into.
 	StateDir string
+	// Checkpoint: the machine goes on running after its state is taken
+	// (paused only as long as taking it needs); its disks go on in new
+	// overlays. Only with CapCheckpoint.
+	Checkpoint bool
 }
 
 // SuspendResponse lists what was written.
@@ -329,6 +338,9 @@ type StatusResponse struct {
 	// State is StateRunning, StatePaused or StateStopped.
 	State  string
 	Detail string
+	// NoCheckpoint, from a plugin with CapCheckpoint, says why the
+	// running machine cannot take a checkpoint ("" when it can).
+	NoCheckpoint string
 }
 
 // VMM is the interface every VMM plugin implements. A plugin process runs

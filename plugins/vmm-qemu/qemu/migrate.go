@@ -86,6 +86,19 @@ func waitIncoming(ctx context.Context, v *proc) error {
 // plugin writes it into the file and sums it on the way, so nobody has
 // to read it back. The file is not synced yet.
 func (p *Plugin) saveState(ctx context.Context, v *proc, dir string, mapped bool) (vmm.FileSum, error) {
+	return p.writeState(ctx, v, dir, mapped, true)
+}
+
+// saveStateRunning saves the device state of a stopped machine with
+// mapped RAM that goes on running after (a checkpoint): QEMU is never
+// quit to end the stream.
+func (p *Plugin) saveStateRunning(ctx context.Context, v *proc, dir string) (vmm.FileSum, error) {
+	return p.writeState(ctx, v, dir, true, false)
+}
+
+// writeState is saveState; quit says QEMU may be quit to end a stream it
+// does not close.
+func (p *Plugin) writeState(ctx context.Context, v *proc, dir string, mapped, quit bool) (vmm.FileSum, error) {
 	// The capability is set either way: a resume may have turned it on.
 	if err := setIgnoreShared(ctx, v, mapped); err != nil {
 		return vmm.FileSum{}, err
@@ -139,6 +152,11 @@ func (p *Plugin) saveState(ctx context.Context, v *proc, dir string, mapped bool
 	select {
 	case err = <-copied:
 	case <-time.After(5 * time.Second):
+		if !quit {
+			pr.Close()
+			<-copied
+			return vmm.FileSum{}, errors.New("QEMU did not end the state's stream")
+		}
 		v.quit(ctx)
 		err = <-copied
 	}

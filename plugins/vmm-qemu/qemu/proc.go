@@ -30,6 +30,9 @@ type proc struct {
 	desc       Description
 	hw         hardware
 	tops       map[string]string
+	// drives names QEMU's drive of each disk once a checkpoint switched
+	// it to a new overlay (QEMU then names it by options, not by file).
+	drives map[string]string
 	// ramFile is the running guest RAM file (mapped memory), or "".
 	ramFile string
 	// stopPrefetch ends the background read of ramFile; prefetched is

@@ -72,7 +72,7 @@ var (
 // Info implements sdk.Plugin.
 func (p *Plugin) Info(context.Context, sdk.InfoRequest) (sdk.InfoResponse, error) {
 	return sdk.InfoResponse{Name: "vmm-qemu", Kind: sdk.KindVMM, Version: Version, APIVersions: []int{vmm.APIVersion},
-		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory, vmm.CapProgress,
+		Capabilities: []string{vmm.CapEvents, vmm.CapKVM, vmm.CapDiskHistory, vmm.CapProgress, vmm.CapCheckpoint,
 			vmm.CapDiskFormatPrefix + "qcow2", vmm.CapDiskFormatPrefix + "raw", vmm.CapNetworkPrefix + "user", vmm.CapNetworkPrefix + "none",
 			vmm.CapFirmwarePrefix + vmm.FirmwareBIOS, vmm.CapFirmwarePrefix + vmm.FirmwareUEFI, vmm.CapMedia},
 		Description: "QEMU over QMP: KVM when /dev/kvm is usable, TCG otherwise"}, nil
@@ -223,6 +223,9 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	v := p.vm
 	if v == nil || !v.alive() {
 		return vmm.SuspendResponse{}, fmt.Errorf("vmm-qemu: suspend: %w", sdk.ErrNotRunning)
+	}
+	if req.Checkpoint {
+		return p.checkpoint(ctx, v, req.StateDir)
 	}
 	fail := func(err error) (vmm.SuspendResponse, error) {
 		// Keep the session: the guest goes on running.
@@ -389,9 +392,9 @@ func (p *Plugin) Status(ctx context.Context, _ vmm.StatusRequest) (vmm.StatusRes
 		return vmm.StatusResponse{State: vmm.StateStopped, Detail: err.Error()}, nil
 	}
 	if st.Status == "running" {
-		return vmm.StatusResponse{State: vmm.StateRunning, Detail: "qemu " + st.Status}, nil
+		return vmm.StatusResponse{State: vmm.StateRunning, Detail: "qemu " + st.Status, NoCheckpoint: p.noCheckpoint(v)}, nil
 	}
-	return vmm.StatusResponse{State: vmm.StatePaused, Detail: "qemu " + st.Status}, nil
+	return vmm.StatusResponse{State: vmm.StatePaused, Detail: "qemu " + st.Status, NoCheckpoint: p.noCheckpoint(v)}, nil
 }
 
 // Events implements vmm.EventStreamer.

@@ -557,6 +557,7 @@ type SuspendRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	StateDir      string                 `protobuf:"bytes,2,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
+	Checkpoint    bool                   `protobuf:"varint,3,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -603,6 +604,13 @@ func (x *SuspendRequest) GetStateDir() string {
 		return x.StateDir
 	}
 	return ""
+}
+
+func (x *SuspendRequest) GetCheckpoint() bool {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return false
 }
 
 type FileSum struct {
@@ -1114,6 +1122,7 @@ type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	State         string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
 	Detail        string                 `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	NoCheckpoint  string                 `protobuf:"bytes,3,opt,name=no_checkpoint,json=noCheckpoint,proto3" json:"no_checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1158,6 +1167,13 @@ func (x *StatusResponse) GetState() string {
 func (x *StatusResponse) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetNoCheckpoint() string {
+	if x != nil {
+		return x.NoCheckpoint
 	}
 	return ""
 }
@@ -1597,10 +1613,13 @@ const file_vmm_proto_rawDesc = "" +
 	"\aConsole\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x10\n" +
 	"\x03log\x18\x02 \x01(\tR\x03log\x12\x16\n" +
-	"\x06screen\x18\x03 \x01(\tR\x06screen\"A\n" +
+	"\x06screen\x18\x03 \x01(\tR\x06screen\"a\n" +
 	"\x0eSuspendRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
-	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\"\xe2\x01\n" +
+	"\tstate_dir\x18\x02 \x01(\tR\bstateDir\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x03 \x01(\bR\n" +
+	"checkpoint\"\xe2\x01\n" +
 	"\aFileSum\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
@@ -1637,10 +1656,11 @@ const file_vmm_proto_rawDesc = "" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x12\n" +
 	"\x10PowerOffResponse\"#\n" +
 	"\rStatusRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\">\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"c\n" +
 	"\x0eStatusResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail\"#\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12#\n" +
+	"\rno_checkpoint\x18\x03 \x01(\tR\fnoCheckpoint\"#\n" +
 	"\rEventsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"R\n" +
 	"\x05Event\x12\x12\n" +

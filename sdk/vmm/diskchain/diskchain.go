@@ -144,6 +144,25 @@ func (c Chain) NewOverlay(ctx context.Context, machineDir string, d vmm.Disk, ba
 	return name, nil
 }
 
+// LiveOverlay creates a new overlay over backing (a file name in the
+// disk's directory) while the VMM still has backing open and writes to
+// it: backing is not opened (qemu-img would wait for the VMM's lock), its
+// size is read from its header. The VMM then switches the running disk
+// to the new overlay (QEMU's blockdev-snapshot-sync, mode existing).
+func (c Chain) LiveOverlay(ctx context.Context, machineDir string, d vmm.Disk, backing string) (string, error) {
+	dir := DiskDir(machineDir, d)
+	size, err := VirtualSize(filepath.Join(dir, backing), "qcow2")
+	if err != nil {
+		return "", fmt.Errorf("%s: disk %s: the running overlay's size: %w", c.Plugin, d.Name, err)
+	}
+	name := "g" + time.Now().UTC().Format("20060102T150405.000000000") + ".qcow2"
+	name = strings.Replace(name, ".", "", 1)
+	if err := c.qemuImg(ctx, dir, "create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", backing, name, strconv.FormatInt(size, 10)); err != nil {
+		return "", fmt.Errorf("%s: disk %s: new overlay: %w", c.Plugin, d.Name, err)
+	}
+	return name, nil
+}
+
 func rel(dir, path string) string {
 	r, err := filepath.Rel(dir, path)
 	if err != nil {

@@ -1,0 +1,134 @@
+package walkup_test
+
+import (
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/soulpad/soulpad/internal/testcli"
+)
+
+// TestCheckpointsBoundWhatACrashLoses: with checkpoints every 9 s, the
+// machine runs on across them (its counter never stops for long), status
+// says what a crash would lose, only keep_checkpoints of them stay, and a
+// power cut (kill -9 of soulpad, its plugins and QEMU at once) long after
+// the last one resumes that checkpoint, not the point the session began
+// from, and keeps the disk's later state as a disk point.
+func TestCheckpointsBoundWhatACrashLoses(t *testing.T) {
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-luks")
+	t.Setenv("SOULPAD_SESSION_CHECKPOINT_MINUTES", "0.15")
+	t.Setenv("SOULPAD_SESSION_KEEP_CHECKPOINTS", "2")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	cmd, buf, done := e.StartRunArgs(t)
+	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	status, _, _ := e.Run(t, "status")
+	if !strings.Contains(status, "crash now  loses") || !strings.Contains(status, "next checkpoint at") {
+		t.Fatalf("status while running does not say what a crash loses:\n%s", status)
+	}
+	// Three checkpoints; the counter at the moment the third was sealed.
+	floor := 0
+	for n := 1; n <= 3; n++ {
+		deadline := time.Now().Add(2 * time.Minute)
+		for strings.Count(buf.String(), "  checkpoint ") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("no checkpoint %d in 2 minutes:\n%s", n, buf.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// Printed before the line was seen: at most what the checkpoint
+		// holds (the guest prints once a second).
+		vs := e.Counters(t)
+		floor = vs[len(vs)-1] - 1
+	}
+	t.Logf("three checkpoints; the third holds a counter ≥ %d:\n%s", floor, grepLines(buf.String(), "checkpoint "))
+	status, _, _ = e.Run(t, "status")
+	if !strings.Contains(status, "next checkpoint at") || !strings.Contains(status, "checkpoint") {
+		t.Fatalf("status after checkpoints:\n%s", status)
+	}
+	// The machine runs on: a few more ticks, then the power cut (before
+	// the next checkpoint, 9 s after the last).
+	cut := 0
+	for deadline := time.Now().Add(time.Minute); cut < floor+4; time.Sleep(200 * time.Millisecond) {
+		if vs := e.Counters(t); len(vs) > 0 {
+			cut = vs[len(vs)-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the counter did not go past %d after the checkpoint: the machine did not run on", floor+4)
+		}
+	}
+	kill := []int{cmd.Process.Pid}
+	for pid := range testcli.Descendants(cmd.Process.Pid) {
+		kill = append(kill, pid)
+	}
+	for _, pid := range kill {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	testcli.Ended(t, done, buf)
+	if strings.Count(buf.String(), "  checkpoint ") > 3 {
+		t.Logf("a fourth checkpoint came before the cut: the resumed counter may be higher")
+	}
+
+	_, buf, done = e.StartRunArgs(t)
+	testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+	out := buf.String()
+	if !strings.Contains(out, "resumes from its checkpoint") || !strings.Contains(out, "its disk is kept as point") {
+		t.Fatalf("after the power cut the run does not say it resumes the checkpoint and keeps the disk:\n%s", out)
+	}
+	got := e.WaitCounter(t, 1)[0]
+	if got < floor || (got > cut && strings.Count(buf.String(), "  checkpoint ") <= 3) {
+		t.Fatalf("after the power cut the counter went on from %d: the last checkpoint held ≥ %d, the cut came at %d", got, floor, cut)
+	}
+	t.Logf("power cut at counter %d; resumed from the checkpoint at %d (≥ %d): lost %d s of work, not the session", cut, got, floor, cut-got)
+	if o, eo, code := e.Run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend: %s %s", o, eo)
+	}
+	if code := testcli.Ended(t, done, buf); code != 0 {
+		t.Fatalf("the recovery run: exit %d\n%s", code, buf.String())
+	}
+	pj, _, _ := e.Run(t, "points", "--json")
+	var pts []testcli.PointJSON
+	if err := json.Unmarshal([]byte(pj), &pts); err != nil {
+		t.Fatalf("points --json: %v\n%s", err, pj)
+	}
+	kinds := map[string]int{}
+	for _, p := range pts {
+		kinds[p.Kind]++
+	}
+	if kinds["checkpoint"] < 1 || kinds["checkpoint"] > 2 || kinds["disk"] != 1 || kinds["memory"] < 1 {
+		t.Fatalf("points after the cut and a suspend (keep_checkpoints = 2): %v\n%s", kinds, pj)
+	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestStatusSaysWhyNoCheckpoints: with crypt-gocryptfs the guest's memory
+// is streamed (no file to clone), so no checkpoints are taken, and status
+// says so while the machine runs.
+func TestStatusSaysWhyNoCheckpoints(t *testing.T) {
+	e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", "crypt-gocryptfs")
+	if out, errOut, code := e.Run(t, "init"); code != 0 {
+		t.Fatalf("init: %s %s", out, errOut)
+	}
+	_, buf, done := e.StartRun(t)
+	status, _, _ := e.Run(t, "status")
+	if !strings.Contains(status, "crash now  loses") || !strings.Contains(status, "no checkpoints: the guest's memory is streamed") {
+		t.Fatalf("status does not say why there are no checkpoints:\n%s", status)
+	}
+	if o, eo, code := e.Run(t, "suspend"); code != 0 {
+		t.Fatalf("suspend: %s %s", o, eo)
+	}
+	testcli.Wait(t, done, buf)
+}
