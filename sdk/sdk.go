@@ -175,6 +175,10 @@ func serve(impl Plugin) error {
 	if st := secmem.Harden(); !st.Locked {
 		log.Debug("memory not locked; key material may reach swap", "reason", st.NotLocked)
 	}
+	// Once the host is gone, a log line to its pipe must not end the
+	// plugin (a write to a broken stderr would raise SIGPIPE): it may
+	// still be finishing work that outlives the host (a suspend).
+	signal.Ignore(syscall.SIGPIPE)
 	go exitWithParent(impl)
 	// The host's kernel-sent signal when it dies (Pdeathsig), or anyone's
 	// SIGTERM: finish up, then end.

@@ -163,7 +163,7 @@ environment variable (see 'soulpad config env').`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default: log.level in the config)")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "print results and errors only: no progress, no stage table, log level error")
 	root.PersistentFlags().StringVar(&g.progressMode, "progress", progress.Auto, "how long steps show progress: auto (a bar on a terminal, a line every 2 s otherwise), bar, plain, json (one object per line), none")
-	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g), newViewCmd(g), newBenchCmd(g), newMediaCmd(g), newDiskCmd(g))
+	root.AddCommand(newInitCmd(g), newRunCmd(g), newSuspendCmd(g), newCheckpointCmd(g), newStatusCmd(g), newPluginsCmd(g), newJournalCmd(g), newConfigCmd(g), newConsoleCmd(g), newCredentialCmd(g), newBackupCmd(g), newBackupsCmd(g), newRestoreCmd(g), newPointsCmd(g), newBreakLockCmd(g), newStoreCmd(g), newImageCmd(g), newViewCmd(g), newBenchCmd(g), newMediaCmd(g), newDiskCmd(g))
 	root.AddCommand(newManCmd(root))
 	root.SetHelpCommand(newHelpCmd(root))
 	return root

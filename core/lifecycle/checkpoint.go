@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/soulpad/soulpad/core/control"
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -19,6 +20,9 @@ import (
 // resumes the newest point of either kind; the disk's later state is
 // kept as a disk point.
 
+// noInterval: checkpoints come only when asked for (`soulpad checkpoint`).
+const noInterval = "session.checkpoint_minutes = 0"
+
 // CheckpointSealed is the journal's message for a sealed checkpoint
 // (SuspendSealed's for a suspend point).
 const CheckpointSealed = "checkpoint sealed"
@@ -29,7 +33,7 @@ func (s *Session) checkpointTicker() (<-chan time.Time, func()) {
 	every := s.cfg.Session.CheckpointEvery()
 	switch {
 	case every <= 0:
-		s.checkpointsOff("session.checkpoint_minutes = 0")
+		s.checkpointsOff(noInterval)
 	case !s.vmm.Info.Has(vmm.CapCheckpoint):
 		s.checkpointsOff(s.vmm.Name + " cannot take checkpoints")
 	default:
@@ -141,4 +145,21 @@ func (s *Session) whyNoCheckpoints() string {
 		return *p
 	}
 	return ""
+}
+
+// askCheckpoint answers `soulpad checkpoint`: a checkpoint is asked for
+// while the machine runs and the VMM plugin can take one.
+func (s *Session) askCheckpoint() control.Response {
+	if st := s.Stage(); st != StageRun {
+		return control.Response{Message: "the machine is not running (stage " + st + ")", Stage: st}
+	}
+	if why := s.whyNoCheckpoints(); why != "" && why != noInterval {
+		return control.Response{Message: "no checkpoints: " + why, Stage: StageRun}
+	}
+	select {
+	case s.checkpoints <- struct{}{}:
+		return control.Response{OK: true, Message: "checkpoint asked for", Stage: StageRun}
+	default:
+		return control.Response{Message: "a checkpoint is already asked for", Stage: StageRun}
+	}
 }

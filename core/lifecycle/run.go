@@ -33,6 +33,11 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 				stopTick()
 				tick = nil
 			}
+		case <-s.checkpoints:
+			if s.checkpoint(ctx) {
+				stopTick()
+				tick = nil
+			}
 		case <-s.crypt.Done():
 			return s.cryptDied()
 		case <-s.vmm.Done():

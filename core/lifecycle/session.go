@@ -107,8 +107,10 @@ type Session struct {
 	ID       string
 	opts     Options
 	requests chan struct{}
-	started  time.Time
-	result   Result
+	// checkpoints asks for a checkpoint now (`soulpad checkpoint`).
+	checkpoints chan struct{}
+	started     time.Time
+	result      Result
 
 	// checkout: the store and what it said, for the journal; storeAhead:
 	// the pad has changes the store lacks; leaseKept: the copy-out failed
@@ -191,7 +193,7 @@ func (s *Session) stages() []stage {
 // New prepares a session; Run does the work.
 func New(opts Options) *Session {
 	v := newVault(opts.Config, opts.Log, opts.Out, opts.PluginDirs)
-	s := &Session{Vault: v, ID: pad.NewID()[:8], opts: opts, started: time.Now().UTC(), requests: make(chan struct{}, 1)}
+	s := &Session{Vault: v, ID: pad.NewID()[:8], opts: opts, started: time.Now().UTC(), requests: make(chan struct{}, 1), checkpoints: make(chan struct{}, 1)}
 	s.result.SessionID = s.ID
 	return s
 }
@@ -347,6 +349,8 @@ func (s *Session) startControl() {
 				s.r.progress("\nsuspend asked for over the control socket: suspending…")
 			}
 			return control.Response{OK: true, Message: "suspending", Stage: s.Stage()}
+		case "checkpoint":
+			return s.askCheckpoint()
 		case "status", "console":
 			c := s.Console()
 			since, next := s.lossBound()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,6 +54,12 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	pend, err := s.machine.NewPending()
 	if err != nil {
+		return err
+	}
+	// Should soulpad die from here on, the next run seals what the VMM
+	// plugin finishes writing (pad.Recover).
+	if err := pend.Draft(s.draftManifest(false)); err != nil {
+		_ = pend.Discard()
 		return err
 	}
 	start := time.Now()
@@ -145,31 +152,12 @@ func (s *Session) waitForCheck(ctx context.Context) ([]vmm.Phase, error) {
 // makes it the one the next run resumes: a suspend's, or a checkpoint's
 // (the session still runs: a crash resumes it).
 func (s *Session) sealPoint(pend *pad.Pending, out vmm.SuspendResponse, start time.Time, checkpoint bool) (pad.Point, error) {
-	desc := out.Description
-	if desc == "" {
-		desc = s.desc
+	if out.Description == "" {
+		out.Description = s.desc
 	}
-	var known []pad.FileSum
-	for _, f := range out.Sums {
-		known = append(known, pad.FileSumFrom(f))
-	}
-	point, err := pend.Seal(out.Files, pad.Manifest{
-		Kind:           pad.KindMemory,
-		Parent:         s.parent,
-		Session:        s.ID,
-		Generation:     s.gen,
-		SessionStarted: s.started,
-		CPUModel:       s.spec.CPUModel,
-		CPUFeatures:    s.neededFeatures(),
-		Accelerator:    s.spec.Accelerator,
-		Description:    desc,
-		VMMMachine:     out.Machine,
-		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
-		Host:           s.profile,
-		Spec:           s.spec,
-		SuspendSeconds: time.Since(start).Seconds(),
-		Checkpoint:     checkpoint,
-	}, known...)
+	man := s.draftManifest(checkpoint)
+	man.SuspendSeconds = time.Since(start).Seconds()
+	point, err := sealWith(pend, man, out)
 	if err != nil {
 		_ = pend.Discard()
 		return point, err
@@ -181,6 +169,41 @@ func (s *Session) sealPoint(pend *pad.Pending, out vmm.SuspendResponse, start ti
 	}
 	err = s.machine.SetSession(pad.SessionState{State: state, Point: point.Manifest.ID, Session: s.ID, Generation: s.gen, Host: host})
 	return point, err
+}
+
+// draftManifest is the manifest of the point this session takes now,
+// but for what the VMM plugin says (sealWith adds it).
+func (s *Session) draftManifest(checkpoint bool) pad.Manifest {
+	return pad.Manifest{
+		Kind:           pad.KindMemory,
+		Parent:         s.parent,
+		Session:        s.ID,
+		Generation:     s.gen,
+		SessionStarted: s.started,
+		CPUModel:       s.spec.CPUModel,
+		CPUFeatures:    s.neededFeatures(),
+		Accelerator:    s.spec.Accelerator,
+		Description:    s.desc,
+		VMM:            pad.PluginRef{Name: s.vmm.Name, Version: s.vmm.Info.Version},
+		Host:           s.profile,
+		Spec:           s.spec,
+		Checkpoint:     checkpoint,
+	}
+}
+
+// sealWith seals pend with the draft manifest man and what the VMM
+// plugin wrote (its files, sums, description).
+func sealWith(pend *pad.Pending, man pad.Manifest, out vmm.SuspendResponse) (pad.Point, error) {
+	if out.Description != "" {
+		man.Description = out.Description
+	}
+	man.VMMMachine = out.Machine
+	var known []pad.FileSum
+	for _, f := range out.Sums {
+		known = append(known, pad.FileSumFrom(f))
+	}
+	_ = os.Remove(filepath.Join(pend.Dir(), vmm.ResultFile))
+	return pend.Seal(out.Files, man, known...)
 }
 
 // retain prunes old points (session.keep_points); the new point is
@@ -202,4 +225,31 @@ func (s *Session) neededFeatures() []string {
 		return s.cpuFeatures
 	}
 	return NeededFeatures(s.spec.CPUModel, s.profile)
+}
+
+// recoverSuspends seals the suspends that a session asked for and its VMM
+// plugin finished after soulpad died (a draft manifest and the plugin's
+// result beside the state: pad.Pending.Draft, vmm.ResultFile). Pending
+// points without them are incomplete; CleanPending removes them.
+func (v *Vault) recoverSuspends() {
+	for _, pend := range v.machine.Pendings() {
+		man, ok := pend.Drafted()
+		if !ok {
+			continue
+		}
+		out, err := vmm.ReadResult(pend.Dir())
+		if err != nil {
+			continue
+		}
+		point, err := sealWith(pend, man, out)
+		if err != nil {
+			v.r.progress("  a suspend cut short could not be recovered (%v): it is removed", err)
+			continue
+		}
+		v.r.progress("  recovered the suspend that was cut short: sealed point %s (%s)", point.Manifest.ID, humanBytes(point.Size()))
+		_ = v.r.journal.Append(pad.Entry{Stage: StageUnlock, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
+			"point": point.Manifest.ID, "bytes": point.Size(), "cpu_model": man.CPUModel, "accelerator": man.Accelerator,
+			"host": man.Host.Hostname, "host_summary": HostSummary(man.Host), "host_fingerprint": man.Host.Fingerprint, "recovered": true,
+		}})
+	}
 }

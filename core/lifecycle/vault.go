@@ -189,6 +189,7 @@ func (v *Vault) unlock(ctx context.Context, o unlockOptions) error {
 	if v.machineSpec, err = v.machine.Spec(); err != nil {
 		return err
 	}
+	v.recoverSuspends()
 	if n, err := v.machine.CleanPending(); err != nil {
 		return err
 	} else if n > 0 {

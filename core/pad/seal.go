@@ -66,6 +66,9 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 		man.Created = time.Now().UTC()
 	}
 	man.Files = nil
+	if err := p.dropDraft(); err != nil {
+		return Point{}, fmt.Errorf("seal suspend point: %w", err)
+	}
 	sort.Strings(files)
 	for _, name := range files {
 		if name == ManifestFile || strings.Contains(name, "..") || filepath.IsAbs(name) {

@@ -132,3 +132,59 @@ func TestStatusSaysWhyNoCheckpoints(t *testing.T) {
 	}
 	testcli.Wait(t, done, buf)
 }
+
+// TestAskedSuspendFinishesAfterSoulpadDies: soulpad is killed (kill -9)
+// right after a suspend was asked for. The VMM plugin finishes writing
+// the state, the crypt plugin keeps the vault open until it has, and the
+// next run seals that point ("recovered the suspend that was cut short")
+// and resumes it: the work up to the request is kept. With the guest's
+// RAM mapped (crypt-luks) and streamed (crypt-gocryptfs).
+func TestAskedSuspendFinishesAfterSoulpadDies(t *testing.T) {
+	for _, c := range []string{"crypt-luks", "crypt-gocryptfs"} {
+		t.Run(c, func(t *testing.T) {
+			e := testcli.QEMUEnv(t, "console=ttyS0 quiet panic=-1", c)
+			if out, errOut, code := e.Run(t, "init"); code != 0 {
+				t.Fatalf("init: %s %s", out, errOut)
+			}
+			cmd, buf, done := e.StartRunArgs(t)
+			testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+			vs := e.WaitCounter(t, 4)
+			asked := vs[len(vs)-1]
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			testcli.WaitFor(t, buf, done, "▸ suspend", time.Minute)
+			kids := testcli.Descendants(cmd.Process.Pid)
+			_ = cmd.Process.Kill()
+			testcli.Ended(t, done, buf)
+			if sealedRE.MatchString(buf.String()) {
+				t.Skipf("the suspend was sealed before the kill landed:\n%s", buf.String())
+			}
+			// The plugins finish and end on their own.
+			for pid, name := range kids {
+				deadline := time.Now().Add(90 * time.Second)
+				for syscall.Kill(pid, 0) == nil {
+					if time.Now().After(deadline) {
+						t.Fatalf("%s (pid %d) did not end within 90 s of soulpad's death", name, pid)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			_, buf, done = e.StartRunArgs(t)
+			testcli.WaitFor(t, buf, done, "the machine is running", 90*time.Second)
+			out := buf.String()
+			if !strings.Contains(out, "recovered the suspend that was cut short") || !strings.Contains(out, "nothing was lost") {
+				t.Fatalf("the next run did not seal and resume the suspend soulpad was killed in:\n%s", out)
+			}
+			got := e.WaitCounter(t, 1)[0]
+			if got < asked {
+				t.Fatalf("the counter went on from %d; the suspend was asked for at %d", got, asked)
+			}
+			t.Logf("suspend asked at counter %d, soulpad killed in it; the next run recovered it and went on from %d", asked, got)
+			if o, eo, code := e.Run(t, "suspend"); code != 0 {
+				t.Fatalf("suspend: %s %s", o, eo)
+			}
+			testcli.Wait(t, done, buf)
+		})
+	}
+}

@@ -227,6 +227,26 @@ func (p *Plugin) Suspend(ctx context.Context, req vmm.SuspendRequest) (vmm.Suspe
 	if req.Checkpoint {
 		return p.checkpoint(ctx, v, req.StateDir)
 	}
+	// A suspend that was asked for finishes even if the caller dies now
+	// (its context then ends): the response is left in the state
+	// directory, for the next run to seal. The caller's deadline holds.
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	out, err := p.suspend(ctx, v, req)
+	if err == nil {
+		if werr := vmm.WriteResult(req.StateDir, out); werr != nil {
+			p.log.Warn("the suspend's result could not be left beside it", "error", werr)
+		}
+	}
+	return out, err
+}
+
+// suspend is Suspend's work (not a checkpoint's).
+func (p *Plugin) suspend(ctx context.Context, v *proc, req vmm.SuspendRequest) (vmm.SuspendResponse, error) {
 	fail := func(err error) (vmm.SuspendResponse, error) {
 		// Keep the session: the guest goes on running.
 		if v.alive() {
