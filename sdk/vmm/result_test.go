@@ -16,7 +16,7 @@ func TestResultIsLeftAndReadBack(t *testing.T) {
 		t.Fatalf("no result: %v", err)
 	}
 	r := SuspendResponse{Files: []string{"state.bin", "memory.ram"}, Description: `{"m":1}`, Machine: "QEMU 7.2",
-		Sums: []FileSum{{Name: "state.bin", Size: 10, SHA256: "ab", OnLoad: true}, {Name: "memory.ram", Mapped: true}},
+		Sums:   []FileSum{{Name: "state.bin", Size: 10, SHA256: "ab", OnLoad: true}, {Name: "memory.ram", Mapped: true}},
 		Phases: []Phase{{Name: "stop", Seconds: 0.1}}}
 	if err := WriteResult(dir, r); err != nil {
 		t.Fatal(err)

@@ -370,24 +370,7 @@ var journalName = regexp.MustCompile(`^\d{8}T\d{6}Z-.*\.jsonl$`)
 
 func lastJournal(b *testing.B, padDir string) journalFacts {
 	b.Helper()
-	ents, err := os.ReadDir(filepath.Join(padDir, "journal"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var names []string
-	for _, d := range ents {
-		if journalName.MatchString(d.Name()) {
-			names = append(names, d.Name())
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		b.Fatal("no session journal on the pad")
-	}
-	f, err := os.Open(filepath.Join(padDir, "journal", names[len(names)-1]))
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := newestJournal(b, padDir)
 	defer f.Close()
 	j := journalFacts{stages: map[string]float64{}, phases: map[string]map[string]float64{}, order: map[string][]string{}}
 	sc := bufio.NewScanner(f)
@@ -421,4 +404,28 @@ func lastJournal(b *testing.B, padDir string) journalFacts {
 		}
 	}
 	return j
+}
+
+// newestJournal opens the pad's newest session journal.
+func newestJournal(b *testing.B, padDir string) *os.File {
+	b.Helper()
+	ents, err := os.ReadDir(filepath.Join(padDir, "journal"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var names []string
+	for _, d := range ents {
+		if journalName.MatchString(d.Name()) {
+			names = append(names, d.Name())
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		b.Fatal("no session journal on the pad")
+	}
+	f, err := os.Open(filepath.Join(padDir, "journal", names[len(names)-1]))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return f
 }

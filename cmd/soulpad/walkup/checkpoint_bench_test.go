@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -216,21 +215,7 @@ func mibs(v []int64) string {
 // pad's newest session journal.
 func checkpointJournal(b *testing.B, padDir string) (r checkpointRun) {
 	b.Helper()
-	ents, _ := os.ReadDir(filepath.Join(padDir, "journal"))
-	var names []string
-	for _, d := range ents {
-		if journalName.MatchString(d.Name()) {
-			names = append(names, d.Name())
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		b.Fatal("no session journal on the pad")
-	}
-	f, err := os.Open(filepath.Join(padDir, "journal", names[len(names)-1]))
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := newestJournal(b, padDir)
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
