@@ -261,8 +261,10 @@ func runPadCycle(b *testing.B, mib uint64, cryptPlugin string) padCycle {
 	r.suspend2, r.bytes2, _ = timedSuspend(b, e, root, cmd.Process.Pid, buf, done)
 	j := lastJournal(b, e.Pad)
 	r.stages, r.resumePhases, r.suspendPhases, r.phaseOrder = j.stages, j.phases["resume"], j.phases["suspend"], j.order
+	// A mapped suspend moves the running RAM file into the point (vmm-qemu
+	// marks that phase "move"); a streamed one has no such phase.
 	r.memory = "stream"
-	if _, ok := r.suspendPhases["clone"]; ok {
+	if _, ok := r.suspendPhases["move"]; ok {
 		r.memory = "mapped"
 	}
 
