@@ -241,8 +241,9 @@ type Console struct {
 // SuspendRequest stops the running machine and saves it.
 type SuspendRequest struct {
 	Name string
-	// StateDir is an empty directory inside the vault to write memory and
-	// device state (and anything else the resume needs) into.
+	// StateDir is a directory inside the vault to write memory and device
+	// state (and anything else the resume needs) into; it holds nothing
+	// of the plugin's yet (the core's own files there start with ".").
 	StateDir string
 	// Checkpoint: the machine goes on running after its state is taken
 	// (paused only as long as taking it needs); its disks go on in new
