@@ -80,52 +80,9 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	defer os.RemoveAll(work)
-	here := filepath.Join(work, "scripts")
-	if err := os.Mkdir(here, 0o755); err != nil {
-		return r, err
-	}
-	for _, n := range []string{"build.sh", "initramfs-init", "host-init"} {
-		b, _ := scripts.ReadFile(n)
-		if err := os.WriteFile(filepath.Join(here, n), b, 0o755); err != nil {
-			return r, err
-		}
-	}
 	tmp := filepath.Join(work, "image")
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(here, "build.sh"))
-	// The script dies with soulpad (a tool it runs ends its step, and the
-	// next build removes the scratch left behind).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(os.Environ(),
-		"OUT="+tmp, "SIZE_MIB="+strconv.FormatInt(o.SizeMiB, 10), "CACHE="+o.Cache,
-		"SOULPAD="+o.Soulpad, "PLUGINS="+o.Plugins, "PADROOT="+o.PadRoot, "HERE="+here,
-		"KEY_LABEL="+o.KeyLabel, "CONSOLE="+o.Console, "WORK="+work)
-	var stderr strings.Builder
-	if o.Log != nil {
-		cmd.Stderr = io.MultiWriter(&stderr, o.Log)
-	} else {
-		cmd.Stderr = &stderr
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
+	if err := runScript(ctx, o, work, tmp); err != nil {
 		return r, err
-	}
-	if err := cmd.Start(); err != nil {
-		return r, err
-	}
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if o.Progress != nil {
-			o.Progress(sc.Text())
-		}
-	}
-	if err := cmd.Wait(); err != nil {
-		if ctx.Err() != nil {
-			return r, ctx.Err()
-		}
-		if o.Log != nil { // already shown
-			return r, fmt.Errorf("building the image: %w", err)
-		}
-		return r, fmt.Errorf("building the image: %w\n%s", err, lastLines(stderr.String(), 15))
 	}
 	env, err := readEnv(filepath.Join(work, "bios.env"))
 	if err != nil {
@@ -153,6 +110,58 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+// runScript runs build.sh (steps 1 to 6) in work, writing the image to
+// tmp; o.Progress gets its step lines.
+func runScript(ctx context.Context, o Options, work, tmp string) error {
+	here := filepath.Join(work, "scripts")
+	if err := os.Mkdir(here, 0o755); err != nil {
+		return err
+	}
+	for _, n := range []string{"build.sh", "initramfs-init", "host-init"} {
+		b, _ := scripts.ReadFile(n)
+		if err := os.WriteFile(filepath.Join(here, n), b, 0o755); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(here, "build.sh"))
+	// The script dies with soulpad (a tool it runs ends its step, and the
+	// next build removes the scratch left behind).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(),
+		"OUT="+tmp, "SIZE_MIB="+strconv.FormatInt(o.SizeMiB, 10), "CACHE="+o.Cache,
+		"SOULPAD="+o.Soulpad, "PLUGINS="+o.Plugins, "PADROOT="+o.PadRoot, "HERE="+here,
+		"KEY_LABEL="+o.KeyLabel, "CONSOLE="+o.Console, "WORK="+work)
+	var stderr strings.Builder
+	if o.Log != nil {
+		cmd.Stderr = io.MultiWriter(&stderr, o.Log)
+	} else {
+		cmd.Stderr = &stderr
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if o.Progress != nil {
+			o.Progress(sc.Text())
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if o.Log != nil { // already shown
+			return fmt.Errorf("building the image: %w", err)
+		}
+		return fmt.Errorf("building the image: %w\n%s", err, lastLines(stderr.String(), 15))
+	}
+	return nil
 }
 
 // recordAndMakePad records the finished boot chain of the image tmp in
