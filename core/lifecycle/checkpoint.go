@@ -99,6 +99,16 @@ func (s *Session) checkpoint(ctx context.Context) (stop bool) {
 	return false
 }
 
+// checkpointOrStop takes a checkpoint and returns the ticker to wait on
+// next: none once the VMM plugin said this machine cannot take one.
+func (s *Session) checkpointOrStop(ctx context.Context, tick <-chan time.Time, stop func()) <-chan time.Time {
+	if s.checkpoint(ctx) {
+		stop()
+		return nil
+	}
+	return tick
+}
+
 // checkpointFailed says a checkpoint failed; the machine runs on, and
 // the next one is tried at its time.
 func (s *Session) checkpointFailed(err error) {

@@ -29,15 +29,9 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 	for {
 		select {
 		case <-tick:
-			if s.checkpoint(ctx) {
-				stopTick()
-				tick = nil
-			}
+			tick = s.checkpointOrStop(ctx, tick, stopTick)
 		case <-s.checkpoints:
-			if s.checkpoint(ctx) {
-				stopTick()
-				tick = nil
-			}
+			tick = s.checkpointOrStop(ctx, tick, stopTick)
 		case <-s.crypt.Done():
 			return s.cryptDied()
 		case <-s.vmm.Done():

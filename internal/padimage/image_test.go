@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/soulpad/soulpad/internal/testbin"
 )
 
 // TestImageAsksThePassphraseOnceAndRecordsTheBootChain builds an image
@@ -94,4 +96,25 @@ plugin "crypt-gocryptfs" { scrypt_logn = 10 }
 	if got := points(); !strings.Contains(got, "BIOS-BOOT changed") {
 		t.Fatalf("a changed core.img is not named:\n%s", got)
 	}
+}
+
+// buildImageTools builds soulpad and the plugins an image carries into
+// dir/bin, as make build lays them out; it returns soulpad's path.
+func buildImageTools(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "bin")
+	root := testbin.Root(t)
+	for _, pkg := range []string{"cmd/soulpad", "plugins/crypt-gocryptfs", "plugins/vmm-qemu", "plugins/detect-linux"} {
+		out := filepath.Join(bin, filepath.Base(pkg))
+		if pkg != "cmd/soulpad" {
+			out = filepath.Join(bin, "plugins", filepath.Base(pkg))
+		}
+		cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOEXPERIMENT="+testbin.Experiments())
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return filepath.Join(bin, "soulpad")
 }

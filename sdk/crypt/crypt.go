@@ -4,6 +4,7 @@ package crypt
 
 import (
 	"context"
+	"time"
 
 	"github.com/soulpad/soulpad/sdk"
 )
@@ -139,4 +140,19 @@ type RemoveCredentialResponse struct{}
 type CredentialManager interface {
 	AddCredential(ctx context.Context, req AddCredentialRequest) (AddCredentialResponse, error)
 	RemoveCredential(ctx context.Context, req RemoveCredentialRequest) (RemoveCredentialResponse, error)
+}
+
+// LockWhenFree locks the vault as a crypt plugin ends (its Shutdown),
+// waiting up to a minute while it is busy: a suspend that was asked for
+// (the VMM plugin finishing its state after the host died) completes
+// before the vault goes.
+func LockWhenFree(c Crypt, vault string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := c.Lock(context.Background(), LockRequest{VaultPath: vault})
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -365,24 +365,10 @@ func (p *Plugin) Shutdown() {
 	}
 	p.mu.Unlock()
 	for _, path := range open {
-		if err := lockWhenFree(p, path); err != nil {
+		if err := crypt.LockWhenFree(p, path); err != nil {
 			p.log.Error("the plugin is ending with the vault still open", "vault", path, "error", err)
 			continue
 		}
 		p.log.Warn("vault locked as the plugin ends (the host let go of it unlocked)", "vault", path)
-	}
-}
-
-// lockWhenFree locks the vault as the plugin ends, waiting up to a minute
-// while it is busy: a suspend that was asked for (the VMM plugin finishing
-// its state after soulpad died) completes before the vault goes.
-func lockWhenFree(p *Plugin, vault string) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		_, err := p.Lock(context.Background(), crypt.LockRequest{VaultPath: vault})
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
