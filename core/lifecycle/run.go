@@ -35,7 +35,7 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 		case <-s.crypt.Done():
 			return s.cryptDied()
 		case <-s.vmm.Done():
-			return s.vmmDied()
+			return s.vmmDied("")
 		case err := <-s.checked:
 			s.checked = nil
 			if err != nil {
@@ -60,7 +60,7 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 			case vmm.EventSleepRequested:
 				return s.askSuspend(note, "the guest asked to sleep")
 			case vmm.EventCrashed:
-				return s.vmmDied()
+				return s.vmmDied(ev.Message)
 			case vmm.EventGuestAgent, vmm.EventNoGuestAgent:
 				s.guestSaid(ev)
 			}
@@ -119,7 +119,20 @@ func (s *Session) poweredOffNow() error {
 	return s.machine.SetSession(pad.SessionState{State: pad.SessionStopped, Point: s.parent, Session: s.ID, Generation: s.gen, Host: host})
 }
 
-func (s *Session) vmmDied() error {
+// vmmDied reports a machine that stopped on its own: the VMM plugin
+// exited (why is "") or said its machine crashed (why says how). A
+// machine whose disk and memory live in the vault stops too when the
+// crypt plugin dies, often a moment before the core sees that plugin's
+// end: then the vault's loss is what happened, and is reported as such.
+func (s *Session) vmmDied(why string) error {
+	select {
+	case <-s.crypt.Done():
+		return s.cryptDied()
+	case <-time.After(2 * time.Second):
+	}
+	if why != "" {
+		return fmt.Errorf("%s: the machine stopped unexpectedly: %s (see the log lines above): %w", s.vmm.Name, pad.Printable(why), sdk.ErrPluginExited)
+	}
 	return fmt.Errorf("%s: the machine stopped unexpectedly: the plugin process exited, and the machine with it (see its log lines above): %w", s.vmm.Name, sdk.ErrPluginExited)
 }
 
