@@ -36,25 +36,35 @@ func RemovePoints(ctx context.Context, j *pad.Journal, m *pad.Machine, vp *plugi
 		}
 		ids = append(ids, p.Manifest.ID)
 	}
-	if len(ids) == 0 || vp == nil || !vp.Info.Has(vmm.CapDiskHistory) {
+	if len(ids) == 0 {
 		return ids, nil
+	}
+	return ids, CollectDisks(ctx, m, vp, spec)
+}
+
+// CollectDisks asks the VMM plugin (when it keeps disk history) to drop
+// the disk state no point needs and to merge long chains of it; the
+// machine must not be running.
+func CollectDisks(ctx context.Context, m *pad.Machine, vp *pluginhost.Plugin, spec vmm.Spec) error {
+	if vp == nil || !vp.Info.Has(vmm.CapDiskHistory) {
+		return nil
 	}
 	dh, ok := vp.VMM().(vmm.DiskHistory)
 	if !ok {
-		return ids, nil
+		return nil
 	}
 	left, err := m.Points()
 	if err != nil {
-		return ids, err
+		return err
 	}
 	var keep []vmm.PointState
 	for _, p := range left {
 		keep = append(keep, vmm.PointState{StateDir: p.Dir, Description: p.Manifest.Description})
 	}
 	if _, err := dh.CollectDisks(ctx, vmm.CollectDisksRequest{Spec: spec, MachineDir: m.Dir, Keep: keep}); err != nil {
-		return ids, vp.Err("collect disks", err)
+		return vp.Err("collect disks", err)
 	}
-	return ids, nil
+	return nil
 }
 
 // PointInfo is one point as `soulpad points` lists it.

@@ -27,10 +27,18 @@ func (s *Session) suspendWanted() bool { return s.suspendAsked && !s.poweredOff 
 // maxSuspendAttempts), so the session is not lost.
 func (s *Session) suspendStage(ctx context.Context, note *string) error {
 	s.attempts++
+	if s.padGone() {
+		return s.padUnplugged()
+	}
+	ctx, cancel := s.cancelOnUnplug(ctx)
+	defer cancel()
 	err := s.suspend(ctx, note)
 	if err == nil {
 		s.result.Outcome = OutcomeSuspended
 		return nil
+	}
+	if s.padGone() {
+		return errors.Join(s.padUnplugged(), err)
 	}
 	if s.crypt.Exited() {
 		return errors.Join(err, s.cryptDied())
@@ -216,6 +224,13 @@ func (s *Session) retain(ctx context.Context, point pad.Point) {
 		return
 	}
 	s.result.Pruned = pruned
+	if len(pruned) == 0 {
+		// Checkpoints pruned while the machine ran left disk state (and
+		// chains) to collect, which a running machine does not allow.
+		if err := CollectDisks(ctx, s.machine, s.vmm, s.spec); err != nil {
+			s.r.progress("  warning: collecting old disk state: %v", err)
+		}
+	}
 }
 
 // neededFeatures is what a point of the running machine needs of a host:

@@ -338,7 +338,8 @@ type KeptPoint struct {
 // overlays and every overlay it is backed by, read from the qcow2
 // headers (from the point's own copy when the chain lacks the file). A
 // disk whose chain cannot be read whole is left as it is. Base images and
-// files that are not overlays are never touched.
+// files that are not overlays are never touched. Long chains are then
+// merged (compact).
 func (c Chain) Collect(machineDir string, disks []vmm.Disk, keep []KeptPoint) ([]string, uint64, error) {
 	var removed []string
 	var freed uint64
@@ -407,6 +408,18 @@ func (c Chain) Collect(machineDir string, disks []vmm.Disk, keep []KeptPoint) ([
 			if err := atomicfile.SyncDir(dir); err != nil {
 				return removed, freed, err
 			}
+		}
+		named := map[string]bool{}
+		for _, r := range roots {
+			named[r.name] = true
+		}
+		merged, f, err := c.compact(context.Background(), dir, cur, named)
+		for _, n := range merged {
+			removed = append(removed, filepath.Join("disks", d.Name, n))
+		}
+		freed += f
+		if err != nil {
+			return removed, freed, err
 		}
 	}
 	return removed, freed, nil
