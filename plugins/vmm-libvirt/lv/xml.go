@@ -32,11 +32,25 @@ func esc(s string) string {
 	return b.String()
 }
 
+// portableFeatures hides KVM from a portable machine under KVM (QEMU's
+// kvm=off): no paravirtual clock (a kvmclock device, whose state TCG
+// cannot load) nor other paravirtual features, so that its points resume
+// under TCG too.
+func portableFeatures(typ, model string) string {
+	if typ == "kvm" && (model == "" || model == "portable") {
+		return "<kvm><hidden state='on'/></kvm>"
+	}
+	return ""
+}
+
 // cpuXML maps the spec's CPU model onto libvirt's.
 func cpuXML(model string) string {
 	switch model {
 	case "", "portable":
-		return `<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model></cpu>`
+		// x2APIC off: TCG does not emulate it (a point taken under KVM
+		// resumes under TCG); KVM's paravirtual features are hidden in
+		// <features> (portableFeatures).
+		return `<cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model><feature policy='disable' name='x2apic'/></cpu>`
 	case "host":
 		return `<cpu mode='host-passthrough' check='none'/>`
 	case "max":
@@ -78,7 +92,7 @@ func domainXML(name, machineType string, spec vmm.Spec, machineDir, runDir strin
 			fmt.Fprintf(&b, "    <cmdline>%s</cmdline>\n", esc(spec.Cmdline))
 		}
 	}
-	b.WriteString("  </os>\n  <features><acpi/></features>\n  " + cpuXML(spec.CPUModel) + "\n")
+	b.WriteString("  </os>\n  <features><acpi/>" + portableFeatures(typ, spec.CPUModel) + "</features>\n  " + cpuXML(spec.CPUModel) + "\n")
 	b.WriteString("  <clock offset='utc'/>\n  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n  <on_crash>destroy</on_crash>\n  <devices>\n")
 	compatible := spec.Devices == vmm.DevicesCompatible
 	bus, prefix, nic := "virtio", "vd", "virtio"

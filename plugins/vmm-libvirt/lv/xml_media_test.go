@@ -41,3 +41,20 @@ func TestSavedDriveGetsTheMediaOfNow(t *testing.T) {
 		t.Fatalf("a path out of the machine directory went into the drive:\n%s", got)
 	}
 }
+
+// A portable machine hides KVM (no kvmclock, whose state TCG cannot load)
+// and has no x2APIC, so its points resume under TCG; other models keep
+// what they have.
+func TestPortableDomainHasNothingOfKVM(t *testing.T) {
+	kvm := domainXML("soul", "q35", vmm.Spec{CPUModel: "portable", Accelerator: "kvm", MemoryMiB: 128}, t.TempDir(), t.TempDir(), nil, nil)
+	if !strings.Contains(kvm, "<kvm><hidden state='on'/></kvm>") || !strings.Contains(kvm, "<feature policy='disable' name='x2apic'/>") {
+		t.Errorf("a portable machine under KVM:\n%s", kvm)
+	}
+	tcg := domainXML("soul", "q35", vmm.Spec{CPUModel: "portable", MemoryMiB: 128}, t.TempDir(), t.TempDir(), nil, nil)
+	if strings.Contains(tcg, "<kvm>") {
+		t.Errorf("a TCG domain with a <kvm> feature:\n%s", tcg)
+	}
+	if host := domainXML("soul", "q35", vmm.Spec{CPUModel: "host", Accelerator: "kvm", MemoryMiB: 128}, t.TempDir(), t.TempDir(), nil, nil); strings.Contains(host, "hidden") {
+		t.Errorf("the host model hides KVM:\n%s", host)
+	}
+}

@@ -92,11 +92,23 @@ func (d Description) compatible(want Description) string {
 	return strings.Join(diffs, "; ")
 }
 
+// portableCPU is the portable model (x86cpu.Portable): qemu64 with
+// nothing of KVM's own in it, so that a point taken under KVM resumes
+// under TCG and back. Under KVM, QEMU would add the paravirtual clock (a
+// kvmclock device, whose state TCG cannot load: "Unknown savevm section
+// kvmclock") and the other paravirtual features, and x2APIC, which TCG
+// does not emulate.
+const portableCPU = "qemu64,kvm=off,x2apic=off"
+
+// legacyPortable is the portable model as earlier versions ran it: their
+// points resume with it.
+const legacyPortable = "qemu64"
+
 // cpuModel maps the spec's CPU model to QEMU's.
 func cpuModel(spec vmm.Spec) string {
 	switch spec.CPUModel {
 	case "", "portable":
-		return "qemu64"
+		return portableCPU
 	case "host":
 		if spec.Accelerator == "kvm" {
 			return "host"

@@ -1,8 +1,11 @@
 package qemu
 
 import (
+	"context"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
@@ -62,4 +65,35 @@ func FuzzHardware(f *testing.F) {
 			t.Fatalf("%q → %q → %v", s, h.String(), err)
 		}
 	})
+}
+
+// The portable model has nothing of KVM's own (no kvmclock device, whose
+// state TCG cannot load; no x2APIC, which TCG does not emulate), under
+// either accelerator, and QEMU takes it; a portable point of an earlier
+// version resumes with the model it was taken with.
+func TestPortableCPUResumesUnderTCGAndKVMAlike(t *testing.T) {
+	for _, accel := range []string{"kvm", "tcg"} {
+		got := cpuModel(vmm.Spec{CPUModel: "portable", Accelerator: accel})
+		if !strings.Contains(got, "kvm=off") || !strings.Contains(got, "x2apic=off") || !strings.HasPrefix(got, "qemu64") {
+			t.Errorf("portable under %s: -cpu %s", accel, got)
+		}
+	}
+	if got := resumeCPU(legacyPortable, portableCPU); got != legacyPortable {
+		t.Errorf("an earlier portable point resumes with -cpu %s; want %s, as taken", got, legacyPortable)
+	}
+	if got := resumeCPU("max", "max"); got != "max" {
+		t.Errorf("resumeCPU(max) = %s", got)
+	}
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Skip("no QEMU")
+	}
+	// QEMU that takes the model waits (-S) until it is killed; one that
+	// refuses it exits at once, saying why.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, qemu, "-machine", "q35,accel=tcg", "-cpu", portableCPU, "-display", "none", "-nodefaults", "-S").CombinedOutput()
+	if ctx.Err() == nil {
+		t.Fatalf("QEMU refuses -cpu %s: %v %s", portableCPU, err, out)
+	}
 }

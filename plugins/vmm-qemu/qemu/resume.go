@@ -34,6 +34,7 @@ func (p *Plugin) pointMachine(ctx context.Context, req vmm.ResumeRequest) (desc,
 	note = hw.applyTo(&spec)
 	want = p.expected(spec)
 	want.MachineType, want.Devices = desc.MachineType, hw.String()
+	want.CPU = resumeCPU(desc.CPU, want.CPU)
 	if diff := desc.compatible(want); diff != "" {
 		return fail("the state is from a different machine: %s: %w", diff, sdk.ErrIncompatibleHost)
 	}
@@ -54,6 +55,17 @@ func (p *Plugin) pointMachine(ctx context.Context, req vmm.ResumeRequest) (desc,
 		return fail("%w", err)
 	}
 	return desc, want, spec, note, nil
+}
+
+// resumeCPU is the CPU a point taken with CPU taken resumes with, where
+// the spec's model now runs as spec: a portable point of an earlier
+// version resumes as it was taken (its state may hold what only that
+// model has, such as KVM's clock).
+func resumeCPU(taken, spec string) string {
+	if taken == legacyPortable && spec == portableCPU {
+		return taken
+	}
+	return spec
 }
 
 // resumeMemory gives v its RAM file: a mapped point's RAM is cloned into
