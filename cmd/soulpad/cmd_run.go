@@ -71,7 +71,9 @@ Exit status (every soulpad command): 0 suspended or powered off (or done);
 1 an error; 2 the config, a flag or an argument is wrong; 3 the pad is in
 use (here, or checked out on the store by another PC); 4 a plugin died and the session was stopped; 5 wrong passphrase; 6
 the suspend point was refused (nothing was changed); 7 a plugin on the pad,
-or a bootable pad's boot partitions, changed while the pad was locked; 130 interrupted (Ctrl-C during a command
+or a bootable pad's boot partitions, changed while the pad was locked; 8
+the pad was unplugged while the machine ran (it was stopped as by a power
+cut; the next run resumes the newest point); 130 interrupted (Ctrl-C during a command
 other than run, where Ctrl-C suspends).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

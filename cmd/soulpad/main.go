@@ -85,7 +85,8 @@ const (
 	exitPluginDied     = 4
 	exitWrongPass      = 5
 	exitPointRefused   = 6
-	exitPluginsChanged = 7   // or a bootable pad's boot partitions
+	exitPluginsChanged = 7 // or a bootable pad's boot partitions
+	exitUnplugged      = 8
 	exitInterrupted    = 130 // Ctrl-C or SIGTERM stopped the command (as shells count it)
 )
 
@@ -96,6 +97,8 @@ func exitCode(err error) int {
 	var noPoint *pad.NoPointError
 	var imgErr *lifecycle.ImageError
 	switch {
+	case errors.Is(err, pad.ErrUnplugged):
+		return exitUnplugged // whatever failed after it, failed for it
 	case errors.As(err, &cfgErr) || errors.As(err, &uErr) || isUsage(err) || errors.As(err, &noPoint) || errors.As(err, &imgErr):
 		return exitConfig
 	case errors.Is(err, context.Canceled):

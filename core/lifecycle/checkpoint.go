@@ -56,6 +56,9 @@ func (s *Session) checkpoint(ctx context.Context) (stop bool) {
 	if s.checked != nil {
 		return false // nothing is sealed on top of an unchecked point: next time
 	}
+	if !s.checkRoom(ctx) {
+		return false // said by checkRoom; tried again next time
+	}
 	pend, err := s.machine.NewPending()
 	if err != nil {
 		s.checkpointFailed(err)
@@ -82,6 +85,7 @@ func (s *Session) checkpoint(ctx context.Context) (stop bool) {
 	}
 	s.parent = point.Manifest.ID
 	s.lastPoint.Store(point.Manifest.Created.UnixNano())
+	s.checkpointsTaken++
 	pause := 0.0
 	for _, ph := range out.Phases {
 		if ph.Name == "pause" {
@@ -97,6 +101,15 @@ func (s *Session) checkpoint(ctx context.Context) (stop bool) {
 	}})
 	s.pruneCheckpoints(ctx, point.Manifest.ID)
 	return false
+}
+
+// checkpointNote is what the stage table says of the session's
+// checkpoints ("" when none were taken).
+func (s *Session) checkpointNote() string {
+	if s.checkpointsTaken == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d checkpoint(s), the last %s", s.checkpointsTaken, time.Unix(0, s.lastPoint.Load()).Local().Format("15:04:05"))
 }
 
 // checkpointOrStop takes a checkpoint and returns the ticker to wait on
@@ -139,6 +152,8 @@ func (s *Session) lossBound() (since time.Time, next string) {
 	switch why := s.whyNoCheckpoints(); {
 	case why != "":
 		next = "no checkpoints: " + why
+	case s.roomShort.Load() != nil:
+		next = "checkpoints skipped: " + *s.roomShort.Load()
 	default:
 		next = fmt.Sprintf("next checkpoint at %s", since.Add(s.cfg.Session.CheckpointEvery()).Local().Format("15:04:05"))
 	}

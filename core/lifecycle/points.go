@@ -80,6 +80,9 @@ type PointInfo struct {
 	CPUModel    string        `json:"cpu_model"`
 	Accelerator string        `json:"accelerator"`
 	Host        string        `json:"host"`
+	// Memory: "mapped" or "streamed", as the VMM plugin sealed guest RAM
+	// (pad.Point.Memory); empty for a disk point.
+	Memory string `json:"memory,omitempty"`
 	// Latest: the point the next `soulpad run` resumes.
 	Latest bool `json:"latest,omitempty"`
 }
@@ -97,7 +100,7 @@ func Infos(pts []pad.Point) []PointInfo {
 		mf := p.Manifest
 		out = append(out, PointInfo{ID: mf.ID, Kind: p.KindName(), Taken: mf.Created, Parent: mf.Parent, Generation: mf.Generation,
 			Session: mf.Session, Bytes: p.Size(), VMM: mf.VMM, CPUModel: mf.CPUModel, Accelerator: mf.Accelerator,
-			Host: mf.Host.Hostname, Latest: mf.ID == latest})
+			Host: mf.Host.Hostname, Memory: p.Memory(), Latest: mf.ID == latest})
 	}
 	return out
 }

@@ -32,6 +32,8 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 			tick = s.checkpointOrStop(ctx, tick, stopTick)
 		case <-s.checkpoints:
 			tick = s.checkpointOrStop(ctx, tick, stopTick)
+		case <-s.unplugged:
+			return s.padUnplugged()
 		case <-s.crypt.Done():
 			return s.cryptDied()
 		case <-s.vmm.Done():
@@ -84,6 +86,10 @@ func (s *Session) guestSaid(ev vmm.Event) {
 // control socket, the caller's hook, the VMM's events.
 func (s *Session) beginRunning(ctx context.Context) error {
 	s.lastPoint.Store(time.Now().UnixNano())
+	s.watchUnplug(s.life)
+	if s.memoryMapped(ctx) {
+		s.checkRoom(ctx)
+	}
 	if s.opts.Control {
 		s.startControl()
 	}
@@ -105,7 +111,7 @@ func (s *Session) beginRunning(ctx context.Context) error {
 
 // askSuspend ends the run stage with a suspend to follow.
 func (s *Session) askSuspend(note *string, why string) error {
-	*note = why
+	*note = why + s.checkpointNote()
 	s.suspendAsked = true
 	return nil
 }
@@ -128,6 +134,8 @@ func (s *Session) vmmDied(why string) error {
 	select {
 	case <-s.crypt.Done():
 		return s.cryptDied()
+	case <-s.unplugged:
+		return s.padUnplugged()
 	case <-time.After(2 * time.Second):
 	}
 	if why != "" {
@@ -145,7 +153,19 @@ var ErrVaultLost = errors.New("the vault was lost")
 // and the disk as the plugin last wrote it stay), and the cleanups detach
 // whatever of the vault is still mounted.
 func (s *Session) cryptDied() error {
+	if s.padGone() {
+		return s.padUnplugged()
+	}
 	s.r.progress("  %s exited while the vault was open: stopping the machine without a suspend point", s.crypt.Name)
+	s.stopNow()
+	return fmt.Errorf("%s: the crypt plugin exited while the vault was open (see its log lines above), so the machine was stopped without a suspend point; the next `soulpad run` resumes the last sealed point and keeps the disk as it was: %w (%w)",
+		s.crypt.Name, ErrVaultLost, sdk.ErrPluginExited)
+}
+
+// stopNow stops the machine at once, without a suspend point, and
+// detaches what is left of the vault's mount: the vault cannot be
+// trusted to take a point any more.
+func (s *Session) stopNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if !s.vmm.Exited() {
@@ -154,8 +174,6 @@ func (s *Session) cryptDied() error {
 	if s.mountDir != "" {
 		_ = detachMount(s.mountDir)
 	}
-	return fmt.Errorf("%s: the crypt plugin exited while the vault was open (see its log lines above), so the machine was stopped without a suspend point; the next `soulpad run` resumes the last sealed point and keeps the disk as it was: %w (%w)",
-		s.crypt.Name, ErrVaultLost, sdk.ErrPluginExited)
 }
 
 // checkFailed reports a failed check of the resumed point's mapped

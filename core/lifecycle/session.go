@@ -163,10 +163,20 @@ type Session struct {
 	poweredOff   bool
 	// Checkpoints: lastPoint (Unix ns) is when the newest state a crash
 	// would resume was taken; noCheckpoints says why none are taken.
-	lastPoint     atomic.Int64
-	noCheckpoints atomic.Pointer[string]
-	stopping      bool
-	attempts      int
+	lastPoint        atomic.Int64
+	noCheckpoints    atomic.Pointer[string]
+	checkpointsTaken int
+	// roomShort says why the vault lacks room for the running machine's
+	// memory (nil while it has it): checkpoints are skipped meanwhile.
+	roomShort atomic.Pointer[string]
+	stopping  bool
+	attempts  int
+	// unplugged is closed when the pad's device (padDevice) goes away
+	// while the machine runs (nil: the pad's device cannot be watched);
+	// watching ends with Run (life).
+	padDevice pad.DeviceWatch
+	unplugged chan struct{}
+	life      context.Context
 }
 
 // stages is the whole session, in order: a new stage (before or after
@@ -232,12 +242,16 @@ func (s *Session) Guest() string {
 // failure the cleanups of the stages that succeeded run in reverse, and the
 // last sealed suspend point is untouched.
 func (s *Session) Run(ctx context.Context) (Result, error) {
+	life, end := context.WithCancel(context.WithoutCancel(ctx))
+	defer end()
+	s.life = life
 	err := s.r.runStages(ctx, s.stages(), s.stageTimeout())
 	// What is left (the pad's lock, the store's plugin) goes after every
 	// ending stage, with its own deadline.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.stageTimeout())
 	defer cancel()
-	if cerr := s.r.runAll(cctx); cerr != nil {
+	// Once the pad is pulled out, what fails to reach it is no news.
+	if cerr := s.r.runAll(cctx); cerr != nil && !s.Vault.unplugged {
 		err = errors.Join(err, cerr)
 	}
 	if err != nil {

@@ -33,10 +33,13 @@ type Vault struct {
 	r    *runner
 	dirs []string
 
-	pad   *pad.Pad
-	lock  *pad.Lock
-	host  *pluginhost.Host
-	crypt *pluginhost.Plugin
+	pad  *pad.Pad
+	lock *pad.Lock
+	// unplugged: the pad was pulled out; nothing more is written to it
+	// (and what fails to be is no news).
+	unplugged bool
+	host      *pluginhost.Host
+	crypt     *pluginhost.Plugin
 
 	// After unlock: where the vault is mounted, its plaintext, and the
 	// machine as machine.json describes it. padPluginsOK once the pad's
@@ -235,7 +238,7 @@ func (v *Vault) unlockWith(ctx context.Context, mnt string, o unlockOptions) (cr
 // for next time) and locks it; if the crypt plugin died, it makes sure
 // the plaintext does not outlive it (a helper daemon, a dead FUSE mount).
 func (v *Vault) lockVault(ctx context.Context) error {
-	if v.padPluginsOK && !v.crypt.Exited() {
+	if v.padPluginsOK && !v.crypt.Exited() && !v.unplugged {
 		if err := v.pad.RecordPlugins(v.plaintext); err != nil {
 			v.log.Warn("the pad's plugins were not recorded in the vault", "error", err)
 		}

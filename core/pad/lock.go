@@ -22,9 +22,10 @@ import (
 // flock works on every local file system Linux mounts, FAT and exFAT
 // included. A holder that ends cleanly empties the file; a non-empty file
 // whose flock is free was left by a holder that died (here: taken over) or
-// by a session on another host the pad was unplugged from (refused until
-// the user breaks it deliberately: the other session might still be
-// writing, if the pad is a network share).
+// by a session on another host the pad was unplugged from (taken over
+// when the pad is on a USB or other removable disk, which is in one PC
+// at a time; otherwise refused until the user breaks it deliberately: the
+// other session might still be writing, if the pad is a network share).
 const LockFile = "lock"
 
 // Holder is who holds a pad's lock.
@@ -149,7 +150,9 @@ func readHolder(f *os.File) (Holder, bool) {
 // LockPad takes the pad's lock for command, or fails with a *LockedError
 // naming the holder. A lock left by a dead process on this host is taken
 // over (Lock.Previous says by whom); one left by another host is refused
-// unless breakForeign is set.
+// unless breakForeign is set or the pad is on a removable disk (a USB
+// disk is in one PC at a time: the other host's session ended when the
+// pad was pulled out of it).
 func LockPad(padDir, command string, breakForeign bool) (*Lock, error) {
 	f, err := openLockFile(padDir)
 	if err != nil {
@@ -166,7 +169,7 @@ func LockPad(padDir, command string, breakForeign bool) (*Lock, error) {
 	}
 	l := &Lock{f: f, path: f.Name(), me: me}
 	if prev, ok := readHolder(f); ok {
-		if !prev.sameHost(me) && !breakForeign {
+		if !prev.sameHost(me) && !breakForeign && !OnRemovableDisk(padDir) {
 			f.Close()
 			return nil, &LockedError{Pad: padDir, Holder: prev, Live: false}
 		}

@@ -163,6 +163,28 @@ func (p Point) KindName() string {
 	return p.Manifest.Kind
 }
 
+// Memory modes of a point (Point.Memory): guest RAM mapped from a file
+// the VMM plugin read on demand at resume, or streamed in with the
+// device state.
+const (
+	MemoryMapped   = "mapped"
+	MemoryStreamed = "streamed"
+)
+
+// Memory is how the VMM plugin said the point holds guest RAM (a file it
+// maps, or a stream): "" for a disk point.
+func (p Point) Memory() string {
+	if p.IsDisk() {
+		return ""
+	}
+	for _, f := range p.Manifest.Files {
+		if f.Mapped {
+			return MemoryMapped
+		}
+	}
+	return MemoryStreamed
+}
+
 // Size is the total size of the point's files.
 func (p Point) Size() int64 {
 	var n int64

@@ -67,7 +67,7 @@ cp "$(command -v busybox)" "$ir/bin/busybox"
 for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$ir/bin/$a"; done
 cp "$HERE/initramfs-init" "$ir/init"
 chmod 755 "$ir/init"
-early="xhci-pci xhci-plat-hcd ehci-pci ohci-pci uhci-hcd usb-storage uas sd_mod sr_mod ahci ata_piix nvme virtio_pci virtio_blk virtio_scsi sdhci-pci sdhci-acpi mmc_block squashfs"
+early="xhci-pci xhci-plat-hcd ehci-pci ohci-pci uhci-hcd usb-storage uas sd_mod sr_mod ahci ata_piix nvme virtio_pci virtio_blk virtio_scsi sdhci-pci sdhci-acpi mmc_block squashfs loop"
 : >"$ir/etc/modules"
 for m in $early; do
 	deps=$(modprobe -d "$K" -S "$kver" --show-depends "$m" 2>/dev/null | awk '$1=="insmod"{print $2}') || true

@@ -455,6 +455,20 @@ type PointJSON struct {
 	Parent string `json:"parent"`
 	Latest bool   `json:"latest"`
 	Bytes  int64  `json:"bytes"`
+	// Memory: "mapped" or "streamed" (a disk point: "").
+	Memory string `json:"memory"`
+}
+
+// LatestMemory is how the newest memory point (the one the next run
+// resumes) holds guest RAM, as its VMM plugin sealed it: "mapped" or
+// "streamed" ("" when there is none).
+func LatestMemory(pts []PointJSON) string {
+	for _, p := range pts {
+		if p.Latest {
+			return p.Memory
+		}
+	}
+	return ""
 }
 
 func (e Env) Points(t testing.TB) []PointJSON {

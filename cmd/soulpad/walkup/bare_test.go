@@ -35,6 +35,11 @@ type bareCycle struct {
 	suspend    float64 // stop → migrate to a file → fsync (→ fsync and clone the RAM file) → quit
 	resumeCont float64 // (clone the RAM file →) launch → migrate-incoming → cont
 	resumeTick float64 // … → the guest's next counter tick
+	// memory is the mode the hand-driven QEMU really ran in, from what
+	// its migration stream held: "mapped" when it left guest RAM out
+	// (a stream much smaller than the RAM the guest filled), else
+	// "streamed".
+	memory string
 }
 
 // runBare boots the guest under QEMU alone, suspends it once it has
@@ -93,6 +98,10 @@ func runBare(b *testing.B, s bareSpec) bareCycle {
 		time.Sleep(5 * time.Millisecond)
 	}
 	syncPath(b, state)
+	c.memory = "streamed"
+	if fi, err := os.Stat(state); err == nil && uint64(fi.Size()) < s.mib<<20/4 {
+		c.memory = "mapped"
+	}
 	if s.mapped {
 		syncPath(b, ram)
 		clone(b, sealed, ram)

@@ -261,11 +261,10 @@ func runPadCycle(b *testing.B, mib uint64, cryptPlugin string) padCycle {
 	r.suspend2, r.bytes2, _ = timedSuspend(b, e, root, cmd.Process.Pid, buf, done)
 	j := lastJournal(b, e.Pad)
 	r.stages, r.resumePhases, r.suspendPhases, r.phaseOrder = j.stages, j.phases["resume"], j.phases["suspend"], j.order
-	// A mapped suspend moves the running RAM file into the point (vmm-qemu
-	// marks that phase "move"); a streamed one has no such phase.
-	r.memory = "stream"
-	if _, ok := r.suspendPhases["move"]; ok {
-		r.memory = "mapped"
+	// How the VMM plugin sealed guest RAM, as the point says: the
+	// baseline runs in the same mode.
+	if r.memory = testcli.LatestMemory(e.Points(b)); r.memory == "" {
+		b.Fatalf("the pad has no memory point after the suspend")
 	}
 
 	// dd and QEMU by hand, in the same vault.
@@ -287,6 +286,9 @@ func runPadCycle(b *testing.B, mib uint64, cryptPlugin string) padCycle {
 	kernel, initrd := testguest.Build(b)
 	r.bare = runBare(b, bareSpec{dir: filepath.Join(plainDir, "bare"), mib: mib, kernel: kernel, initrd: initrd, cmdline: cmdline, mapped: r.memory == "mapped",
 		dropCaches: func(paths ...string) { vmmbench.DropCaches(b, append(paths, e.Pad, img)...) }})
+	if r.bare.memory != r.memory {
+		b.Fatalf("the framework's point holds %s memory but QEMU by hand ran with %s memory: their ratio would compare two different things", r.memory, r.bare.memory)
+	}
 	r.load = vmmbench.LoadAverage()
 	fmt.Printf("  suspend1 %.2f s (%.0f MiB to the pad), resume %.2f s (tick %.2f s), suspend2 %.2f s (%.1f MiB); dd %.2f s / %.2f s; by hand: suspend %.2f s, resume to tick %.2f s; %s memory\n",
 		r.suspend1, float64(r.bytes1)/(1<<20), r.resumeRunning, r.resumeTick, r.suspend2, float64(r.bytes2)/(1<<20), r.ddWrite, r.ddRead, r.bare.suspend, r.bare.resumeTick, r.memory)

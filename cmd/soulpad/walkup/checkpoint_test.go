@@ -97,6 +97,9 @@ func TestCheckpointsBoundWhatACrashLoses(t *testing.T) {
 	kinds := map[string]int{}
 	for _, p := range pts {
 		kinds[p.Kind]++
+		if want := map[bool]string{true: "", false: "mapped"}[p.Kind == "disk"]; p.Memory != want {
+			t.Errorf("%s point %s says its memory is %q; want %q (crypt-luks maps guest RAM)", p.Kind, p.ID, p.Memory, want)
+		}
 	}
 	if kinds["checkpoint"] < 1 || kinds["checkpoint"] > 2 || kinds["disk"] != 1 || kinds["memory"] < 1 {
 		t.Fatalf("points after the cut and a suspend (keep_checkpoints = 2): %v\n%s", kinds, pj)
@@ -131,6 +134,10 @@ func TestStatusSaysWhyNoCheckpoints(t *testing.T) {
 		t.Fatalf("suspend: %s %s", o, eo)
 	}
 	testcli.Wait(t, done, buf)
+	// The point says how it holds guest RAM (what the bench reads).
+	if m := testcli.LatestMemory(e.Points(t)); m != "streamed" {
+		t.Errorf("a point on crypt-gocryptfs says its memory is %q; want streamed", m)
+	}
 }
 
 // TestAskedSuspendFinishesAfterSoulpadDies: soulpad is killed (kill -9)
