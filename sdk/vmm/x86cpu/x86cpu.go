@@ -6,7 +6,9 @@
 // Models (the machine's cpu_model):
 //
 //   - "portable" (or empty): a baseline x86-64 model (QEMU's qemu64) that
-//     every x86-64 host offers, so a point resumes anywhere;
+//     every x86-64 host offers, without the hypervisor's own features
+//     (KVM's paravirtual clock, x2APIC), so a point resumes anywhere,
+//     under KVM or TCG;
 //   - "host" or "max": every feature of this CPU, fastest, but a point
 //     then resumes only on hosts that have the same features;
 //   - any other name is the VMM's own; its needs are not known here.
