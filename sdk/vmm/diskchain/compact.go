@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/soulpad/soulpad/sdk/atomicfile"
+	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
 // A chain grows by an overlay per session and per checkpoint, and every
@@ -49,6 +50,24 @@ func chainOf(dir, top string) ([]string, error) {
 		name = back
 	}
 	return chain, nil
+}
+
+// compactDisk is compact for disk d, whose chain is in dir with top cur,
+// where the kept points name their overlays; the files that went are
+// given relative to the machine's directory.
+func (c Chain) compactDisk(d vmm.Disk, dir, cur string, keep []KeptPoint) ([]string, uint64, error) {
+	set := map[string]bool{cur: true}
+	for _, k := range keep {
+		if f := k.Disks[d.Name]; f != "" {
+			set[f] = true
+		}
+	}
+	merged, freed, err := c.compact(context.Background(), dir, cur, set)
+	var removed []string
+	for _, n := range merged {
+		removed = append(removed, filepath.Join("disks", d.Name, n))
+	}
+	return removed, freed, err
 }
 
 // compact merges the runs of unnamed overlays in the chain under top

@@ -409,15 +409,8 @@ func (c Chain) Collect(machineDir string, disks []vmm.Disk, keep []KeptPoint) ([
 				return removed, freed, err
 			}
 		}
-		named := map[string]bool{}
-		for _, r := range roots {
-			named[r.name] = true
-		}
-		merged, f, err := c.compact(context.Background(), dir, cur, named)
-		for _, n := range merged {
-			removed = append(removed, filepath.Join("disks", d.Name, n))
-		}
-		freed += f
+		merged, f, err := c.compactDisk(d, dir, cur, keep)
+		removed, freed = append(removed, merged...), freed+f
 		if err != nil {
 			return removed, freed, err
 		}
