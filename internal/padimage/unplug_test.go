@@ -6,19 +6,17 @@ import (
 	"time"
 )
 
-// unplugAndReplug pulls the pad out of a running PC and plugs it into
-// another, as someone who walks off with it mid-session would. The PC
-// stops the machine at once (nothing can reach the pad: it is a power
-// cut, not a suspend), says so and powers off; its host OS, loaded into
-// memory at boot, is still there to do so. The next boot resumes the
-// newest point, point, says what was lost, and the machine goes on from
-// where that point left it (its counter at least last). It returns the
-// point sealed when that session is suspended.
-func unplugAndReplug(t *testing.T, dir, img, keyDisk, pcDisk, point string, last int) string {
+// unplugAndReplug pulls the pad out of pc, where the machine runs on
+// point, as someone who walks off with it mid-session would, and plugs
+// it into another PC. The PC stops the machine at once (nothing can
+// reach the pad: it is a power cut, not a suspend), says so and powers
+// off; its host OS, loaded into memory at boot, is still there to do so.
+// The next boot resumes the newest point, point, says what was lost, and
+// the machine goes on from where that point left it (its counter at
+// least last). It returns the point sealed when that session is
+// suspended.
+func unplugAndReplug(t *testing.T, dir string, pc *pc, img, keyDisk, pcDisk, point string, last int) string {
 	t.Helper()
-	pc := boot(t, dir, "unplug", img, keyDisk, pcDisk)
-	pc.waitFor(t, regexp.MustCompile(`resumed `+regexp.QuoteMeta(point)), 8*time.Minute)
-	pc.waitCounter(t, 2, 5*time.Minute)
 	pc.qmpRun(t, "device_del", map[string]any{"id": padStick})
 	pc.unplugged = true
 	pulled := time.Now()
