@@ -16,11 +16,11 @@ import (
 
 // BenchmarkCheckpointSlowdown measures what checkpoints cost a busy
 // guest: a 256 MiB guest on crypt-luks (mapped memory) that rewrites 64
-// MiB of its RAM over and over (soulpad.busy), run for a window of
+// MiB of its RAM over and over, 4 MiB at a time (soulpad.busy), run for a window of
 // SOULPAD_BENCH_MINUTES (default 10) with a checkpoint every
 // SOULPAD_BENCH_CHECKPOINT_MINUTES (default 1) and, as the baseline in
 // the same repetition, with checkpoints off. The work is the guest's own
-// count of rounds done in the window. It prints, over SOULPAD_BENCH_REPS
+// count of 4 MiB chunks written in the window. It prints, over SOULPAD_BENCH_REPS
 // repetitions (default 3), the median slowdown (1 − rounds with ÷ rounds
 // without; goal ≤ 3 %), the checkpoints taken, and CPU-seconds beside
 // wall time for both sides.
@@ -42,7 +42,7 @@ func BenchmarkCheckpointSlowdown(b *testing.B) {
 		}
 		s := 1 - float64(with.rounds)/float64(max(without.rounds, 1))
 		slow = append(slow, s)
-		b.Logf("rep %d: %d rounds with %d checkpoints (%.0f s wall, %.0f CPU-s), %d rounds without (%.0f s wall, %.0f CPU-s): slowdown %.1f %%",
+		b.Logf("rep %d: %d chunks with %d checkpoints (%.0f s wall, %.0f CPU-s), %d chunks without (%.0f s wall, %.0f CPU-s): slowdown %.1f %%",
 			r+1, with.rounds, with.checkpoints, with.wall, with.cpu, without.rounds, without.wall, without.cpu, 100*s)
 	}
 	b.Logf("busy 256 MiB guest, %s window, a checkpoint every %s: median slowdown %.1f %% (goal ≤ 3 %%) over %d reps", window, every, 100*median(slow), len(slow))
