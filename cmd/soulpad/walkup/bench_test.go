@@ -290,7 +290,7 @@ func runPadCycle(b *testing.B, mib uint64, cryptPlugin string) padCycle {
 		b.Fatalf("the framework's point holds %s memory but QEMU by hand ran with %s memory: their ratio would compare two different things", r.memory, r.bare.memory)
 	}
 	r.load = vmmbench.LoadAverage()
-	fmt.Printf("  suspend1 %.2f s (%.0f MiB to the pad), resume %.2f s (tick %.2f s), suspend2 %.2f s (%.1f MiB); dd %.2f s / %.2f s; by hand: suspend %.2f s, resume to tick %.2f s; %s memory\n",
+	fmt.Printf("  suspend1 %.2f s (%.0f MiB to the pad), resume %.2f s (tick %.2f s), suspend2 %.2f s (%.1f MiB); dd %.2f s / %.2f s; by hand: suspend %.2f s, resume to tick %.2f s; both sides ran with %s memory\n",
 		r.suspend1, float64(r.bytes1)/(1<<20), r.resumeRunning, r.resumeTick, r.suspend2, float64(r.bytes2)/(1<<20), r.ddWrite, r.ddRead, r.bare.suspend, r.bare.resumeTick, r.memory)
 	return r
 }
