@@ -167,3 +167,25 @@ func dirBytes(dir string) uint64 {
 	})
 	return n
 }
+
+// tidyNoteAfter is how long tidying after a suspend (pruning, merging
+// disk overlays) runs before the person is told what soulpad is doing.
+const tidyNoteAfter = 2 * time.Second
+
+// slowNote says what (a progress line) once the step it guards has run
+// for after, and how long it took when it ends; a quick step says
+// nothing. The returned func ends the step.
+func (r *runner) slowNote(after time.Duration, what string) (done func()) {
+	start := time.Now()
+	said := make(chan struct{})
+	t := time.AfterFunc(after, func() {
+		r.progress("%s…", what)
+		close(said)
+	})
+	return func() {
+		if !t.Stop() {
+			<-said
+			r.progress("  …done in %.1f s", time.Since(start).Seconds())
+		}
+	}
+}

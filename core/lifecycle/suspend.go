@@ -217,6 +217,7 @@ func sealWith(pend *pad.Pending, man pad.Manifest, out vmm.SuspendResponse) (pad
 // retain prunes old points (session.keep_points); the new point is
 // sealed whatever happens here.
 func (s *Session) retain(ctx context.Context, point pad.Point) {
+	defer s.r.slowNote(tidyNoteAfter, "  tidying the pad (old points, merging old disk overlays); the point is sealed already")()
 	pruned, err := Prune(ctx, s.r.journal, s.machine, s.vmm, s.spec, s.cfg.Session.KeepPoints, false, point.Manifest.ID)
 	if err != nil {
 		s.r.progress("  warning: pruning old suspend points: %v", err)
