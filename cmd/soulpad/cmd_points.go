@@ -165,10 +165,15 @@ func printPoints(w io.Writer, infos []lifecycle.PointInfo) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tKIND\tTAKEN\tPARENT\tGEN\tSIZE\tVMM\tCPU\tACCEL\tHOST")
 	var total int64
+	unchecked := false
 	for _, p := range infos {
 		parent := p.Parent
 		if parent == "" {
 			parent = "-"
+		}
+		if len(p.Unchecked) > 0 {
+			parent += " *"
+			unchecked = true
 		}
 		id := p.ID
 		if p.Latest {
@@ -180,6 +185,9 @@ func printPoints(w io.Writer, infos []lifecycle.PointInfo) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d point(s), %s (disk files shared between points are counted in each)\n", len(infos), lifecycle.HumanBytes(total))
+	if unchecked {
+		fmt.Fprintln(w, "* sealed before the check of the memory it derives from had finished: its resume checks that memory too (`--json`: \"unchecked\")")
+	}
 }
 
 // journalInfos lists the pad's sealed points from its journal, without

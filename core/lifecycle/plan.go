@@ -143,9 +143,11 @@ func PlanResume(in PlanInput) (Plan, error) {
 }
 
 // PrunePlan picks the points to remove so that at most keep memory points
-// stay, oldest first; protected points and the newest memory point stay
-// whatever keep says. Disk points go only when disks is set.
+// stay, oldest first; protected points, the newest memory point and the
+// points another lists as unchecked stay whatever keep says. Disk points
+// go only when disks is set.
 func PrunePlan(pts []pad.Point, keep int, disks bool, protected ...string) []pad.Point {
+	protected = append(protected, checkedWithOthers(pts)...)
 	for i := len(pts) - 1; i >= 0; i-- {
 		if !pts[i].IsDisk() {
 			protected = append(protected, pts[i].Manifest.ID)
@@ -187,6 +189,7 @@ func PrunePlan(pts []pad.Point, keep int, disks bool, protected ...string) []pad
 // resumes) and protected points stay whatever keep says. Suspend points
 // are PrunePlan's.
 func CheckpointPrunePlan(pts []pad.Point, keep int, protected ...string) []pad.Point {
+	protected = append(protected, checkedWithOthers(pts)...)
 	newest := ""
 	for i := len(pts) - 1; i >= 0 && newest == ""; i-- {
 		if !pts[i].IsDisk() {
@@ -206,6 +209,17 @@ func CheckpointPrunePlan(pts []pad.Point, keep int, protected ...string) []pad.P
 		}
 		out = append(out, p)
 		n--
+	}
+	return out
+}
+
+// checkedWithOthers are the points another point lists as unchecked
+// (pad.Manifest.Unchecked): they stay while it does, since its resume
+// checks them.
+func checkedWithOthers(pts []pad.Point) []string {
+	var out []string
+	for _, p := range pts {
+		out = append(out, p.Manifest.Unchecked...)
 	}
 	return out
 }

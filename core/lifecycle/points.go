@@ -83,6 +83,9 @@ type PointInfo struct {
 	// Memory: "mapped" or "streamed", as the VMM plugin sealed guest RAM
 	// (pad.Point.Memory); empty for a disk point.
 	Memory string `json:"memory,omitempty"`
+	// Unchecked: the points this one's memory derives from that had not
+	// passed their check when it was sealed (its resume checks them).
+	Unchecked []string `json:"unchecked,omitempty"`
 	// Latest: the point the next `soulpad run` resumes.
 	Latest bool `json:"latest,omitempty"`
 }
@@ -100,7 +103,7 @@ func Infos(pts []pad.Point) []PointInfo {
 		mf := p.Manifest
 		out = append(out, PointInfo{ID: mf.ID, Kind: p.KindName(), Taken: mf.Created, Parent: mf.Parent, Generation: mf.Generation,
 			Session: mf.Session, Bytes: p.Size(), VMM: mf.VMM, CPUModel: mf.CPUModel, Accelerator: mf.Accelerator,
-			Host: mf.Host.Hostname, Memory: p.Memory(), Latest: mf.ID == latest})
+			Host: mf.Host.Hostname, Memory: p.Memory(), Unchecked: mf.Unchecked, Latest: mf.ID == latest})
 	}
 	return out
 }

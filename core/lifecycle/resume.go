@@ -159,21 +159,55 @@ func (s *Session) resumePoint(ctx context.Context, p pad.Point, note *string) er
 }
 
 // checkMappedBeside checks the point's mapped files (the guest's RAM,
-// read as the guest touches it) beside the running machine; nothing is
-// suspended on top of the point before the check has passed.
+// read as the guest touches it) beside the running machine, and those of
+// the points its memory derives from that were not checked when it was
+// sealed. A point sealed before the check ends lists what is left
+// (pad.Manifest.Unchecked); a failed check stops the machine.
 func (s *Session) checkMappedBeside(ctx context.Context, p pad.Point) {
+	todo := []pad.Point{p}
+	if len(p.Manifest.Unchecked) > 0 {
+		todo = append(todo, s.uncheckedAncestors(p)...)
+	}
+	s.unchecked = nil
+	for _, q := range todo {
+		s.unchecked = append(s.unchecked, q.Manifest.ID)
+	}
 	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.r.push("stop checking the point", func(context.Context) error { cancel(); return nil })
 	s.checked = make(chan error, 1)
-	checked, journal := s.checked, s.r.journal
+	checked, journal, ids := s.checked, s.r.journal, strings.Join(s.unchecked, ", ")
 	go func() {
 		start := time.Now()
-		err := p.VerifyMapped(vctx)
-		if err == nil {
-			_ = journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: fmt.Sprintf("point %s's mapped memory checked in %.1f s", p.Manifest.ID, time.Since(start).Seconds())})
+		for _, q := range todo {
+			if err := q.VerifyMapped(vctx); err != nil {
+				if q.Manifest.ID != p.Manifest.ID {
+					err = fmt.Errorf("point %s's memory derives from point %s, which had not passed its check when %s was sealed: %w", p.Manifest.ID, q.Manifest.ID, p.Manifest.ID, err)
+				}
+				checked <- err
+				return
+			}
 		}
-		checked <- err
+		_ = journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: fmt.Sprintf("point %s's mapped memory checked in %.1f s", ids, time.Since(start).Seconds())})
+		checked <- nil
 	}()
+}
+
+// uncheckedAncestors are the points p lists as unchecked that are still
+// on the pad; one that is gone cannot be checked, which is said.
+func (s *Session) uncheckedAncestors(p pad.Point) []pad.Point {
+	pts, err := s.machine.Points()
+	var out []pad.Point
+	for _, id := range p.Manifest.Unchecked {
+		q, ferr := pad.FindPoint(pts, id)
+		if err != nil || ferr != nil || !q.HasMapped() {
+			msg := fmt.Sprintf("point %s's memory derives from point %s, which was not checked and is gone: that part cannot be checked", p.Manifest.ID, id)
+			s.r.progress("  warning: %s", msg)
+			_ = s.r.journal.Append(pad.Entry{Stage: StageResume, Event: "info", Message: msg})
+			continue
+		}
+		out = append(out, q)
+	}
+	return out
 }
 
 // coldBoot boots the machine's latest disk, or the plan's disk point.

@@ -39,7 +39,7 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 		case <-s.vmm.Done():
 			return s.vmmDied("")
 		case err := <-s.checked:
-			s.checked = nil
+			s.checked, s.unchecked = nil, nil
 			if err != nil {
 				return s.checkFailed(err)
 			}

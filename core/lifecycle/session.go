@@ -144,9 +144,12 @@ type Session struct {
 	desc string
 	// checked delivers the result of checking the resumed point's mapped
 	// files (its guest RAM) beside the running machine; nil when there is
-	// nothing left to check.
-	checked chan error
-	console vmm.Console
+	// nothing left to check. unchecked names the points it covers: the
+	// resumed one and those its memory derives from unchecked
+	// (pad.Manifest.Unchecked).
+	checked   chan error
+	unchecked []string
+	console   vmm.Console
 	// guest is the VMM's last word on the guest's agent (for status).
 	guest  atomic.Pointer[string]
 	parent string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,10 +57,10 @@ func (s *Session) suspendStage(ctx context.Context, note *string) error {
 
 // suspend writes a new suspend point and seals it.
 func (s *Session) suspend(ctx context.Context, note *string) error {
-	phases, err := s.waitForCheck(ctx)
-	if err != nil {
+	if err := s.checkSoFar(); err != nil {
 		return err
 	}
+	var phases []vmm.Phase
 	pend, err := s.machine.NewPending()
 	if err != nil {
 		return err
@@ -135,25 +136,35 @@ func vaultFull(dir string, ram int64) string {
 		humanBytes(int64(written)), humanBytes(free), humanBytes(total), humanBytes(ram))
 }
 
-// waitForCheck waits for the check of the resumed point's mapped memory:
-// nothing is sealed on top of a point that has not passed it.
-func (s *Session) waitForCheck(ctx context.Context) ([]vmm.Phase, error) {
+// checkSoFar takes the result of the check of the resumed point's
+// mapped memory when it has come. A suspend does not wait for a check
+// still running: the point it seals lists the points left unchecked
+// (pad.Manifest.Unchecked, from draftManifest), and its resume checks
+// them, so damage in them is still refused.
+func (s *Session) checkSoFar() error {
 	if s.checked == nil {
-		return nil, nil
+		return nil
 	}
-	waited := time.Now()
-	s.r.progress("  checking the resumed point's memory before sealing on top of it…")
-	var err error
 	select {
-	case err = <-s.checked:
-	case <-ctx.Done():
-		err = ctx.Err()
+	case err := <-s.checked:
+		s.checked, s.unchecked = nil, nil
+		if err != nil {
+			return s.checkFailed(err)
+		}
+	default:
+		msg := fmt.Sprintf("the check of the memory of point(s) %s has not finished; the new point records that, and its resume checks them", strings.Join(s.unchecked, ", "))
+		s.r.progress("  %s", msg)
+		_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: msg})
 	}
-	s.checked = nil
-	if err != nil {
-		return nil, s.checkFailed(err)
+	return nil
+}
+
+// pendingChecks is what a point sealed now lists as unchecked.
+func (s *Session) pendingChecks() []string {
+	if s.checked == nil {
+		return nil
 	}
-	return []vmm.Phase{{Name: "check", Seconds: time.Since(waited).Seconds()}}, nil
+	return slices.Clone(s.unchecked)
 }
 
 // sealPoint seals what the VMM wrote into pend as the newest point, and
@@ -196,6 +207,7 @@ func (s *Session) draftManifest(checkpoint bool) pad.Manifest {
 		Host:           s.profile,
 		Spec:           s.spec,
 		Checkpoint:     checkpoint,
+		Unchecked:      s.pendingChecks(),
 	}
 }
 

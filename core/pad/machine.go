@@ -134,6 +134,12 @@ type Manifest struct {
 	// (session.checkpoint_minutes); resumed as any memory point, kept
 	// apart by session.keep_checkpoints.
 	Checkpoint bool `json:"checkpoint,omitempty"`
+	// Unchecked lists the points this one's memory derives from whose
+	// mapped memory had not passed its check when this one was sealed
+	// (its session resumed from them and suspended before the check
+	// finished): a resume of this point checks them too, and refuses it
+	// when one of them is damaged.
+	Unchecked []string `json:"unchecked,omitempty"`
 }
 
 // Point is a suspend point on disk.

@@ -210,8 +210,7 @@ func (p *Plugin) Suspend(_ context.Context, req vmm.SuspendRequest) (vmm.Suspend
 	p.running = false
 	resp := vmm.SuspendResponse{Files: []string{"memory.json"}, Description: m.Description, Machine: "a counter that ticks"}
 	if p.cfg.MappedMiB > 0 {
-		ram := bytes.Repeat([]byte{byte(p.counter)}, p.cfg.MappedMiB<<20)
-		if err := os.WriteFile(filepath.Join(req.StateDir, MappedFile), ram, 0o600); err != nil {
+		if err := writeMapped(filepath.Join(req.StateDir, MappedFile), byte(p.counter), int64(p.cfg.MappedMiB)<<20); err != nil {
 			return vmm.SuspendResponse{}, fmt.Errorf("vmm-counter: suspend: %w", err)
 		}
 		resp.Files = append(resp.Files, MappedFile)
@@ -222,6 +221,25 @@ func (p *Plugin) Suspend(_ context.Context, req vmm.SuspendRequest) (vmm.Suspend
 
 // MappedFile is the point's mapped file (Config.MappedMiB).
 const MappedFile = "memory.ram"
+
+// writeMapped writes a mapped file of size bytes: its first MiB (at
+// most) holds the counter's byte, the rest is a hole (zeros that take no
+// room, so a large one is quick to write and slow only to check).
+func writeMapped(path string, b byte, size int64) error {
+	head := bytes.Repeat([]byte{b}, int(min(size, 1<<20)))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(head)
+	if err == nil {
+		err = f.Truncate(size)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Resume implements vmm.VMM.
 func (p *Plugin) Resume(_ context.Context, req vmm.ResumeRequest) (vmm.ResumeResponse, error) {
