@@ -569,17 +569,7 @@ func TestMappedFileCheckedBesideTheRunningMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	points := filepath.Join(dir, "vault/machines/soul/points")
-	manifest := func(id string) pad.Manifest {
-		b, err := os.ReadFile(filepath.Join(points, id, pad.ManifestFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m pad.Manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	manifest := func(id string) pad.Manifest { return readManifest(t, points, id) }
 	mapped := func(m pad.Manifest) bool {
 		for _, f := range m.Files {
 			if f.Name == counter.MappedFile {
@@ -624,4 +614,18 @@ func TestMappedFileCheckedBesideTheRunningMachine(t *testing.T) {
 	if _, err := os.Stat(ram); err != nil {
 		t.Fatal("the damaged point was removed")
 	}
+}
+
+// readManifest reads the manifest of point id in the points directory.
+func readManifest(t *testing.T, points, id string) pad.Manifest {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(points, id, pad.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m pad.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -1,7 +1,6 @@
 package lifecycle_test
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -27,18 +26,7 @@ func TestSuspendDoesNotWaitForTheCheckButItsResumeDoes(t *testing.T) {
 	cfg := siteConfig(t, dir, `plugin "vmm-counter" { mapped_mib = 2048 }`)
 	initPad(t, cfg)
 	points := filepath.Join(dir, "vault/machines/soul/points")
-	manifest := func(id string) pad.Manifest {
-		t.Helper()
-		b, err := os.ReadFile(filepath.Join(points, id, pad.ManifestFile))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m pad.Manifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	manifest := func(id string) pad.Manifest { return readManifest(t, points, id) }
 	a, err := session(t, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
