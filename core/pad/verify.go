@@ -2,11 +2,8 @@ package pad
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
-	"syscall"
 
 	"github.com/soulpad/soulpad/sdk"
 )
@@ -67,16 +64,8 @@ func (p Point) verify(ctx context.Context, which func(FileSum) bool) error {
 		} else {
 			got, err = sumFileCtx(ctx, filepath.Join(p.Dir, f.Name), false)
 		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("suspend point %s: %s is missing: %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
-		}
-		if errors.Is(err, syscall.EIO) {
-			// An encrypting file system answers EIO for cipher text that
-			// fails authentication.
-			return fmt.Errorf("suspend point %s: %s cannot be read back: its data on the pad is damaged (the vault's cipher text fails authentication, or the disk has a bad block): %w", p.Manifest.ID, f.Name, sdk.ErrCorrupt)
-		}
 		if err != nil {
-			return fmt.Errorf("suspend point %s: %w", p.Manifest.ID, err)
+			return p.fileErr(f, err)
 		}
 		if got.Size != f.Size {
 			return fmt.Errorf("suspend point %s: %s is %d bytes, the manifest says %d (truncated?): %w", p.Manifest.ID, f.Name, got.Size, f.Size, sdk.ErrCorrupt)

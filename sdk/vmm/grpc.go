@@ -83,7 +83,7 @@ func (s *server) Resume(ctx context.Context, r *pb.ResumeRequest) (*pb.ResumeRes
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures, Phases: phasesToPB(out.Phases), Notes: out.Notes}, nil
+	return &pb.ResumeResponse{Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures, Phases: phasesToPB(out.Phases), Notes: out.Notes, RunningCopies: out.RunningCopies}, nil
 }
 
 func (s *server) PowerOff(ctx context.Context, r *pb.PowerOffRequest) (*pb.PowerOffResponse, error) {
@@ -233,7 +233,7 @@ func (c *Client) Resume(ctx context.Context, r ResumeRequest) (ResumeResponse, e
 	if err != nil {
 		return ResumeResponse{}, rpc.FromStatus(err)
 	}
-	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures, Phases: phasesFromPB(out.Phases), Notes: out.Notes}, nil
+	return ResumeResponse{Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures, Phases: phasesFromPB(out.Phases), Notes: out.Notes, RunningCopies: out.RunningCopies}, nil
 }
 
 // PowerOff implements VMM.

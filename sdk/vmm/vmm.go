@@ -319,6 +319,12 @@ type ResumeResponse struct {
 	// Notes are things the person should know about the resumed machine
 	// (e.g. a device setting that waits for the next cold boot).
 	Notes []string
+	// RunningCopies names, for a mapped file of the point (FileSum.Mapped),
+	// the file the machine runs on when that is a copy of it (a clone made
+	// at resume, in MachineDir): file name → path. The core checks the
+	// point's file through the copy, reading the point's own bytes only
+	// where the copy differs, so that the pad's RAM is read once.
+	RunningCopies map[string]string
 }
 
 // PowerOffRequest stops the machine without saving it.

@@ -2,11 +2,13 @@ package walkup_test
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/internal/testcli"
 )
 
@@ -83,6 +85,14 @@ func TestCheckpointsBoundWhatACrashLoses(t *testing.T) {
 		t.Fatalf("after the power cut the counter went on from %d: the last checkpoint held ≥ %d, the cut came at %d", got, floor, cut)
 	}
 	t.Logf("power cut at counter %d; resumed from the checkpoint at %d (≥ %d): lost %d s of work, not the session", cut, got, floor, cut-got)
+	// The resumed checkpoint's RAM is checked through the copy the guest
+	// runs on, so the pad's bytes are read once: of the point's own file,
+	// only chunks the guest changed before the check reached them.
+	if read := checkedPointBytes(t, e.Pad, 2*time.Minute); read > 32<<20 {
+		t.Errorf("the check read %d MiB of the point's own 128 MiB RAM file: not through the running copy", read>>20)
+	} else {
+		t.Logf("the check read %d KiB of the point's own RAM file", read>>10)
+	}
 	if o, eo, code := e.Run(t, "suspend"); code != 0 {
 		t.Fatalf("suspend: %s %s", o, eo)
 	}
@@ -104,6 +114,23 @@ func TestCheckpointsBoundWhatACrashLoses(t *testing.T) {
 	if kinds["checkpoint"] < 1 || kinds["checkpoint"] > 2 || kinds["disk"] != 1 || kinds["memory"] < 1 {
 		t.Fatalf("points after the cut and a suspend (keep_checkpoints = 2): %v\n%s", kinds, pj)
 	}
+}
+
+// checkedPointBytes waits for the journal to say a resumed point's mapped
+// memory was checked, and returns how many bytes of the point's own files
+// the check read.
+func checkedPointBytes(t *testing.T, padDir string, wait time.Duration) int64 {
+	t.Helper()
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		es, _ := pad.LastSession(filepath.Join(padDir, "journal"))
+		for _, e := range es {
+			if n, ok := e.Fields["point_bytes"].(float64); ok && strings.Contains(e.Message, "mapped memory checked") {
+				return int64(n)
+			}
+		}
+	}
+	t.Fatalf("the journal does not say the resumed point's memory was checked in %s", wait)
+	return 0
 }
 
 // grepLines is the lines of s that contain sub.

@@ -366,6 +366,11 @@ func (p *Plugin) Resume(ctx context.Context, req vmm.ResumeRequest) (vmm.ResumeR
 	p.vm = v
 	go p.tendGuest(v, true)
 	out := vmm.ResumeResponse{Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil), Phases: timer.Phases()}
+	if desc.Memory == memoryMapped {
+		// The core checks the point's RAM through this clone: one page
+		// cache, so the pad's bytes are read once.
+		out.RunningCopies = map[string]string{RAMFile: v.ramFile}
+	}
 	if note != "" {
 		out.Notes = append(out.Notes, "the machine's devices changed since this point ("+note+"); the change takes effect at the next cold boot (soulpad run --cold-boot)")
 	}

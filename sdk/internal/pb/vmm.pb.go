@@ -924,6 +924,7 @@ type ResumeResponse struct {
 	CpuFeatures   []string               `protobuf:"bytes,2,rep,name=cpu_features,json=cpuFeatures,proto3" json:"cpu_features,omitempty"`
 	Phases        []*Phase               `protobuf:"bytes,3,rep,name=phases,proto3" json:"phases,omitempty"`
 	Notes         []string               `protobuf:"bytes,4,rep,name=notes,proto3" json:"notes,omitempty"`
+	RunningCopies map[string]string      `protobuf:"bytes,5,rep,name=running_copies,json=runningCopies,proto3" json:"running_copies,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -982,6 +983,13 @@ func (x *ResumeResponse) GetPhases() []*Phase {
 func (x *ResumeResponse) GetNotes() []string {
 	if x != nil {
 		return x.Notes
+	}
+	return nil
+}
+
+func (x *ResumeResponse) GetRunningCopies() map[string]string {
+	if x != nil {
+		return x.RunningCopies
 	}
 	return nil
 }
@@ -1645,12 +1653,16 @@ const file_vmm_proto_rawDesc = "" +
 	"machineDir\x12\x1b\n" +
 	"\tstate_dir\x18\x03 \x01(\tR\bstateDir\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12'\n" +
-	"\x04sums\x18\x05 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\xa3\x01\n" +
+	"\x04sums\x18\x05 \x03(\v2\x13.soulpad.v1.FileSumR\x04sums\"\xbb\x02\n" +
 	"\x0eResumeResponse\x12-\n" +
 	"\aconsole\x18\x01 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
 	"\fcpu_features\x18\x02 \x03(\tR\vcpuFeatures\x12)\n" +
 	"\x06phases\x18\x03 \x03(\v2\x11.soulpad.v1.PhaseR\x06phases\x12\x14\n" +
-	"\x05notes\x18\x04 \x03(\tR\x05notes\";\n" +
+	"\x05notes\x18\x04 \x03(\tR\x05notes\x12T\n" +
+	"\x0erunning_copies\x18\x05 \x03(\v2-.soulpad.v1.ResumeResponse.RunningCopiesEntryR\rrunningCopies\x1a@\n" +
+	"\x12RunningCopiesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\";\n" +
 	"\x0fPowerOffRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x12\n" +
@@ -1711,7 +1723,7 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_vmm_proto_goTypes = []any{
 	(*ProgressRequest)(nil),      // 0: soulpad.v1.ProgressRequest
 	(*ProgressResponse)(nil),     // 1: soulpad.v1.ProgressResponse
@@ -1738,6 +1750,7 @@ var file_vmm_proto_goTypes = []any{
 	(*CollectDisksRequest)(nil),  // 22: soulpad.v1.CollectDisksRequest
 	(*CollectDisksResponse)(nil), // 23: soulpad.v1.CollectDisksResponse
 	nil,                          // 24: soulpad.v1.MachineSpec.ExtraEntry
+	nil,                          // 25: soulpad.v1.ResumeResponse.RunningCopiesEntry
 }
 var file_vmm_proto_depIdxs = []int32{
 	2,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
@@ -1750,32 +1763,33 @@ var file_vmm_proto_depIdxs = []int32{
 	8,  // 7: soulpad.v1.ResumeRequest.sums:type_name -> soulpad.v1.FileSum
 	6,  // 8: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
 	10, // 9: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
-	3,  // 10: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	3,  // 11: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	21, // 12: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
-	4,  // 13: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	7,  // 14: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	11, // 15: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	13, // 16: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	15, // 17: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	17, // 18: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	19, // 19: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
-	22, // 20: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
-	0,  // 21: soulpad.v1.VMM.Progress:input_type -> soulpad.v1.ProgressRequest
-	5,  // 22: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	9,  // 23: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	12, // 24: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	14, // 25: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	16, // 26: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	18, // 27: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	20, // 28: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
-	23, // 29: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
-	1,  // 30: soulpad.v1.VMM.Progress:output_type -> soulpad.v1.ProgressResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	25, // 10: soulpad.v1.ResumeResponse.running_copies:type_name -> soulpad.v1.ResumeResponse.RunningCopiesEntry
+	3,  // 11: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	3,  // 12: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	21, // 13: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	4,  // 14: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	7,  // 15: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	11, // 16: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	13, // 17: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	15, // 18: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	17, // 19: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	19, // 20: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	22, // 21: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	0,  // 22: soulpad.v1.VMM.Progress:input_type -> soulpad.v1.ProgressRequest
+	5,  // 23: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	9,  // 24: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	12, // 25: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	14, // 26: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	16, // 27: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	18, // 28: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	20, // 29: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	23, // 30: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	1,  // 31: soulpad.v1.VMM.Progress:output_type -> soulpad.v1.ProgressResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
@@ -1789,7 +1803,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
