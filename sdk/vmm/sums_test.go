@@ -4,13 +4,30 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"runtime"
+	"slices"
+	"syscall"
 	"testing"
+	"time"
 )
 
+// serial makes w hash on the writing goroutine, as it does on one CPU.
+func serial(w *SumWriter) *SumWriter {
+	w.sem, w.buf, w.part = nil, nil, sha256.New()
+	return w
+}
+
 func TestSumWriter(t *testing.T) {
+	for _, mode := range []func(*SumWriter) *SumWriter{serial, func(w *SumWriter) *SumWriter { return w }} {
+		testSumWriter(t, mode)
+	}
+}
+
+func testSumWriter(t *testing.T, mode func(*SumWriter) *SumWriter) {
 	data := bytes.Repeat([]byte("0123456789"), 1000) // 10000 bytes
 	var out bytes.Buffer
-	w := NewSumWriter("memory.state", &out, 4096)
+	w := mode(NewSumWriter("memory.state", &out, 4096))
 	for _, n := range []int{1, 4095, 3000, 2904} { // writes across chunk edges
 		if _, err := w.Write(data[:n]); err != nil {
 			t.Fatal(err)
@@ -69,5 +86,44 @@ func TestSupports(t *testing.T) {
 	}
 	if got := Announced(caps, CapNetworkPrefix); len(got) != 1 || got[0] != "user" {
 		t.Fatalf("announced %v", got)
+	}
+}
+
+// BenchmarkSumWriter streams 256 MiB through a SumWriter into io.Discard,
+// hashing on the writing goroutine (the baseline) and on every CPU, and
+// prints the median wall and CPU time of each over 5 rounds and their
+// ratio.
+//
+//	go test -run '^$' -bench SumWriter -benchtime 1x ./sdk/vmm
+func BenchmarkSumWriter(b *testing.B) {
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	run := func(mode func(*SumWriter) *SumWriter) (wall, cpu float64) {
+		var ru0, ru1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		start := time.Now()
+		w := mode(NewSumWriter("memory.state", io.Discard, 0))
+		for i := 0; i < 256; i++ {
+			w.Write(data)
+		}
+		w.Sum()
+		wall = time.Since(start).Seconds()
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+		return wall, tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)
+	}
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	for i := 0; i < b.N; i++ {
+		var sw, sc, pw, pc []float64
+		for r := 0; r < 5; r++ {
+			w, c := run(serial)
+			sw, sc = append(sw, w), append(sc, c)
+			w, c = run(func(w *SumWriter) *SumWriter { return w })
+			pw, pc = append(pw, w), append(pc, c)
+		}
+		b.Logf("256 MiB: one goroutine %.3f s (%.3f CPU-s); every CPU (%d) %.3f s (%.3f CPU-s): %.2f× the wall time",
+			med(sw), med(sc), runtime.GOMAXPROCS(0), med(pw), med(pc), med(pw)/med(sw))
 	}
 }
