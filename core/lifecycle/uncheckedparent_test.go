@@ -15,7 +15,7 @@ import (
 )
 
 // A suspend does not wait for the check of the resumed point's memory
-// (2 GiB here: hashing it takes seconds; the suspend comes 0.1 s into
+// (1 GiB here: hashing it takes about a second; the suspend comes 0.1 s into
 // the session). The point it seals lists the points left unchecked, and
 // so does the next one sealed before its check ends. A resume checks the
 // points listed: when one of them is damaged, the resumed point is
@@ -23,7 +23,7 @@ import (
 // top of it.
 func TestSuspendDoesNotWaitForTheCheckButItsResumeDoes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pad")
-	cfg := siteConfig(t, dir, `plugin "vmm-counter" { mapped_mib = 2048 }`)
+	cfg := siteConfig(t, dir, `plugin "vmm-counter" { mapped_mib = 1024 }`)
 	initPad(t, cfg)
 	points := filepath.Join(dir, "vault/machines/soul/points")
 	manifest := func(id string) pad.Manifest { return readManifest(t, points, id) }
