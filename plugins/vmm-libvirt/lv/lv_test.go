@@ -74,6 +74,9 @@ func TestWrongURIIsClearAndChangesNothing(t *testing.T) {
 
 // A domain whose soulpad process is gone (crash, kill) is destroyed when
 // the plugin next connects; a domain of a live process is left alone.
+// libvirtd is shared with the other test packages, whose plugins reap
+// such a domain too, even while virsh creates it: the orphan is made
+// again until it runs when this test's plugin starts.
 func TestDomainsOfDeadPluginsAreReaped(t *testing.T) {
 	uri := testlibvirt.Require(t)
 	testguest.RequireQEMU(t)
@@ -82,21 +85,37 @@ func TestDomainsOfDeadPluginsAreReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	create := func(name string, pid int) {
+	create := func(name string, pid int) error {
 		t.Helper()
 		x := fmt.Sprintf(`<domain type='qemu'><name>%s</name><metadata><soulpad:owner xmlns:soulpad='%s' pid='%d' host='%s'/></metadata>
 <memory unit='MiB'>32</memory><os><type arch='x86_64'>hvm</type></os><devices><controller type='usb' model='none'/><memballoon model='none'/></devices></domain>`,
 			name, lv.OwnerNS, pid, host)
 		f := filepath.Join(t.TempDir(), "d.xml")
 		os.WriteFile(f, []byte(x), 0o600)
-		if out, err := exec.Command("virsh", "-c", uri, "create", f).CombinedOutput(); err != nil {
-			t.Fatalf("virsh create: %v %s", err, out)
-		}
 		t.Cleanup(func() { exec.Command("virsh", "-c", uri, "destroy", name).Run() })
+		if out, err := exec.Command("virsh", "-c", uri, "create", f).CombinedOutput(); err != nil {
+			return fmt.Errorf("virsh create: %v %s", err, out)
+		}
+		return nil
+	}
+	running := func(name string) bool {
+		out, _ := exec.Command("virsh", "-c", uri, "list", "--name").Output()
+		return strings.Contains(string(out), name)
 	}
 	orphan, owned := fmt.Sprintf("soulpad-orphan-%d", time.Now().UnixNano()), fmt.Sprintf("soulpad-owned-%d", time.Now().UnixNano())
-	create(orphan, dead.Process.Pid)
-	create(owned, os.Getppid()) // the go command running this test: alive
+	if err := create(owned, os.Getppid()); err != nil { // the go command running this test: alive
+		t.Fatal(err)
+	}
+	for try := 1; ; try++ {
+		err := create(orphan, dead.Process.Pid)
+		if err == nil && running(orphan) {
+			break
+		}
+		if try == 5 {
+			t.Fatalf("the orphaned domain never ran for long enough (another package's plugin reaped it each time): %v", err)
+		}
+		t.Logf("the orphan went before this test's plugin started (another reaper?): try %d: %v", try, err)
+	}
 	v := sdktest.InProcess(t, lv.New()).(vmm.VMM)
 	ctx := context.Background()
 	if _, err := v.Configure(ctx, sdk.ConfigureRequest{Config: []byte(`{"uri": "` + uri + `"}`)}); err != nil {
