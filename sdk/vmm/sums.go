@@ -36,9 +36,14 @@ type SumWriter struct {
 	pool sync.Pool
 }
 
-// maxParallelChunk bounds the chunks SumWriter holds to hash them on
-// other CPUs (a manifest may name any chunk size).
-const maxParallelChunk = 16 << 20
+// SumWriter hashes chunks of minParallelChunk to maxParallelChunk bytes
+// on other CPUs: it holds the larger ones in memory, and a goroutine for
+// each of the smaller ones would cost more than their hash (a manifest
+// may name any chunk size).
+const (
+	minParallelChunk = 64 << 10
+	maxParallelChunk = 16 << 20
+)
 
 // NewSumWriter returns a SumWriter for the file name (relative to the
 // state directory) written through w, with chunks of chunkBytes
@@ -48,14 +53,20 @@ func NewSumWriter(name string, w io.Writer, chunkBytes uint64) *SumWriter {
 		chunkBytes = DefaultChunkBytes
 	}
 	s := &SumWriter{w: w, name: name, chunk: chunkBytes}
-	if n := runtime.GOMAXPROCS(0); n > 1 && chunkBytes <= maxParallelChunk {
-		s.sem = make(chan struct{}, n)
-		s.pool.New = func() any { b := make([]byte, 0, chunkBytes); return &b }
-		s.buf = *s.pool.Get().(*[]byte)
+	if n := runtime.GOMAXPROCS(0); n > 1 && chunkBytes >= minParallelChunk && chunkBytes <= maxParallelChunk {
+		s.hashOn(n)
 	} else {
 		s.part = sha256.New()
 	}
 	return s
+}
+
+// hashOn makes s hash its chunks on up to n goroutines.
+func (s *SumWriter) hashOn(n int) {
+	s.sem = make(chan struct{}, n)
+	s.pool.New = func() any { b := make([]byte, 0, s.chunk); return &b }
+	s.buf = *s.pool.Get().(*[]byte)
+	s.part = nil
 }
 
 // Write implements io.Writer; it hashes what w accepted.
