@@ -585,12 +585,7 @@ func TestMappedFileCheckedBesideTheRunningMachine(t *testing.T) {
 	if err != nil || second.ResumedFrom != first.Point || !mapped(manifest(second.Point)) {
 		t.Fatalf("resuming a point with a mapped file: %+v, %v", second, err)
 	}
-	es, _ := pad.LastSession(filepath.Join(dir, "journal"))
-	checked := false
-	for _, e := range es {
-		checked = checked || strings.Contains(e.Message, "mapped memory checked")
-	}
-	if !checked {
+	if !lastSessionSays(dir, "mapped memory checked") {
 		t.Error("the journal does not say the mapped file was checked")
 	}
 
@@ -628,4 +623,16 @@ func readManifest(t *testing.T, points, id string) pad.Manifest {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// lastSessionSays says whether the journal of the pad at dir has an entry
+// of its last session whose message contains sub.
+func lastSessionSays(dir, sub string) bool {
+	es, _ := pad.LastSession(filepath.Join(dir, "journal"))
+	for _, e := range es {
+		if strings.Contains(e.Message, sub) {
+			return true
+		}
+	}
+	return false
 }

@@ -41,12 +41,7 @@ func TestSuspendDoesNotWaitForTheCheckButItsResumeDoes(t *testing.T) {
 	if u := manifest(b.Point).Unchecked; !slices.Equal(u, []string{a.Point}) {
 		t.Fatalf("point %s, sealed 0.1 s after resuming %s, lists unchecked %v; want [%s]", b.Point, a.Point, u, a.Point)
 	}
-	es, _ := pad.LastSession(filepath.Join(dir, "journal"))
-	said := false
-	for _, e := range es {
-		said = said || strings.Contains(e.Message, "has not finished")
-	}
-	if !said {
+	if !lastSessionSays(dir, "has not finished") {
 		t.Error("the journal does not say the suspend went on before the check finished")
 	}
 	c, err := session(t, cfg, nil)
