@@ -44,6 +44,9 @@ type StatusReport struct {
 	// Checkpoints says when the next comes, or why none do.
 	SafeSince   *time.Time `json:"safe_since,omitempty"`
 	Checkpoints string     `json:"checkpoints,omitempty"`
+	// Memory says how much of the running machine's memory a suspend
+	// now would find hashed already (mapped memory only).
+	Memory string `json:"memory,omitempty"`
 	// Lock is who holds the pad (or left it locked).
 	Lock        pad.LockState `json:"lock"`
 	Points      []PointInfo   `json:"suspend_points"`
@@ -114,7 +117,7 @@ func statusReport(ctx context.Context, g *globals, cfg *config.Config, p *pad.Pa
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if r, err := control.Send(ctx, p.Meta.ID, control.Request{Command: "status"}); err == nil && r.OK {
-		rep.Running, rep.RunningStage, rep.Guest, rep.Checkpoints = true, r.Stage, r.Guest, r.Checkpoints
+		rep.Running, rep.RunningStage, rep.Guest, rep.Checkpoints, rep.Memory = true, r.Stage, r.Guest, r.Checkpoints, r.Memory
 		if !r.SafeSince.IsZero() {
 			rep.SafeSince = &r.SafeSince
 		}
@@ -165,6 +168,9 @@ func printStatus(out io.Writer, p *pad.Pad, rep StatusReport) error {
 		if rep.SafeSince != nil {
 			fmt.Fprintf(out, "crash now  loses %s of work (since %s); %s\n", time.Since(*rep.SafeSince).Round(time.Second),
 				rep.SafeSince.Local().Format("15:04:05"), cleanText(rep.Checkpoints))
+		}
+		if rep.Memory != "" {
+			fmt.Fprintf(out, "memory     %s\n", cleanText(rep.Memory))
 		}
 	} else {
 		fmt.Fprintln(out, "running    no")

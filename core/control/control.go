@@ -47,6 +47,9 @@ type Response struct {
 	// next checkpoint comes, or why none does.
 	SafeSince   time.Time `json:"safe_since,omitempty"`
 	Checkpoints string    `json:"checkpoints,omitempty"`
+	// Memory says how much of the running memory is hashed ahead of the
+	// suspend ("" when the memory is not mapped).
+	Memory string `json:"memory,omitempty"`
 }
 
 // Dir is the directory of this user's control sockets (see

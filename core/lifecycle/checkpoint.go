@@ -64,6 +64,11 @@ func (s *Session) checkpoint(ctx context.Context) (stop bool) {
 		s.checkpointFailed(err)
 		return false
 	}
+	// The checkpoint takes the sums hashed ahead; the rounds go on from
+	// it once it is sealed.
+	s.presum.halt()
+	defer func() { s.presum.start(ctx, s.parent) }()
+	s.presum.lend(pend)
 	start := time.Now()
 	out, err := s.vmm.VMM().Suspend(ctx, vmm.SuspendRequest{Name: s.spec.Name, StateDir: pend.Dir(), Checkpoint: true})
 	if err != nil {

@@ -151,8 +151,9 @@ func (s *Session) resumePoint(ctx context.Context, p pad.Point, note *string) er
 	s.cpuFeatures = out.CPUFeatures
 	s.desc = p.Manifest.Description
 	s.parent = p.Manifest.ID
+	s.running = s.runningCopies(out.RunningCopies)
 	if p.HasMapped() {
-		s.checkMappedBeside(ctx, p, s.runningCopies(out.RunningCopies))
+		s.checkMappedBeside(ctx, p, s.running)
 	}
 	s.result.ResumedFrom = p.Manifest.ID
 	*note = "resumed " + p.Manifest.ID
@@ -203,8 +204,9 @@ func (s *Session) checkMappedBeside(ctx context.Context, p pad.Point, copies map
 }
 
 // runningCopies are the VMM plugin's running copies of the point's mapped
-// files (vmm.ResumeResponse.RunningCopies) that lie in the machine's
-// directory; the check reads those first.
+// files (vmm.ResumeResponse.RunningCopies, StartResponse.RunningFiles)
+// that lie in the machine's directory; the check reads those first, and
+// presum hashes them ahead of the suspend.
 func (s *Session) runningCopies(in map[string]string) map[string]string {
 	out := map[string]string{}
 	for name, path := range in {
@@ -259,6 +261,7 @@ func (s *Session) coldBoot(ctx context.Context, plan Plan, note *string) error {
 	s.desc = out.Description
 	s.console = out.Console
 	s.cpuFeatures = out.CPUFeatures
+	s.running = s.runningCopies(out.RunningFiles)
 	s.result.ColdBootReason = plan.Reason
 	*note = "cold boot: " + plan.Reason
 	return nil

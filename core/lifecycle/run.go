@@ -22,6 +22,8 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 			return err
 		}
 	}
+	s.presum.start(ctx, s.parent)
+	defer s.presum.halt()
 	s.suspendAsked = false
 	s.r.progress("  the machine is running; Ctrl-C or `soulpad suspend` suspends it")
 	tick, stopTick := s.checkpointTicker()
@@ -90,6 +92,14 @@ func (s *Session) beginRunning(ctx context.Context) error {
 	if s.memoryMapped(ctx) {
 		s.checkRoom(ctx)
 	}
+	warned := false
+	s.presum = newPresummer(s.machine, s.running, int64(s.spec.MemoryMiB)<<20, func(msg string) {
+		if !warned {
+			warned = true
+			s.r.progress("  warning: %s", msg)
+			_ = s.r.journal.Append(pad.Entry{Stage: StageRun, Event: "info", Message: msg})
+		}
+	})
 	if s.opts.Control {
 		s.startControl()
 	}

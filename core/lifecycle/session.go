@@ -149,7 +149,12 @@ type Session struct {
 	// (pad.Manifest.Unchecked).
 	checked   chan error
 	unchecked []string
-	console   vmm.Console
+	// running names the files the machine runs on that a suspend makes
+	// the point's mapped files (file name → path in the machine's
+	// directory); presum hashes them ahead of the suspend.
+	running map[string]string
+	presum  *presummer
+	console vmm.Console
 	// guest is the VMM's last word on the guest's agent (for status).
 	guest  atomic.Pointer[string]
 	parent string
@@ -372,7 +377,7 @@ func (s *Session) startControl() {
 			c := s.Console()
 			since, next := s.lossBound()
 			return control.Response{OK: true, Stage: s.Stage(), ConsoleSocket: c.Socket, ConsoleLog: c.Log, Screen: c.Screen, Guest: s.Guest(),
-				SafeSince: since, Checkpoints: next}
+				SafeSince: since, Checkpoints: next, Memory: s.presum.status()}
 		}
 		return control.Response{Message: "unknown command " + r.Command}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -71,6 +72,7 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		_ = pend.Discard()
 		return err
 	}
+	s.presum.lend(pend) // what was hashed while the machine ran
 	start := time.Now()
 	// The state as it reaches the vault: memory and device state, about
 	// the guest's RAM when it is streamed.
@@ -96,20 +98,39 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 		return err
 	}
 	s.result.Point = point.Manifest.ID
+	s.presum.clear()
 	phases = append(phases, vmm.Phase{Name: "seal", Seconds: time.Since(sealing).Seconds()})
 	s.journalPhases(StageSuspend, phases)
 	s.retain(ctx, point)
 	// No secrets: what status shows without unlocking the vault.
-	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: map[string]any{
+	fields := map[string]any{
 		"point": point.Manifest.ID, "bytes": point.Size(), "hashed_bytes": pend.Hashed(), "cpu_model": s.spec.CPUModel,
 		"accelerator": s.spec.Accelerator, "host": s.profile.Hostname,
 		"host_summary": HostSummary(s.profile), "host_fingerprint": s.profile.Fingerprint,
-	}})
+	}
+	maps.Copy(fields, s.presum.fields())
+	if n := mappedBytes(point); n > 0 {
+		fields["memory_bytes"] = n // the RAM the guest touched
+	}
+	_ = s.r.journal.Append(pad.Entry{Stage: StageSuspend, Event: "info", Message: "suspend point sealed", Fields: fields})
 	*note = fmt.Sprintf("sealed %s, %s", point.Manifest.ID, humanBytes(point.Size()))
 	if len(s.result.Pruned) > 0 {
 		*note += fmt.Sprintf("; removed the oldest point(s) %s (session.keep_points = %d)", strings.Join(s.result.Pruned, ", "), s.cfg.Session.KeepPoints)
 	}
 	return nil
+}
+
+// mappedBytes is what p's mapped files hold on the disk (their blocks:
+// the RAM the guest ever touched).
+func mappedBytes(p pad.Point) int64 {
+	var n int64
+	for _, f := range p.Manifest.Files {
+		var st unix.Stat_t
+		if f.Mapped && unix.Stat(filepath.Join(p.Dir, f.Name), &st) == nil {
+			n += st.Blocks * 512
+		}
+	}
+	return n
 }
 
 // vaultSpace is what the file system holding dir has free (for soulpad)

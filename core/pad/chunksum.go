@@ -26,13 +26,37 @@ import (
 // resumed from.
 const MappedChunkBytes = 1 << 20
 
+// Ref is a file whose chunk sums are known and whose blocks nobody
+// writes while it is used: a sealed point's mapped file, or a shadow a
+// running session cloned and hashed (Presum). A chunk of another file on
+// the same file system that lies in the same device blocks as the ref's
+// holds the same bytes (blocks shared by copy-on-write), so its sum is
+// the ref's and it is not read.
+type Ref struct {
+	Path string
+	Sum  FileSum
+}
+
+// fits says whether r's sums can stand for chunks of a file of size bytes.
+func (r Ref) fits(size int64) bool {
+	s := r.Sum
+	if r.Path == "" || !s.SumOfChunks || s.ChunkBytes != MappedChunkBytes || s.Size != size {
+		return false
+	}
+	for _, c := range s.ChunkSHA256 {
+		if b, err := hex.DecodeString(c); err != nil || len(b) != sha256.Size {
+			return false // a damaged manifest: hash everything
+		}
+	}
+	return true
+}
+
 // sumChunks checksums the file at path in chunks of MappedChunkBytes; its
 // SHA256 is the checksum of the chunks' checksums (SumOfChunks). A chunk
-// that shares all its blocks with the same chunk of parent (a reflinked
-// copy on the same file system, whose sums parentSum holds) is not read:
-// blocks shared by copy-on-write hold the same bytes, and parent is a
-// sealed point's file, never written again. hashed counts the bytes read.
-func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (FileSum, int64, error) {
+// that shares all its blocks with the same chunk of a ref (a reflinked
+// copy on the same file system) is not read. hashed counts the bytes
+// read.
+func sumChunks(ctx context.Context, path string, refs []Ref) (FileSum, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return FileSum{}, 0, err
@@ -41,29 +65,34 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 	if err := f.Sync(); err != nil {
 		return FileSum{}, 0, fmt.Errorf("sync %s: %w", path, err)
 	}
-	st, err := f.Stat()
+	return sumChunksOf(ctx, f, f, path, refs, runtime.GOMAXPROCS(0))
+}
+
+// sumChunksOf is sumChunks of the file whose blocks are mine's, reading
+// what it must hash from read (mine itself, or the file mine was cloned
+// from), on up to workers CPUs.
+func sumChunksOf(ctx context.Context, mine, read *os.File, path string, refs []Ref, workers int) (FileSum, int64, error) {
+	st, err := mine.Stat()
 	if err != nil {
 		return FileSum{}, 0, err
 	}
 	size := st.Size()
-	var mine, theirs []extent
-	reuse := parentSum != nil && parentSum.SumOfChunks && parentSum.ChunkBytes == MappedChunkBytes && parentSum.Size == size
-	if reuse {
-		for _, c := range parentSum.ChunkSHA256 {
-			if b, err := hex.DecodeString(c); err != nil || len(b) != sha256.Size {
-				reuse = false // a damaged manifest: hash everything
-			}
-		}
-	}
 	// Where the file's blocks are: a chunk with none is a hole (guest
 	// RAM never touched) and needs no reading either.
-	mine, err = fileExtents(f)
+	exts, err := fileExtents(mine)
 	mapped := err == nil
-	if reuse && mapped {
-		theirs, err = pathExtents(parent)
-		reuse = err == nil
-	} else {
-		reuse = false
+	type known struct {
+		exts []extent
+		sums []string
+	}
+	var theirs []known
+	for _, r := range refs {
+		if !mapped || !r.fits(size) {
+			continue
+		}
+		if e, err := pathExtents(r.Path); err == nil {
+			theirs = append(theirs, known{e, r.Sum.ChunkSHA256})
+		}
 	}
 	n := (size + MappedChunkBytes - 1) / MappedChunkBytes
 	out := FileSum{Size: size, ChunkBytes: MappedChunkBytes, SumOfChunks: true, ChunkSHA256: make([]string, n)}
@@ -71,16 +100,21 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 	var todo []int64
 	for i := int64(0); i < n; i++ {
 		start, end := i*MappedChunkBytes, min((i+1)*MappedChunkBytes, size)
-		switch {
-		case mapped && len(clip(mine, uint64(start), uint64(end))) == 0:
+		if mapped && len(clip(exts, uint64(start), uint64(end))) == 0 {
 			out.ChunkSHA256[i] = zeroSum(end - start)
-		case reuse && i < int64(len(parentSum.ChunkSHA256)) && sameBlocks(mine, theirs, start, end):
-			out.ChunkSHA256[i] = parentSum.ChunkSHA256[i]
-		default:
+			continue
+		}
+		for _, k := range theirs {
+			if i < int64(len(k.sums)) && sameBlocks(exts, k.exts, start, end) {
+				out.ChunkSHA256[i] = k.sums[i]
+				break
+			}
+		}
+		if out.ChunkSHA256[i] == "" {
 			todo = append(todo, i)
 		}
 	}
-	hashed, err := hashChunks(ctx, f, path, size, todo, out.ChunkSHA256)
+	hashed, err := hashChunks(ctx, read, path, size, todo, out.ChunkSHA256, workers)
 	if err != nil {
 		return FileSum{}, hashed, err
 	}
@@ -94,13 +128,13 @@ func sumChunks(ctx context.Context, path, parent string, parentSum *FileSum) (Fi
 }
 
 // hashChunks reads the chunks todo of f (size bytes) and puts their
-// SHA-256 in sums, on every CPU (SHA-256 is the cost); it returns how
-// many bytes it hashed.
-func hashChunks(ctx context.Context, f *os.File, path string, size int64, todo []int64, sums []string) (int64, error) {
+// SHA-256 in sums, on up to workers CPUs (SHA-256 is the cost); it
+// returns how many bytes it hashed.
+func hashChunks(ctx context.Context, f *os.File, path string, size int64, todo []int64, sums []string, workers int) (int64, error) {
 	var next atomic.Int64
 	var hashed atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	for w := 0; w < min(runtime.GOMAXPROCS(0), 8, len(todo)); w++ {
+	for w := 0; w < min(max(workers, 1), 8, len(todo)); w++ {
 		g.Go(func() error {
 			buf := make([]byte, MappedChunkBytes)
 			for {

@@ -22,11 +22,7 @@ import (
 // copy hashes only the chunks that changed, records the same sums a full
 // read would, and its check still catches a changed chunk.
 func TestSealHashesOnlyChangedChunksOfAMappedFile(t *testing.T) {
-	root := testguest.XFSDir(t, 512<<20)
-	m := MachineIn(root, "soul")
-	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
-		t.Fatal(err)
-	}
+	root, m := xfsMachine(t)
 	const chunks = 16
 	running := filepath.Join(root, "ram")
 	data := make([]byte, chunks*MappedChunkBytes-4096) // a short last chunk
@@ -101,11 +97,7 @@ func TestSealHashesOnlyChangedChunksOfAMappedFile(t *testing.T) {
 // A parent whose manifest has damaged chunk sums, or another file size,
 // is not trusted: everything is hashed.
 func TestSealIgnoresABadParent(t *testing.T) {
-	root := testguest.XFSDir(t, 512<<20)
-	m := MachineIn(root, "soul")
-	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
-		t.Fatal(err)
-	}
+	root, m := xfsMachine(t)
 	running := filepath.Join(root, "ram")
 	data := make([]byte, 4*MappedChunkBytes)
 	rand.Read(data)
@@ -146,6 +138,18 @@ func checkSums(t *testing.T, f FileSum, data []byte) {
 	}
 }
 
+// xfsMachine is a machine "soul" on a fresh XFS with reflink, and that
+// file system's root.
+func xfsMachine(t *testing.T) (string, *Machine) {
+	t.Helper()
+	root := testguest.XFSDir(t, 512<<20)
+	m := MachineIn(root, "soul")
+	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
+		t.Fatal(err)
+	}
+	return root, m
+}
+
 func reflink(t *testing.T, dst, src string) {
 	t.Helper()
 	in, err := os.Open(src)
@@ -183,11 +187,7 @@ func TestClipExtents(t *testing.T) {
 // RAM the guest never touched is a hole in the file: it is summed as
 // zeros without being read.
 func TestSealSkipsHoles(t *testing.T) {
-	root := testguest.XFSDir(t, 512<<20)
-	m := MachineIn(root, "soul")
-	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
-		t.Fatal(err)
-	}
+	_, m := xfsMachine(t)
 	pend, err := m.NewPending()
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,8 @@ type Pending struct {
 	dir string
 	// hashed counts the bytes Seal read to checksum them.
 	hashed int64
+	// beside are more refs for the mapped files (Beside).
+	beside map[string][]Ref
 }
 
 // NewPending makes an empty directory for a new suspend point.
@@ -49,6 +51,16 @@ func (p *Pending) ID() string { return p.id }
 // (files the VMM plugin summed, and the chunks of a mapped file unchanged
 // since the parent point, are not read).
 func (p *Pending) Hashed() int64 { return p.hashed }
+
+// Beside gives Seal more files whose chunk sums it may take for the
+// mapped file name (beyond the parent point's): shadows hashed while the
+// machine ran (Presum). A ref must not be removed before Seal returns.
+func (p *Pending) Beside(name string, refs ...Ref) {
+	if p.beside == nil {
+		p.beside = map[string][]Ref{}
+	}
+	p.beside[name] = append(p.beside[name], refs...)
+}
 
 // Discard removes the pending point.
 func (p *Pending) Discard() error { return os.RemoveAll(p.dir) }
@@ -81,8 +93,8 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 		case ok:
 			fs, err = syncKnown(filepath.Join(p.dir, name), k)
 		case isMapped(known, name):
-			parent, parentSum := p.m.pointFile(man.Parent, name)
-			fs, hashed, err = sumChunks(context.Background(), filepath.Join(p.dir, name), parent, parentSum)
+			refs := append(p.m.PointRef(man.Parent, name), p.beside[name]...)
+			fs, hashed, err = sumChunks(context.Background(), filepath.Join(p.dir, name), refs)
 		default:
 			fs, err = sumFile(filepath.Join(p.dir, name), true)
 			hashed = fs.Size
@@ -114,27 +126,28 @@ func (p *Pending) Seal(files []string, man Manifest, known ...FileSum) (Point, e
 	return Point{Dir: final, Manifest: man}, nil
 }
 
-// pointFile is a file of sealed point id and its checksums, if the point
-// and the file exist.
-func (m *Machine) pointFile(id, name string) (string, *FileSum) {
+// PointRef is the mapped file name of sealed point id with its sums, as
+// a ref (none if the point or the file does not exist). A sealed point's
+// files are never written again.
+func (m *Machine) PointRef(id, name string) []Ref {
 	if id == "" || strings.ContainsAny(id, "/.") {
-		return "", nil
+		return nil
 	}
 	dir := filepath.Join(m.PointsDir(), id)
 	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {
-		return "", nil
+		return nil
 	}
 	var man Manifest
 	if json.Unmarshal(b, &man) != nil || man.ID != id {
-		return "", nil
+		return nil
 	}
 	for _, f := range man.Files {
 		if f.Name == name {
-			return filepath.Join(dir, name), &f
+			return []Ref{{Path: filepath.Join(dir, name), Sum: f}}
 		}
 	}
-	return "", nil
+	return nil
 }
 
 func isMapped(known []FileSum, name string) bool {

@@ -64,7 +64,7 @@ func (s *server) Start(ctx context.Context, r *pb.StartRequest) (*pb.StartRespon
 	if err != nil {
 		return nil, rpc.ToStatus(err)
 	}
-	return &pb.StartResponse{Description: out.Description, Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures}, nil
+	return &pb.StartResponse{Description: out.Description, Console: consoleToPB(out.Console), CpuFeatures: out.CPUFeatures, RunningFiles: out.RunningFiles}, nil
 }
 
 func (s *server) Suspend(ctx context.Context, r *pb.SuspendRequest) (*pb.SuspendResponse, error) {
@@ -212,7 +212,7 @@ func (c *Client) Start(ctx context.Context, r StartRequest) (StartResponse, erro
 	if err != nil {
 		return StartResponse{}, rpc.FromStatus(err)
 	}
-	return StartResponse{Description: out.Description, Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures}, nil
+	return StartResponse{Description: out.Description, Console: consoleFromPB(out.Console), CPUFeatures: out.CpuFeatures, RunningFiles: out.RunningFiles}, nil
 }
 
 // Suspend implements VMM.

@@ -221,6 +221,13 @@ type StartResponse struct {
 	// does not say (or the needs are the host's own, as for "host"), and
 	// the core applies package x86cpu to the host profile.
 	CPUFeatures []string
+	// RunningFiles names, for a file a suspend will make a mapped file of
+	// the point (FileSum.Mapped), the file the machine runs on (in
+	// MachineDir): file name → path. The core may hash it in the
+	// background while the machine runs (from a reflink clone it makes
+	// beside it), so that the suspend hashes only what changed since.
+	// A resume says the same in ResumeResponse.RunningCopies.
+	RunningFiles map[string]string
 }
 
 // Console locates a running machine's serial console on this host.

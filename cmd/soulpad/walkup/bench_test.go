@@ -411,7 +411,7 @@ func lastJournal(b *testing.B, padDir string) journalFacts {
 }
 
 // newestJournal opens the pad's newest session journal.
-func newestJournal(b *testing.B, padDir string) *os.File {
+func newestJournal(b testing.TB, padDir string) *os.File {
 	b.Helper()
 	ents, err := os.ReadDir(filepath.Join(padDir, "journal"))
 	if err != nil {

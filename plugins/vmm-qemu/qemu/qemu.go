@@ -170,7 +170,12 @@ func (p *Plugin) Start(ctx context.Context, req vmm.StartRequest) (vmm.StartResp
 	}
 	p.vm = v
 	go p.tendGuest(v, false)
-	return vmm.StartResponse{Description: v.desc.String(), Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}, nil
+	out := vmm.StartResponse{Description: v.desc.String(), Console: v.console(), CPUFeatures: x86cpu.Needed(req.Spec.CPUModel, nil)}
+	if mode == memoryMapped {
+		// The core may hash it while the guest runs.
+		out.RunningFiles = map[string]string{RAMFile: v.ramFile}
+	}
+	return out, nil
 }
 
 // newProc is a machine about to be launched by this plugin.

@@ -438,6 +438,7 @@ type StartResponse struct {
 	Description   string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
 	Console       *Console               `protobuf:"bytes,2,opt,name=console,proto3" json:"console,omitempty"`
 	CpuFeatures   []string               `protobuf:"bytes,3,rep,name=cpu_features,json=cpuFeatures,proto3" json:"cpu_features,omitempty"`
+	RunningFiles  map[string]string      `protobuf:"bytes,4,rep,name=running_files,json=runningFiles,proto3" json:"running_files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +490,13 @@ func (x *StartResponse) GetConsole() *Console {
 func (x *StartResponse) GetCpuFeatures() []string {
 	if x != nil {
 		return x.CpuFeatures
+	}
+	return nil
+}
+
+func (x *StartResponse) GetRunningFiles() map[string]string {
+	if x != nil {
+		return x.RunningFiles
 	}
 	return nil
 }
@@ -1613,11 +1621,15 @@ const file_vmm_proto_rawDesc = "" +
 	"\vmachine_dir\x18\x02 \x01(\tR\n" +
 	"machineDir\x12$\n" +
 	"\x0efrom_state_dir\x18\x03 \x01(\tR\ffromStateDir\x12)\n" +
-	"\x10from_description\x18\x04 \x01(\tR\x0ffromDescription\"\x83\x01\n" +
+	"\x10from_description\x18\x04 \x01(\tR\x0ffromDescription\"\x96\x02\n" +
 	"\rStartResponse\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x12-\n" +
 	"\aconsole\x18\x02 \x01(\v2\x13.soulpad.v1.ConsoleR\aconsole\x12!\n" +
-	"\fcpu_features\x18\x03 \x03(\tR\vcpuFeatures\"K\n" +
+	"\fcpu_features\x18\x03 \x03(\tR\vcpuFeatures\x12P\n" +
+	"\rrunning_files\x18\x04 \x03(\v2+.soulpad.v1.StartResponse.RunningFilesEntryR\frunningFiles\x1a?\n" +
+	"\x11RunningFilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\aConsole\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x10\n" +
 	"\x03log\x18\x02 \x01(\tR\x03log\x12\x16\n" +
@@ -1723,7 +1735,7 @@ func file_vmm_proto_rawDescGZIP() []byte {
 	return file_vmm_proto_rawDescData
 }
 
-var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_vmm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_vmm_proto_goTypes = []any{
 	(*ProgressRequest)(nil),      // 0: soulpad.v1.ProgressRequest
 	(*ProgressResponse)(nil),     // 1: soulpad.v1.ProgressResponse
@@ -1750,46 +1762,48 @@ var file_vmm_proto_goTypes = []any{
 	(*CollectDisksRequest)(nil),  // 22: soulpad.v1.CollectDisksRequest
 	(*CollectDisksResponse)(nil), // 23: soulpad.v1.CollectDisksResponse
 	nil,                          // 24: soulpad.v1.MachineSpec.ExtraEntry
-	nil,                          // 25: soulpad.v1.ResumeResponse.RunningCopiesEntry
+	nil,                          // 25: soulpad.v1.StartResponse.RunningFilesEntry
+	nil,                          // 26: soulpad.v1.ResumeResponse.RunningCopiesEntry
 }
 var file_vmm_proto_depIdxs = []int32{
 	2,  // 0: soulpad.v1.MachineSpec.disks:type_name -> soulpad.v1.Disk
 	24, // 1: soulpad.v1.MachineSpec.extra:type_name -> soulpad.v1.MachineSpec.ExtraEntry
 	3,  // 2: soulpad.v1.StartRequest.spec:type_name -> soulpad.v1.MachineSpec
 	6,  // 3: soulpad.v1.StartResponse.console:type_name -> soulpad.v1.Console
-	8,  // 4: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
-	10, // 5: soulpad.v1.SuspendResponse.phases:type_name -> soulpad.v1.Phase
-	3,  // 6: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
-	8,  // 7: soulpad.v1.ResumeRequest.sums:type_name -> soulpad.v1.FileSum
-	6,  // 8: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
-	10, // 9: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
-	25, // 10: soulpad.v1.ResumeResponse.running_copies:type_name -> soulpad.v1.ResumeResponse.RunningCopiesEntry
-	3,  // 11: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	3,  // 12: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
-	21, // 13: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
-	4,  // 14: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
-	7,  // 15: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
-	11, // 16: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
-	13, // 17: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
-	15, // 18: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
-	17, // 19: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
-	19, // 20: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
-	22, // 21: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
-	0,  // 22: soulpad.v1.VMM.Progress:input_type -> soulpad.v1.ProgressRequest
-	5,  // 23: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
-	9,  // 24: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
-	12, // 25: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
-	14, // 26: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
-	16, // 27: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
-	18, // 28: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
-	20, // 29: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
-	23, // 30: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
-	1,  // 31: soulpad.v1.VMM.Progress:output_type -> soulpad.v1.ProgressResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	25, // 4: soulpad.v1.StartResponse.running_files:type_name -> soulpad.v1.StartResponse.RunningFilesEntry
+	8,  // 5: soulpad.v1.SuspendResponse.sums:type_name -> soulpad.v1.FileSum
+	10, // 6: soulpad.v1.SuspendResponse.phases:type_name -> soulpad.v1.Phase
+	3,  // 7: soulpad.v1.ResumeRequest.spec:type_name -> soulpad.v1.MachineSpec
+	8,  // 8: soulpad.v1.ResumeRequest.sums:type_name -> soulpad.v1.FileSum
+	6,  // 9: soulpad.v1.ResumeResponse.console:type_name -> soulpad.v1.Console
+	10, // 10: soulpad.v1.ResumeResponse.phases:type_name -> soulpad.v1.Phase
+	26, // 11: soulpad.v1.ResumeResponse.running_copies:type_name -> soulpad.v1.ResumeResponse.RunningCopiesEntry
+	3,  // 12: soulpad.v1.KeepDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	3,  // 13: soulpad.v1.CollectDisksRequest.spec:type_name -> soulpad.v1.MachineSpec
+	21, // 14: soulpad.v1.CollectDisksRequest.keep:type_name -> soulpad.v1.PointState
+	4,  // 15: soulpad.v1.VMM.Start:input_type -> soulpad.v1.StartRequest
+	7,  // 16: soulpad.v1.VMM.Suspend:input_type -> soulpad.v1.SuspendRequest
+	11, // 17: soulpad.v1.VMM.Resume:input_type -> soulpad.v1.ResumeRequest
+	13, // 18: soulpad.v1.VMM.PowerOff:input_type -> soulpad.v1.PowerOffRequest
+	15, // 19: soulpad.v1.VMM.Status:input_type -> soulpad.v1.StatusRequest
+	17, // 20: soulpad.v1.VMM.Events:input_type -> soulpad.v1.EventsRequest
+	19, // 21: soulpad.v1.VMM.KeepDisks:input_type -> soulpad.v1.KeepDisksRequest
+	22, // 22: soulpad.v1.VMM.CollectDisks:input_type -> soulpad.v1.CollectDisksRequest
+	0,  // 23: soulpad.v1.VMM.Progress:input_type -> soulpad.v1.ProgressRequest
+	5,  // 24: soulpad.v1.VMM.Start:output_type -> soulpad.v1.StartResponse
+	9,  // 25: soulpad.v1.VMM.Suspend:output_type -> soulpad.v1.SuspendResponse
+	12, // 26: soulpad.v1.VMM.Resume:output_type -> soulpad.v1.ResumeResponse
+	14, // 27: soulpad.v1.VMM.PowerOff:output_type -> soulpad.v1.PowerOffResponse
+	16, // 28: soulpad.v1.VMM.Status:output_type -> soulpad.v1.StatusResponse
+	18, // 29: soulpad.v1.VMM.Events:output_type -> soulpad.v1.Event
+	20, // 30: soulpad.v1.VMM.KeepDisks:output_type -> soulpad.v1.KeepDisksResponse
+	23, // 31: soulpad.v1.VMM.CollectDisks:output_type -> soulpad.v1.CollectDisksResponse
+	1,  // 32: soulpad.v1.VMM.Progress:output_type -> soulpad.v1.ProgressResponse
+	24, // [24:33] is the sub-list for method output_type
+	15, // [15:24] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_vmm_proto_init() }
@@ -1803,7 +1817,7 @@ func file_vmm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_vmm_proto_rawDesc), len(file_vmm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
