@@ -46,6 +46,14 @@ and plug the pad (nothing cached); run (the resume, timed to "running"
 and to the guest's next tick); suspend --wait again (what changed). The
 bytes that reached the pad are counted at its loop device.
 
+Each cell also measures its pad (48 MiB written and read back, direct,
+as throttled) and sets each step beside what that pad needs for the
+bytes the step moved: the second suspend ÷ (its writes ÷ the pad's write
+speed), goal ≤ 1.5; the resume to the guest's tick, less the cold boot's
+time to a running machine, ÷ (the bytes read before the tick ÷ the read
+speed), goal ≤ 1.5; and all the resumed session read from the pad ÷ the
+RAM the guest had touched, goal ≤ 1.1. The second table prints them.
+
 The machine must boot a kernel directly (machine.kernel and initrd: the
 demo guest, examples/guest/build.sh). Needs root (loop devices and
 throttling). --quick (256 MiB, usb2 and none, the configured crypt
@@ -237,12 +245,14 @@ func runGuestBench(cmd *cobra.Command, plan bench.Plan, fl benchFlags) error {
 			fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: FAILED: %s\n", i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Error)
 			return
 		}
-		fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s (%.2f CPU-s), resume %.2f s (tick %.2f s, %.2f CPU-s), 2nd suspend %.2f s (%.2f CPU-s); about %s left\n",
-			i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Suspend1CPU, c.Resume, c.ResumeTick, c.ResumeTickCPU, c.Suspend2, c.Suspend2CPU, left)
+		fmt.Fprintf(w, "[%d/%d] %d MiB, %s pad, %s: suspend %.2f s (%.2f CPU-s), resume %.2f s (tick %.2f s, %.2f CPU-s), 2nd suspend %.2f s (%.2f CPU-s); to the pad's limit: 2nd suspend %.2f×, tick %.2f×, reads %.2f× the RAM touched; about %s left\n",
+			i, n, c.MemoryMiB, c.Speed, c.Crypt, c.Suspend1, c.Suspend1CPU, c.Resume, c.ResumeTick, c.ResumeTickCPU, c.Suspend2, c.Suspend2CPU, c.Suspend2Ratio, c.TickRatio, c.ReadsRatio, left)
 	})
 	med := bench.Median(cells)
 	fmt.Fprintln(w)
 	bench.Table(w, med)
+	fmt.Fprintln(w)
+	bench.GoalTable(w, med)
 	errs := []error{
 		bench.WriteCSV(filepath.Join(outDir, "results.csv"), cells),
 		bench.WriteJSON(filepath.Join(outDir, "results.json"), cells, med),

@@ -62,9 +62,28 @@ type Cell struct {
 	// Read1 and Read2: what each suspend read back from the pad.
 	Read1 float64 `json:"suspend_mib_from_pad"`
 	Read2 float64 `json:"second_suspend_mib_from_pad"`
-	// Stages are the resumed session's stage times from the journal.
-	Stages map[string]float64 `json:"stages_s"`
-	Error  string             `json:"error,omitempty"`
+	// The pad as measured (direct I/O, as throttled), MiB/s.
+	PadReadMiBs  float64 `json:"pad_read_mib_s"`
+	PadWriteMiBs float64 `json:"pad_write_mib_s"`
+	// ColdStart is the cold boot's time from `soulpad run` to a running
+	// machine: the stages and QEMU's start, with no state to load.
+	ColdStart float64 `json:"cold_start_s"`
+	// ReadTick is what the resuming run read from the pad up to the
+	// guest's next tick, ReadSession up to the end of the second suspend,
+	// and Touched the RAM the first point holds on the pad (its mapped
+	// memory; 0 when streamed), MiB.
+	ReadTick    float64 `json:"resume_mib_from_pad_to_tick"`
+	ReadSession float64 `json:"session_mib_from_pad"`
+	Touched     float64 `json:"memory_touched_mib"`
+	// The ratios to the pad's limits (GoalTable).
+	Suspend2Ratio float64 `json:"second_suspend_to_limit"`
+	TickRatio     float64 `json:"tick_to_limit"`
+	ReadsRatio    float64 `json:"reads_to_touched"`
+	// Stages are the resumed session's stage times from the journal,
+	// Suspend2Phases its suspend's phases.
+	Stages         map[string]float64 `json:"stages_s"`
+	Suspend2Phases map[string]float64 `json:"second_suspend_phases_s,omitempty"`
+	Error          string             `json:"error,omitempty"`
 }
 
 // Estimate is about how long the plan takes here (TCG): the guest fills
@@ -130,12 +149,17 @@ func (p Plan) cell(ctx context.Context, c *Cell, sp Speed) error {
 	if err := disk.Throttle(sp); err != nil {
 		return err
 	}
+	if c.PadReadMiBs, c.PadWriteMiBs, err = disk.measure(); err != nil {
+		return err
+	}
 
 	// Cold boot; the guest fills half its RAM; the first suspend.
+	t := time.Now()
 	run, err := p.startRunning(ctx, env, 3*time.Minute)
 	if err != nil {
 		return err
 	}
+	c.ColdStart = time.Since(t).Seconds()
 	defer run.kill()
 	// Filling RAM runs at a few MiB/s under TCG.
 	if _, err := waitConsole(ctx, cli, run, "soulpad-guest: dirtied", 0, time.Minute+time.Duration(dirtyMiB(c.MemoryMiB))*time.Second); err != nil {
@@ -185,6 +209,7 @@ func (p Plan) walk(ctx context.Context, c *Cell, env []string, cli func(...strin
 		return err
 	}
 	c.Suspend1CPU = run.cpu() - cpu0
+	c.Touched, _ = lastSuspend(filepath.Join(disk.Mount, "pad"))
 
 	// Unplug and plug in again (nothing cached), resume.
 	if err := disk.Unplug(); err != nil {
@@ -193,6 +218,7 @@ func (p Plan) walk(ctx context.Context, c *Cell, env []string, cli func(...strin
 	if err := disk.Plug(); err != nil {
 		return err
 	}
+	plugged, _ := disk.io()
 	t = time.Now()
 	run, err := p.startRunning(ctx, env, 10*time.Minute)
 	if err != nil {
@@ -208,6 +234,8 @@ func (p Plan) walk(ctx context.Context, c *Cell, env []string, cli func(...strin
 	}
 	c.ResumeTick = time.Since(t).Seconds()
 	c.ResumeTickCPU = proccpu.Tree(run.cmd.Process.Pid)
+	r, _ := disk.io()
+	c.ReadTick = float64(r-plugged) / (1 << 20)
 
 	// The second suspend: what changed since the first.
 	r0, w0 = disk.io()
@@ -223,6 +251,9 @@ func (p Plan) walk(ctx context.Context, c *Cell, env []string, cli func(...strin
 		return err
 	}
 	c.Suspend2CPU = run.cpu() - cpu0
+	c.ReadSession = float64(r1-plugged) / (1 << 20)
+	_, c.Suspend2Phases = lastSuspend(filepath.Join(disk.Mount, "pad"))
+	c.ratios()
 	out, err := cli("status", "--json")
 	if err != nil {
 		return err
@@ -475,9 +506,20 @@ func Median(cells []Cell) []Cell {
 			Written1: med(func(c Cell) float64 { return c.Written1 }), Written2: med(func(c Cell) float64 { return c.Written2 }),
 			Read1: med(func(c Cell) float64 { return c.Read1 }), Read2: med(func(c Cell) float64 { return c.Read2 }),
 			Suspend1CPU: med(func(c Cell) float64 { return c.Suspend1CPU }), ResumeTickCPU: med(func(c Cell) float64 { return c.ResumeTickCPU }),
-			Suspend2CPU: med(func(c Cell) float64 { return c.Suspend2CPU })}
+			Suspend2CPU: med(func(c Cell) float64 { return c.Suspend2CPU }),
+			PadReadMiBs: med(func(c Cell) float64 { return c.PadReadMiBs }), PadWriteMiBs: med(func(c Cell) float64 { return c.PadWriteMiBs }),
+			ColdStart: med(func(c Cell) float64 { return c.ColdStart }), ReadTick: med(func(c Cell) float64 { return c.ReadTick }),
+			ReadSession: med(func(c Cell) float64 { return c.ReadSession }), Touched: med(func(c Cell) float64 { return c.Touched }),
+			Suspend2Ratio: med(func(c Cell) float64 { return c.Suspend2Ratio }), TickRatio: med(func(c Cell) float64 { return c.TickRatio }),
+			ReadsRatio: med(func(c Cell) float64 { return c.ReadsRatio })}
 		for st := range g[0].Stages {
 			m.Stages[st] = med(func(c Cell) float64 { return c.Stages[st] })
+		}
+		for ph := range g[0].Suspend2Phases {
+			if m.Suspend2Phases == nil {
+				m.Suspend2Phases = map[string]float64{}
+			}
+			m.Suspend2Phases[ph] = med(func(c Cell) float64 { return c.Suspend2Phases[ph] })
 		}
 		out = append(out, m)
 	}

@@ -103,14 +103,16 @@ func WriteCSV(path string, cells []Cell) error {
 	}
 	w := csv.NewWriter(f)
 	stages := []string{"boot", "detect", "unlock", "resume", "run", "suspend", "shutdown"}
-	head := []string{"memory_mib", "pad_speed", "crypt", "rep", "resume_to_running_s", "resume_to_tick_s", "suspend_s", "second_suspend_s", "suspend_mib_to_pad", "second_suspend_mib_to_pad", "suspend_mib_from_pad", "second_suspend_mib_from_pad", "resume_to_tick_cpu_s", "suspend_cpu_s", "second_suspend_cpu_s"}
+	head := []string{"memory_mib", "pad_speed", "crypt", "rep", "resume_to_running_s", "resume_to_tick_s", "suspend_s", "second_suspend_s", "suspend_mib_to_pad", "second_suspend_mib_to_pad", "suspend_mib_from_pad", "second_suspend_mib_from_pad", "resume_to_tick_cpu_s", "suspend_cpu_s", "second_suspend_cpu_s",
+		"pad_read_mib_s", "pad_write_mib_s", "cold_start_s", "resume_mib_from_pad_to_tick", "session_mib_from_pad", "memory_touched_mib", "second_suspend_to_limit", "tick_to_limit", "reads_to_touched"}
 	for _, s := range stages {
 		head = append(head, "stage_"+s+"_s")
 	}
 	_ = w.Write(append(head, "error"))
 	ff := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, c := range cells {
-		row := []string{strconv.FormatInt(c.MemoryMiB, 10), c.Speed, c.Crypt, strconv.Itoa(c.Rep), ff(c.Resume), ff(c.ResumeTick), ff(c.Suspend1), ff(c.Suspend2), ff(c.Written1), ff(c.Written2), ff(c.Read1), ff(c.Read2), ff(c.ResumeTickCPU), ff(c.Suspend1CPU), ff(c.Suspend2CPU)}
+		row := []string{strconv.FormatInt(c.MemoryMiB, 10), c.Speed, c.Crypt, strconv.Itoa(c.Rep), ff(c.Resume), ff(c.ResumeTick), ff(c.Suspend1), ff(c.Suspend2), ff(c.Written1), ff(c.Written2), ff(c.Read1), ff(c.Read2), ff(c.ResumeTickCPU), ff(c.Suspend1CPU), ff(c.Suspend2CPU),
+			ff(c.PadReadMiBs), ff(c.PadWriteMiBs), ff(c.ColdStart), ff(c.ReadTick), ff(c.ReadSession), ff(c.Touched), ff(c.Suspend2Ratio), ff(c.TickRatio), ff(c.ReadsRatio)}
 		for _, s := range stages {
 			row = append(row, ff(c.Stages[s]))
 		}

@@ -131,3 +131,27 @@ func TestSweepStale(t *testing.T) {
 		}
 	}
 }
+
+// Each step is set beside what its pad needs for the bytes it moved.
+func TestRatiosToThePadsLimit(t *testing.T) {
+	c := Cell{MemoryMiB: 256, Speed: "usb2", Crypt: "crypt-luks", PadReadMiBs: 35, PadWriteMiBs: 35,
+		Suspend2: 2.0, Written2: 35, // 1 s at the limit: 2.0×
+		ResumeTick: 4.0, ColdStart: 2.5, ReadTick: 70, // 1.5 s beyond the cold start, 2 s at the limit: 0.75×
+		ReadSession: 150, Touched: 140}
+	c.ratios()
+	if c.Suspend2Ratio != 2.0 || c.TickRatio != 0.75 || c.ReadsRatio != 150.0/140 {
+		t.Fatalf("ratios %.3f %.3f %.3f; want 2, 0.75, 1.071", c.Suspend2Ratio, c.TickRatio, c.ReadsRatio)
+	}
+	streamed := Cell{Suspend2: 1, Written2: 10, PadWriteMiBs: 100, ReadSession: 300} // no RAM file: no reads ratio
+	streamed.ratios()
+	if streamed.ReadsRatio != 0 || streamed.TickRatio != 0 || streamed.Suspend2Ratio != 10 {
+		t.Fatalf("streamed ratios %+v", streamed)
+	}
+	var buf bytes.Buffer
+	GoalTable(&buf, Median([]Cell{c, streamed}))
+	for _, want := range []string{"2.00 over", "0.75 ok", "1.07 ok", "ratio (≤1.5)", "ratio (≤1.1)", "35/35"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("the goal table lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
