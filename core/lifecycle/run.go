@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/soulpad/soulpad/core/pad"
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
@@ -123,7 +125,21 @@ func (s *Session) beginRunning(ctx context.Context) error {
 func (s *Session) askSuspend(note *string, why string) error {
 	*note = why + s.checkpointNote()
 	s.suspendAsked = true
+	s.startWriteBack()
 	return nil
+}
+
+// startWriteBack starts writing back what the guest changed of its
+// mapped memory, without waiting: the suspend must put those pages on
+// the pad, and they go while the hashing ahead stops, the point is
+// prepared and the guest is stopped, instead of after.
+func (s *Session) startWriteBack() {
+	for _, path := range s.running {
+		if f, err := os.Open(path); err == nil {
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			f.Close()
+		}
+	}
 }
 
 // poweredOffNow ends the session without a suspend point: the next run
