@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/sdk"
 )
@@ -105,25 +110,118 @@ func verifyChunksVia(ctx context.Context, path, cp string, want FileSum) (fromPo
 		s := sha256.Sum256(buf[:end-start])
 		return hex.EncodeToString(s[:]), nil
 	}
-	for i, sum := range want.ChunkSHA256 {
-		if err := ctx.Err(); err != nil {
-			return fromPoint, err
-		}
+	check := func(i int64) error {
+		sum := want.ChunkSHA256[i]
 		if rf != nil {
-			if got, err := sumOf(rf, int64(i)); err == nil && got == sum {
-				continue
+			if got, err := sumOf(rf, i); err == nil && got == sum {
+				return nil
 			}
 		}
-		got, err := sumOf(pf, int64(i))
-		fromPoint += min(want.ChunkBytes, want.Size-int64(i)*want.ChunkBytes)
+		got, err := sumOf(pf, i)
+		fromPoint += min(want.ChunkBytes, want.Size-i*want.ChunkBytes)
 		if err != nil {
-			return fromPoint, err
+			return err
 		}
 		if got != sum {
-			return fromPoint, errChunk{int64(i)}
+			return errChunk{i}
+		}
+		return nil
+	}
+	order := inOrder(int64(len(want.ChunkSHA256)))
+	if rf != nil {
+		order = asTheyCome(rf, want.ChunkBytes, want.Size)
+	}
+	for i := range order(ctx) {
+		if err := check(i); err != nil {
+			return fromPoint, err
 		}
 	}
-	return fromPoint, nil
+	return fromPoint, ctx.Err()
+}
+
+// A chunk order: the chunks' numbers, each once, until ctx ends.
+type chunkOrder func(ctx context.Context) iter.Seq[int64]
+
+// inOrder is 0, 1, … n-1.
+func inOrder(n int64) chunkOrder {
+	return func(ctx context.Context) iter.Seq[int64] {
+		return func(yield func(int64) bool) {
+			for i := int64(0); i < n && ctx.Err() == nil; i++ {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// How long the check waits for chunks of a running copy to come into
+// memory before it reads them itself, and how often it looks.
+const (
+	settleWait = 2 * time.Second
+	settleLook = 50 * time.Millisecond
+)
+
+// asTheyCome orders the chunks of the running copy f (size bytes) as
+// they come into the page cache, brought in by the guest's faults or the
+// VMM's read-ahead: a chunk whole in memory is checked without reading
+// the pad, and the check does not queue reads of its own in front of the
+// guest's. Once nothing has come in for settleWait (no read-ahead, or it
+// ended), the rest follow in order, read from the pad.
+func asTheyCome(f *os.File, chunk, size int64) chunkOrder {
+	n := (size + chunk - 1) / chunk
+	return func(ctx context.Context) iter.Seq[int64] {
+		return func(yield func(int64) bool) {
+			mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+			if err != nil || size == 0 || chunk%int64(os.Getpagesize()) != 0 {
+				inOrder(n)(ctx)(yield)
+				return
+			}
+			defer unix.Munmap(mem)
+			vec := make([]byte, (chunk+int64(os.Getpagesize())-1)/int64(os.Getpagesize()))
+			resident := func(i int64) bool {
+				b := mem[i*chunk : min((i+1)*chunk, size)]
+				v := vec[:(int64(len(b))+int64(os.Getpagesize())-1)/int64(os.Getpagesize())]
+				if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&v[0]))); e != 0 {
+					return true // cannot tell: read it
+				}
+				for _, p := range v {
+					if p&1 == 0 {
+						return false
+					}
+				}
+				return true
+			}
+			pending := make([]int64, n)
+			for i := range pending {
+				pending[i] = int64(i)
+			}
+			progress := time.Now()
+			for len(pending) > 0 && ctx.Err() == nil {
+				stalled := time.Since(progress) > settleWait
+				rest := pending[:0]
+				for _, i := range pending {
+					switch {
+					case ctx.Err() != nil:
+						return
+					case stalled || resident(i):
+						if !yield(i) {
+							return
+						}
+						progress = time.Now()
+					default:
+						rest = append(rest, i)
+					}
+				}
+				if pending = rest; len(pending) > 0 && !stalled {
+					select {
+					case <-ctx.Done():
+					case <-time.After(settleLook):
+					}
+				}
+			}
+		}
+	}
 }
 
 // fileErr says what went wrong reading the point's file f to check it.

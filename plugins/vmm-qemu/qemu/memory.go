@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -216,17 +217,67 @@ func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 // prefetch reads path from start to end in the background, so the pages
 // the guest has not touched yet are in the page cache when it does; it
 // stops at ctx's end. It returns when done.
-func prefetch(ctx context.Context, path string) {
+//
+// The guest comes first: a page it touches that is not in memory yet is
+// a major fault of QEMU's (faults counts them), read from the pad while
+// the guest waits. A read of the prefetch queued before it makes it
+// wait longer, so while the guest faults the prefetch holds back (up to
+// prefetchYield before each read, so that it still ends), and it reads
+// in small pieces.
+func prefetch(ctx context.Context, path string, faults func() uint64) {
 	f, err := os.Open(path)
 	if err != nil {
 		return
 	}
 	defer f.Close()
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, prefetchPiece)
+	last := faults()
 	for off := int64(0); ctx.Err() == nil; off += int64(len(buf)) {
+		// Until no fault came for prefetchQuiet: the guest is not
+		// waiting for the pad.
+		for waited := time.Duration(0); waited < prefetchYield; waited += prefetchQuiet {
+			now := faults()
+			if now == last {
+				break
+			}
+			last = now
+			time.Sleep(prefetchQuiet)
+		}
 		n, err := f.ReadAt(buf, off)
 		if n == 0 || err != nil {
 			return
 		}
 	}
+}
+
+// The prefetch's pieces, and how it yields to the guest's faults.
+const (
+	prefetchPiece = 256 << 10
+	prefetchQuiet = 2 * time.Millisecond
+	prefetchYield = 200 * time.Millisecond
+)
+
+// majorFaults counts process pid's major faults (/proc/pid/stat); 0 once
+// it is gone.
+func majorFaults(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	return statMajorFaults(b)
+}
+
+// statMajorFaults is the majflt field of a /proc/pid/stat line (0 if it
+// has none).
+func statMajorFaults(b []byte) uint64 {
+	i := bytes.LastIndexByte(b, ')') // the name may hold spaces
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 10 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[9], 10, 64) // majflt, field 12
+	return n
 }

@@ -228,9 +228,10 @@ func (v *proc) startPrefetch() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	v.stopPrefetch, v.prefetched = cancel, make(chan struct{})
+	pid := v.cmd.Process.Pid
 	go func() {
 		defer close(v.prefetched)
-		prefetch(ctx, v.ramFile)
+		prefetch(ctx, v.ramFile, func() uint64 { return majorFaults(pid) })
 	}()
 }
 
