@@ -4,16 +4,10 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"image/color"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"text/tabwriter"
-
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
 )
 
 // The SoulPad paper's numbers (Cáceres et al., "Reincarnating PCs with
@@ -129,88 +123,6 @@ func WriteJSON(path string, cells, med []Cell) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-// WriteChart charts resume and suspend latency by memory size, a pair of
-// bars per pad speed (the first crypt plugin measured). The format
-// follows path's extension (.svg, .png).
-func WriteChart(path string, med []Cell) error {
-	if len(med) == 0 {
-		return fmt.Errorf("nothing to chart")
-	}
-	crypt := med[0].Crypt
-	var sizes []int64
-	seen := map[int64]bool{}
-	var speeds []string
-	seenS := map[string]bool{}
-	for _, c := range med {
-		if c.Crypt != crypt {
-			continue
-		}
-		if !seen[c.MemoryMiB] {
-			seen[c.MemoryMiB] = true
-			sizes = append(sizes, c.MemoryMiB)
-		}
-		if !seenS[c.Speed] {
-			seenS[c.Speed] = true
-			speeds = append(speeds, c.Speed)
-		}
-	}
-	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("SoulPad here: resume and suspend latency (%s)", crypt)
-	p.Y.Label.Text = "seconds"
-	p.X.Label.Text = "guest memory"
-	names := make([]string, len(sizes))
-	for i, s := range sizes {
-		names[i] = fmt.Sprintf("%d MiB", s)
-	}
-	p.NominalX(names...)
-	palette := []color.RGBA{{31, 119, 180, 255}, {255, 127, 14, 255}, {44, 160, 44, 255}, {214, 39, 40, 255}, {148, 103, 189, 255}, {140, 86, 75, 255}}
-	w := vg.Points(9)
-	nbars := 2 * len(speeds)
-	for si, sp := range speeds {
-		for k, what := range []string{"resume", "suspend"} {
-			vals := make(plotter.Values, len(sizes))
-			for i, s := range sizes {
-				for _, c := range med {
-					if c.Crypt == crypt && c.Speed == sp && c.MemoryMiB == s {
-						if what == "resume" {
-							vals[i] = c.Resume
-						} else {
-							vals[i] = c.Suspend1
-						}
-					}
-				}
-			}
-			b, err := plotter.NewBarChart(vals, w)
-			if err != nil {
-				return err
-			}
-			idx := 2*si + k
-			b.Color = palette[idx%len(palette)]
-			b.LineStyle.Width = 0
-			b.Offset = w * vg.Length(float64(idx)-float64(nbars-1)/2)
-			p.Add(b)
-			p.Legend.Add(what+", "+sp+" pad", b)
-		}
-	}
-	// Room around the groups, and above the bars for the legend.
-	p.X.Min, p.X.Max = -0.7, float64(len(sizes))-0.3
-	top := 0.0
-	for _, c := range med {
-		if c.Crypt == crypt {
-			top = max(top, c.Resume, c.Suspend1)
-		}
-	}
-	p.Y.Min, p.Y.Max = 0, top*1.7
-	p.Legend.Top = true
-	p.Legend.Left = true
-	width := max(420, 160+60*len(sizes)*len(speeds))
-	if err := p.Save(vg.Points(float64(width)), 4*vg.Inch, path); err != nil {
-		return err
-	}
-	return nil
 }
 
 func errorsJoin(a, b error) error {
