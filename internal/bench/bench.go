@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,59 +468,4 @@ func (r *running) kill() {
 func lastLine(s string) string {
 	l := strings.Split(strings.TrimSpace(s), "\n")
 	return l[len(l)-1]
-}
-
-// Median is the per-(memory, speed, crypt) median of the cells' figures.
-func Median(cells []Cell) []Cell {
-	type key struct {
-		m     int64
-		s, cr string
-	}
-	groups := map[key][]Cell{}
-	var order []key
-	for _, c := range cells {
-		if c.Error != "" {
-			continue
-		}
-		k := key{c.MemoryMiB, c.Speed, c.Crypt}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], c)
-	}
-	var out []Cell
-	for _, k := range order {
-		g := groups[k]
-		med := func(f func(Cell) float64) float64 {
-			v := make([]float64, len(g))
-			for i, c := range g {
-				v[i] = f(c)
-			}
-			sort.Float64s(v)
-			return v[len(v)/2]
-		}
-		m := Cell{MemoryMiB: k.m, Speed: k.s, Crypt: k.cr, Rep: len(g), Stages: map[string]float64{},
-			Suspend1: med(func(c Cell) float64 { return c.Suspend1 }), Resume: med(func(c Cell) float64 { return c.Resume }),
-			ResumeTick: med(func(c Cell) float64 { return c.ResumeTick }), Suspend2: med(func(c Cell) float64 { return c.Suspend2 }),
-			Written1: med(func(c Cell) float64 { return c.Written1 }), Written2: med(func(c Cell) float64 { return c.Written2 }),
-			Read1: med(func(c Cell) float64 { return c.Read1 }), Read2: med(func(c Cell) float64 { return c.Read2 }),
-			Suspend1CPU: med(func(c Cell) float64 { return c.Suspend1CPU }), ResumeTickCPU: med(func(c Cell) float64 { return c.ResumeTickCPU }),
-			Suspend2CPU: med(func(c Cell) float64 { return c.Suspend2CPU }),
-			PadReadMiBs: med(func(c Cell) float64 { return c.PadReadMiBs }), PadWriteMiBs: med(func(c Cell) float64 { return c.PadWriteMiBs }),
-			ColdStart: med(func(c Cell) float64 { return c.ColdStart }), ReadTick: med(func(c Cell) float64 { return c.ReadTick }),
-			ReadSession: med(func(c Cell) float64 { return c.ReadSession }), Touched: med(func(c Cell) float64 { return c.Touched }),
-			Suspend2Ratio: med(func(c Cell) float64 { return c.Suspend2Ratio }), TickRatio: med(func(c Cell) float64 { return c.TickRatio }),
-			ReadsRatio: med(func(c Cell) float64 { return c.ReadsRatio })}
-		for st := range g[0].Stages {
-			m.Stages[st] = med(func(c Cell) float64 { return c.Stages[st] })
-		}
-		for ph := range g[0].Suspend2Phases {
-			if m.Suspend2Phases == nil {
-				m.Suspend2Phases = map[string]float64{}
-			}
-			m.Suspend2Phases[ph] = med(func(c Cell) float64 { return c.Suspend2Phases[ph] })
-		}
-		out = append(out, m)
-	}
-	return out
 }
