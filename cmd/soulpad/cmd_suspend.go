@@ -69,7 +69,7 @@ on.`,
 				select {
 				case <-cmd.Context().Done():
 					return fmt.Errorf("stopped waiting (the suspend goes on): %w", cmd.Context().Err())
-				case <-time.After(200 * time.Millisecond):
+				case <-time.After(20 * time.Millisecond): // the moment it can be unplugged
 				}
 			}
 			point, why := sessionOutcome(p, asked)

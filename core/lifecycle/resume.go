@@ -186,7 +186,7 @@ func (s *Session) checkMappedBeside(ctx context.Context, p pad.Point, copies map
 			if q.Manifest.ID != p.Manifest.ID {
 				via = nil
 			}
-			n, err := q.VerifyMappedVia(vctx, via)
+			n, err := q.VerifyMappedHeld(vctx, via, s.checkHeld.Load)
 			read += n
 			if err != nil {
 				if q.Manifest.ID != p.Manifest.ID {

@@ -149,6 +149,8 @@ type Session struct {
 	// (pad.Manifest.Unchecked).
 	checked   chan error
 	unchecked []string
+	// checkHeld holds that check while the session suspends.
+	checkHeld atomic.Bool
 	// running names the files the machine runs on that a suspend makes
 	// the point's mapped files (file name → path in the machine's
 	// directory); presum hashes them ahead of the suspend.

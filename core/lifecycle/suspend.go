@@ -61,6 +61,9 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	if err := s.checkSoFar(); err != nil {
 		return err
 	}
+	// A check still running waits: the suspend has the pad and the CPUs.
+	s.checkHeld.Store(true)
+	defer s.checkHeld.Store(false)
 	var phases []vmm.Phase
 	pend, err := s.machine.NewPending()
 	if err != nil {

@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/internal/testguest"
+	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
 // The check of a running copy takes its chunks as the guest or the
@@ -56,4 +58,59 @@ func TestTheCheckTakesChunksAsTheyComeIntoMemory(t *testing.T) {
 	if want := []int64{3, 1, 0, 2, 4, 5}; !slices.Equal(got, want) {
 		t.Fatalf("chunks checked in the order %v; want %v (the two the guest brought in first, the rest in order)", got, want)
 	}
+}
+
+// While held (the session suspends), the check waits between chunks;
+// once let go, it goes on and passes.
+func TestTheCheckWaitsWhileHeld(t *testing.T) {
+	root := t.TempDir()
+	m := MachineIn(root, "soul")
+	if err := m.Create(vmm.Spec{Name: "soul"}); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 4*MappedChunkBytes)
+	rand.Read(data)
+	pt := sealedRAM(t, m, data)
+	running := filepath.Join(root, "ram")
+	if err := os.WriteFile(running, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var hold atomic.Bool
+	hold.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := pt.VerifyMappedHeld(t.Context(), map[string]string{"memory.ram": running}, hold.Load)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the check ended while held: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	hold.Store(false)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the check did not go on once let go")
+	}
+}
+
+// sealedRAM is a point of m whose mapped file memory.ram holds data.
+func sealedRAM(t *testing.T, m *Machine, data []byte) Point {
+	t.Helper()
+	pend, err := m.NewPending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pend.Dir(), "memory.ram"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pt, err := pend.Seal([]string{"memory.ram"}, Manifest{}, FileSum{Name: "memory.ram", Mapped: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pt
 }

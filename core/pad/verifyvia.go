@@ -33,6 +33,13 @@ import (
 // running copy (copies: the file's name → the copy's path) where there is
 // one. It returns how many bytes it read from the point's own files.
 func (p Point) VerifyMappedVia(ctx context.Context, copies map[string]string) (int64, error) {
+	return p.VerifyMappedHeld(ctx, copies, nil)
+}
+
+// VerifyMappedHeld is VerifyMappedVia that waits between chunks while
+// held says so (nil: never), e.g. while the session suspends: the check
+// then takes neither the pad nor a CPU from the suspend.
+func (p Point) VerifyMappedHeld(ctx context.Context, copies map[string]string, held func() bool) (int64, error) {
 	var fromPoint int64
 	for _, f := range p.Manifest.Files {
 		if !f.Mapped {
@@ -47,7 +54,7 @@ func (p Point) VerifyMappedVia(ctx context.Context, copies map[string]string) (i
 			}
 			continue
 		}
-		n, err := verifyChunksVia(ctx, path, cp, f)
+		n, err := verifyChunksVia(ctx, path, cp, f, held)
 		fromPoint += n
 		if err != nil {
 			return fromPoint, p.fileErr(f, err)
@@ -82,7 +89,7 @@ func (e errChunk) Error() string { return fmt.Sprintf("chunk %d does not match i
 // chunkList) reading the running copy cp first; it reads a chunk of path
 // only where cp's differs. A copy that cannot be read, or is not the
 // file's size, is no help: path is read whole.
-func verifyChunksVia(ctx context.Context, path, cp string, want FileSum) (fromPoint int64, err error) {
+func verifyChunksVia(ctx context.Context, path, cp string, want FileSum, held func() bool) (fromPoint int64, err error) {
 	pf, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -132,6 +139,9 @@ func verifyChunksVia(ctx context.Context, path, cp string, want FileSum) (fromPo
 		order = asTheyCome(rf, want.ChunkBytes, want.Size)
 	}
 	for i := range order(ctx) {
+		for held != nil && held() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if err := check(i); err != nil {
 			return fromPoint, err
 		}

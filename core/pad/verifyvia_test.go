@@ -26,17 +26,7 @@ func TestMappedFileCheckedThroughItsRunningCopy(t *testing.T) {
 	}
 	data := make([]byte, 8*MappedChunkBytes-4096)
 	rand.Read(data)
-	pend, err := m.NewPending()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pend.Dir(), "memory.ram"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pt, err := pend.Seal([]string{"memory.ram"}, Manifest{}, FileSum{Name: "memory.ram", Mapped: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pt := sealedRAM(t, m, data)
 	running := filepath.Join(root, "ram")
 	if err := os.WriteFile(running, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -65,7 +55,7 @@ func TestMappedFileCheckedThroughItsRunningCopy(t *testing.T) {
 	// The point's own chunk 3 is damaged too.
 	point := filepath.Join(pt.Dir, "memory.ram")
 	writeAt(point, 3*MappedChunkBytes+5, []byte{^data[3*MappedChunkBytes+5]})
-	_, err = pt.VerifyMappedVia(ctx, copies)
+	_, err := pt.VerifyMappedVia(ctx, copies)
 	if !errors.Is(err, sdk.ErrCorrupt) || !strings.Contains(err.Error(), "chunk 3") || !strings.Contains(err.Error(), pt.Manifest.ID) {
 		t.Fatalf("a damaged chunk the guest changed: %v; want the point refused, naming chunk 3", err)
 	}

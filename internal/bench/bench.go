@@ -335,7 +335,7 @@ func waitConsole(ctx context.Context, cli func(...string) (string, error), run *
 		if what == "soulpad-counter" && n > after || what != "soulpad-counter" && strings.Contains(out, what) {
 			return n, nil
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	if ctx.Err() != nil {
 		return 0, ctx.Err()
