@@ -58,7 +58,7 @@ func WriteChart(path string, med []Cell) error {
 			names = append(names, fmt.Sprintf("%d MiB, %s", c.MemoryMiB, c.Speed))
 		}
 	}
-	names = append(names, "the paper: 256 MB, USB 2.0")
+	names = append(names, "the paper:\n256 MB, USB 2.0")
 	lo, hi := math.Inf(1), 0.0
 	values := make([]plotter.Values, len(chartBars))
 	for k, b := range chartBars {
@@ -112,6 +112,6 @@ func WriteChart(path string, med []Cell) error {
 	p.Y.Min, p.Y.Max = floor, hi*100
 	p.X.Min, p.X.Max = -0.7, float64(len(names))-0.3
 	p.Legend.Top, p.Legend.Left = true, true
-	width := max(480, 120+75*len(names))
+	width := max(480, 120+95*len(names))
 	return p.Save(vg.Points(float64(width)), 4.5*vg.Inch, path)
 }
