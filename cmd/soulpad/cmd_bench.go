@@ -23,12 +23,8 @@ type benchFlags struct {
 	reps                                            int
 }
 
-func newBenchCmd(g *globals) *cobra.Command {
-	var fl benchFlags
-	c := &cobra.Command{
-		Use:   "bench",
-		Short: "Measure suspend and resume here, beside the SoulPad paper's tables",
-		Long: `Measure what the SoulPad paper (MobiSys 2005) measured, on this PC, through
+// benchLong is `soulpad bench --help`.
+const benchLong = `Measure what the SoulPad paper (MobiSys 2005) measured, on this PC, through
 soulpad itself, and print our figures beside the published ones:
 
   Table 2     resume and suspend latency by guest memory and pad speed
@@ -76,7 +72,14 @@ suspends again; then boots the same image from this PC's disk, outside
 any vault, with QEMU alone (same machine type and CPU) and runs the same
 workload. The goal for the workload: at most 1.1× the time outside the
 vault with crypt-plain, 1.3× with crypt-luks. Sizes default to 1G,2G and
-the pad to none; writes realos.json. A run takes about 4 minutes here.`,
+the pad to none; writes realos.json. A run takes about 4 minutes here.`
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var fl benchFlags
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure suspend and resume here, beside the SoulPad paper's tables",
+		Long:  benchLong,
 		Example: `  soulpad bench --quick --config site.hcl
   soulpad bench --os .cache/debian/debian.raw --crypts crypt-plain,crypt-luks
   soulpad bench --sizes 256M,1G --speeds usb2,none --crypts crypt-plain,crypt-luks --reps 3`,

@@ -23,7 +23,7 @@ import (
 // suspend or checkpoint takes those sums for every chunk the guest has
 // not written since. A round writes back what the guest changed (the
 // clone needs it on the pad), which the kernel would do within about
-// 30 s anyway; rounds come every 10 s at most, and further apart when a
+// 30 s anyway; rounds come at least 10 s apart, and further apart when a
 // round takes long (a slow pad), so that the pad is not kept busy with
 // pages the guest writes again and again. They use one CPU fewer than
 // the host has, leaving the guest its own.
