@@ -21,20 +21,10 @@ type chartBar struct {
 var chartBars = []chartBar{
 	{"resume to running", color.RGBA{31, 119, 180, 255}, func(c Cell) float64 { return c.Resume }, Paper.ResumeUSB2[1]},
 	{"resume to the guest's tick", color.RGBA{114, 170, 212, 255}, func(c Cell) float64 { return c.ResumeTick }, 0},
-	{"the pad's limit for what the resume read before the tick", color.RGBA{190, 215, 235, 255}, func(c Cell) float64 {
-		if c.PadReadMiBs <= 0 {
-			return 0
-		}
-		return c.ReadTick / c.PadReadMiBs
-	}, 0},
+	{"the pad's limit for what the resume read before the tick", color.RGBA{190, 215, 235, 255}, func(c Cell) float64 { return atSpeed(c.ReadTick, c.PadReadMiBs) }, 0},
 	{"first suspend", color.RGBA{214, 96, 39, 255}, func(c Cell) float64 { return c.Suspend1 }, Paper.SuspendUSB2[1]},
 	{"second suspend", color.RGBA{240, 160, 80, 255}, func(c Cell) float64 { return c.Suspend2 }, 0},
-	{"the pad's limit for what the second suspend wrote", color.RGBA{250, 215, 170, 255}, func(c Cell) float64 {
-		if c.PadWriteMiBs <= 0 {
-			return 0
-		}
-		return c.Written2 / c.PadWriteMiBs
-	}, 0},
+	{"the pad's limit for what the second suspend wrote", color.RGBA{250, 215, 170, 255}, func(c Cell) float64 { return atSpeed(c.Written2, c.PadWriteMiBs) }, 0},
 }
 
 // WriteChart charts, for the first crypt plugin measured, each memory

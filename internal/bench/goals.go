@@ -92,6 +92,15 @@ func (c *Cell) ratios() {
 	}
 }
 
+// atSpeed is how long mib takes at mibs MiB/s (0 when the speed is not
+// known).
+func atSpeed(mib, mibs float64) float64 {
+	if mibs <= 0 {
+		return 0
+	}
+	return mib / mibs
+}
+
 // GoalTable prints each median's steps beside its pad's limit, and the
 // ratios beside their goals.
 func GoalTable(w io.Writer, med []Cell) {
@@ -99,13 +108,7 @@ func GoalTable(w io.Writer, med []Cell) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "memory\tpad\tcrypt\tread/write MiB/s\t2nd suspend\tMiB written\tlimit\tratio (≤%.1f)\tto tick\tcold start\tMiB read\tlimit\tratio (≤%.1f)\tMiB read in all\tRAM touched\tratio (≤%.1f)\t\n", GoalSuspend2, GoalTick, GoalReads)
 	for _, c := range med {
-		lim2, limT := 0.0, 0.0
-		if c.PadWriteMiBs > 0 {
-			lim2 = c.Written2 / c.PadWriteMiBs
-		}
-		if c.PadReadMiBs > 0 {
-			limT = c.ReadTick / c.PadReadMiBs
-		}
+		lim2, limT := atSpeed(c.Written2, c.PadWriteMiBs), atSpeed(c.ReadTick, c.PadReadMiBs)
 		fmt.Fprintf(tw, "%d MiB\t%s\t%s\t%.0f/%.0f\t%.2f\t%.0f\t%.2f\t%s\t%.2f\t%.2f\t%.0f\t%.2f\t%s\t%.0f\t%.0f\t%s\t\n", c.MemoryMiB, c.Speed, c.Crypt,
 			c.PadReadMiBs, c.PadWriteMiBs, c.Suspend2, c.Written2, lim2, verdict(c.Suspend2Ratio, GoalSuspend2),
 			c.ResumeTick, c.ColdStart, c.ReadTick, limT, verdict(c.TickRatio, GoalTick),
