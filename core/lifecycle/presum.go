@@ -77,12 +77,21 @@ func newPresummer(m *pad.Machine, files map[string]string, ramBytes int64, warn 
 // start begins rounds (parent: the point the machine's files derive
 // from, whose sums a round takes too).
 func (p *presummer) start(ctx context.Context, parent string) {
-	if p == nil || p.off != "" || p.cancel != nil {
+	p.halt()
+	if p == nil || p.off != "" {
 		return
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.done = make(chan struct{})
 	go p.loop(ctx, parent)
+}
+
+// stop ends the rounds without waiting for the one under way (a suspend
+// must not wait for it to reach the VMM plugin); halt waits.
+func (p *presummer) stop() {
+	if p != nil && p.cancel != nil {
+		p.cancel()
+	}
 }
 
 // halt stops rounds and waits for the one under way to stop.

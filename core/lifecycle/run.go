@@ -25,7 +25,7 @@ func (s *Session) runMachine(ctx context.Context, note *string) error {
 		}
 	}
 	s.presum.start(ctx, s.parent)
-	defer s.presum.halt()
+	defer s.presum.stop() // a suspend halts it once the VMM plugin has the request
 	s.suspendAsked = false
 	s.r.progress("  the machine is running; Ctrl-C or `soulpad suspend` suspends it")
 	tick, stopTick := s.checkpointTicker()
@@ -125,16 +125,16 @@ func (s *Session) beginRunning(ctx context.Context) error {
 func (s *Session) askSuspend(note *string, why string) error {
 	*note = why + s.checkpointNote()
 	s.suspendAsked = true
-	s.startWriteBack()
 	return nil
 }
 
-// startWriteBack starts writing back what the guest changed of its
-// mapped memory, without waiting: the suspend must put those pages on
-// the pad, and they go while the hashing ahead stops, the point is
-// prepared and the guest is stopped, instead of after.
-func (s *Session) startWriteBack() {
-	for _, path := range s.running {
+// writeBack starts writing back what the guest changed of its mapped
+// memory (running: its files): the suspend must put those pages on the
+// pad, and they go while the VMM plugin stops the guest and saves its
+// devices, instead of after. Run on a goroutine of its own: the kernel
+// may make it wait for the pad.
+func writeBack(running map[string]string) {
+	for _, path := range running {
 		if f, err := os.Open(path); err == nil {
 			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 			f.Close()

@@ -64,18 +64,21 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	// A check still running waits: the suspend has the pad and the CPUs.
 	s.checkHeld.Store(true)
 	defer s.checkHeld.Store(false)
+	defer s.presum.halt()
 	var phases []vmm.Phase
 	pend, err := s.machine.NewPending()
 	if err != nil {
 		return err
 	}
 	// Should soulpad die from here on, the next run seals what the VMM
-	// plugin finishes writing (pad.Recover).
+	// plugin finishes writing (pad.Recover). Nothing that waits for the
+	// pad comes between the request and the plugin: the draft is made
+	// durable, and the hashing ahead has ended, once the plugin is done.
 	if err := pend.Draft(s.draftManifest(false)); err != nil {
 		_ = pend.Discard()
 		return err
 	}
-	s.presum.lend(pend) // what was hashed while the machine ran
+	go writeBack(s.running)
 	start := time.Now()
 	// The state as it reaches the vault: memory and device state, about
 	// the guest's RAM when it is streamed.
@@ -96,6 +99,12 @@ func (s *Session) suspend(ctx context.Context, note *string) error {
 	}
 	phases = append(phases, out.Phases...)
 	sealing := time.Now()
+	if err := pend.SyncDraft(); err != nil {
+		_ = pend.Discard()
+		return err
+	}
+	s.presum.halt()
+	s.presum.lend(pend) // what was hashed while the machine ran
 	point, err := s.sealPoint(pend, out, start, false)
 	if err != nil {
 		return err

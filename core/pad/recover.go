@@ -23,14 +23,34 @@ const draftFile = ".draft.json"
 const maxDraft = 4 << 20
 
 // Draft records the manifest the point will be sealed with (its files
-// aside), for a recovery if the suspend outlives the session.
+// aside), for a recovery if the suspend outlives the session. It is
+// written whole or not at all, but not yet durable: the suspend must
+// reach the VMM plugin at once, not wait behind the pad's write-back (a
+// kill in between would lose it). SyncDraft makes it durable.
 func (p *Pending) Draft(man Manifest) error {
 	man.Files = nil
 	b, err := json.Marshal(man)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(p.dir, draftFile), b, 0o600)
+	tmp := filepath.Join(p.dir, draftFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(p.dir, draftFile))
+}
+
+// SyncDraft makes the draft and the pending point's directory durable,
+// so that a power cut after the VMM plugin finished still leaves a
+// suspend the next run recovers.
+func (p *Pending) SyncDraft() error {
+	f, err := os.Open(filepath.Join(p.dir, draftFile))
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	return errors.Join(err, SyncDir(p.dir), SyncDir(p.m.PointsDir()))
 }
 
 // Pendings are the pending points of m: suspends that were never sealed.
