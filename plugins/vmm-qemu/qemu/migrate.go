@@ -194,9 +194,9 @@ func keepRAM(ctx context.Context, v *proc, dir string, timer *vmm.Timer) error {
 }
 
 // loadState feeds the point's state into the paused QEMU and waits until
-// it has loaded. With the point's sum of the state, QEMU reads it
-// through a pipe and the plugin checks it on the way: one read, and the
-// guest does not run unless it matched.
+// it has loaded. With the point's sum of the state, the plugin checks it
+// beside QEMU's reads (stateCheck): one read, and the guest does not run
+// unless it matched.
 func (p *Plugin) loadState(ctx context.Context, v *proc, req vmm.ResumeRequest, mapped bool) error {
 	f, err := os.Open(filepath.Join(req.StateDir, StateFile))
 	if err != nil {
@@ -204,18 +204,11 @@ func (p *Plugin) loadState(ctx context.Context, v *proc, req vmm.ResumeRequest, 
 	}
 	defer f.Close()
 	var loaded *stateCheck
-	fd := int(f.Fd())
 	if want, ok := findSum(req.Sums, StateFile); ok {
 		p.prog.start("resume", want.Size)
-		if loaded, err = checkWhileLoading(f, want, p.prog.counter); err != nil {
-			return err
-		}
-		defer loaded.close()
-		fd = loaded.fd()
+		loaded = checkWhileLoading(f, want, p.prog.counter)
 	}
-	err = v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, fd)
-	loaded.sent()
-	if err != nil {
+	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, int(f.Fd())); err != nil {
 		return err
 	}
 	if mapped {
@@ -230,5 +223,5 @@ func (p *Plugin) loadState(ctx context.Context, v *proc, req vmm.ResumeRequest, 
 	if err := waitIncoming(ctx, v); err != nil {
 		return err
 	}
-	return loaded.verify()
+	return loaded.verify(ctx)
 }

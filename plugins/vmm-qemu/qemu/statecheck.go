@@ -1,30 +1,31 @@
 package qemu
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
 	"os"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/soulpad/soulpad/sdk"
 	"github.com/soulpad/soulpad/sdk/vmm"
 )
 
-// stateCheck feeds a saved state to QEMU through a pipe and sums it on
-// the way, so that the state is read once and checked before the guest
-// runs. A nil *stateCheck does nothing (QEMU reads the file itself).
+// stateCheck sums a saved state while QEMU loads it, reading ahead of
+// QEMU through the same open file: QEMU's reads find the pages the check
+// brought in (one page cache: the state is read from the pad once), the
+// check hashes on CPUs QEMU does not use (no pipe to copy the state
+// through a third time), and the guest does not run until it matched. A
+// nil *stateCheck does nothing.
 type stateCheck struct {
-	want   vmm.FileSum
-	pr, pw *os.File
-	sum    *vmm.SumWriter // sum of chunk sums (SumOfChunks)
-	whole  hash.Hash      // or the whole file's
-	n      int64
-	done   chan error
+	want  vmm.FileSum
+	f     *os.File
+	sum   *vmm.SumWriter // sum of chunk sums (SumOfChunks)
+	whole hash.Hash      // or the whole file's
+	n     int64
+	done  chan error
 }
 
 func findSum(sums []vmm.FileSum, name string) (vmm.FileSum, bool) {
@@ -36,56 +37,40 @@ func findSum(sums []vmm.FileSum, name string) (vmm.FileSum, bool) {
 	return vmm.FileSum{}, false
 }
 
-// checkWhileLoading starts copying f into a pipe whose read end QEMU gets
-// (fd), summing what goes through as want was summed.
-func checkWhileLoading(f *os.File, want vmm.FileSum, count func(io.Writer) io.Writer) (*stateCheck, error) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	_, _ = unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, 1<<20)
-	c := &stateCheck{want: want, pr: pr, pw: pw, done: make(chan error, 1)}
+// checkWhileLoading starts summing f (whose descriptor QEMU gets) as want
+// was summed, up to a byte past want's size. It reads with pread, so f's
+// offset stays at the start for QEMU.
+func checkWhileLoading(f *os.File, want vmm.FileSum, count func(io.Writer) io.Writer) *stateCheck {
+	c := &stateCheck{want: want, f: f, done: make(chan error, 1)}
 	var w io.Writer
 	if want.SumOfChunks && want.ChunkBytes > 0 {
-		c.sum = vmm.NewSumWriter(want.Name, pw, want.ChunkBytes)
+		c.sum = vmm.NewSumWriter(want.Name, io.Discard, want.ChunkBytes)
 		w = c.sum
 	} else {
 		c.whole = sha256.New()
-		w = io.MultiWriter(pw, c.whole)
+		w = c.whole
 	}
 	go func() {
-		// (struct{io.Reader} hides f's WriteTo, which would copy in
-		// 32 KiB pieces.)
-		n, err := io.CopyBuffer(count(w), struct{ io.Reader }{f}, make([]byte, 1<<20))
+		// (struct{io.Reader} hides the section's WriteTo, if any: the
+		// buffer sets the reads' size.)
+		n, err := io.CopyBuffer(count(w), struct{ io.Reader }{io.NewSectionReader(f, 0, int64(want.Size)+1)}, make([]byte, 1<<20))
 		c.n = n
-		pw.Close() // EOF for QEMU; a pipe QEMU closed early fails the copy
 		c.done <- err
 	}()
-	return c, nil
+	return c
 }
 
-func (c *stateCheck) fd() int { return int(c.pr.Fd()) }
-
-// sent: QEMU has its own copy of the read end.
-func (c *stateCheck) sent() {
-	if c != nil {
-		c.pr.Close()
-	}
-}
-
-// verify waits for the copy to end and compares what went through with
-// the point's sum: the saved state on the pad changed (or QEMU stopped
-// reading before its end) unless they match.
-func (c *stateCheck) verify() error {
+// verify waits for the sum to end and compares it with the point's:
+// the saved state on the pad changed unless they match.
+func (c *stateCheck) verify(ctx context.Context) error {
 	if c == nil {
 		return nil
 	}
 	var err error
 	select {
 	case err = <-c.done:
-	case <-time.After(10 * time.Second):
-		// QEMU loaded the machine without reading the whole file.
-		return fmt.Errorf("the saved state has more than QEMU read: %w", sdk.ErrCorrupt)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	got := vmm.FileSum{Size: uint64(c.n)}
 	if c.sum != nil {
@@ -99,11 +84,3 @@ func (c *stateCheck) verify() error {
 	return nil
 }
 
-// close stops the copy if it still runs.
-func (c *stateCheck) close() {
-	if c == nil {
-		return
-	}
-	c.pr.Close()
-	c.pw.Close()
-}
