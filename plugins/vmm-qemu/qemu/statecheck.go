@@ -83,4 +83,3 @@ func (c *stateCheck) verify(ctx context.Context) error {
 	}
 	return nil
 }
-
