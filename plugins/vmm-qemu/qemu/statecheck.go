@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 
@@ -15,17 +15,14 @@ import (
 
 // stateCheck sums a saved state while QEMU loads it, reading ahead of
 // QEMU through the same open file: QEMU's reads find the pages the check
-// brought in (one page cache: the state is read from the pad once), the
-// check hashes on CPUs QEMU does not use (no pipe to copy the state
-// through a third time), and the guest does not run until it matched. A
-// nil *stateCheck does nothing.
+// brought in (one page cache: the state is read from the pad once), each
+// piece is hashed where it was read (no pipe to copy the state through),
+// and the guest does not run until it matched. A nil *stateCheck does
+// nothing.
 type stateCheck struct {
-	want  vmm.FileSum
-	f     *os.File
-	sum   *vmm.SumWriter // sum of chunk sums (SumOfChunks)
-	whole hash.Hash      // or the whole file's
-	n     int64
-	done  chan error
+	want vmm.FileSum
+	got  vmm.FileSum
+	done chan error
 }
 
 func findSum(sums []vmm.FileSum, name string) (vmm.FileSum, bool) {
@@ -37,27 +34,59 @@ func findSum(sums []vmm.FileSum, name string) (vmm.FileSum, bool) {
 	return vmm.FileSum{}, false
 }
 
+// The chunk sizes hashed a chunk a read; others (a manifest may name any)
+// are hashed through a SumWriter.
+const (
+	minReadChunk = 64 << 10
+	maxReadChunk = 64 << 20
+)
+
 // checkWhileLoading starts summing f (whose descriptor QEMU gets) as want
-// was summed, up to a byte past want's size. It reads with pread, so f's
-// offset stays at the start for QEMU.
-func checkWhileLoading(f *os.File, want vmm.FileSum, count func(io.Writer) io.Writer) *stateCheck {
-	c := &stateCheck{want: want, f: f, done: make(chan error, 1)}
-	var w io.Writer
-	if want.SumOfChunks && want.ChunkBytes > 0 {
-		c.sum = vmm.NewSumWriter(want.Name, io.Discard, want.ChunkBytes)
-		w = c.sum
-	} else {
-		c.whole = sha256.New()
-		w = c.whole
-	}
+// was summed, up to a byte past want's size; read counts the bytes read.
+// It reads with pread, so f's offset stays at the start for QEMU.
+func checkWhileLoading(f *os.File, want vmm.FileSum, read func(io.Writer) io.Writer) *stateCheck {
+	c := &stateCheck{want: want, done: make(chan error, 1)}
+	r := io.NewSectionReader(f, 0, int64(want.Size)+1)
 	go func() {
-		// (struct{io.Reader} hides the section's WriteTo, if any: the
-		// buffer sets the reads' size.)
-		n, err := io.CopyBuffer(count(w), struct{ io.Reader }{io.NewSectionReader(f, 0, int64(want.Size)+1)}, make([]byte, 1<<20))
-		c.n = n
+		var err error
+		switch {
+		case want.SumOfChunks && want.ChunkBytes >= minReadChunk && want.ChunkBytes <= maxReadChunk:
+			c.got, err = sumChunksAt(r, want, read(io.Discard))
+		case want.SumOfChunks && want.ChunkBytes > 0:
+			sw := vmm.NewSumWriter(want.Name, io.Discard, want.ChunkBytes)
+			_, err = io.CopyBuffer(read(sw), struct{ io.Reader }{r}, make([]byte, 1<<20))
+			c.got = sw.Sum()
+		default:
+			h := sha256.New()
+			var n int64
+			n, err = io.CopyBuffer(read(h), struct{ io.Reader }{r}, make([]byte, 1<<20))
+			c.got = vmm.FileSum{Size: uint64(n), SHA256: hex.EncodeToString(h.Sum(nil))}
+		}
 		c.done <- err
 	}()
 	return c
+}
+
+// sumChunksAt sums r's chunks of want.ChunkBytes, each hashed in the
+// buffer it was read into (read is told what was read).
+func sumChunksAt(r *io.SectionReader, want vmm.FileSum, read io.Writer) (vmm.FileSum, error) {
+	buf := make([]byte, want.ChunkBytes)
+	var sums [][sha256.Size]byte
+	var n int64
+	for {
+		k, err := r.ReadAt(buf, n)
+		if k > 0 {
+			sums = append(sums, sha256.Sum256(buf[:k]))
+			n += int64(k)
+			_, _ = read.Write(buf[:k])
+		}
+		if errors.Is(err, io.EOF) {
+			return vmm.SumOfChunkSums(want.Name, uint64(n), want.ChunkBytes, sums), nil
+		}
+		if err != nil {
+			return vmm.FileSum{}, err
+		}
+	}
 }
 
 // verify waits for the sum to end and compares it with the point's:
@@ -72,12 +101,7 @@ func (c *stateCheck) verify(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	got := vmm.FileSum{Size: uint64(c.n)}
-	if c.sum != nil {
-		got = c.sum.Sum()
-	} else {
-		got.SHA256 = hex.EncodeToString(c.whole.Sum(nil))
-	}
+	got := c.got
 	if err != nil || got.Size != c.want.Size || got.SHA256 != c.want.SHA256 {
 		return fmt.Errorf("%s does not match its checksum (its data on the pad changed since it was sealed): %w", c.want.Name, sdk.ErrCorrupt)
 	}
