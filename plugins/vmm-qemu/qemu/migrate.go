@@ -208,7 +208,14 @@ func (p *Plugin) loadState(ctx context.Context, v *proc, req vmm.ResumeRequest, 
 		p.prog.start("resume", want.Size)
 		loaded = checkWhileLoading(f, want, p.prog.counter)
 	}
-	if err := v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, int(f.Fd())); err != nil {
+	feed, err := spliceFeed(f)
+	if err != nil {
+		return err
+	}
+	defer feed.sent()
+	err = v.qmp.ExecuteWithFD(ctx, "getfd", map[string]any{"fdname": "soulpad-resume"}, feed.r)
+	feed.sent()
+	if err != nil {
 		return err
 	}
 	if mapped {
